@@ -1,0 +1,84 @@
+# ssmbridge - build, test, bench.  `make test` is the one test command (CI runs it).
+BUILD   ?= build
+GCC     ?= gcc
+CLANG   ?= clang
+GXX     ?= g++
+CLANGXX ?= clang++
+HDR     := ssmbridge.h
+
+WARN    := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wcast-qual -Wpointer-arith
+C99     := -std=c99 $(WARN)
+CXXWARN := -std=c++11 -Wall -Wextra -Wpedantic -Werror -fno-exceptions -fno-rtti
+TESTDEF := -D_POSIX_C_SOURCE=200809L
+TLSLIB  := -lbearssl
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_DEPS := $(HDR) tests/ssmb_test.h tests/runner.c tests/impl.c $(TEST_SRCS)
+TEST_ALL  := tests/impl.c tests/runner.c $(TEST_SRCS)
+
+TEST_BINS := $(BUILD)/test-gcc $(BUILD)/test-clang $(BUILD)/test-asan $(BUILD)/test-cpp-gcc $(BUILD)/test-cpp-clang
+CHECK_OBJS := $(BUILD)/impl-gcc.o $(BUILD)/static-gcc.o $(BUILD)/config-cells.stamp
+TOOLS := $(BUILD)/bench
+
+.PHONY: all test deps bench clean fuzz soak
+all: $(TEST_BINS) $(CHECK_OBJS)
+
+deps:
+	@sh tools/deps.sh
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+$(BUILD)/test-gcc: $(TEST_DEPS) | $(BUILD)
+	$(GCC) $(C99) $(TESTDEF) -O2 -g $(TEST_ALL) -o $@ $(TLSLIB)
+
+$(BUILD)/test-clang: $(TEST_DEPS) | $(BUILD)
+	$(CLANG) $(C99) $(TESTDEF) -O2 -g $(TEST_ALL) -o $@ $(TLSLIB)
+
+$(BUILD)/test-asan: $(TEST_DEPS) | $(BUILD)
+	$(CLANG) $(C99) $(TESTDEF) -O1 -g $(SAN) $(TEST_ALL) -o $@ $(TLSLIB)
+
+# The whole implementation compiled as C++11, with the test suite linked to it.
+$(BUILD)/test-cpp-gcc: $(TEST_DEPS) tests/impl_cpp.cpp | $(BUILD)
+	$(GXX) $(CXXWARN) -O2 -c tests/impl_cpp.cpp -o $(BUILD)/impl_cpp-gcc.o
+	$(GCC) $(C99) $(TESTDEF) -O2 tests/runner.c $(TEST_SRCS) $(BUILD)/impl_cpp-gcc.o -o $@ $(TLSLIB)
+
+$(BUILD)/test-cpp-clang: $(TEST_DEPS) tests/impl_cpp.cpp | $(BUILD)
+	$(CLANGXX) $(CXXWARN) -O2 -c tests/impl_cpp.cpp -o $(BUILD)/impl_cpp-clang.o
+	$(CLANG) $(C99) $(TESTDEF) -O2 tests/runner.c $(TEST_SRCS) $(BUILD)/impl_cpp-clang.o -o $@ $(TLSLIB)
+
+# Objects for the symbol checks: the default implementation must export only
+# ssmb_ symbols, a SSMBRIDGE_STATIC one nothing at all.
+$(BUILD)/impl-gcc.o: $(HDR) tests/impl.c | $(BUILD)
+	$(GCC) $(C99) -O2 -c tests/impl.c -o $@
+
+$(BUILD)/static-gcc.o: $(HDR) tests/static_impl.c | $(BUILD)
+	$(GCC) $(C99) -O2 -c tests/static_impl.c -o $@
+
+# Every configuration macro compiles warning-free with both compilers.
+CONFIGS := -DSSMB_USE_BEARSSL -DSSMB_USE_MBEDTLS -DSSMB_NO_TLS -DSSMB_NO_SOCKETS -DSSMB_NO_SHA_NI \
+           -DSSMBRIDGE_STATIC "-DSSMB_MALLOC(n)=malloc(n)" "-DSSMB_FREE(p)=free(p)"
+$(BUILD)/config-cells.stamp: $(HDR) tests/impl.c | $(BUILD)
+	@set -e; for cc in $(GCC) $(CLANG); do \
+	  for cfg in -DSSMB_USE_BEARSSL -DSSMB_USE_MBEDTLS -DSSMB_NO_TLS -DSSMB_NO_SOCKETS -DSSMB_NO_SHA_NI \
+	             -DSSMBRIDGE_STATIC "-DSSMB_MALLOC(n)=malloc(n) -DSSMB_FREE(p)=free(p) -include stdlib.h"; do \
+	    $$cc $(C99) -O1 $$cfg -c tests/impl.c -o $(BUILD)/cell.o || { echo "config cell failed: $$cc $$cfg"; exit 1; }; \
+	  done; \
+	  printf '#include "ssmbridge.h"\n#include "ssmbridge.h"\nint ssmb_user(void);\nint ssmb_user(void) { return (int)ssmb_version()[0]; }\n' \
+	    | $$cc $(C99) -I. -x c -fsyntax-only - || { echo "header alone does not compile: $$cc"; exit 1; }; \
+	done; touch $@
+
+test: deps
+	@$(MAKE) --no-print-directory -j2 all
+	@sh tests/run.sh $(BUILD)
+
+$(BUILD)/bench: tools/bench.c $(HDR) | $(BUILD)
+	$(GCC) -std=c99 -O2 -D_POSIX_C_SOURCE=200809L tools/bench.c -o $@ -lbearssl -lcrypto
+
+bench: deps $(BUILD)/bench
+	@$(BUILD)/bench
+
+clean:
+	rm -rf $(BUILD)
