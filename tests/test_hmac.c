@@ -4,10 +4,20 @@
 
 #include <stdlib.h>
 
-static char *read_vector(const char *rel, size_t *len) {
+/* Reads and parses a JSON vector file; returns its text (free it after
+   ssmbt_json_free), or NULL with a failed check. */
+static char *load_json_vector(const char *rel, ssmbt_json *j) {
     char path[512];
-    char *text = ssmbt_read_file(ssmbt_vector_path(rel, path, sizeof path), len);
-    if (!text) ssmbt_fail(__FILE__, __LINE__, path);
+    size_t len;
+    char *text = ssmbt_read_file(ssmbt_vector_path(rel, path, sizeof path), &len);
+    if (!text) {
+        ssmbt_fail(__FILE__, __LINE__, path);
+        return NULL;
+    }
+    if (!CHECK(ssmbt_json_load(j, text, len) == 0)) {
+        free(text);
+        return NULL;
+    }
     return text;
 }
 
@@ -21,16 +31,11 @@ static uint8_t *json_hex(const ssmbt_json *j, int obj, const char *key, size_t *
 
 /* RFC 4231 §4: seven cases; case 5 gives only the first 128 bits. */
 SSMB_TEST(hmac_rfc4231) {
-    size_t len;
-    char *text = read_vector("hmac/rfc4231-hmac-sha256.json", &len);
     ssmbt_json j;
+    char *text = load_json_vector("hmac/rfc4231-hmac-sha256.json", &j);
     int cases, k;
     long ok = 0;
     if (!text) return;
-    if (!CHECK(ssmbt_json_load(&j, text, len) == 0)) {
-        free(text);
-        return;
-    }
     cases = ssmbt_json_len(&j, ssmbt_json_get(&j, 0, "cases"));
     CHECK_EQ_INT(cases, 7);
     for (k = 0; k < cases; k++) {
@@ -81,16 +86,11 @@ static int wycheproof_case(const ssmbt_json *j, int t, size_t tag_bytes) {
 }
 
 SSMB_TEST(hmac_wycheproof) {
-    size_t len;
-    char *text = read_vector("hmac/wycheproof/hmac_sha256_test.json", &len);
     ssmbt_json j;
+    char *text = load_json_vector("hmac/wycheproof/hmac_sha256_test.json", &j);
     int groups, g, t;
     long ok = 0, total = 0;
     if (!text) return;
-    if (!CHECK(ssmbt_json_load(&j, text, len) == 0)) {
-        free(text);
-        return;
-    }
     groups = ssmbt_json_len(&j, ssmbt_json_get(&j, 0, "testGroups"));
     for (g = 0; g < groups; g++) {
         int group = ssmbt_json_at(&j, ssmbt_json_get(&j, 0, "testGroups"), g);
