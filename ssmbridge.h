@@ -907,40 +907,175 @@ static const uint32_t ssmb__sha256_h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 
                                             0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
 
 #define SSMB__ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+/* FIPS 180-4 §4.1.2: the four sigma functions, Ch and Maj. */
+#define SSMB__BSIG0(x) (SSMB__ROTR(x, 2) ^ SSMB__ROTR(x, 13) ^ SSMB__ROTR(x, 22))
+#define SSMB__BSIG1(x) (SSMB__ROTR(x, 6) ^ SSMB__ROTR(x, 11) ^ SSMB__ROTR(x, 25))
+#define SSMB__SSIG0(x) (SSMB__ROTR(x, 7) ^ SSMB__ROTR(x, 18) ^ ((x) >> 3))
+#define SSMB__SSIG1(x) (SSMB__ROTR(x, 17) ^ SSMB__ROTR(x, 19) ^ ((x) >> 10))
+#define SSMB__CH(e, f, g) ((g) ^ ((e) & ((f) ^ (g))))
+#define SSMB__MAJ(a, b, c) (((a) & (b)) | ((c) & ((a) | (b))))
 
-/* Portable compression of nblocks 64-byte blocks. */
+/* The message schedule (FIPS 180-4 §6.2.2 step 1) kept as a ring of 16
+   words: ring word j holds the latest W[t] with t = j (mod 16), and W[t]
+   overwrites W[t - 16] in place. */
+#define SSMB__W_LOAD(w, j) (w[j])
+#define SSMB__W_NEXT(w, j) \
+    (w[j] += SSMB__SSIG1(w[((j) + 14) & 15]) + w[((j) + 9) & 15] + SSMB__SSIG0(w[((j) + 1) & 15]))
+
+/* One round, round number t. Instead of shifting eight variables, the caller
+   rotates the names it passes: afterwards h holds the new a and d the new e. */
+#define SSMB__ROUND(a, b, c, d, e, f, g, h, t, W)                                               \
+    do {                                                                                       \
+        uint32_t ssmb__t1 = h + SSMB__BSIG1(e) + SSMB__CH(e, f, g) + ssmb__sha256_k[t] + W;     \
+        d += ssmb__t1;                                                                         \
+        h = ssmb__t1 + SSMB__BSIG0(a) + SSMB__MAJ(a, b, c);                                    \
+    } while (0)
+
+/* Rounds t..t+7 using ring words j..j+7; eight rounds bring the names back. */
+#define SSMB__ROUNDS8(t, j, WORD)                                            \
+    do {                                                                     \
+        SSMB__ROUND(a, b, c, d, e, f, g, h, (t) + 0, WORD(w, (j) + 0));      \
+        SSMB__ROUND(h, a, b, c, d, e, f, g, (t) + 1, WORD(w, (j) + 1));      \
+        SSMB__ROUND(g, h, a, b, c, d, e, f, (t) + 2, WORD(w, (j) + 2));      \
+        SSMB__ROUND(f, g, h, a, b, c, d, e, (t) + 3, WORD(w, (j) + 3));      \
+        SSMB__ROUND(e, f, g, h, a, b, c, d, (t) + 4, WORD(w, (j) + 4));      \
+        SSMB__ROUND(d, e, f, g, h, a, b, c, (t) + 5, WORD(w, (j) + 5));      \
+        SSMB__ROUND(c, d, e, f, g, h, a, b, (t) + 6, WORD(w, (j) + 6));      \
+        SSMB__ROUND(b, c, d, e, f, g, h, a, (t) + 7, WORD(w, (j) + 7));      \
+    } while (0)
+/* Sixteen rounds walk the whole ring once. Every index is a constant, which
+   lets the compiler keep the words in registers. */
+#define SSMB__ROUNDS16(t, WORD)           \
+    do {                                  \
+        SSMB__ROUNDS8((t), 0, WORD);      \
+        SSMB__ROUNDS8((t) + 8, 8, WORD);  \
+    } while (0)
+
+/* Portable compression of nblocks 64-byte blocks (FIPS 180-4 §6.2.2). */
 static void ssmb__sha256_blocks_portable(uint32_t state[8], const uint8_t *data, size_t nblocks) {
     while (nblocks--) {
-        uint32_t w[64], a, b, c, d, e, f, g, h;
-        int t;
-        for (t = 0; t < 16; t++) w[t] = ssmb__load_be32(data + 4 * t);
-        for (t = 16; t < 64; t++) {
-            uint32_t s0 = SSMB__ROTR(w[t - 15], 7) ^ SSMB__ROTR(w[t - 15], 18) ^ (w[t - 15] >> 3);
-            uint32_t s1 = SSMB__ROTR(w[t - 2], 17) ^ SSMB__ROTR(w[t - 2], 19) ^ (w[t - 2] >> 10);
-            w[t] = w[t - 16] + s0 + w[t - 7] + s1;
-        }
+        uint32_t w[16], a, b, c, d, e, f, g, h;
+        int j;
+        for (j = 0; j < 16; j++) w[j] = ssmb__load_be32(data + 4 * j);
         a = state[0]; b = state[1]; c = state[2]; d = state[3];
         e = state[4]; f = state[5]; g = state[6]; h = state[7];
-        for (t = 0; t < 64; t++) {
-            uint32_t t1 = h + (SSMB__ROTR(e, 6) ^ SSMB__ROTR(e, 11) ^ SSMB__ROTR(e, 25)) + ((e & f) ^ (~e & g)) +
-                          ssmb__sha256_k[t] + w[t];
-            uint32_t t2 = (SSMB__ROTR(a, 2) ^ SSMB__ROTR(a, 13) ^ SSMB__ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-            h = g; g = f; f = e; e = d + t1;
-            d = c; c = b; b = a; a = t1 + t2;
-        }
+        SSMB__ROUNDS16(0, SSMB__W_LOAD);
+        SSMB__ROUNDS16(16, SSMB__W_NEXT);
+        SSMB__ROUNDS16(32, SSMB__W_NEXT);
+        SSMB__ROUNDS16(48, SSMB__W_NEXT);
         state[0] += a; state[1] += b; state[2] += c; state[3] += d;
         state[4] += e; state[5] += f; state[6] += g; state[7] += h;
         data += 64;
     }
 }
 
-/* >>sha256-ni (the x86-64 SHA extensions path goes here) */
+#if SSMB__HAVE_SHA_NI
+/* >>sha256-ni: the x86-64 SHA extensions. sha256rnds2 runs two rounds on a
+   state split across two registers, {A,B,E,F} and {C,D,G,H} (Intel SDM,
+   SHA256RNDS2), with W+K for the two rounds in the low 64 bits of its third
+   operand. sha256msg1/msg2 compute the message schedule four words at a time.
+   The functions are compiled for these extensions on their own, so the rest
+   of the program needs no special flags; they only run after CPUID said yes. */
+#define SSMB__NI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
 
-static ssmb_sha256_impl ssmb__sha256_detect(void) {
-    return SSMB_SHA256_PORTABLE;
+/* Four rounds with message words m (W[i..i+3]) and constants K[i..i+3]: two
+   rounds on the low half of W+K, then two on the high half moved down. */
+#define SSMB__NI_ROUNDS4(m, i)                                                                 \
+    do {                                                                                       \
+        __m128i ssmb__k = _mm_loadu_si128((const __m128i *)(const void *)(ssmb__sha256_k + (i))); \
+        __m128i ssmb__wk = _mm_add_epi32(m, ssmb__k);                                          \
+        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, ssmb__wk);                                    \
+        abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(ssmb__wk, 0x0e));           \
+    } while (0)
+
+/* W[i..i+3] from the four previous groups, written over the oldest (m0 holds
+   W[i-16..i-13], m1 W[i-12..], m2 W[i-8..], m3 W[i-4..]): msg1 adds
+   sigma0(W[t-15]) to W[t-16], alignr supplies W[t-7], msg2 adds sigma1(W[t-2]). */
+#define SSMB__NI_SCHEDULE(m0, m1, m2, m3) \
+    (m0 = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(m0, m1), _mm_alignr_epi8(m3, m2, 4)), m3))
+
+SSMB__NI_TARGET static __m128i ssmb__ni_load_words(const uint8_t *p) {
+    /* Bytes to big-endian 32-bit words. */
+    const __m128i swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), swap);
 }
 
+SSMB__NI_TARGET static void ssmb__sha256_blocks_ni(uint32_t state[8], const uint8_t *data, size_t nblocks) {
+    __m128i abcd = _mm_loadu_si128((const __m128i *)(void *)state);
+    __m128i efgh = _mm_loadu_si128((const __m128i *)(void *)(state + 4));
+    /* Lanes listed from lane 0 up. */
+    __m128i badc = _mm_shuffle_epi32(abcd, 0xb1);                   /* {B,A,D,C} */
+    __m128i hgfe = _mm_shuffle_epi32(efgh, 0x1b);                   /* {H,G,F,E} */
+    __m128i abef = _mm_alignr_epi8(badc, hgfe, 8);                  /* {F,E,B,A} */
+    __m128i cdgh = _mm_blend_epi16(hgfe, badc, 0xf0);               /* {H,G,D,C} */
+    while (nblocks--) {
+        __m128i abef_in = abef, cdgh_in = cdgh;
+        __m128i m0 = ssmb__ni_load_words(data), m1 = ssmb__ni_load_words(data + 16);
+        __m128i m2 = ssmb__ni_load_words(data + 32), m3 = ssmb__ni_load_words(data + 48);
+        SSMB__NI_ROUNDS4(m0, 0);
+        SSMB__NI_ROUNDS4(m1, 4);
+        SSMB__NI_ROUNDS4(m2, 8);
+        SSMB__NI_ROUNDS4(m3, 12);
+        SSMB__NI_SCHEDULE(m0, m1, m2, m3); SSMB__NI_ROUNDS4(m0, 16);
+        SSMB__NI_SCHEDULE(m1, m2, m3, m0); SSMB__NI_ROUNDS4(m1, 20);
+        SSMB__NI_SCHEDULE(m2, m3, m0, m1); SSMB__NI_ROUNDS4(m2, 24);
+        SSMB__NI_SCHEDULE(m3, m0, m1, m2); SSMB__NI_ROUNDS4(m3, 28);
+        SSMB__NI_SCHEDULE(m0, m1, m2, m3); SSMB__NI_ROUNDS4(m0, 32);
+        SSMB__NI_SCHEDULE(m1, m2, m3, m0); SSMB__NI_ROUNDS4(m1, 36);
+        SSMB__NI_SCHEDULE(m2, m3, m0, m1); SSMB__NI_ROUNDS4(m2, 40);
+        SSMB__NI_SCHEDULE(m3, m0, m1, m2); SSMB__NI_ROUNDS4(m3, 44);
+        SSMB__NI_SCHEDULE(m0, m1, m2, m3); SSMB__NI_ROUNDS4(m0, 48);
+        SSMB__NI_SCHEDULE(m1, m2, m3, m0); SSMB__NI_ROUNDS4(m1, 52);
+        SSMB__NI_SCHEDULE(m2, m3, m0, m1); SSMB__NI_ROUNDS4(m2, 56);
+        SSMB__NI_SCHEDULE(m3, m0, m1, m2); SSMB__NI_ROUNDS4(m3, 60);
+        abef = _mm_add_epi32(abef, abef_in);
+        cdgh = _mm_add_epi32(cdgh, cdgh_in);
+        data += 64;
+    }
+    {
+        __m128i abef_rev = _mm_shuffle_epi32(abef, 0x1b);           /* {A,B,E,F} */
+        __m128i ghcd = _mm_shuffle_epi32(cdgh, 0xb1);               /* {G,H,C,D} */
+        abcd = _mm_blend_epi16(abef_rev, ghcd, 0xf0);
+        efgh = _mm_alignr_epi8(ghcd, abef_rev, 8);
+    }
+    _mm_storeu_si128((__m128i *)(void *)state, abcd);
+    _mm_storeu_si128((__m128i *)(void *)(state + 4), efgh);
+}
+
+/* CPUID leaf 7 EBX bit 29 is SHA; leaf 1 ECX bit 19 is SSE4.1, bit 9 SSSE3. */
+static int ssmb__cpu_has_sha_ni(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    if (!(ecx & (1u << 19)) || !(ecx & (1u << 9))) return 0;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    return (ebx & (1u << 29)) != 0;
+}
+
+/* The one static the library writes (see THREADING in the header): 0 while
+   unknown, otherwise the best ssmb_sha256_impl. Every writer stores the same
+   value, so relaxed atomics suffice. */
+static int ssmb__sha256_best_memo;
+
+static ssmb_sha256_impl ssmb__sha256_detect(void) {
+    int best = __atomic_load_n(&ssmb__sha256_best_memo, __ATOMIC_RELAXED);
+    if (SSMB__UNLIKELY(best == 0)) {
+        best = ssmb__cpu_has_sha_ni() ? (int)SSMB_SHA256_SHA_NI : (int)SSMB_SHA256_PORTABLE;
+        __atomic_store_n(&ssmb__sha256_best_memo, best, __ATOMIC_RELAXED);
+    }
+    return (ssmb_sha256_impl)best;
+}
+#else
+static ssmb_sha256_impl ssmb__sha256_detect(void) { return SSMB_SHA256_PORTABLE; }
+#endif
+
 static void ssmb__sha256_blocks(ssmb_sha256_ctx *ctx, const uint8_t *data, size_t nblocks) {
+#if SSMB__HAVE_SHA_NI
+    if (ctx->impl == (uint32_t)SSMB_SHA256_SHA_NI) {
+        ssmb__sha256_blocks_ni(ctx->state, data, nblocks);
+        return;
+    }
+#endif
     ssmb__sha256_blocks_portable(ctx->state, data, nblocks);
 }
 
@@ -974,6 +1109,7 @@ SSMB_APIDEF void ssmb_sha256_init(ssmb_sha256_ctx *ctx) { (void)ssmb_sha256_init
 SSMB_APIDEF void ssmb_sha256_update(ssmb_sha256_ctx *ctx, const void *data, size_t len) {
     const uint8_t *p = (const uint8_t *)data;
     size_t used = (size_t)(ctx->total & 63);
+    if (len == 0) return; /* (NULL, 0) is a valid empty update */
     ctx->total += len;
     if (used) {
         size_t take = SSMB__MIN(64 - used, len);

@@ -1,0 +1,244 @@
+/* bench.c - ssmbridge benchmarks against OpenSSL (the baseline) and BearSSL.
+
+   Prints a table (MiB/s or ns per operation, and the ratio to the OpenSSL
+   row doing the same work, higher is better) and, for every figure, one
+   machine-readable line "bench: NAME VALUE UNIT".
+
+   Each row times a callback: the best of BENCH_RUNS runs of about
+   BENCH_RUN_MS milliseconds each, so a noisy neighbour rarely spoils a
+   figure. To add a row, write a callback that does one operation on its
+   argument and add an entry to rows[] in main().
+
+   Build: make bench (gcc -O2 tools/bench.c -lbearssl -lcrypto). */
+#define SSMBRIDGE_IMPLEMENTATION
+#include "../ssmbridge.h"
+
+#include <bearssl.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define BENCH_RUNS 5
+#define BENCH_RUN_MS 100
+
+/* ---- timing ------------------------------------------------------------ */
+
+typedef void (*bench_fn)(void *arg);
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Calls per clock read: doubled until one batch takes about a millisecond,
+   so reading the clock costs nothing measurable. */
+static long bench_batch(bench_fn fn, void *arg) {
+    long batch = 1, i;
+    for (;;) {
+        double t0 = now_ns();
+        for (i = 0; i < batch; i++) fn(arg);
+        if (now_ns() - t0 >= 1e6 || batch >= (1L << 30)) return batch;
+        batch *= 2;
+    }
+}
+
+/* Nanoseconds per call of fn(arg): the best of BENCH_RUNS timed runs. */
+static double bench_ns_per_call(bench_fn fn, void *arg) {
+    long batch = bench_batch(fn, arg), calls, i;
+    double best = 0, t0, elapsed;
+    int run;
+    for (run = 0; run < BENCH_RUNS; run++) {
+        calls = 0;
+        t0 = now_ns();
+        do {
+            for (i = 0; i < batch; i++) fn(arg);
+            calls += batch;
+            elapsed = now_ns() - t0;
+        } while (elapsed < BENCH_RUN_MS * 1e6);
+        if (run == 0 || elapsed / (double)calls < best) best = elapsed / (double)calls;
+    }
+    return best;
+}
+
+/* ---- the work: SHA-256 and HMAC ---------------------------------------- */
+
+/* One hash job: a message, and where its digest or tag goes. */
+typedef struct hash_job {
+    const uint8_t *msg;
+    size_t len;
+    uint8_t out[32];
+} hash_job;
+
+/* The HMAC key: 32 bytes, the size of a SigV4 signing key. */
+static const uint8_t hmac_key[32] = "0123456789abcdef0123456789abcdef";
+
+/* OpenSSL objects fetched once, so the rows time hashing, not look-ups. */
+static EVP_MD *openssl_sha256;
+static EVP_MD_CTX *openssl_md_ctx;
+static EVP_MAC_CTX *openssl_mac_ctx;
+
+static void run_ssmb_sha256(void *arg) {
+    hash_job *j = (hash_job *)arg;
+    ssmb_sha256(j->msg, j->len, j->out);
+}
+
+static void run_ssmb_sha256_portable(void *arg) {
+    hash_job *j = (hash_job *)arg;
+    ssmb_sha256_ctx ctx;
+    ssmb_sha256_init_impl(&ctx, SSMB_SHA256_PORTABLE);
+    ssmb_sha256_update(&ctx, j->msg, j->len);
+    ssmb_sha256_final(&ctx, j->out);
+}
+
+static void run_openssl_sha256(void *arg) {
+    hash_job *j = (hash_job *)arg;
+    EVP_DigestInit_ex(openssl_md_ctx, openssl_sha256, NULL);
+    EVP_DigestUpdate(openssl_md_ctx, j->msg, j->len);
+    EVP_DigestFinal_ex(openssl_md_ctx, j->out, NULL);
+}
+
+static void run_bearssl_sha256(void *arg) {
+    hash_job *j = (hash_job *)arg;
+    br_sha256_context ctx;
+    br_sha256_init(&ctx);
+    br_sha256_update(&ctx, j->msg, j->len);
+    br_sha256_out(&ctx, j->out);
+}
+
+static void run_ssmb_hmac(void *arg) {
+    hash_job *j = (hash_job *)arg;
+    ssmb_hmac_sha256(hmac_key, sizeof hmac_key, j->msg, j->len, j->out);
+}
+
+/* OpenSSL's fastest HMAC path: one EVP_MAC context, re-keyed per message. */
+static void run_openssl_hmac(void *arg) {
+    hash_job *j = (hash_job *)arg;
+    size_t n = 0;
+    EVP_MAC_init(openssl_mac_ctx, hmac_key, sizeof hmac_key, NULL);
+    EVP_MAC_update(openssl_mac_ctx, j->msg, j->len);
+    EVP_MAC_final(openssl_mac_ctx, j->out, &n, sizeof j->out);
+}
+
+static int openssl_setup(void) {
+    OSSL_PARAM params[2];
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    openssl_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    openssl_md_ctx = EVP_MD_CTX_new();
+    openssl_mac_ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    if (!openssl_sha256 || !openssl_md_ctx || !openssl_mac_ctx) return 0;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    return EVP_MAC_CTX_set_params(openssl_mac_ctx, params) == 1;
+}
+
+static void openssl_teardown(void) {
+    EVP_MAC_CTX_free(openssl_mac_ctx);
+    EVP_MD_CTX_free(openssl_md_ctx);
+    EVP_MD_free(openssl_sha256);
+}
+
+/* A figure for a wrong answer is worthless: fn must write what reference
+   writes for the same job. */
+static int same_output(bench_fn fn, bench_fn reference, hash_job *job) {
+    uint8_t want[32];
+    reference(job);
+    memcpy(want, job->out, sizeof want);
+    memset(job->out, 0, sizeof job->out);
+    fn(job);
+    return memcmp(job->out, want, sizeof want) == 0;
+}
+
+/* ---- rows and report --------------------------------------------------- */
+
+typedef enum bench_unit { BENCH_MIBS, BENCH_NS } bench_unit;
+
+typedef struct bench_row {
+    const char *name;   /* machine name without its unit, e.g. "sha256_16k" */
+    const char *label;  /* table label */
+    bench_fn fn;
+    void *arg;
+    size_t bytes;       /* bytes processed per call (for MiB/s) */
+    bench_unit unit;    /* throughput (MiB/s) or latency (ns per op) */
+    int baseline;       /* index of the OpenSSL row doing the same work; -1 none */
+} bench_row;
+
+static double row_value(const bench_row *r, double ns) {
+    return r->unit == BENCH_MIBS ? (double)r->bytes / ns * 1e9 / (1024.0 * 1024.0) : ns;
+}
+
+static void print_report(const bench_row *rows, const double *ns, int n) {
+    int i;
+    printf("%-38s %14s %10s\n", "benchmark", "figure", "vs OpenSSL");
+    for (i = 0; i < n; i++) {
+        char ratio[32] = "";
+        if (rows[i].baseline >= 0) snprintf(ratio, sizeof ratio, "%.2fx", ns[rows[i].baseline] / ns[i]);
+        printf("%-38s %8.1f %-5s %10s\n", rows[i].label, row_value(&rows[i], ns[i]),
+               rows[i].unit == BENCH_MIBS ? "MiB/s" : "ns/op", ratio);
+    }
+    printf("\n");
+    for (i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        printf("bench: %s_%s %.1f %s\n", r->name, r->unit == BENCH_MIBS ? "mibs" : "ns", row_value(r, ns[i]),
+               r->unit == BENCH_MIBS ? "MiB/s" : "ns");
+        if (r->baseline >= 0 && r->baseline != i)
+            printf("bench: %s_vs_openssl %.3f ratio\n", r->name, ns[r->baseline] / ns[i]);
+    }
+}
+
+#define BENCH_MAX_ROWS 64
+
+int main(void) {
+    static uint8_t payload[16384];
+    static hash_job job_1k, job_16k, job_short;
+    char auto_1k[64], auto_16k[64];
+    const char *best = ssmb_sha256_impl_name(ssmb_sha256_best_impl());
+    /* Row indices of the OpenSSL baselines. */
+    enum { OSSL_1K = 0, OSSL_16K = 4, OSSL_HMAC = 8 };
+    const bench_row rows[] = {
+        {"openssl_sha256_1k", "OpenSSL EVP SHA-256, 1 KiB", run_openssl_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K},
+        {"sha256_1k", auto_1k, run_ssmb_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K},
+        {"sha256_portable_1k", "ssmbridge SHA-256 portable, 1 KiB", run_ssmb_sha256_portable, &job_1k, 1024,
+         BENCH_MIBS, OSSL_1K},
+        {"bearssl_sha256_1k", "BearSSL br_sha256, 1 KiB", run_bearssl_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K},
+        {"openssl_sha256_16k", "OpenSSL EVP SHA-256, 16 KiB", run_openssl_sha256, &job_16k, 16384, BENCH_MIBS,
+         OSSL_16K},
+        {"sha256_16k", auto_16k, run_ssmb_sha256, &job_16k, 16384, BENCH_MIBS, OSSL_16K},
+        {"sha256_portable_16k", "ssmbridge SHA-256 portable, 16 KiB", run_ssmb_sha256_portable, &job_16k, 16384,
+         BENCH_MIBS, OSSL_16K},
+        {"bearssl_sha256_16k", "BearSSL br_sha256, 16 KiB", run_bearssl_sha256, &job_16k, 16384, BENCH_MIBS,
+         OSSL_16K},
+        {"openssl_hmac_short", "OpenSSL EVP_MAC HMAC-SHA256, 64 B", run_openssl_hmac, &job_short, 64, BENCH_NS,
+         OSSL_HMAC},
+        {"hmac_short", "ssmbridge HMAC-SHA256, 64 B", run_ssmb_hmac, &job_short, 64, BENCH_NS, OSSL_HMAC},
+    };
+    int n = (int)(sizeof rows / sizeof rows[0]), i;
+    double ns[BENCH_MAX_ROWS];
+    size_t k;
+
+    for (k = 0; k < sizeof payload; k++) payload[k] = (uint8_t)(k * 131 + (k >> 8));
+    job_1k.msg = job_16k.msg = job_short.msg = payload;
+    job_1k.len = 1024;
+    job_16k.len = 16384;
+    job_short.len = 64;
+    snprintf(auto_1k, sizeof auto_1k, "ssmbridge SHA-256 %s, 1 KiB", best);
+    snprintf(auto_16k, sizeof auto_16k, "ssmbridge SHA-256 %s, 16 KiB", best);
+    if (!openssl_setup()) {
+        fprintf(stderr, "bench: OpenSSL SHA-256 or HMAC is unavailable\n");
+        return 1;
+    }
+    /* Every hash row must agree with its OpenSSL row before it is timed. */
+    for (i = 0; i < n; i++) {
+        if (rows[i].baseline >= 0 && !same_output(rows[i].fn, rows[rows[i].baseline].fn, (hash_job *)rows[i].arg)) {
+            fprintf(stderr, "bench: %s disagrees with OpenSSL\n", rows[i].name);
+            return 1;
+        }
+    }
+    for (i = 0; i < n && i < BENCH_MAX_ROWS; i++) ns[i] = bench_ns_per_call(rows[i].fn, rows[i].arg);
+    print_report(rows, ns, n);
+    openssl_teardown();
+    return 0;
+}
