@@ -1511,7 +1511,7 @@ static void ssmb__jw_fail(ssmb_json_writer *w, ssmb_result r) {
 }
 
 static void ssmb__jw_put(ssmb_json_writer *w, const char *s, size_t n) {
-    if (w->error) return;
+    if (w->error || n == 0) return;
     if (n > (size_t)-1 - w->len) {
         ssmb__jw_fail(w, SSMB_ERR_OVERFLOW);
         return;
@@ -1606,6 +1606,10 @@ static void ssmb__jw_quoted(ssmb_json_writer *w, const char *s, size_t n) {
     }
     if (!ssmb__utf8_valid(s, n)) {
         ssmb__jw_fail(w, SSMB_ERR_MALFORMED);
+        return;
+    }
+    if (n == 0) {
+        ssmb__jw_put(w, "\"\"", 2);
         return;
     }
     ssmb__jw_putc(w, '"');
