@@ -389,8 +389,11 @@ typedef struct ssmb_json {
     int32_t count;
 } ssmb_json;
 
-/* SSMB_ERR_JSON for malformed or truncated text or trailing garbage,
-   SSMB_ERR_LIMIT when max_tokens is too few or the text is over 2 GiB. */
+/* Accepts exactly one complete RFC 8259 value (whitespace around it).
+   SSMB_ERR_JSON for malformed or truncated text or trailing garbage,
+   SSMB_ERR_LIMIT when max_tokens is too few, nesting is deeper than
+   SSMB_JSON_MAX_DEPTH or the text is over 2 GiB. Work is bounded by the
+   text length and max_tokens. */
 SSMB_API ssmb_result ssmb_json_parse(ssmb_json *doc, const char *text, size_t len,
                                      ssmb_json_token *tokens, size_t max_tokens);
 SSMB_API ssmb_json_type ssmb_json_kind(const ssmb_json *doc, int32_t tok);
@@ -412,7 +415,8 @@ SSMB_API ssmb_result ssmb_json_get_bool(const ssmb_json *doc, int32_t tok, int *
 SSMB_API int ssmb_json_is_null(const ssmb_json *doc, int32_t tok);
 /* Decodes the escapes of a raw string view into UTF-8 (\uXXXX with
    surrogate pairs); writes a NUL when it fits. SSMB_ERR_MALFORMED for bad
-   escapes or lone surrogates. */
+   escapes or lone surrogates; SSMB_ERR_BUFFER_TOO_SMALL when the bytes do
+   not fit. *out_len = decoded length (without the NUL) in both cases. */
 SSMB_API ssmb_result ssmb_json_unescape(ssmb_str raw, char *out, size_t cap, size_t *out_len);
 
 #ifndef SSMB_JSON_MAX_DEPTH
@@ -447,7 +451,9 @@ SSMB_API void ssmb_json_writer_null(ssmb_json_writer *w);
 /* Raw JSON text inserted as one value (the caller vouches for it). */
 SSMB_API void ssmb_json_writer_raw(ssmb_json_writer *w, const char *json, size_t len);
 /* The sticky error, or SSMB_ERR_BUFFER_TOO_SMALL (needed size in *out_len),
-   or SSMB_ERR_INVALID_STATE for unbalanced nesting; writes a NUL when it fits. */
+   or SSMB_ERR_INVALID_STATE for unbalanced nesting or an empty document.
+   Success when the text fits in cap; a NUL follows when cap has room for it.
+   The payload builders below follow the same rule. */
 SSMB_API ssmb_result ssmb_json_writer_finish(ssmb_json_writer *w, size_t *out_len);
 
 /* ---- msg: the ClientMessage codec (PROTOCOL.md §2) ----------------------- */
@@ -511,7 +517,8 @@ typedef struct ssmb_msg {
 SSMB_API ssmb_result ssmb_msg_frame_size(size_t payload_size, size_t *out);
 /* Encodes header and payload; computes the digest. Type longer than 32 bytes
    or empty: SSMB_ERR_INVALID_ARG. *out_len = frame size (also on
-   SSMB_ERR_BUFFER_TOO_SMALL). */
+   SSMB_ERR_BUFFER_TOO_SMALL). The payload may already sit in out. An empty
+   payload encodes, but no peer sends one (PROTOCOL.md §2.5). */
 SSMB_API ssmb_result ssmb_msg_encode(const ssmb_msg *m, uint8_t *out, size_t cap, size_t *out_len);
 /* Writes only the 120-byte header for m->payload (zero copy: place the
    payload at out + 120 yourself, or send it separately). */
@@ -519,7 +526,10 @@ SSMB_API ssmb_result ssmb_msg_encode_header(const ssmb_msg *m, uint8_t out[SSMB_
 /* Bounds-checked decode. Never trusts HeaderLength or PayloadLength:
    SSMB_ERR_TRUNCATED when the frame is shorter than 120 bytes, and
    SSMB_ERR_SSM_PROTOCOL when HeaderLength is not 116 or PayloadLength
-   disagrees with the bytes carried. Does not check the digest. */
+   disagrees with the bytes carried (stricter than the reference reader,
+   PROTOCOL.md §2.3). MessageType has NULs, then ASCII whitespace, trimmed
+   from both ends. Does not check the digest. *out is written only on
+   success. */
 SSMB_API ssmb_result ssmb_msg_decode(const uint8_t *frame, size_t len, ssmb_msg *out);
 /* The reference validation rules (PROTOCOL.md §2.4), in order:
    publication messages pass; SSMB_ERR_SSM_PROTOCOL for a zero HeaderLength,
@@ -529,7 +539,12 @@ SSMB_API ssmb_result ssmb_msg_validate(const ssmb_msg *m);
 /* 1 when the message's type equals the string. */
 SSMB_API int ssmb_msg_type_is(const ssmb_msg *m, const char *type);
 
-/* ---- payloads carried in ClientMessages --------------------------------- */
+/* ---- payloads carried in ClientMessages ---------------------------------
+   Parsers take the payload bytes, return views into them, and need the
+   root to be an object; a payload of more than 128 JSON tokens gets
+   SSMB_ERR_LIMIT (the tokens live on the stack, 2 KiB). A missing required
+   key or a value of the wrong type is SSMB_ERR_JSON. Builders write Go's
+   exact key order. */
 
 /* acknowledge (PROTOCOL.md §3.2) */
 typedef struct ssmb_ack {
@@ -539,6 +554,7 @@ typedef struct ssmb_ack {
     int is_sequential;              /* IsSequentialMessage */
 } ssmb_ack;
 SSMB_API ssmb_result ssmb_ack_build(const ssmb_ack *ack, char *out, size_t cap, size_t *out_len);
+/* All four keys required; a bad AcknowledgedMessageId is SSMB_ERR_MALFORMED. */
 SSMB_API ssmb_result ssmb_ack_parse(const void *json, size_t len, ssmb_ack *out);
 
 /* OpenDataChannelInput, the first (text) frame (PROTOCOL.md §4.2) */
@@ -556,12 +572,13 @@ typedef struct ssmb_handshake_request {
     ssmb_str agent_version;
     int has_session_type;
     ssmb_str session_type;          /* "Standard_Stream", "Port", ... */
-    ssmb_str properties;            /* raw JSON of Properties ("null" or an object) */
+    ssmb_str properties;            /* raw JSON of Properties ("null" or an object; empty when absent) */
     int has_kms;
     ssmb_str kms_key_id;
     ssmb_str kms_challenge;         /* empty when the agent sent none (§6.6) */
     uint32_t unknown_actions;       /* actions of types this library does not know */
 } ssmb_handshake_request;
+/* AgentVersion and RequestedClientActions (null counts as empty) required. */
 SSMB_API ssmb_result ssmb_handshake_request_parse(const void *json, size_t len, ssmb_handshake_request *out);
 
 enum { SSMB_ACTION_SUCCESS = 1, SSMB_ACTION_FAILED = 2, SSMB_ACTION_UNSUPPORTED = 3 };
@@ -589,9 +606,12 @@ typedef struct ssmb_handshake_complete {
     int64_t time_to_complete_ns;
     ssmb_str customer_message;      /* raw JSON string view; see ssmb_json_unescape */
 } ssmb_handshake_complete;
+/* HandshakeTimeToComplete required; CustomerMessage may be absent. */
 SSMB_API ssmb_result ssmb_handshake_complete_parse(const void *json, size_t len, ssmb_handshake_complete *out);
 
-/* EncChallengeRequest / EncChallengeResponse: {"Challenge":"<base64>"} (§6.5) */
+/* EncChallengeRequest / EncChallengeResponse: {"Challenge":"<base64>"} (§6.5).
+   Parsing decodes strict base64 into out; bad base64, or a JSON escape in
+   it, is SSMB_ERR_MALFORMED. */
 SSMB_API ssmb_result ssmb_challenge_build(const uint8_t *bytes, size_t n, char *out, size_t cap, size_t *out_len);
 SSMB_API ssmb_result ssmb_challenge_parse(const void *json, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
@@ -600,6 +620,7 @@ SSMB_API ssmb_result ssmb_terminal_size_build(uint32_t cols, uint32_t rows, char
 
 /* Flag (PayloadType 10): exactly 4 bytes, big-endian (§2.9) */
 SSMB_API void ssmb_flag_encode(uint32_t flag, uint8_t out[4]);
+/* Any other length: SSMB_ERR_SSM_PROTOCOL. */
 SSMB_API ssmb_result ssmb_flag_decode(const void *payload, size_t len, uint32_t *flag);
 
 /* channel_closed (PROTOCOL.md §8.2); views into the JSON */
@@ -612,9 +633,14 @@ typedef struct ssmb_channel_closed {
     int64_t schema_version;
     ssmb_str output;                /* reason text, raw JSON string view; may be empty */
 } ssmb_channel_closed;
+/* DestinationId and Output may be absent (empty); the other keys are required. */
 SSMB_API ssmb_result ssmb_channel_closed_parse(const void *json, size_t len, ssmb_channel_closed *out);
 
-/* ExitCode (PayloadType 12): the text "EXIT_CODE: <n>" (§7.2) */
+/* ExitCode (PayloadType 12): the text "EXIT_CODE: <n>" (§7.2). Also taken:
+   no or several spaces after the colon, trailing whitespace (CR, LF), a
+   negative n (a signal), and n from 2^31 to 2^32 - 1 (a Windows status,
+   returned as the same 32 bits). Other text: SSMB_ERR_SSM_PROTOCOL; n out
+   of that range: SSMB_ERR_OVERFLOW. */
 SSMB_API ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, int32_t *code);
 
 /* >>api-ws (RFC 6455 framing: declarations go here) */
@@ -1575,7 +1601,9 @@ static int ssmb__utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-/* RFC 8259 §7: '"', '\' and the control characters must be escaped. */
+/* RFC 8259 §7: '"', '\' and the control characters must be escaped.
+   Go's encoding/json also escapes <, > and & (and U+2028, U+2029); those
+   never occur in the protocol's values, and both forms mean the same. */
 static void ssmb__jw_escape(ssmb_json_writer *w, unsigned char c) {
     char u[6];
     switch (c) {
