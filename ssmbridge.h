@@ -2147,7 +2147,8 @@ SSMB_APIDEF ssmb_result ssmb_challenge_build(const uint8_t *bytes, size_t n, cha
     if (out_len) *out_len = need;
     if (!out || cap < need) return SSMB_ERR_BUFFER_TOO_SMALL;
     memcpy(out, head, sizeof head - 1);
-    if (n) ssmb_base64_encode(bytes, n, out + sizeof head - 1, cap - (sizeof head - 1), NULL); /* its NUL lands where tail goes */
+    /* cap - head >= b64 + 2 here; the NUL base64 adds lands where tail goes. */
+    if (n) (void)ssmb_base64_encode(bytes, n, out + sizeof head - 1, cap - (sizeof head - 1), NULL);
     memcpy(out + sizeof head - 1 + b64, tail, sizeof tail - 1);
     if (need < cap) out[need] = '\0';
     return SSMB_OK;
