@@ -1782,6 +1782,11 @@ static ssmb_result ssmb__json_req_i64(const ssmb_json *doc, int32_t obj, const c
     return v < 0 ? SSMB_ERR_JSON : ssmb_json_get_i64(doc, v, out);
 }
 
+static ssmb_result ssmb__json_req_bool(const ssmb_json *doc, int32_t obj, const char *key, int *out) {
+    int32_t v = ssmb_json_find(doc, obj, key);
+    return v < 0 ? SSMB_ERR_JSON : ssmb_json_get_bool(doc, v, out);
+}
+
 // >>http
 /* (the HTTP/1.1 implementation goes here) */
 
@@ -1957,11 +1962,6 @@ static ssmb_result ssmb__json_str_uuid(ssmb_str raw, ssmb_uuid *out) {
     size_t n = 0;
     if (ssmb_json_unescape(raw, text, sizeof text, &n) != SSMB_OK) return SSMB_ERR_MALFORMED;
     return ssmb_uuid_parse(text, n, out);
-}
-
-static ssmb_result ssmb__json_req_bool(const ssmb_json *doc, int32_t obj, const char *key, int *out) {
-    int32_t v = ssmb_json_find(doc, obj, key);
-    return v < 0 ? SSMB_ERR_JSON : ssmb_json_get_bool(doc, v, out);
 }
 
 /* §3.2: keys in Go's order, which the agent's struct also uses. */
