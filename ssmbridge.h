@@ -389,8 +389,11 @@ typedef struct ssmb_json {
     int32_t count;
 } ssmb_json;
 
-/* SSMB_ERR_JSON for malformed or truncated text or trailing garbage,
-   SSMB_ERR_LIMIT when max_tokens is too few or the text is over 2 GiB. */
+/* Accepts exactly one complete RFC 8259 value (whitespace around it).
+   SSMB_ERR_JSON for malformed or truncated text or trailing garbage,
+   SSMB_ERR_LIMIT when max_tokens is too few, nesting is deeper than
+   SSMB_JSON_MAX_DEPTH or the text is over 2 GiB. Work is bounded by the
+   text length and max_tokens. */
 SSMB_API ssmb_result ssmb_json_parse(ssmb_json *doc, const char *text, size_t len,
                                      ssmb_json_token *tokens, size_t max_tokens);
 SSMB_API ssmb_json_type ssmb_json_kind(const ssmb_json *doc, int32_t tok);
@@ -412,7 +415,8 @@ SSMB_API ssmb_result ssmb_json_get_bool(const ssmb_json *doc, int32_t tok, int *
 SSMB_API int ssmb_json_is_null(const ssmb_json *doc, int32_t tok);
 /* Decodes the escapes of a raw string view into UTF-8 (\uXXXX with
    surrogate pairs); writes a NUL when it fits. SSMB_ERR_MALFORMED for bad
-   escapes or lone surrogates. */
+   escapes or lone surrogates; SSMB_ERR_BUFFER_TOO_SMALL when the bytes do
+   not fit. *out_len = decoded length (without the NUL) in both cases. */
 SSMB_API ssmb_result ssmb_json_unescape(ssmb_str raw, char *out, size_t cap, size_t *out_len);
 
 #ifndef SSMB_JSON_MAX_DEPTH
@@ -425,9 +429,10 @@ typedef struct ssmb_json_writer {
     size_t cap;
     size_t len;                 /* bytes the output needs so far (may exceed cap) */
     uint32_t depth;
-    uint32_t need_comma;        /* bit d: depth d has a value already */
+    uint32_t need_comma;        /* bit d: the container at depth d + 1 has a member already */
     uint32_t after_key;         /* 1 right after a key */
     int32_t error;              /* first ssmb_result error, or 0 */
+    uint32_t in_object;         /* bit d: the container at depth d + 1 is an object */
 } ssmb_json_writer;
 
 SSMB_API void ssmb_json_writer_init(ssmb_json_writer *w, char *buf, size_t cap);
@@ -446,7 +451,9 @@ SSMB_API void ssmb_json_writer_null(ssmb_json_writer *w);
 /* Raw JSON text inserted as one value (the caller vouches for it). */
 SSMB_API void ssmb_json_writer_raw(ssmb_json_writer *w, const char *json, size_t len);
 /* The sticky error, or SSMB_ERR_BUFFER_TOO_SMALL (needed size in *out_len),
-   or SSMB_ERR_INVALID_STATE for unbalanced nesting; writes a NUL when it fits. */
+   or SSMB_ERR_INVALID_STATE for unbalanced nesting or an empty document.
+   Success when the text fits in cap; a NUL follows when cap has room for it.
+   The payload builders below follow the same rule. */
 SSMB_API ssmb_result ssmb_json_writer_finish(ssmb_json_writer *w, size_t *out_len);
 
 /* ---- msg: the ClientMessage codec (PROTOCOL.md §2) ----------------------- */
@@ -510,7 +517,8 @@ typedef struct ssmb_msg {
 SSMB_API ssmb_result ssmb_msg_frame_size(size_t payload_size, size_t *out);
 /* Encodes header and payload; computes the digest. Type longer than 32 bytes
    or empty: SSMB_ERR_INVALID_ARG. *out_len = frame size (also on
-   SSMB_ERR_BUFFER_TOO_SMALL). */
+   SSMB_ERR_BUFFER_TOO_SMALL). The payload may already sit in out. An empty
+   payload encodes, but no peer sends one (PROTOCOL.md §2.5). */
 SSMB_API ssmb_result ssmb_msg_encode(const ssmb_msg *m, uint8_t *out, size_t cap, size_t *out_len);
 /* Writes only the 120-byte header for m->payload (zero copy: place the
    payload at out + 120 yourself, or send it separately). */
@@ -518,7 +526,10 @@ SSMB_API ssmb_result ssmb_msg_encode_header(const ssmb_msg *m, uint8_t out[SSMB_
 /* Bounds-checked decode. Never trusts HeaderLength or PayloadLength:
    SSMB_ERR_TRUNCATED when the frame is shorter than 120 bytes, and
    SSMB_ERR_SSM_PROTOCOL when HeaderLength is not 116 or PayloadLength
-   disagrees with the bytes carried. Does not check the digest. */
+   disagrees with the bytes carried (stricter than the reference reader,
+   PROTOCOL.md §2.3). MessageType has NULs, then ASCII whitespace, trimmed
+   from both ends. Does not check the digest. *out is written only on
+   success. */
 SSMB_API ssmb_result ssmb_msg_decode(const uint8_t *frame, size_t len, ssmb_msg *out);
 /* The reference validation rules (PROTOCOL.md §2.4), in order:
    publication messages pass; SSMB_ERR_SSM_PROTOCOL for a zero HeaderLength,
@@ -528,7 +539,12 @@ SSMB_API ssmb_result ssmb_msg_validate(const ssmb_msg *m);
 /* 1 when the message's type equals the string. */
 SSMB_API int ssmb_msg_type_is(const ssmb_msg *m, const char *type);
 
-/* ---- payloads carried in ClientMessages --------------------------------- */
+/* ---- payloads carried in ClientMessages ---------------------------------
+   Parsers take the payload bytes, return views into them, and need the
+   root to be an object; a payload of more than 128 JSON tokens gets
+   SSMB_ERR_LIMIT (the tokens live on the stack, 2 KiB). A missing required
+   key or a value of the wrong type is SSMB_ERR_JSON. Builders write Go's
+   exact key order. */
 
 /* acknowledge (PROTOCOL.md §3.2) */
 typedef struct ssmb_ack {
@@ -538,6 +554,7 @@ typedef struct ssmb_ack {
     int is_sequential;              /* IsSequentialMessage */
 } ssmb_ack;
 SSMB_API ssmb_result ssmb_ack_build(const ssmb_ack *ack, char *out, size_t cap, size_t *out_len);
+/* All four keys required; a bad AcknowledgedMessageId is SSMB_ERR_MALFORMED. */
 SSMB_API ssmb_result ssmb_ack_parse(const void *json, size_t len, ssmb_ack *out);
 
 /* OpenDataChannelInput, the first (text) frame (PROTOCOL.md §4.2) */
@@ -555,12 +572,13 @@ typedef struct ssmb_handshake_request {
     ssmb_str agent_version;
     int has_session_type;
     ssmb_str session_type;          /* "Standard_Stream", "Port", ... */
-    ssmb_str properties;            /* raw JSON of Properties ("null" or an object) */
+    ssmb_str properties;            /* raw JSON of Properties ("null" or an object; empty when absent) */
     int has_kms;
     ssmb_str kms_key_id;
     ssmb_str kms_challenge;         /* empty when the agent sent none (§6.6) */
     uint32_t unknown_actions;       /* actions of types this library does not know */
 } ssmb_handshake_request;
+/* AgentVersion and RequestedClientActions (null counts as empty) required. */
 SSMB_API ssmb_result ssmb_handshake_request_parse(const void *json, size_t len, ssmb_handshake_request *out);
 
 enum { SSMB_ACTION_SUCCESS = 1, SSMB_ACTION_FAILED = 2, SSMB_ACTION_UNSUPPORTED = 3 };
@@ -588,9 +606,12 @@ typedef struct ssmb_handshake_complete {
     int64_t time_to_complete_ns;
     ssmb_str customer_message;      /* raw JSON string view; see ssmb_json_unescape */
 } ssmb_handshake_complete;
+/* HandshakeTimeToComplete required; CustomerMessage may be absent. */
 SSMB_API ssmb_result ssmb_handshake_complete_parse(const void *json, size_t len, ssmb_handshake_complete *out);
 
-/* EncChallengeRequest / EncChallengeResponse: {"Challenge":"<base64>"} (§6.5) */
+/* EncChallengeRequest / EncChallengeResponse: {"Challenge":"<base64>"} (§6.5).
+   Parsing decodes strict base64 into out; bad base64, or a JSON escape in
+   it, is SSMB_ERR_MALFORMED. */
 SSMB_API ssmb_result ssmb_challenge_build(const uint8_t *bytes, size_t n, char *out, size_t cap, size_t *out_len);
 SSMB_API ssmb_result ssmb_challenge_parse(const void *json, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
@@ -599,6 +620,7 @@ SSMB_API ssmb_result ssmb_terminal_size_build(uint32_t cols, uint32_t rows, char
 
 /* Flag (PayloadType 10): exactly 4 bytes, big-endian (§2.9) */
 SSMB_API void ssmb_flag_encode(uint32_t flag, uint8_t out[4]);
+/* Any other length: SSMB_ERR_SSM_PROTOCOL. */
 SSMB_API ssmb_result ssmb_flag_decode(const void *payload, size_t len, uint32_t *flag);
 
 /* channel_closed (PROTOCOL.md §8.2); views into the JSON */
@@ -611,9 +633,14 @@ typedef struct ssmb_channel_closed {
     int64_t schema_version;
     ssmb_str output;                /* reason text, raw JSON string view; may be empty */
 } ssmb_channel_closed;
+/* DestinationId and Output may be absent (empty); the other keys are required. */
 SSMB_API ssmb_result ssmb_channel_closed_parse(const void *json, size_t len, ssmb_channel_closed *out);
 
-/* ExitCode (PayloadType 12): the text "EXIT_CODE: <n>" (§7.2) */
+/* ExitCode (PayloadType 12): the text "EXIT_CODE: <n>" (§7.2). Also taken:
+   no or several spaces after the colon, trailing whitespace (CR, LF), a
+   negative n (a signal), and n from 2^31 to 2^32 - 1 (a Windows status,
+   returned as the same 32 bits). Other text: SSMB_ERR_SSM_PROTOCOL; n out
+   of that range: SSMB_ERR_OVERFLOW. */
 SSMB_API ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, int32_t *code);
 
 /* >>api-ws (RFC 6455 framing: declarations go here) */
@@ -1189,7 +1216,712 @@ SSMB_APIDEF void ssmb_hmac_sha256(const void *key, size_t key_len, const void *m
 /* (the SigV4 implementation goes here) */
 
 // >>json
-/* (the JSON implementation goes here) */
+/* Reading: jsmn (https://github.com/zserge/jsmn, tested with 1.1.0) from the
+   system include path tokenises; JSMN_STATIC makes its functions static to
+   this translation unit, so no jsmn_ symbol is exported. jsmn is lenient
+   (it accepts "[1 2]", "{a:1}", "tru", several roots...), so every token
+   stream it returns is checked against the RFC 8259 grammar before the
+   caller sees it. Writing: a small writer with a sticky error. */
+#if defined(JSMN_PARENT_LINKS)
+#error "ssmbridge.h: jsmn must be used without JSMN_PARENT_LINKS (it changes the token layout)"
+#endif
+#ifndef JSMN_STATIC
+#define JSMN_STATIC
+#endif
+#include <jsmn.h>
+
+#if SSMB_JSON_MAX_DEPTH < 1 || SSMB_JSON_MAX_DEPTH > 32
+#error "ssmbridge.h: SSMB_JSON_MAX_DEPTH must be 1..32 (the writer keeps one bit per level)"
+#endif
+
+/* ssmb_json_token is opaque storage for exactly one jsmntok_t; the storage
+   is only ever read and written as jsmntok_t. */
+struct ssmb__json_align_public { char c; ssmb_json_token t; };
+struct ssmb__json_align_jsmn { char c; jsmntok_t t; };
+typedef char ssmb__json_token_size_check[sizeof(ssmb_json_token) >= sizeof(jsmntok_t) ? 1 : -1];
+typedef char ssmb__json_token_align_check[offsetof(struct ssmb__json_align_public, t) >=
+                                                  offsetof(struct ssmb__json_align_jsmn, t) ? 1 : -1];
+
+static const jsmntok_t *ssmb__json_tokens(const ssmb_json *doc) {
+    return (const jsmntok_t *)(const void *)doc->tokens;
+}
+
+/* Token i of the document, or NULL when i is out of range. */
+static const jsmntok_t *ssmb__json_tok(const ssmb_json *doc, int32_t i) {
+    if (!doc || !doc->tokens || i < 0 || i >= doc->count) return NULL;
+    return ssmb__json_tokens(doc) + i;
+}
+
+static int ssmb__json_is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Text a token covers: a string's token excludes its quotes, this includes them. */
+static size_t ssmb__json_tok_begin(const jsmntok_t *t) {
+    return (size_t)(t->type == JSMN_STRING ? t->start - 1 : t->start);
+}
+static size_t ssmb__json_tok_finish(const jsmntok_t *t) {
+    return (size_t)(t->type == JSMN_STRING ? t->end + 1 : t->end);
+}
+
+/* The text between two tokens holds whitespace and exactly the separator
+   the grammar expects there (sep 0: none). */
+static int ssmb__json_gap_ok(const char *s, size_t from, size_t to, char sep) {
+    while (from < to && ssmb__json_is_ws(s[from])) from++;
+    if (sep) {
+        if (from >= to || s[from] != sep) return 0;
+        from++;
+        while (from < to && ssmb__json_is_ws(s[from])) from++;
+    }
+    return from == to;
+}
+
+static int ssmb__json_digits(const char *s, size_t n, size_t *i) {
+    size_t start = *i;
+    while (*i < n && s[*i] >= '0' && s[*i] <= '9') (*i)++;
+    return *i > start;
+}
+
+/* RFC 8259 §6: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
+static int ssmb__json_number_ok(const char *s, size_t n) {
+    size_t i = 0;
+    if (i < n && s[i] == '-') i++;
+    if (i < n && s[i] == '0') i++;
+    else if (!ssmb__json_digits(s, n, &i)) return 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        if (!ssmb__json_digits(s, n, &i)) return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        if (!ssmb__json_digits(s, n, &i)) return 0;
+    }
+    return i == n;
+}
+
+static int ssmb__json_text_is(const char *s, size_t n, const char *lit) {
+    size_t k = strlen(lit);
+    return n == k && memcmp(s, lit, k) == 0;
+}
+
+static int ssmb__json_primitive_ok(const char *s, size_t n) {
+    return ssmb__json_text_is(s, n, "true") || ssmb__json_text_is(s, n, "false") ||
+           ssmb__json_text_is(s, n, "null") || ssmb__json_number_ok(s, n);
+}
+
+/* jsmn checks the escapes; RFC 8259 §7 also forbids raw control characters. */
+static int ssmb__json_string_ok(const char *s, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20) return 0;
+    return 1;
+}
+
+/* Grammar check over jsmn's tokens, in document order. Invariant: pos is
+   the end of the text already accounted for; open[] holds the containers
+   not yet closed, items[] how many children (keys and values) each has. */
+typedef struct ssmb__json_checker {
+    const char *s;
+    const jsmntok_t *t;
+    size_t pos;
+    int32_t depth;
+    int32_t open[SSMB_JSON_MAX_DEPTH];
+    int32_t items[SSMB_JSON_MAX_DEPTH];
+} ssmb__json_checker;
+
+static int ssmb__json_top_is_object(const ssmb__json_checker *c) {
+    return c->t[c->open[c->depth - 1]].type == JSMN_OBJECT;
+}
+
+/* Closes the innermost container: nothing but whitespace before its
+   closing bracket, and no key left without a value. */
+static int ssmb__json_close(ssmb__json_checker *c) {
+    const jsmntok_t *t = &c->t[c->open[c->depth - 1]];
+    if (ssmb__json_top_is_object(c) && c->items[c->depth - 1] % 2 != 0) return 0;
+    if (!ssmb__json_gap_ok(c->s, c->pos, (size_t)t->end - 1, 0)) return 0;
+    c->pos = (size_t)t->end;
+    c->depth--;
+    return 1;
+}
+
+/* The separator before the next child: ':' before a member's value, ','
+   before every later member or element, nothing before the first. */
+static char ssmb__json_separator(const ssmb__json_checker *c) {
+    int32_t items;
+    if (c->depth == 0) return 0;
+    items = c->items[c->depth - 1];
+    if (ssmb__json_top_is_object(c) && items % 2 == 1) return ':';
+    return items > 0 ? ',' : 0;
+}
+
+/* Checks token i's own text and opens it when it is a container. */
+static ssmb_result ssmb__json_enter(ssmb__json_checker *c, int32_t i) {
+    const jsmntok_t *t = &c->t[i];
+    size_t n = (size_t)(t->end - t->start);
+    switch (t->type) {
+    case JSMN_OBJECT:
+    case JSMN_ARRAY:
+        if (c->depth == SSMB_JSON_MAX_DEPTH) return SSMB_ERR_LIMIT;
+        c->open[c->depth] = i;
+        c->items[c->depth] = 0;
+        c->depth++;
+        c->pos = (size_t)t->start + 1;
+        return SSMB_OK;
+    case JSMN_STRING:
+        if (!ssmb__json_string_ok(c->s + t->start, n)) return SSMB_ERR_JSON;
+        break;
+    case JSMN_PRIMITIVE:
+        if (!ssmb__json_primitive_ok(c->s + t->start, n)) return SSMB_ERR_JSON;
+        break;
+    default:
+        return SSMB_ERR_JSON;
+    }
+    c->pos = ssmb__json_tok_finish(t);
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__json_check_token(ssmb__json_checker *c, int32_t i) {
+    const jsmntok_t *t = &c->t[i];
+    size_t begin = ssmb__json_tok_begin(t);
+    while (c->depth > 0 && (size_t)c->t[c->open[c->depth - 1]].end <= begin)
+        if (!ssmb__json_close(c)) return SSMB_ERR_JSON;
+    if (c->depth == 0 && i > 0) return SSMB_ERR_JSON; /* a second root value */
+    if (!ssmb__json_gap_ok(c->s, c->pos, begin, ssmb__json_separator(c))) return SSMB_ERR_JSON;
+    if (c->depth > 0) {
+        int32_t *items = &c->items[c->depth - 1];
+        if (ssmb__json_top_is_object(c) && *items % 2 == 0 && t->type != JSMN_STRING) return SSMB_ERR_JSON;
+        (*items)++;
+    }
+    return ssmb__json_enter(c, i);
+}
+
+static ssmb_result ssmb__json_check(const char *s, size_t len, const jsmntok_t *t, int32_t n) {
+    ssmb__json_checker c;
+    int32_t i;
+    c.s = s;
+    c.t = t;
+    c.pos = 0;
+    c.depth = 0;
+    for (i = 0; i < n; i++) {
+        ssmb_result r = ssmb__json_check_token(&c, i);
+        if (r != SSMB_OK) return r;
+    }
+    while (c.depth > 0)
+        if (!ssmb__json_close(&c)) return SSMB_ERR_JSON;
+    return ssmb__json_gap_ok(s, c.pos, len, 0) ? SSMB_OK : SSMB_ERR_JSON;
+}
+
+/* Work is bounded: jsmn makes one pass over the text, with backward scans
+   over at most max_tokens tokens at each ',' and closing bracket; the check
+   is one pass over the tokens and the text. */
+SSMB_APIDEF ssmb_result ssmb_json_parse(ssmb_json *doc, const char *text, size_t len, ssmb_json_token *tokens,
+                                        size_t max_tokens) {
+    jsmn_parser p;
+    int n;
+    ssmb_result r;
+    if (!doc || (!text && len) || (!tokens && max_tokens)) return SSMB_ERR_INVALID_ARG;
+    doc->text = text;
+    doc->len = len;
+    doc->tokens = tokens;
+    doc->count = 0;
+    if (len > (size_t)INT32_MAX || max_tokens == 0) return SSMB_ERR_LIMIT;
+    if (max_tokens > (size_t)INT32_MAX) max_tokens = (size_t)INT32_MAX;
+    jsmn_init(&p);
+    n = jsmn_parse(&p, text, len, (jsmntok_t *)(void *)tokens, (unsigned int)max_tokens);
+    if (n == JSMN_ERROR_NOMEM) return SSMB_ERR_LIMIT;
+    if (n <= 0) return SSMB_ERR_JSON;
+    r = ssmb__json_check(text, len, (const jsmntok_t *)(const void *)tokens, (int32_t)n);
+    if (r == SSMB_OK) doc->count = (int32_t)n;
+    return r;
+}
+
+SSMB_APIDEF ssmb_json_type ssmb_json_kind(const ssmb_json *doc, int32_t tok) {
+    const jsmntok_t *t = ssmb__json_tok(doc, tok);
+    if (!t) return SSMB_JSON_UNDEFINED;
+    switch (t->type) {
+    case JSMN_OBJECT: return SSMB_JSON_OBJECT;
+    case JSMN_ARRAY: return SSMB_JSON_ARRAY;
+    case JSMN_STRING: return SSMB_JSON_STRING;
+    case JSMN_PRIMITIVE: return SSMB_JSON_PRIMITIVE;
+    default: return SSMB_JSON_UNDEFINED;
+    }
+}
+
+SSMB_APIDEF int32_t ssmb_json_size(const ssmb_json *doc, int32_t tok) {
+    ssmb_json_type k = ssmb_json_kind(doc, tok);
+    if (k != SSMB_JSON_OBJECT && k != SSMB_JSON_ARRAY) return 0;
+    return ssmb__json_tok(doc, tok)->size; /* jsmn: members of an object, elements of an array */
+}
+
+/* Index just past the subtree of token i: its descendants are exactly the
+   following tokens that start before it ends. */
+static int32_t ssmb__json_skip(const ssmb_json *doc, int32_t i) {
+    const jsmntok_t *t = ssmb__json_tokens(doc);
+    int32_t j = i + 1;
+    while (j < doc->count && t[j].start < t[i].end) j++;
+    return j;
+}
+
+SSMB_APIDEF ssmb_str ssmb_json_raw(const ssmb_json *doc, int32_t tok) {
+    const jsmntok_t *t = ssmb__json_tok(doc, tok);
+    ssmb_str s;
+    s.ptr = t ? doc->text + t->start : "";
+    s.len = t ? (size_t)(t->end - t->start) : 0;
+    return s;
+}
+
+/* UTF-8 encoding of a code point below U+110000 (RFC 3629 §3); its length. */
+static size_t ssmb__utf8_put(uint32_t cp, uint8_t out[4]) {
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xc0 | (cp >> 6));
+        out[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xe0 | (cp >> 12));
+        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xf0 | (cp >> 18));
+    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* Four hex digits at raw[at..at+4) as a number, -1 when absent or bad. */
+static int32_t ssmb__json_hex4(ssmb_str raw, size_t at) {
+    int32_t v = 0;
+    size_t k;
+    if (at > raw.len || raw.len - at < 4) return -1;
+    for (k = 0; k < 4; k++) {
+        int h = ssmb__hex_value(raw.ptr[at + k]);
+        if (h < 0) return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* \uXXXX at *i (just past the "\u"); code points above U+FFFF come as a
+   UTF-16 surrogate pair, and a lone surrogate is malformed (RFC 8259 §7). */
+static ssmb_result ssmb__json_unescape_u(ssmb_str raw, size_t *i, uint8_t out[4], size_t *n) {
+    int32_t cp = ssmb__json_hex4(raw, *i), lo;
+    if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff)) return SSMB_ERR_MALFORMED;
+    *i += 4;
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (raw.len - *i < 2 || raw.ptr[*i] != '\\' || raw.ptr[*i + 1] != 'u') return SSMB_ERR_MALFORMED;
+        lo = ssmb__json_hex4(raw, *i + 2);
+        if (lo < 0xdc00 || lo > 0xdfff) return SSMB_ERR_MALFORMED;
+        *i += 6;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    }
+    *n = ssmb__utf8_put((uint32_t)cp, out);
+    return SSMB_OK;
+}
+
+/* Decodes the character at raw[*i] (one byte, or one escape) into out[0..*n). */
+static ssmb_result ssmb__json_unescape_unit(ssmb_str raw, size_t *i, uint8_t out[4], size_t *n) {
+    char c = raw.ptr[*i];
+    *n = 1;
+    if (c != '\\') {
+        out[0] = (uint8_t)c;
+        (*i)++;
+        return SSMB_OK;
+    }
+    if (raw.len - *i < 2) return SSMB_ERR_MALFORMED;
+    c = raw.ptr[*i + 1];
+    *i += 2;
+    switch (c) {
+    case '"': case '\\': case '/': out[0] = (uint8_t)c; return SSMB_OK;
+    case 'b': out[0] = '\b'; return SSMB_OK;
+    case 'f': out[0] = '\f'; return SSMB_OK;
+    case 'n': out[0] = '\n'; return SSMB_OK;
+    case 'r': out[0] = '\r'; return SSMB_OK;
+    case 't': out[0] = '\t'; return SSMB_OK;
+    case 'u': return ssmb__json_unescape_u(raw, i, out, n);
+    default: return SSMB_ERR_MALFORMED;
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_json_unescape(ssmb_str raw, char *out, size_t cap, size_t *out_len) {
+    size_t i = 0, o = 0;
+    if ((!raw.ptr && raw.len) || (!out && cap)) return SSMB_ERR_INVALID_ARG;
+    while (i < raw.len) {
+        uint8_t unit[4];
+        size_t n;
+        ssmb_result r = ssmb__json_unescape_unit(raw, &i, unit, &n);
+        if (r != SSMB_OK) return r;
+        if (n <= cap - SSMB__MIN(o, cap)) memcpy(out + o, unit, n);
+        o += n; /* never more than raw.len: every escape is longer than its bytes */
+    }
+    if (out_len) *out_len = o;
+    if (o > cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    if (o < cap) out[o] = '\0';
+    return SSMB_OK;
+}
+
+/* A raw JSON string equals the C string once its escapes are decoded. */
+static int ssmb__json_raw_eq(ssmb_str raw, const char *key) {
+    size_t n = strlen(key), i = 0, k = 0;
+    if (!memchr(raw.ptr, '\\', raw.len)) return raw.len == n && memcmp(raw.ptr, key, n) == 0;
+    while (i < raw.len) {
+        uint8_t unit[4];
+        size_t m;
+        if (ssmb__json_unescape_unit(raw, &i, unit, &m) != SSMB_OK) return 0;
+        if (m > n - k || memcmp(unit, key + k, m) != 0) return 0;
+        k += m;
+    }
+    return k == n;
+}
+
+/* Members are key/value token pairs; each value's subtree is skipped. */
+SSMB_APIDEF int32_t ssmb_json_find(const ssmb_json *doc, int32_t obj, const char *key) {
+    int32_t m, k, members;
+    if (!key || ssmb_json_kind(doc, obj) != SSMB_JSON_OBJECT) return -1;
+    members = ssmb_json_size(doc, obj);
+    for (m = 0, k = obj + 1; m < members && k + 1 < doc->count; m++) {
+        if (ssmb__json_raw_eq(ssmb_json_raw(doc, k), key)) return k + 1;
+        k = ssmb__json_skip(doc, k + 1);
+    }
+    return -1;
+}
+
+SSMB_APIDEF int32_t ssmb_json_at(const ssmb_json *doc, int32_t arr, int32_t i) {
+    int32_t k, pos;
+    if (ssmb_json_kind(doc, arr) != SSMB_JSON_ARRAY || i < 0 || i >= ssmb_json_size(doc, arr)) return -1;
+    for (k = 0, pos = arr + 1; k < i && pos < doc->count; k++) pos = ssmb__json_skip(doc, pos);
+    return pos < doc->count ? pos : -1;
+}
+
+SSMB_APIDEF ssmb_result ssmb_json_get_str(const ssmb_json *doc, int32_t tok, ssmb_str *out) {
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    if (ssmb_json_kind(doc, tok) != SSMB_JSON_STRING) return SSMB_ERR_JSON;
+    *out = ssmb_json_raw(doc, tok);
+    return SSMB_OK;
+}
+
+/* Strict integer text -?(0|[1-9][0-9]*): sign and magnitude. SSMB_ERR_JSON
+   for anything else (a fraction, an exponent), SSMB_ERR_OVERFLOW past 2^64 - 1. */
+static ssmb_result ssmb__json_integer(const ssmb_json *doc, int32_t tok, int *neg, uint64_t *mag) {
+    ssmb_str s = ssmb_json_raw(doc, tok);
+    size_t i;
+    uint64_t v = 0;
+    int over = 0;
+    if (ssmb_json_kind(doc, tok) != SSMB_JSON_PRIMITIVE) return SSMB_ERR_JSON;
+    *neg = s.len > 0 && s.ptr[0] == '-';
+    i = (size_t)*neg;
+    if (i >= s.len || (s.ptr[i] == '0' && s.len - i > 1)) return SSMB_ERR_JSON;
+    for (; i < s.len; i++) {
+        unsigned d = (unsigned)(unsigned char)s.ptr[i] - '0';
+        if (d > 9) return SSMB_ERR_JSON;
+        if (v > (UINT64_MAX - d) / 10) over = 1;
+        v = v * 10 + d;
+    }
+    if (over) return SSMB_ERR_OVERFLOW;
+    *mag = v;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_json_get_i64(const ssmb_json *doc, int32_t tok, int64_t *out) {
+    int neg = 0;
+    uint64_t mag = 0;
+    ssmb_result r = out ? ssmb__json_integer(doc, tok, &neg, &mag) : SSMB_ERR_INVALID_ARG;
+    if (r != SSMB_OK) return r;
+    if (mag > (uint64_t)INT64_MAX + (uint64_t)neg) return SSMB_ERR_OVERFLOW;
+    if (!neg) *out = (int64_t)mag;
+    else *out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_json_get_u32(const ssmb_json *doc, int32_t tok, uint32_t *out) {
+    int neg = 0;
+    uint64_t mag = 0;
+    ssmb_result r = out ? ssmb__json_integer(doc, tok, &neg, &mag) : SSMB_ERR_INVALID_ARG;
+    if (r != SSMB_OK) return r;
+    if (mag > UINT32_MAX || (neg && mag != 0)) return SSMB_ERR_OVERFLOW;
+    *out = (uint32_t)mag;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_json_get_bool(const ssmb_json *doc, int32_t tok, int *out) {
+    ssmb_str s = ssmb_json_raw(doc, tok);
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    if (ssmb_json_kind(doc, tok) != SSMB_JSON_PRIMITIVE) return SSMB_ERR_JSON;
+    if (ssmb__json_text_is(s.ptr, s.len, "true")) *out = 1;
+    else if (ssmb__json_text_is(s.ptr, s.len, "false")) *out = 0;
+    else return SSMB_ERR_JSON;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF int ssmb_json_is_null(const ssmb_json *doc, int32_t tok) {
+    ssmb_str s = ssmb_json_raw(doc, tok);
+    return ssmb_json_kind(doc, tok) == SSMB_JSON_PRIMITIVE && ssmb__json_text_is(s.ptr, s.len, "null");
+}
+
+/* ---- writer ----
+   Invariant: depth open containers; for the container at depth d (1-based)
+   bit d-1 of need_comma says it has a member already and bit d-1 of
+   in_object says it is an object. len counts every byte the output needs,
+   also past cap; bytes are stored only while they fit. */
+
+static void ssmb__jw_fail(ssmb_json_writer *w, ssmb_result r) {
+    if (w->error == 0) w->error = (int32_t)r;
+}
+
+static void ssmb__jw_put(ssmb_json_writer *w, const char *s, size_t n) {
+    if (w->error || n == 0) return;
+    if (n > (size_t)-1 - w->len) {
+        ssmb__jw_fail(w, SSMB_ERR_OVERFLOW);
+        return;
+    }
+    if (w->buf && w->len + n <= w->cap) memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+
+static void ssmb__jw_putc(ssmb_json_writer *w, char c) { ssmb__jw_put(w, &c, 1); }
+
+static uint32_t ssmb__jw_level_bit(const ssmb_json_writer *w) { return 1u << (w->depth - 1); }
+
+/* What a value needs before it; 0 when it must not be written: a second
+   root value, a member value without its key. */
+static int ssmb__jw_begin_value(ssmb_json_writer *w) {
+    uint32_t bit;
+    if (w->error) return 0;
+    if (w->depth == 0) {
+        if (w->len > 0) ssmb__jw_fail(w, SSMB_ERR_INVALID_STATE);
+        return w->error == 0;
+    }
+    bit = ssmb__jw_level_bit(w);
+    if (w->in_object & bit) {
+        if (!w->after_key) ssmb__jw_fail(w, SSMB_ERR_INVALID_STATE);
+        w->after_key = 0;
+        return w->error == 0;
+    }
+    if (w->need_comma & bit) ssmb__jw_putc(w, ',');
+    w->need_comma |= bit;
+    return w->error == 0;
+}
+
+/* Length of the UTF-8 sequence starting at p (RFC 3629 §4: no overlong
+   forms, no surrogates, nothing above U+10FFFF), 0 when invalid. */
+static size_t ssmb__utf8_seq(const unsigned char *p, size_t n) {
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t len, k;
+    if (p[0] < 0x80) return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) len = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) len = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) len = 4;
+    else return 0;
+    if (p[0] == 0xe0) lo = 0xa0;
+    if (p[0] == 0xed) hi = 0x9f;
+    if (p[0] == 0xf0) lo = 0x90;
+    if (p[0] == 0xf4) hi = 0x8f;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (k = 2; k < len; k++)
+        if ((p[k] & 0xc0) != 0x80) return 0;
+    return len;
+}
+
+static int ssmb__utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = ssmb__utf8_seq(p + i, n - i);
+        if (k == 0) return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* RFC 8259 §7: '"', '\' and the control characters must be escaped.
+   Go's encoding/json also escapes <, > and & (and U+2028, U+2029); those
+   never occur in the protocol's values, and both forms mean the same. */
+static void ssmb__jw_escape(ssmb_json_writer *w, unsigned char c) {
+    char u[6];
+    switch (c) {
+    case '"': ssmb__jw_put(w, "\\\"", 2); return;
+    case '\\': ssmb__jw_put(w, "\\\\", 2); return;
+    case '\b': ssmb__jw_put(w, "\\b", 2); return;
+    case '\f': ssmb__jw_put(w, "\\f", 2); return;
+    case '\n': ssmb__jw_put(w, "\\n", 2); return;
+    case '\r': ssmb__jw_put(w, "\\r", 2); return;
+    case '\t': ssmb__jw_put(w, "\\t", 2); return;
+    default: break;
+    }
+    u[0] = '\\';
+    u[1] = 'u';
+    u[2] = '0';
+    u[3] = '0';
+    u[4] = ssmb__hex_digits[c >> 4];
+    u[5] = ssmb__hex_digits[c & 15];
+    ssmb__jw_put(w, u, 6);
+}
+
+/* A quoted, escaped string; runs that need no escape are copied whole. */
+static void ssmb__jw_quoted(ssmb_json_writer *w, const char *s, size_t n) {
+    size_t i, run = 0;
+    if (!s && n) {
+        ssmb__jw_fail(w, SSMB_ERR_INVALID_ARG);
+        return;
+    }
+    if (!ssmb__utf8_valid(s, n)) {
+        ssmb__jw_fail(w, SSMB_ERR_MALFORMED);
+        return;
+    }
+    if (n == 0) {
+        ssmb__jw_put(w, "\"\"", 2);
+        return;
+    }
+    ssmb__jw_putc(w, '"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        ssmb__jw_put(w, s + run, i - run);
+        ssmb__jw_escape(w, c);
+        run = i + 1;
+    }
+    ssmb__jw_put(w, s + run, n - run);
+    ssmb__jw_putc(w, '"');
+}
+
+SSMB_APIDEF void ssmb_json_writer_init(ssmb_json_writer *w, char *buf, size_t cap) {
+    memset(w, 0, sizeof *w);
+    w->buf = buf;
+    w->cap = buf ? cap : 0;
+}
+
+static void ssmb__jw_open(ssmb_json_writer *w, char bracket, int is_object) {
+    uint32_t bit;
+    if (!ssmb__jw_begin_value(w)) return;
+    if (w->depth >= SSMB_JSON_MAX_DEPTH) {
+        ssmb__jw_fail(w, SSMB_ERR_LIMIT);
+        return;
+    }
+    ssmb__jw_putc(w, bracket);
+    w->depth++;
+    bit = ssmb__jw_level_bit(w);
+    w->need_comma &= ~bit;
+    if (is_object) w->in_object |= bit;
+    else w->in_object &= ~bit;
+}
+
+static void ssmb__jw_close(ssmb_json_writer *w, char bracket, int is_object) {
+    if (w->error) return;
+    if (w->depth == 0 || w->after_key || ((w->in_object & ssmb__jw_level_bit(w)) != 0) != (is_object != 0)) {
+        ssmb__jw_fail(w, SSMB_ERR_INVALID_STATE);
+        return;
+    }
+    ssmb__jw_putc(w, bracket);
+    w->depth--;
+}
+
+SSMB_APIDEF void ssmb_json_writer_begin_object(ssmb_json_writer *w) { ssmb__jw_open(w, '{', 1); }
+SSMB_APIDEF void ssmb_json_writer_end_object(ssmb_json_writer *w) { ssmb__jw_close(w, '}', 1); }
+SSMB_APIDEF void ssmb_json_writer_begin_array(ssmb_json_writer *w) { ssmb__jw_open(w, '[', 0); }
+SSMB_APIDEF void ssmb_json_writer_end_array(ssmb_json_writer *w) { ssmb__jw_close(w, ']', 0); }
+
+SSMB_APIDEF void ssmb_json_writer_key(ssmb_json_writer *w, const char *key, size_t len) {
+    uint32_t bit;
+    if (w->error) return;
+    if (w->depth == 0 || !(w->in_object & ssmb__jw_level_bit(w)) || w->after_key) {
+        ssmb__jw_fail(w, SSMB_ERR_INVALID_STATE);
+        return;
+    }
+    bit = ssmb__jw_level_bit(w);
+    if (w->need_comma & bit) ssmb__jw_putc(w, ',');
+    w->need_comma |= bit;
+    ssmb__jw_quoted(w, key, len);
+    ssmb__jw_putc(w, ':');
+    w->after_key = 1;
+}
+
+SSMB_APIDEF void ssmb_json_writer_string(ssmb_json_writer *w, const char *s, size_t len) {
+    if (ssmb__jw_begin_value(w)) ssmb__jw_quoted(w, s, len);
+}
+
+/* Decimal digits of a magnitude, with a sign; exact for the whole 64-bit range. */
+static void ssmb__jw_integer(ssmb_json_writer *w, int neg, uint64_t mag) {
+    char tmp[21];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + (int)(mag % 10));
+        mag /= 10;
+    } while (mag);
+    if (neg) tmp[--i] = '-';
+    ssmb__jw_put(w, tmp + i, sizeof tmp - i);
+}
+
+SSMB_APIDEF void ssmb_json_writer_i64(ssmb_json_writer *w, int64_t v) {
+    /* 0 - (uint64_t)v is the magnitude even for INT64_MIN. */
+    if (ssmb__jw_begin_value(w)) ssmb__jw_integer(w, v < 0, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+}
+
+SSMB_APIDEF void ssmb_json_writer_u64(ssmb_json_writer *w, uint64_t v) {
+    if (ssmb__jw_begin_value(w)) ssmb__jw_integer(w, 0, v);
+}
+
+SSMB_APIDEF void ssmb_json_writer_bool(ssmb_json_writer *w, int v) {
+    if (ssmb__jw_begin_value(w)) ssmb__jw_put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+SSMB_APIDEF void ssmb_json_writer_null(ssmb_json_writer *w) {
+    if (ssmb__jw_begin_value(w)) ssmb__jw_put(w, "null", 4);
+}
+
+SSMB_APIDEF void ssmb_json_writer_raw(ssmb_json_writer *w, const char *json, size_t len) {
+    if (!json || len == 0) {
+        ssmb__jw_fail(w, SSMB_ERR_INVALID_ARG);
+        return;
+    }
+    if (ssmb__jw_begin_value(w)) ssmb__jw_put(w, json, len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_json_writer_finish(ssmb_json_writer *w, size_t *out_len) {
+    if (out_len) *out_len = w->len;
+    if (w->error) return (ssmb_result)w->error;
+    if (w->depth != 0 || w->after_key || w->len == 0) return SSMB_ERR_INVALID_STATE;
+    if (!w->buf || w->len > w->cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    if (w->len < w->cap) w->buf[w->len] = '\0';
+    return SSMB_OK;
+}
+
+/* Shorthands for the payload builders and readers. */
+static void ssmb__jw_key(ssmb_json_writer *w, const char *key) { ssmb_json_writer_key(w, key, strlen(key)); }
+
+static void ssmb__jw_member_str(ssmb_json_writer *w, const char *key, ssmb_str value) {
+    ssmb__jw_key(w, key);
+    ssmb_json_writer_string(w, value.ptr, value.len);
+}
+
+static ssmb_str ssmb__str_empty(void) { return ssmb_str_c(""); }
+
+/* A string member that must be present. */
+static ssmb_result ssmb__json_req_str(const ssmb_json *doc, int32_t obj, const char *key, ssmb_str *out) {
+    int32_t v = ssmb_json_find(doc, obj, key);
+    return v < 0 ? SSMB_ERR_JSON : ssmb_json_get_str(doc, v, out);
+}
+
+/* A string member that may be absent or null (then empty). */
+static ssmb_result ssmb__json_opt_str(const ssmb_json *doc, int32_t obj, const char *key, ssmb_str *out) {
+    int32_t v = ssmb_json_find(doc, obj, key);
+    *out = ssmb__str_empty();
+    if (v < 0 || ssmb_json_is_null(doc, v)) return SSMB_OK;
+    return ssmb_json_get_str(doc, v, out);
+}
+
+static ssmb_result ssmb__json_req_i64(const ssmb_json *doc, int32_t obj, const char *key, int64_t *out) {
+    int32_t v = ssmb_json_find(doc, obj, key);
+    return v < 0 ? SSMB_ERR_JSON : ssmb_json_get_i64(doc, v, out);
+}
+
+static ssmb_result ssmb__json_req_bool(const ssmb_json *doc, int32_t obj, const char *key, int *out) {
+    int32_t v = ssmb_json_find(doc, obj, key);
+    return v < 0 ? SSMB_ERR_JSON : ssmb_json_get_bool(doc, v, out);
+}
 
 // >>http
 /* (the HTTP/1.1 implementation goes here) */
@@ -1198,7 +1930,458 @@ SSMB_APIDEF void ssmb_hmac_sha256(const void *key, size_t key_len, const void *m
 /* (the RFC 6455 implementation goes here) */
 
 // >>msg
-/* (the ClientMessage implementation goes here) */
+/* Header field offsets (PROTOCOL.md §2.1); all integers big-endian. */
+enum {
+    SSMB__MSG_OFF_HEADER_LENGTH = 0,
+    SSMB__MSG_OFF_TYPE = 4,
+    SSMB__MSG_OFF_SCHEMA_VERSION = 36,
+    SSMB__MSG_OFF_CREATED_DATE = 40,
+    SSMB__MSG_OFF_SEQUENCE = 48,
+    SSMB__MSG_OFF_FLAGS = 56,
+    SSMB__MSG_OFF_MESSAGE_ID = 64,
+    SSMB__MSG_OFF_DIGEST = 80,
+    SSMB__MSG_OFF_PAYLOAD_TYPE = 112,
+    SSMB__MSG_OFF_PAYLOAD_LENGTH = 116
+};
+
+static uint64_t ssmb__load_be64(const uint8_t *p) {
+    return ((uint64_t)ssmb__load_be32(p) << 32) | ssmb__load_be32(p + 4);
+}
+
+/* Two's complement without relying on implementation-defined conversion. */
+static int64_t ssmb__u64_to_i64(uint64_t u) {
+    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
+}
+
+SSMB_APIDEF ssmb_result ssmb_msg_frame_size(size_t payload_size, size_t *out) {
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    if ((uint64_t)payload_size > 0xffffffffu) return SSMB_ERR_OVERFLOW; /* PayloadLength is 32 bits */
+    return ssmb_size_add(SSMB_MSG_HEADER_SIZE, payload_size, out);
+}
+
+/* What every encoder refuses: a MessageType that is empty or longer than
+   its 32-byte field, a missing payload, a payload PayloadLength cannot hold. */
+static ssmb_result ssmb__msg_check(const ssmb_msg *m) {
+    if (!m || !m->type.ptr || m->type.len == 0 || m->type.len > SSMB_MSG_TYPE_MAX) return SSMB_ERR_INVALID_ARG;
+    if (!m->payload && m->payload_size) return SSMB_ERR_INVALID_ARG;
+    if ((uint64_t)m->payload_size > 0xffffffffu) return SSMB_ERR_OVERFLOW;
+    return SSMB_OK;
+}
+
+/* The 120-byte header for the payload bytes at payload (PROTOCOL.md §2.5):
+   HeaderLength 116, the type padded with spaces, digest = SHA-256(payload). */
+static void ssmb__msg_write_header(const ssmb_msg *m, const uint8_t *payload, uint8_t *out) {
+    ssmb__store_be32(out + SSMB__MSG_OFF_HEADER_LENGTH, SSMB_MSG_HEADER_LENGTH);
+    memset(out + SSMB__MSG_OFF_TYPE, ' ', SSMB_MSG_TYPE_MAX);
+    memcpy(out + SSMB__MSG_OFF_TYPE, m->type.ptr, m->type.len);
+    ssmb__store_be32(out + SSMB__MSG_OFF_SCHEMA_VERSION, m->schema_version);
+    ssmb__store_be64(out + SSMB__MSG_OFF_CREATED_DATE, m->created_date_ms);
+    ssmb__store_be64(out + SSMB__MSG_OFF_SEQUENCE, (uint64_t)m->sequence_number);
+    ssmb__store_be64(out + SSMB__MSG_OFF_FLAGS, m->flags);
+    ssmb_uuid_to_wire(&m->message_id, out + SSMB__MSG_OFF_MESSAGE_ID);
+    ssmb_sha256(payload, m->payload_size, out + SSMB__MSG_OFF_DIGEST);
+    ssmb__store_be32(out + SSMB__MSG_OFF_PAYLOAD_TYPE, m->payload_type);
+    ssmb__store_be32(out + SSMB__MSG_OFF_PAYLOAD_LENGTH, (uint32_t)m->payload_size);
+}
+
+SSMB_APIDEF ssmb_result ssmb_msg_encode_header(const ssmb_msg *m, uint8_t out[SSMB_MSG_HEADER_SIZE]) {
+    ssmb_result r = ssmb__msg_check(m);
+    if (r != SSMB_OK) return r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__msg_write_header(m, m->payload, out);
+    return SSMB_OK;
+}
+
+/* The payload is copied first and hashed where it landed, so a payload
+   that already sits in out (anywhere) is encoded correctly. */
+SSMB_APIDEF ssmb_result ssmb_msg_encode(const ssmb_msg *m, uint8_t *out, size_t cap, size_t *out_len) {
+    size_t need = 0;
+    ssmb_result r = ssmb__msg_check(m);
+    if (r == SSMB_OK) r = ssmb_msg_frame_size(m->payload_size, &need);
+    if (r != SSMB_OK) return r;
+    if (out_len) *out_len = need;
+    if (!out || cap < need) return SSMB_ERR_BUFFER_TOO_SMALL;
+    if (m->payload_size && m->payload != out + SSMB_MSG_HEADER_SIZE)
+        memmove(out + SSMB_MSG_HEADER_SIZE, m->payload, m->payload_size);
+    ssmb__msg_write_header(m, out + SSMB_MSG_HEADER_SIZE, out);
+    return SSMB_OK;
+}
+
+/* \t \n \v \f \r and space: the ASCII part of Go's strings.TrimSpace. */
+static int ssmb__msg_is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* PROTOCOL.md §2.3 step 1: NULs off both ends, then whitespace off both
+   ends (so a NUL inside spaces stays, as in the reference). */
+static ssmb_str ssmb__msg_trim_type(const uint8_t *field) {
+    size_t b = 0, e = SSMB_MSG_TYPE_MAX;
+    ssmb_str s;
+    while (b < e && field[b] == 0) b++;
+    while (e > b && field[e - 1] == 0) e--;
+    while (b < e && ssmb__msg_is_space(field[b])) b++;
+    while (e > b && ssmb__msg_is_space(field[e - 1])) e--;
+    s.ptr = (const char *)field + b;
+    s.len = e - b;
+    return s;
+}
+
+/* Every header field at its fixed offset; frame holds at least 120 bytes. */
+static void ssmb__msg_read_fields(const uint8_t *frame, size_t len, ssmb_msg *m) {
+    m->header_length = ssmb__load_be32(frame + SSMB__MSG_OFF_HEADER_LENGTH);
+    m->type = ssmb__msg_trim_type(frame + SSMB__MSG_OFF_TYPE);
+    m->schema_version = ssmb__load_be32(frame + SSMB__MSG_OFF_SCHEMA_VERSION);
+    m->created_date_ms = ssmb__load_be64(frame + SSMB__MSG_OFF_CREATED_DATE);
+    m->sequence_number = ssmb__u64_to_i64(ssmb__load_be64(frame + SSMB__MSG_OFF_SEQUENCE));
+    m->flags = ssmb__load_be64(frame + SSMB__MSG_OFF_FLAGS);
+    ssmb_uuid_from_wire(frame + SSMB__MSG_OFF_MESSAGE_ID, &m->message_id);
+    memcpy(m->payload_digest, frame + SSMB__MSG_OFF_DIGEST, 32);
+    m->payload_type = ssmb__load_be32(frame + SSMB__MSG_OFF_PAYLOAD_TYPE);
+    m->payload_length = ssmb__load_be32(frame + SSMB__MSG_OFF_PAYLOAD_LENGTH);
+    m->payload = frame + SSMB_MSG_HEADER_SIZE;
+    m->payload_size = len - SSMB_MSG_HEADER_SIZE;
+}
+
+/* Deliberately stricter than the reference reader, which takes the payload
+   from HeaderLength + 4 to the end of the frame whatever HeaderLength and
+   PayloadLength say (PROTOCOL.md §2.3): here both must describe the frame
+   exactly. Every frame in the shared vectors does. *out is written only on
+   success. */
+SSMB_APIDEF ssmb_result ssmb_msg_decode(const uint8_t *frame, size_t len, ssmb_msg *out) {
+    ssmb_msg m;
+    if (!out || (!frame && len)) return SSMB_ERR_INVALID_ARG;
+    if (len < SSMB_MSG_HEADER_SIZE) return SSMB_ERR_TRUNCATED;
+    if (ssmb__load_be32(frame + SSMB__MSG_OFF_HEADER_LENGTH) != SSMB_MSG_HEADER_LENGTH) return SSMB_ERR_SSM_PROTOCOL;
+    if ((uint64_t)ssmb__load_be32(frame + SSMB__MSG_OFF_PAYLOAD_LENGTH) != (uint64_t)(len - SSMB_MSG_HEADER_SIZE))
+        return SSMB_ERR_SSM_PROTOCOL;
+    ssmb__msg_read_fields(frame, len, &m);
+    *out = m;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF int ssmb_msg_type_is(const ssmb_msg *m, const char *type) {
+    return m && type && ssmb_str_eq(m->type, type);
+}
+
+/* PROTOCOL.md §2.4, in the reference's order. The digest is checked when
+   either length is non-zero (a decoded frame has both equal). */
+SSMB_APIDEF ssmb_result ssmb_msg_validate(const ssmb_msg *m) {
+    uint8_t digest[32];
+    if (!m || (!m->type.ptr && m->type.len)) return SSMB_ERR_INVALID_ARG;
+    if (ssmb_msg_type_is(m, SSMB_MSG_START_PUBLICATION) || ssmb_msg_type_is(m, SSMB_MSG_PAUSE_PUBLICATION))
+        return SSMB_OK; /* rule 0: no further check at all */
+    if (m->header_length == 0 || m->type.len == 0 || m->created_date_ms == 0) return SSMB_ERR_SSM_PROTOCOL;
+    if (m->payload_length == 0 && m->payload_size == 0) return SSMB_OK;
+    if (!m->payload && m->payload_size) return SSMB_ERR_INVALID_ARG;
+    ssmb_sha256(m->payload, m->payload_size, digest);
+    return memcmp(digest, m->payload_digest, 32) == 0 ? SSMB_OK : SSMB_ERR_DIGEST;
+}
+
+/* ---- payloads ----
+   Payload JSON is parsed with its tokens on the stack. The largest payload
+   the protocol defines (a HandshakeRequest with port properties and KMS)
+   needs about 30 tokens; a payload needing more than SSMB__PAYLOAD_TOKENS
+   gets SSMB_ERR_LIMIT. */
+#define SSMB__PAYLOAD_TOKENS 128
+
+/* Parses a payload whose root must be an object. */
+static ssmb_result ssmb__payload_open(ssmb_json *doc, ssmb_json_token *tokens, const void *json, size_t len) {
+    ssmb_result r;
+    if (!json && len) return SSMB_ERR_INVALID_ARG;
+    r = ssmb_json_parse(doc, (const char *)json, len, tokens, SSMB__PAYLOAD_TOKENS);
+    if (r == SSMB_OK && ssmb_json_kind(doc, 0) != SSMB_JSON_OBJECT) r = SSMB_ERR_JSON;
+    return r;
+}
+
+/* A UUID in a JSON string (escapes allowed); SSMB_ERR_MALFORMED unless it
+   is the canonical 36-character form. */
+static ssmb_result ssmb__json_str_uuid(ssmb_str raw, ssmb_uuid *out) {
+    char text[37];
+    size_t n = 0;
+    if (ssmb_json_unescape(raw, text, sizeof text, &n) != SSMB_OK) return SSMB_ERR_MALFORMED;
+    return ssmb_uuid_parse(text, n, out);
+}
+
+/* §3.2: keys in Go's order, which the agent's struct also uses. */
+SSMB_APIDEF ssmb_result ssmb_ack_build(const ssmb_ack *ack, char *out, size_t cap, size_t *out_len) {
+    ssmb_json_writer w;
+    char id[37];
+    if (!ack) return SSMB_ERR_INVALID_ARG;
+    ssmb_uuid_format(&ack->message_id, id);
+    ssmb_json_writer_init(&w, out, cap);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_member_str(&w, "AcknowledgedMessageType", ack->message_type);
+    ssmb__jw_member_str(&w, "AcknowledgedMessageId", ssmb_str_c(id));
+    ssmb__jw_key(&w, "AcknowledgedMessageSequenceNumber");
+    ssmb_json_writer_i64(&w, ack->sequence_number);
+    ssmb__jw_key(&w, "IsSequentialMessage");
+    ssmb_json_writer_bool(&w, ack->is_sequential);
+    ssmb_json_writer_end_object(&w);
+    return ssmb_json_writer_finish(&w, out_len);
+}
+
+/* All four keys are required (both Go senders always write them). */
+SSMB_APIDEF ssmb_result ssmb_ack_parse(const void *json, size_t len, ssmb_ack *out) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_ack a;
+    ssmb_str id;
+    ssmb_result r = out ? ssmb__payload_open(&doc, tokens, json, len) : SSMB_ERR_INVALID_ARG;
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "AcknowledgedMessageType", &a.message_type);
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "AcknowledgedMessageId", &id);
+    if (r == SSMB_OK) r = ssmb__json_str_uuid(id, &a.message_id);
+    if (r == SSMB_OK) r = ssmb__json_req_i64(&doc, 0, "AcknowledgedMessageSequenceNumber", &a.sequence_number);
+    if (r == SSMB_OK) r = ssmb__json_req_bool(&doc, 0, "IsSequentialMessage", &a.is_sequential);
+    if (r == SSMB_OK) *out = a;
+    return r;
+}
+
+/* §4.2: MessageSchemaVersion is always "1.0"; Go's struct order. */
+SSMB_APIDEF ssmb_result ssmb_open_data_channel_build(const ssmb_open_data_channel *in, char *out, size_t cap,
+                                                     size_t *out_len) {
+    ssmb_json_writer w;
+    char request_id[37], client_id[37];
+    if (!in) return SSMB_ERR_INVALID_ARG;
+    ssmb_uuid_format(&in->request_id, request_id);
+    ssmb_uuid_format(&in->client_id, client_id);
+    ssmb_json_writer_init(&w, out, cap);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_member_str(&w, "MessageSchemaVersion", ssmb_str_c("1.0"));
+    ssmb__jw_member_str(&w, "RequestId", ssmb_str_c(request_id));
+    ssmb__jw_member_str(&w, "TokenValue", in->token_value);
+    ssmb__jw_member_str(&w, "ClientId", ssmb_str_c(client_id));
+    if (in->client_version.len) ssmb__jw_member_str(&w, "ClientVersion", in->client_version);
+    ssmb_json_writer_end_object(&w);
+    return ssmb_json_writer_finish(&w, out_len);
+}
+
+/* §5.2 SessionType parameters: Properties is kept as raw JSON, an object or
+   null (empty view when absent). */
+static ssmb_result ssmb__handshake_session_type(const ssmb_json *doc, int32_t params, ssmb_handshake_request *h) {
+    int32_t props;
+    ssmb_result r;
+    if (ssmb_json_kind(doc, params) != SSMB_JSON_OBJECT) return SSMB_ERR_JSON;
+    r = ssmb__json_req_str(doc, params, "SessionType", &h->session_type);
+    if (r != SSMB_OK) return r;
+    props = ssmb_json_find(doc, params, "Properties");
+    if (props >= 0 && ssmb_json_kind(doc, props) != SSMB_JSON_OBJECT && !ssmb_json_is_null(doc, props))
+        return SSMB_ERR_JSON;
+    h->properties = props >= 0 ? ssmb_json_raw(doc, props) : ssmb__str_empty();
+    h->has_session_type = 1;
+    return SSMB_OK;
+}
+
+/* §5.2 / §6.6 KMSEncryption parameters: the key id, and a Challenge from
+   agents since 3.3.808.0. */
+static ssmb_result ssmb__handshake_kms(const ssmb_json *doc, int32_t params, ssmb_handshake_request *h) {
+    ssmb_result r;
+    if (ssmb_json_kind(doc, params) != SSMB_JSON_OBJECT) return SSMB_ERR_JSON;
+    r = ssmb__json_req_str(doc, params, "KMSKeyId", &h->kms_key_id);
+    if (r == SSMB_OK) r = ssmb__json_opt_str(doc, params, "Challenge", &h->kms_challenge);
+    if (r == SSMB_OK) h->has_kms = 1;
+    return r;
+}
+
+/* One RequestedClientActions entry; a repeated action overwrites the
+   earlier one, an unknown one is only counted. */
+static ssmb_result ssmb__handshake_action(const ssmb_json *doc, int32_t action, ssmb_handshake_request *h) {
+    ssmb_str type;
+    int32_t params;
+    ssmb_result r;
+    if (ssmb_json_kind(doc, action) != SSMB_JSON_OBJECT) return SSMB_ERR_JSON;
+    r = ssmb__json_req_str(doc, action, "ActionType", &type);
+    if (r != SSMB_OK) return r;
+    params = ssmb_json_find(doc, action, "ActionParameters");
+    if (ssmb_str_eq(type, "SessionType")) return ssmb__handshake_session_type(doc, params, h);
+    if (ssmb_str_eq(type, "KMSEncryption")) return ssmb__handshake_kms(doc, params, h);
+    h->unknown_actions++;
+    return SSMB_OK;
+}
+
+static void ssmb__handshake_request_clear(ssmb_handshake_request *h) {
+    memset(h, 0, sizeof *h);
+    h->agent_version = h->session_type = h->properties = ssmb__str_empty();
+    h->kms_key_id = h->kms_challenge = ssmb__str_empty();
+}
+
+/* AgentVersion and RequestedClientActions (an array, null taken as empty)
+   are required. */
+SSMB_APIDEF ssmb_result ssmb_handshake_request_parse(const void *json, size_t len, ssmb_handshake_request *out) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_handshake_request h;
+    int32_t actions, i, n = 0;
+    ssmb_result r = out ? ssmb__payload_open(&doc, tokens, json, len) : SSMB_ERR_INVALID_ARG;
+    if (r != SSMB_OK) return r;
+    ssmb__handshake_request_clear(&h);
+    r = ssmb__json_req_str(&doc, 0, "AgentVersion", &h.agent_version);
+    actions = ssmb_json_find(&doc, 0, "RequestedClientActions");
+    if (r == SSMB_OK && ssmb_json_kind(&doc, actions) == SSMB_JSON_ARRAY) n = ssmb_json_size(&doc, actions);
+    else if (r == SSMB_OK && !ssmb_json_is_null(&doc, actions)) r = SSMB_ERR_JSON;
+    for (i = 0; i < n && r == SSMB_OK; i++) r = ssmb__handshake_action(&doc, ssmb_json_at(&doc, actions, i), &h);
+    if (r == SSMB_OK) *out = h;
+    return r;
+}
+
+/* One ProcessedClientActions entry: all four keys always, ActionResult null
+   and Error "" when unused, as Go writes them (§5.3). */
+static void ssmb__jw_processed_action(ssmb_json_writer *w, const ssmb_processed_action *a) {
+    ssmb_json_writer_begin_object(w);
+    ssmb__jw_member_str(w, "ActionType", a->action_type);
+    ssmb__jw_key(w, "ActionStatus");
+    ssmb_json_writer_u64(w, a->status);
+    ssmb__jw_key(w, "ActionResult");
+    if (a->result_json.len) ssmb_json_writer_raw(w, a->result_json.ptr, a->result_json.len);
+    else ssmb_json_writer_null(w);
+    ssmb__jw_member_str(w, "Error", a->error);
+    ssmb_json_writer_end_object(w);
+}
+
+/* §5.3: ProcessedClientActions is [] when empty (the reference starts from
+   an empty slice), Errors is null when there are none (a nil slice). */
+SSMB_APIDEF ssmb_result ssmb_handshake_response_build(const ssmb_handshake_response *in, char *out, size_t cap,
+                                                      size_t *out_len) {
+    ssmb_json_writer w;
+    size_t i;
+    if (!in || (!in->actions && in->action_count) || (!in->errors && in->error_count)) return SSMB_ERR_INVALID_ARG;
+    ssmb_json_writer_init(&w, out, cap);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_member_str(&w, "ClientVersion", in->client_version);
+    ssmb__jw_key(&w, "ProcessedClientActions");
+    ssmb_json_writer_begin_array(&w);
+    for (i = 0; i < in->action_count; i++) ssmb__jw_processed_action(&w, &in->actions[i]);
+    ssmb_json_writer_end_array(&w);
+    ssmb__jw_key(&w, "Errors");
+    if (in->error_count == 0) ssmb_json_writer_null(&w);
+    else ssmb_json_writer_begin_array(&w);
+    for (i = 0; i < in->error_count; i++) ssmb_json_writer_string(&w, in->errors[i].ptr, in->errors[i].len);
+    if (in->error_count) ssmb_json_writer_end_array(&w);
+    ssmb_json_writer_end_object(&w);
+    return ssmb_json_writer_finish(&w, out_len);
+}
+
+/* HandshakeTimeToComplete (nanoseconds) is required; CustomerMessage may be
+   absent or null (then empty). */
+SSMB_APIDEF ssmb_result ssmb_handshake_complete_parse(const void *json, size_t len, ssmb_handshake_complete *out) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_handshake_complete c;
+    ssmb_result r = out ? ssmb__payload_open(&doc, tokens, json, len) : SSMB_ERR_INVALID_ARG;
+    if (r == SSMB_OK) r = ssmb__json_req_i64(&doc, 0, "HandshakeTimeToComplete", &c.time_to_complete_ns);
+    if (r == SSMB_OK) r = ssmb__json_opt_str(&doc, 0, "CustomerMessage", &c.customer_message);
+    if (r == SSMB_OK) *out = c;
+    return r;
+}
+
+/* §6.5: Challenge is a Go []byte, so standard padded base64 in a string.
+   Base64 never needs a JSON escape, so the text is written directly. */
+SSMB_APIDEF ssmb_result ssmb_challenge_build(const uint8_t *bytes, size_t n, char *out, size_t cap,
+                                             size_t *out_len) {
+    static const char head[] = "{\"Challenge\":\"", tail[] = "\"}";
+    size_t b64 = ssmb_base64_encoded_len(n), need;
+    if (!bytes && n) return SSMB_ERR_INVALID_ARG;
+    if ((n && b64 == 0) || ssmb_size_add(b64, sizeof head - 1 + sizeof tail - 1, &need) != SSMB_OK)
+        return SSMB_ERR_OVERFLOW;
+    if (out_len) *out_len = need;
+    if (!out || cap < need) return SSMB_ERR_BUFFER_TOO_SMALL;
+    memcpy(out, head, sizeof head - 1);
+    /* cap - head >= b64 + 2 here; the NUL base64 adds lands where tail goes. */
+    if (n) (void)ssmb_base64_encode(bytes, n, out + sizeof head - 1, cap - (sizeof head - 1), NULL);
+    memcpy(out + sizeof head - 1 + b64, tail, sizeof tail - 1);
+    if (need < cap) out[need] = '\0';
+    return SSMB_OK;
+}
+
+/* Challenge is required; the base64 must be strict and escape-free
+   (SSMB_ERR_MALFORMED otherwise). */
+SSMB_APIDEF ssmb_result ssmb_challenge_parse(const void *json, size_t len, uint8_t *out, size_t cap,
+                                             size_t *out_len) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_str b64;
+    ssmb_result r = ssmb__payload_open(&doc, tokens, json, len);
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "Challenge", &b64);
+    if (r != SSMB_OK) return r;
+    if (memchr(b64.ptr, '\\', b64.len)) return SSMB_ERR_MALFORMED;
+    return ssmb_base64_decode(b64.ptr, b64.len, out, cap, out_len);
+}
+
+/* §7.2: lower-case keys, cols first. */
+SSMB_APIDEF ssmb_result ssmb_terminal_size_build(uint32_t cols, uint32_t rows, char *out, size_t cap,
+                                                 size_t *out_len) {
+    ssmb_json_writer w;
+    ssmb_json_writer_init(&w, out, cap);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_key(&w, "cols");
+    ssmb_json_writer_u64(&w, cols);
+    ssmb__jw_key(&w, "rows");
+    ssmb_json_writer_u64(&w, rows);
+    ssmb_json_writer_end_object(&w);
+    return ssmb_json_writer_finish(&w, out_len);
+}
+
+SSMB_APIDEF void ssmb_flag_encode(uint32_t flag, uint8_t out[4]) { ssmb__store_be32(out, flag); }
+
+/* §2.9: exactly four bytes; any other length is SSMB_ERR_SSM_PROTOCOL. */
+SSMB_APIDEF ssmb_result ssmb_flag_decode(const void *payload, size_t len, uint32_t *flag) {
+    if (!flag || (!payload && len)) return SSMB_ERR_INVALID_ARG;
+    if (len != 4) return SSMB_ERR_SSM_PROTOCOL;
+    *flag = ssmb__load_be32((const uint8_t *)payload);
+    return SSMB_OK;
+}
+
+/* §8.2: MessageId, CreatedDate (a string), SessionId, MessageType and
+   SchemaVersion (a number) are required; DestinationId and Output may be
+   absent or null (then empty). */
+SSMB_APIDEF ssmb_result ssmb_channel_closed_parse(const void *json, size_t len, ssmb_channel_closed *out) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_channel_closed c;
+    ssmb_result r = out ? ssmb__payload_open(&doc, tokens, json, len) : SSMB_ERR_INVALID_ARG;
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "MessageId", &c.message_id);
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "CreatedDate", &c.created_date);
+    if (r == SSMB_OK) r = ssmb__json_opt_str(&doc, 0, "DestinationId", &c.destination_id);
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "SessionId", &c.session_id);
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "MessageType", &c.message_type);
+    if (r == SSMB_OK) r = ssmb__json_req_i64(&doc, 0, "SchemaVersion", &c.schema_version);
+    if (r == SSMB_OK) r = ssmb__json_opt_str(&doc, 0, "Output", &c.output);
+    if (r == SSMB_OK) *out = c;
+    return r;
+}
+
+/* Decimal digits s[i..end) into *v, saturating above 2^32 (overflow shows
+   as *v > 0xffffffff). 0 when empty or not all digits. */
+static int ssmb__exit_code_digits(const char *s, size_t i, size_t end, uint64_t *v) {
+    if (i == end) return 0;
+    for (*v = 0; i < end; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9) return 0;
+        if (*v <= 0xffffffffu) *v = *v * 10 + d;
+    }
+    return 1;
+}
+
+/* §7.2: the agent writes "EXIT_CODE: " and strconv.Itoa of the status,
+   negative when the command died by a signal. Tolerated besides: any run of
+   spaces or tabs after the colon, trailing whitespace (CR, LF, ...), and
+   Windows DWORD statuses 2^31..2^32-1, returned as the same 32 bits
+   (3221225477 gives -1073741819). Other text: SSMB_ERR_SSM_PROTOCOL; a
+   number outside -2^31..2^32-1: SSMB_ERR_OVERFLOW. */
+SSMB_APIDEF ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, int32_t *code) {
+    static const char prefix[] = "EXIT_CODE:";
+    const char *s = (const char *)payload;
+    size_t i = sizeof prefix - 1, end = len;
+    uint64_t v = 0;
+    int neg;
+    if (!code || (!payload && len)) return SSMB_ERR_INVALID_ARG;
+    if (len < i || memcmp(s, prefix, i) != 0) return SSMB_ERR_SSM_PROTOCOL;
+    while (end > i && ssmb__msg_is_space((uint8_t)s[end - 1])) end--;
+    while (i < end && (s[i] == ' ' || s[i] == '\t')) i++;
+    neg = i < end && s[i] == '-';
+    if (!ssmb__exit_code_digits(s, i + (size_t)neg, end, &v)) return SSMB_ERR_SSM_PROTOCOL;
+    if (v > (neg ? 0x80000000u : 0xffffffffu)) return SSMB_ERR_OVERFLOW;
+    if (neg) *code = v == 0x80000000u ? INT32_MIN : -(int32_t)v;
+    else *code = v > (uint64_t)INT32_MAX ? (int32_t)((int64_t)v - 0x100000000) : (int32_t)v;
+    return SSMB_OK;
+}
 
 // >>public
 static const char *ssmb__result_name(ssmb_result r) {
