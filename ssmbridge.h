@@ -89,7 +89,7 @@
    ======
      SSMB_SIGV4_MAX_HEADERS    headers a SigV4 request may sign (default 64)
      SSMB_SIGV4_MAX_QUERY      query parameters a SigV4 request may carry (default 128)
-     SSMB_JSON_MAX_DEPTH       nesting depth of the JSON writer (default 32)
+     SSMB_JSON_MAX_DEPTH       nesting depth of JSON read and written (default 32, at most 32)
 
    RECENT CHANGES
    ==============
@@ -210,8 +210,8 @@ SSMB_API ssmb_result ssmb_size_mul(size_t a, size_t b, size_t *out);
 /* Standard base64 with '=' padding (RFC 4648 §4), the form Go's JSON uses
    for []byte. Encoded length of n bytes, 0 on overflow. */
 SSMB_API size_t ssmb_base64_encoded_len(size_t n);
-/* Writes the text and a NUL when it fits (cap >= len + 1); *out_len = text
-   length (needed length on SSMB_ERR_BUFFER_TOO_SMALL). */
+/* Writes the text, and a NUL after it when there is room (the rule of every
+   text writer here); *out_len = text length, also on SSMB_ERR_BUFFER_TOO_SMALL. */
 SSMB_API ssmb_result ssmb_base64_encode(const void *in, size_t n, char *out, size_t cap, size_t *out_len);
 /* Strict decode: length a multiple of 4, only the 64 letters, '=' only as
    final padding, unused bits zero. SSMB_ERR_MALFORMED otherwise. */
@@ -759,7 +759,7 @@ SSMB_APIDEF ssmb_result ssmb_base64_encode(const void *in, size_t n, char *out, 
     size_t need = ssmb_base64_encoded_len(n), i, o = 0;
     if (n != 0 && need == 0) return SSMB_ERR_OVERFLOW;
     if (out_len) *out_len = need;
-    if (!out || cap < need + 1) return SSMB_ERR_BUFFER_TOO_SMALL;
+    if (!out || cap < need) return SSMB_ERR_BUFFER_TOO_SMALL;
     for (i = 0; i + 3 <= n; i += 3) {
         uint32_t v = ((uint32_t)p[i] << 16) | ((uint32_t)p[i + 1] << 8) | p[i + 2];
         out[o++] = ssmb__b64_alphabet[v >> 18];
@@ -780,7 +780,7 @@ SSMB_APIDEF ssmb_result ssmb_base64_encode(const void *in, size_t n, char *out, 
         out[o++] = ssmb__b64_alphabet[(v >> 6) & 63];
         out[o++] = '=';
     }
-    out[o] = '\0';
+    if (o < cap) out[o] = '\0';
     return SSMB_OK;
 }
 

@@ -41,7 +41,8 @@ SSMB_TEST(util_base64_bad_input) {
     CHECK(ssmb_base64_decode("Zg==Zg==", 8, out, sizeof out, &n) == SSMB_ERR_MALFORMED); /* pad mid-text */
     CHECK(ssmb_base64_decode("Zm 9", 4, out, sizeof out, &n) == SSMB_ERR_MALFORMED);
     CHECK(ssmb_base64_decode("Zm9v", 4, out, 2, &n) == SSMB_ERR_BUFFER_TOO_SMALL && n == 3);
-    CHECK(ssmb_base64_encode("foo", 3, small, sizeof small, &n) == SSMB_ERR_BUFFER_TOO_SMALL && n == 4);
+    CHECK(ssmb_base64_encode("foo", 3, small, 3, &n) == SSMB_ERR_BUFFER_TOO_SMALL && n == 4);
+    CHECK(ssmb_base64_encode("foo", 3, small, sizeof small, &n) == SSMB_OK && n == 4 && memcmp(small, "Zm9v", 4) == 0);
 }
 
 SSMB_TEST(util_base64_roundtrip) {
