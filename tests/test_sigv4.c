@@ -676,7 +676,7 @@ SSMB_TEST(sigv4_dates_out_of_range) {
     static const char *const bad[] = {
         "19691231T235959Z", "20150230T000000Z", "20150229T000000Z", "21000229T000000Z", "20151301T000000Z",
         "20150001T000000Z", "20150100T000000Z", "20150830T240000Z", "20150830T126000Z", "20150830T123660Z",
-        "20150830T123600",  "20150830 123600Z", "2015083OT123600Z", "2015-08-30T12:36:00", "2015-08-30 12:36:00Z",
+        "20160230T000000Z", "20240431T000000Z", "20150830T123600",  "20150830 123600Z", "2015083OT123600Z", "2015-08-30T12:36:00", "2015-08-30 12:36:00Z",
         "2015-08-30T12-36-00Z", "+0150830T123600Z", "", "20150830T123600ZZ"};
     char out[17];
     int64_t t = 7;
@@ -765,6 +765,16 @@ SSMB_TEST(sigv4_bad_percent_encoding) {
         s.req.query = ssmb_str_c(bad[i]);
         if (!CHECK(t_all_give(&s, SSMB_ERR_MALFORMED))) printf("    query %s\n", bad[i]);
     }
+    /* An escape cut by the end of the text, with a hex digit just past it. */
+    s.req.query = t_str("a=%41", 4);
+    CHECK(t_all_give(&s, SSMB_ERR_MALFORMED));
+    s.req.query = t_str("a=%41", 3);
+    CHECK(t_all_give(&s, SSMB_ERR_MALFORMED));
+    /* Escapes are decoded and written again: unreserved characters plain,
+       the rest with upper-case hex. */
+    s.req.query = ssmb_str_c("a=%41%7e%2f%2B+");
+    CHECK(ssmb_sigv4_canonical_request(&s.req, &s.p, buf, sizeof buf, &n) == SSMB_OK &&
+          strncmp(buf, "GET\n/\na=A~%2F%2B%2B\n", 20) == 0);
     /* The path is checked only where it is decoded (S3's single encoding). */
     s.req.query = ssmb_str_c("");
     s.req.path = ssmb_str_c("/a%2");
