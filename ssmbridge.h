@@ -1381,6 +1381,40 @@ SSMB_APIDEF ssmb_result ssmb_amz_date_parse(const char *text, size_t len, int64_
 
 /* ---- parameters ---- */
 
+/* Byte range tests eight bytes at a time (session tokens run to a
+   kilobyte): a high bit in (x - n * ones) & ~x marks a byte below n (n <=
+   128), one in (x + (127 - m) * ones) | x a byte above m (m <= 127). A
+   borrow or carry leaves only a byte that already counts, so "none" is
+   exact; the remaining bytes are tested one by one. */
+#define SSMB__BYTES_ONES UINT64_C(0x0101010101010101)
+#define SSMB__BYTES_HIGHS UINT64_C(0x8080808080808080)
+
+/* 1 when some byte of s is below n. */
+static int ssmb__any_below(ssmb_str s, unsigned n) {
+    uint64_t hit = 0, x;
+    size_t i = 0;
+    for (; i + 8 <= s.len; i += 8) {
+        memcpy(&x, s.ptr + i, 8);
+        hit |= (x - SSMB__BYTES_ONES * n) & ~x;
+    }
+    hit &= SSMB__BYTES_HIGHS;
+    for (; i < s.len; i++) hit |= (unsigned char)s.ptr[i] < n;
+    return hit != 0;
+}
+
+/* 1 when some byte of s is above m. */
+static int ssmb__any_above(ssmb_str s, unsigned m) {
+    uint64_t hit = 0, x;
+    size_t i = 0;
+    for (; i + 8 <= s.len; i += 8) {
+        memcpy(&x, s.ptr + i, 8);
+        hit |= (x + SSMB__BYTES_ONES * (127 - m)) | x;
+    }
+    hit &= SSMB__BYTES_HIGHS;
+    for (; i < s.len; i++) hit |= (unsigned char)s.ptr[i] > m;
+    return hit != 0;
+}
+
 /* Region and service go into the credential scope between '/': letters,
    digits, '-', '_' and '.' only ("us-east-1", "ssmmessages"). */
 static int ssmb__sigv4_scope_part_ok(ssmb_str s) {
@@ -1393,12 +1427,9 @@ static int ssmb__sigv4_scope_part_ok(ssmb_str s) {
 
 /* Visible ASCII (0x21..0x7e) without the characters in `banned`. */
 static int ssmb__is_visible(ssmb_str s, const char *banned) {
-    size_t i;
-    if (!ssmb__str_valid(s)) return 0;
-    for (i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < 0x21 || c > 0x7e || strchr(banned, c)) return 0;
-    }
+    if (!ssmb__str_valid(s) || ssmb__any_below(s, 0x21) || ssmb__any_above(s, 0x7e)) return 0;
+    for (; *banned && s.len; banned++)
+        if (memchr(s.ptr, *banned, s.len)) return 0;
     return 1;
 }
 
@@ -1470,6 +1501,7 @@ typedef struct ssmb__sigv4 {
     size_t path_seg_count;
     ssmb__sigv4_header header[SSMB__SIGV4_HEADER_SLOTS];
     uint16_t header_order[SSMB__SIGV4_HEADER_SLOTS];
+    uint8_t header_repeats[SSMB__SIGV4_HEADER_SLOTS]; /* in sorted order: same name as the one before */
     size_t header_count;
     ssmb__sigv4_param param[SSMB__SIGV4_PARAM_SLOTS];
     uint16_t param_order[SSMB__SIGV4_PARAM_SLOTS];
@@ -1601,10 +1633,13 @@ static int ssmb__compare_lower(ssmb_str a, ssmb_str b) {
 }
 
 static int ssmb__name_is(ssmb_str name, const char *lower) {
-    return ssmb__compare_lower(name, ssmb_str_c(lower)) == 0;
+    return name.len == strlen(lower) && ssmb__compare_lower(name, ssmb_str_c(lower)) == 0;
 }
 
-static int ssmb__is_fold_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+/* Space, tab, CR, LF; everything above ' ' is not (the common case, one test). */
+static int ssmb__is_fold_space(char c) {
+    return (unsigned char)c <= ' ' && (c == ' ' || c == '\t' || c == '\r' || c == '\n');
+}
 
 static ssmb_str ssmb__trim(ssmb_str v) {
     while (v.len && ssmb__is_fold_space(v.ptr[0])) v.ptr++, v.len--;
@@ -1619,6 +1654,7 @@ static int ssmb__sigv4_value_ok(ssmb_str v) {
     size_t i;
     for (i = 0; i < v.len; i++) {
         unsigned char ch = (unsigned char)v.ptr[i];
+        if (ch > 0x20 && ch != 0x7f) continue;
         if (ch == '\r') {
             if (i + 1 >= v.len || v.ptr[i + 1] != '\n') return 0;
         } else if (ch == '\n') {
@@ -1699,6 +1735,8 @@ static ssmb_result ssmb__sigv4_collect_headers(ssmb__sigv4 *c) {
     if (!(seen & SSMB__SEEN_HOST)) return SSMB_ERR_INVALID_ARG;
     if (!c->presigned) ssmb__sigv4_add_signer_headers(c, seen);
     ssmb__sort_indices(c->header_order, tmp, c->header_count, ssmb__sigv4_header_cmp, c);
+    for (i = 0; i < c->header_count; i++)
+        c->header_repeats[i] = i > 0 && ssmb__sigv4_header_cmp(c, c->header_order[i - 1], c->header_order[i]) == 0;
     return SSMB_OK;
 }
 
@@ -1721,6 +1759,10 @@ static void ssmb__sigv4_put_lower(ssmb__sink *s, ssmb_str name, int encoded) {
 static void ssmb__sigv4_put_value(ssmb__sink *s, ssmb_str v) {
     size_t i = 0, start;
     int first = 1;
+    if (!ssmb__any_below(v, 0x21)) { /* nothing to trim or fold */
+        ssmb__put_str(s, v);
+        return;
+    }
     for (;;) {
         while (i < v.len && ssmb__is_fold_space(v.ptr[i])) i++;
         if (i == v.len) return;
@@ -1741,7 +1783,7 @@ static void ssmb__sigv4_put_headers(ssmb__sink *s, const ssmb__sigv4 *c) {
         ssmb__sigv4_put_lower(s, h->name, 0);
         ssmb__put_c(s, ':');
         ssmb__sigv4_put_value(s, h->value);
-        while (i < c->header_count && ssmb__compare_lower(c->header[c->header_order[i]].name, h->name) == 0) {
+        while (i < c->header_count && c->header_repeats[i]) {
             ssmb__put_c(s, ',');
             ssmb__sigv4_put_value(s, c->header[c->header_order[i++]].value);
         }
@@ -1753,10 +1795,9 @@ static void ssmb__sigv4_put_headers(ssmb__sink *s, const ssmb__sigv4 *c) {
 static void ssmb__sigv4_put_signed_headers(ssmb__sink *s, const ssmb__sigv4 *c, int encoded) {
     size_t i;
     for (i = 0; i < c->header_count; i++) {
-        ssmb_str name = c->header[c->header_order[i]].name;
-        if (i > 0 && ssmb__compare_lower(c->header[c->header_order[i - 1]].name, name) == 0) continue;
+        if (c->header_repeats[i]) continue;
         if (i > 0) ssmb__put_z(s, encoded ? "%3B" : ";");
-        ssmb__sigv4_put_lower(s, name, encoded);
+        ssmb__sigv4_put_lower(s, c->header[c->header_order[i]].name, encoded);
     }
 }
 
