@@ -288,7 +288,7 @@ SSMB_API int ssmb_equal_ct(const void *a, const void *b, size_t n);
    None of these functions allocates; the signers keep their working state
    on the stack (about 10 KB with the default SSMB_SIGV4_MAX_* limits).
    Common results: SSMB_ERR_INVALID_ARG for a NULL argument, an empty access
-   key or secret, a region or service with characters other than letters,
+   key (or, where a signature is made, secret), a region or service with characters other than letters,
    digits, '-', '_', '.', a time outside 1970..9999, a path not starting with
    '/', no Host header, or an X-Amz-Date header that is not the signing time;
    SSMB_ERR_MALFORMED for a method or header name that is not an RFC 7230
@@ -1443,9 +1443,9 @@ static ssmb_result ssmb__sigv4_check_scope(const ssmb_sigv4_params *p, char amz_
 /* The access key id sits in "Credential=<id>/<scope>, "; the token is sent
    as a header value or a query parameter. */
 static ssmb_result ssmb__sigv4_check_identity(const ssmb_sigv4_params *p) {
-    if (p->creds.access_key_id.len == 0 || !ssmb__is_visible(p->creds.access_key_id, "/,=")) return SSMB_ERR_INVALID_ARG;
-    if (!ssmb__is_visible(p->creds.session_token, "")) return SSMB_ERR_INVALID_ARG;
-    return SSMB_OK;
+    if (p->creds.access_key_id.len == 0 || !ssmb__is_visible(p->creds.access_key_id, "/,="))
+        return SSMB_ERR_INVALID_ARG;
+    return ssmb__is_visible(p->creds.session_token, "") ? SSMB_OK : SSMB_ERR_INVALID_ARG;
 }
 
 static ssmb_result ssmb__sigv4_check_secret(const ssmb_sigv4_params *p) {
@@ -1636,7 +1636,7 @@ static int ssmb__name_is(ssmb_str name, const char *lower) {
     return name.len == strlen(lower) && ssmb__compare_lower(name, ssmb_str_c(lower)) == 0;
 }
 
-/* Space, tab, CR, LF; everything above ' ' is not (the common case, one test). */
+/* Space, tab, CR or LF (one comparison decides for every byte above ' '). */
 static int ssmb__is_fold_space(char c) {
     return (unsigned char)c <= ' ' && (c == ' ' || c == '\t' || c == '\r' || c == '\n');
 }
@@ -2063,19 +2063,19 @@ typedef void (*ssmb__sigv4_writer)(ssmb__sink *s, const ssmb__sigv4 *c, const ch
 
 /* Shared by sign and presign: size check first (a counting pass, nothing
    hashed), then the signature, then the text. */
-static ssmb_result ssmb__sigv4_sign_into(ssmb__sigv4 *c, ssmb__sigv4_writer write, char *out, size_t cap,
+static ssmb_result ssmb__sigv4_sign_into(ssmb__sigv4 *c, ssmb__sigv4_writer writer, char *out, size_t cap,
                                          size_t *out_len, ssmb_sigv4_output *result) {
     char signature[65];
     ssmb__sink s;
     memset(signature, '0', 64);
     signature[64] = '\0';
     ssmb__sink_init(&s, NULL, 0);
-    write(&s, c, signature);
+    writer(&s, c, signature);
     if (out_len) *out_len = s.len;
     if (!out || cap <= s.len) return SSMB_ERR_BUFFER_TOO_SMALL;
     ssmb__sigv4_compute(c, signature);
     ssmb__sink_init(&s, out, cap);
-    write(&s, c, signature);
+    writer(&s, c, signature);
     ssmb__sigv4_fill_output(c, signature, result);
     return ssmb__sink_finish(&s, out_len);
 }
