@@ -883,6 +883,13 @@ SSMB_TEST(sigv4_presign_arguments) {
     CHECK(ssmb_sigv4_presign(&s.req, &s.p, buf, sizeof buf, &n, NULL) == SSMB_ERR_INVALID_ARG);
     s.req.query = ssmb_str_c("x-amz-date=other-name");
     CHECK(ssmb_sigv4_presign(&s.req, &s.p, buf, sizeof buf, &n, NULL) == SSMB_OK);
+    /* Header signing is not changed by the flag that selects the query form. */
+    {
+        char plain[512];
+        CHECK(ssmb_sigv4_sign(&s.req, &s.p, plain, sizeof plain, &n, NULL) == SSMB_OK);
+        s.p.flags = SSMB_SIGV4_PRESIGNED;
+        CHECK(ssmb_sigv4_sign(&s.req, &s.p, buf, sizeof buf, &n, NULL) == SSMB_OK && strcmp(buf, plain) == 0);
+    }
 }
 
 SSMB_TEST(sigv4_path_too_deep) {
