@@ -284,7 +284,22 @@ SSMB_API int ssmb_equal_ct(const void *a, const void *b, size_t n);
 
 /* ---- sigv4 ---------------------------------------------------------------
    AWS Signature Version 4, each stage a function. The signing time is an
-   argument (seconds since the Unix epoch, UTC); nothing reads a clock. */
+   argument (seconds since the Unix epoch, UTC); nothing reads a clock.
+   None of these functions allocates; the signers keep their working state
+   on the stack (about 10 KB with the default SSMB_SIGV4_MAX_* limits).
+   Common results: SSMB_ERR_INVALID_ARG for a NULL argument, an empty access
+   key (or, where a signature is made, secret), a region or service with characters other than letters,
+   digits, '-', '_', '.', a time outside 1970..9999, a path not starting with
+   '/', no Host header, or an X-Amz-Date header that is not the signing time;
+   SSMB_ERR_MALFORMED for a method or header name that is not an RFC 7230
+   token, a header value with control characters (a line break is allowed
+   only as obsolete folding: CRLF or LF followed by a space or tab, signed
+   like a space), or a '%' in the query (or, with
+   SSMB_SIGV4_SINGLE_ENCODE_PATH, the path) not followed by two hex digits;
+   SSMB_ERR_LIMIT for more than SSMB_SIGV4_MAX_HEADERS headers, more than
+   SSMB_SIGV4_MAX_QUERY query parameters, or a path whose "." / ".."
+   resolution holds more than 128 segments; SSMB_ERR_BUFFER_TOO_SMALL with
+   the needed length (without the NUL) in *out_len. */
 
 typedef struct ssmb_http_header {
     ssmb_str name;
@@ -300,10 +315,21 @@ typedef struct ssmb_aws_credentials {
 enum {
     SSMB_SIGV4_NO_PATH_NORMALIZE = 1u << 0,  /* keep "." / ".." / "//" in the path (S3) */
     SSMB_SIGV4_SINGLE_ENCODE_PATH = 1u << 1, /* encode the path once, not twice (S3) */
-    SSMB_SIGV4_SIGN_BODY_HEADER = 1u << 2,   /* add and sign x-amz-content-sha256 */
-    SSMB_SIGV4_OMIT_SESSION_TOKEN = 1u << 3  /* token sent but not signed (presigned forms) */
+    SSMB_SIGV4_SIGN_BODY_HEADER = 1u << 2,   /* add and sign x-amz-content-sha256 (header signing) */
+    SSMB_SIGV4_OMIT_SESSION_TOKEN = 1u << 3, /* token sent but not signed (presigned forms) */
+    SSMB_SIGV4_PRESIGNED = 1u << 4           /* ssmb_sigv4_canonical_request: the presigned-URL
+                                                (query) form; ssmb_sigv4_presign sets it itself */
 };
 
+/* The request as it will be sent. Path: the canonical URI normalises "."
+   and ".." and empty segments, then URI-encodes the path as given once more
+   (the AWS-generic rule: "%3A" signs as "%253A", a raw space as "%20");
+   SSMB_SIGV4_SINGLE_ENCODE_PATH decodes %XX first, so it is encoded once.
+   Query: split on '&', name and value decoded and re-encoded (RFC 3986
+   unreserved characters kept, '+' is a plain character), sorted. Headers:
+   every one given is signed, and Host MUST be among them: SigV4 always signs
+   it, and the library does not derive it (take it from the URL: the
+   authority, with the port only when it is not the default). */
 typedef struct ssmb_sigv4_request {
     ssmb_str method;                    /* "GET", "POST" */
     ssmb_str path;                      /* as sent; empty means "/" */
@@ -312,7 +338,8 @@ typedef struct ssmb_sigv4_request {
     size_t header_count;
     const void *body;                   /* hashed for the payload hash */
     size_t body_len;
-    ssmb_str payload_hash;              /* optional: lower-case hex or "UNSIGNED-PAYLOAD"; overrides body */
+    ssmb_str payload_hash;              /* optional: lower-case hex or "UNSIGNED-PAYLOAD" (at most
+                                           64 visible characters); overrides body */
 } ssmb_sigv4_request;
 
 typedef struct ssmb_sigv4_params {
@@ -321,17 +348,24 @@ typedef struct ssmb_sigv4_params {
     ssmb_str service;                   /* "ssm", "ssmmessages", "kms", "sts" */
     int64_t time;                       /* signing time, Unix seconds UTC */
     uint32_t flags;                     /* SSMB_SIGV4_* */
-    uint32_t expires;                   /* presigned URLs: X-Amz-Expires, seconds (0 = 900) */
+    uint32_t expires;                   /* presigned URLs: X-Amz-Expires, seconds (0 = 900,
+                                           at most 604800) */
 } ssmb_sigv4_params;
 
-/* "YYYYMMDDTHHMMSSZ" and a NUL for a Unix time (years 1970..9999). */
+/* "YYYYMMDDTHHMMSSZ" and a NUL for a Unix time (years 1970..9999);
+   SSMB_ERR_INVALID_ARG outside that range. */
 SSMB_API ssmb_result ssmb_amz_date(int64_t unix_seconds, char out[17]);
-/* Parses "20150830T123600Z" or "2015-08-30T12:36:00Z". */
+/* Parses "20150830T123600Z" or "2015-08-30T12:36:00Z" (years 1970..9999,
+   real calendar days, no leap second); SSMB_ERR_MALFORMED otherwise. */
 SSMB_API ssmb_result ssmb_amz_date_parse(const char *text, size_t len, int64_t *unix_seconds);
 
-/* Stage 1: the canonical request text. The signer's own headers
+/* Stage 1: the canonical request text, with a NUL. The signer's own headers
    (X-Amz-Date, X-Amz-Security-Token unless omitted, X-Amz-Content-Sha256
-   when asked) are included unless the request already carries them. */
+   when asked) are included unless the request already carries them. With
+   SSMB_SIGV4_PRESIGNED: the presigned-URL form instead (no headers added;
+   X-Amz-Algorithm, -Credential, -Date, -Expires, -Security-Token unless
+   omitted, and -SignedHeaders join the query). out may be NULL with cap 0
+   to learn the size. */
 SSMB_API ssmb_result ssmb_sigv4_canonical_request(const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
                                                   char *out, size_t cap, size_t *out_len);
 /* Stage 2: the string to sign from the canonical request's SHA-256. */
@@ -351,14 +385,19 @@ typedef struct ssmb_sigv4_output {
 
 /* Header signing: writes the Authorization value ("AWS4-HMAC-SHA256
    Credential=..., SignedHeaders=..., Signature=...") with a NUL. The caller
-   sends it with X-Amz-Date (out->amz_date) and, with temporary credentials,
-   X-Amz-Security-Token. Streams the canonical request into SHA-256: no
-   scratch buffer, no allocation. */
+   sends it with X-Amz-Date (out->amz_date), with temporary credentials
+   X-Amz-Security-Token, and with SSMB_SIGV4_SIGN_BODY_HEADER
+   x-amz-content-sha256 (out->content_sha256). Streams the canonical request
+   into SHA-256: no scratch buffer, no allocation. out may be NULL. A short
+   buffer is reported before any hashing. */
 SSMB_API ssmb_result ssmb_sigv4_sign(const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
                                      char *authorization, size_t cap, size_t *out_len, ssmb_sigv4_output *out);
 /* Query (presigned URL) signing: writes the complete query string to send
-   (the request's own parameters plus X-Amz-Algorithm, -Credential, -Date,
-   -Expires, -SignedHeaders, -Security-Token and -Signature), with a NUL. */
+   (the request's own query as given, then X-Amz-Algorithm, -Credential,
+   -Date, -SignedHeaders, -Expires, -Security-Token and -Signature), with a
+   NUL. The request's query must not carry those names already
+   (SSMB_ERR_INVALID_ARG). The payload hash is the body's (or payload_hash,
+   e.g. "UNSIGNED-PAYLOAD"); SSMB_SIGV4_SIGN_BODY_HEADER has no effect. */
 SSMB_API ssmb_result ssmb_sigv4_presign(const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
                                         char *query, size_t cap, size_t *out_len, ssmb_sigv4_output *out);
 
@@ -1213,7 +1252,1052 @@ SSMB_APIDEF void ssmb_hmac_sha256(const void *key, size_t key_len, const void *m
 }
 
 // >>sigv4
-/* (the SigV4 implementation goes here) */
+/* AWS Signature Version 4. The steps, as AWS numbers them: 1 canonical
+   request, 2 string to sign, 3 signing key, 4 signature. The signer never
+   stores the canonical request: it is streamed into SHA-256 while it is
+   built (a "sink" takes the text: a caller buffer, a hash, an HMAC, or any
+   mix). Sorting works on small index arrays on the stack. */
+
+#if SSMB_SIGV4_MAX_HEADERS < 1 || SSMB_SIGV4_MAX_HEADERS > 4096 || SSMB_SIGV4_MAX_QUERY < 1 || \
+    SSMB_SIGV4_MAX_QUERY > 4096
+#error "ssmbridge.h: SSMB_SIGV4_MAX_HEADERS and SSMB_SIGV4_MAX_QUERY must be between 1 and 4096"
+#endif
+
+#define SSMB__SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
+#define SSMB__SIGV4_MAX_TIME INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
+#define SSMB__SIGV4_DEFAULT_EXPIRES 900u           /* presigned URL lifetime when none is given */
+#define SSMB__SIGV4_MAX_EXPIRES 604800u            /* seven days, the longest AWS accepts */
+#define SSMB__SIGV4_MAX_PATH_DEPTH 128             /* segments kept while removing "." and ".." */
+#define SSMB__SIGV4_ADDED_HEADERS 3                /* x-amz-date, -security-token, -content-sha256 */
+#define SSMB__SIGV4_ADDED_PARAMS 6                 /* X-Amz-Algorithm ... X-Amz-SignedHeaders */
+#define SSMB__SIGV4_HEADER_SLOTS (SSMB_SIGV4_MAX_HEADERS + SSMB__SIGV4_ADDED_HEADERS)
+#define SSMB__SIGV4_PARAM_SLOTS (SSMB_SIGV4_MAX_QUERY + SSMB__SIGV4_ADDED_PARAMS)
+
+/* ---- sink: where generated text goes ---- */
+
+/* invariant: the first min(len, cap) bytes of buf hold the text so far; len
+   counts every byte produced, also those past cap (saturating), so a short
+   buffer still learns the size it needs. */
+typedef struct ssmb__sink {
+    char *buf;
+    size_t cap;
+    size_t len;
+    ssmb_sha256_ctx *hash;      /* optional: every byte is also hashed */
+    ssmb_hmac_sha256_ctx *mac;  /* optional: every byte is also MACed */
+} ssmb__sink;
+
+static void ssmb__sink_init(ssmb__sink *s, char *buf, size_t cap) {
+    s->buf = buf;
+    s->cap = buf ? cap : 0;
+    s->len = 0;
+    s->hash = NULL;
+    s->mac = NULL;
+}
+
+static void ssmb__put(ssmb__sink *s, const char *p, size_t n) {
+    if (n == 0) return;
+    if (s->hash) ssmb_sha256_update(s->hash, p, n);
+    if (s->mac) ssmb_hmac_sha256_update(s->mac, p, n);
+    if (s->len < s->cap) memcpy(s->buf + s->len, p, SSMB__MIN(n, s->cap - s->len));
+    s->len = n > (size_t)-1 - s->len ? (size_t)-1 : s->len + n;
+}
+
+static void ssmb__put_c(ssmb__sink *s, char c) { ssmb__put(s, &c, 1); }
+static void ssmb__put_z(ssmb__sink *s, const char *z) { ssmb__put(s, z, strlen(z)); }
+static void ssmb__put_str(ssmb__sink *s, ssmb_str v) { ssmb__put(s, v.ptr, v.len); }
+
+/* Ends the text with a NUL when text and NUL fit; *out_len = text length. */
+static ssmb_result ssmb__sink_finish(ssmb__sink *s, size_t *out_len) {
+    if (out_len) *out_len = s->len;
+    if (s->len >= s->cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    s->buf[s->len] = '\0';
+    return SSMB_OK;
+}
+
+/* ---- character classes and URI encoding ---- */
+
+/* RFC 3986 §2.3 unreserved characters: the only ones SigV4 never encodes. */
+static int ssmb__is_unreserved(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.' || c == '~';
+}
+
+/* RFC 7230 §3.2.6 tchar: what a method or a header name is made of. */
+static int ssmb__is_tchar(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static unsigned char ssmb__ascii_lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c; }
+
+static int ssmb__str_valid(ssmb_str s) { return s.ptr != NULL || s.len == 0; }
+
+static int ssmb__is_token(ssmb_str s) {
+    size_t i;
+    if (s.len == 0 || !s.ptr) return 0;
+    for (i = 0; i < s.len; i++)
+        if (!ssmb__is_tchar((unsigned char)s.ptr[i])) return 0;
+    return 1;
+}
+
+/* 1 when every '%' in the text starts a %XX escape (RFC 3986 §2.1). */
+static int ssmb__pct_valid(const char *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (p[i] != '%') continue;
+        if (i + 2 >= n || ssmb__hex_value(p[i + 1]) < 0 || ssmb__hex_value(p[i + 2]) < 0) return 0;
+        i += 2;
+    }
+    return 1;
+}
+
+static unsigned char ssmb__pct_byte(const char *p) {
+    return (unsigned char)(ssmb__hex_value(p[1]) << 4 | ssmb__hex_value(p[2]));
+}
+
+static void ssmb__put_pct(ssmb__sink *s, unsigned char b) {
+    static const char upper[] = "0123456789ABCDEF";
+    char e[3];
+    e[0] = '%';
+    e[1] = upper[b >> 4];
+    e[2] = upper[b & 15];
+    ssmb__put(s, e, 3);
+}
+
+/* SigV4 URI encoding: unreserved bytes as they are, every other byte as %XX
+   with upper-case hex. decode: the text is already percent-encoded (as sent,
+   escapes checked beforehand), so each %XX is decoded first and the result
+   is the canonical single encoding. keep_slash: a literal '/' stays (paths).
+   Runs of bytes that need no change are written in one piece. */
+static void ssmb__put_uri(ssmb__sink *s, const char *p, size_t n, int decode, int keep_slash) {
+    size_t i = 0, run = 0;
+    while (i < n) {
+        unsigned char b = (unsigned char)p[i];
+        size_t next = i + 1;
+        if (ssmb__is_unreserved(b) || (keep_slash && b == '/')) {
+            i++;
+            continue;
+        }
+        if (decode && b == '%') {
+            b = ssmb__pct_byte(p + i);
+            next = i + 3;
+        }
+        ssmb__put(s, p + run, i - run);
+        if (ssmb__is_unreserved(b)) ssmb__put_c(s, (char)b);
+        else ssmb__put_pct(s, b);
+        i = run = next;
+    }
+    ssmb__put(s, p + run, n - run);
+}
+
+/* Produces the URI-encoded form of a text one character at a time, so two
+   texts can be compared in encoded order without storing either. */
+typedef struct ssmb__uri_iter {
+    const char *p, *end;
+    int decode;
+    char pending[2];
+    int npending;
+} ssmb__uri_iter;
+
+static void ssmb__uri_iter_init(ssmb__uri_iter *it, ssmb_str text, int decode) {
+    it->p = text.ptr;
+    it->end = text.ptr + text.len;
+    it->decode = decode;
+    it->npending = 0;
+}
+
+/* The next encoded character, or -1 at the end. */
+static int ssmb__uri_iter_next(ssmb__uri_iter *it) {
+    static const char upper[] = "0123456789ABCDEF";
+    unsigned char b;
+    if (it->npending) return (unsigned char)it->pending[2 - it->npending--];
+    if (it->p == it->end) return -1;
+    b = (unsigned char)*it->p++;
+    if (it->decode && b == '%') {
+        b = ssmb__pct_byte(it->p - 1);
+        it->p += 2;
+    }
+    if (ssmb__is_unreserved(b)) return b;
+    it->pending[0] = upper[b >> 4];
+    it->pending[1] = upper[b & 15];
+    it->npending = 2;
+    return '%';
+}
+
+/* Byte order of the encoded forms of a and b. */
+static int ssmb__uri_compare(ssmb_str a, int decode_a, ssmb_str b, int decode_b) {
+    ssmb__uri_iter x, y;
+    ssmb__uri_iter_init(&x, a, decode_a);
+    ssmb__uri_iter_init(&y, b, decode_b);
+    for (;;) {
+        int cx = ssmb__uri_iter_next(&x), cy = ssmb__uri_iter_next(&y);
+        if (cx != cy) return cx < cy ? -1 : 1;
+        if (cx < 0) return 0;
+    }
+}
+
+/* ---- stable sort of small index arrays ---- */
+
+typedef int (*ssmb__compare_fn)(const void *ctx, uint16_t a, uint16_t b);
+
+/* Bottom-up merge sort; tmp holds n more indices. Stable: equal keys keep
+   their order, which SigV4 needs for repeated header names. */
+static void ssmb__sort_indices(uint16_t *idx, uint16_t *tmp, size_t n, ssmb__compare_fn cmp, const void *ctx) {
+    size_t width, lo;
+    for (width = 1; width < n; width *= 2) {
+        for (lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = SSMB__MIN(lo + width, n), hi = SSMB__MIN(lo + 2 * width, n);
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) tmp[o++] = cmp(ctx, idx[j], idx[i]) < 0 ? idx[j++] : idx[i++];
+            while (i < mid) tmp[o++] = idx[i++];
+            while (j < hi) tmp[o++] = idx[j++];
+        }
+        memcpy(idx, tmp, n * sizeof *idx);
+    }
+}
+
+/* ---- dates ---- */
+
+static int ssmb__is_leap_year(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static int ssmb__days_in_month(int64_t y, int m) {
+    static const uint8_t days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return days[m - 1] + (m == 2 && ssmb__is_leap_year(y));
+}
+
+/* Days from 1970-01-01 to January 1st of year y (y >= 1970), counting the
+   leap years 1970..y-1 as those up to y-1 minus those up to 1969. */
+static int64_t ssmb__days_before_year(int64_t y) {
+    int64_t leap_days = ((y - 1) / 4 - (y - 1) / 100 + (y - 1) / 400) - (1969 / 4 - 1969 / 100 + 1969 / 400);
+    return 365 * (y - 1970) + leap_days;
+}
+
+static void ssmb__put_digits(char *out, int64_t v, int width) {
+    while (width-- > 0) {
+        out[width] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_amz_date(int64_t unix_seconds, char out[17]) {
+    int64_t days, secs, year, day_of_year;
+    int month = 1;
+    if (!out || unix_seconds < 0 || unix_seconds > SSMB__SIGV4_MAX_TIME) return SSMB_ERR_INVALID_ARG;
+    days = unix_seconds / 86400;
+    secs = unix_seconds % 86400;
+    /* 366 days a year underestimates the year by at most about 17 here. */
+    year = 1970 + days / 366;
+    while (ssmb__days_before_year(year + 1) <= days) year++;
+    day_of_year = days - ssmb__days_before_year(year);
+    while (day_of_year >= ssmb__days_in_month(year, month)) day_of_year -= ssmb__days_in_month(year, month++);
+    ssmb__put_digits(out, year, 4);
+    ssmb__put_digits(out + 4, month, 2);
+    ssmb__put_digits(out + 6, day_of_year + 1, 2);
+    out[8] = 'T';
+    ssmb__put_digits(out + 9, secs / 3600, 2);
+    ssmb__put_digits(out + 11, secs / 60 % 60, 2);
+    ssmb__put_digits(out + 13, secs % 60, 2);
+    out[15] = 'Z';
+    out[16] = '\0';
+    return SSMB_OK;
+}
+
+/* 1 when text matches pattern: 'd' stands for one digit, anything else for
+   itself. */
+static int ssmb__match_pattern(const char *text, size_t len, const char *pattern) {
+    size_t i;
+    if (len != strlen(pattern)) return 0;
+    for (i = 0; i < len; i++) {
+        if (pattern[i] == 'd' ? (text[i] < '0' || text[i] > '9') : text[i] != pattern[i]) return 0;
+    }
+    return 1;
+}
+
+static int ssmb__read_digits(const char *p, int width) {
+    int v = 0;
+    while (width-- > 0) v = v * 10 + (*p++ - '0');
+    return v;
+}
+
+SSMB_APIDEF ssmb_result ssmb_amz_date_parse(const char *text, size_t len, int64_t *unix_seconds) {
+    /* Field offsets: year, month, day, hour, minute, second. */
+    static const uint8_t basic[6] = {0, 4, 6, 9, 11, 13}, extended[6] = {0, 5, 8, 11, 14, 17};
+    const uint8_t *at;
+    int y, mo, d, h, mi, s;
+    if (!text || !unix_seconds) return SSMB_ERR_INVALID_ARG;
+    if (ssmb__match_pattern(text, len, "ddddddddTddddddZ")) at = basic;
+    else if (ssmb__match_pattern(text, len, "dddd-dd-ddTdd:dd:ddZ")) at = extended;
+    else return SSMB_ERR_MALFORMED;
+    y = ssmb__read_digits(text + at[0], 4);
+    mo = ssmb__read_digits(text + at[1], 2);
+    d = ssmb__read_digits(text + at[2], 2);
+    h = ssmb__read_digits(text + at[3], 2);
+    mi = ssmb__read_digits(text + at[4], 2);
+    s = ssmb__read_digits(text + at[5], 2);
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > ssmb__days_in_month(y, mo) || h > 23 || mi > 59 || s > 59)
+        return SSMB_ERR_MALFORMED;
+    d -= 1;
+    while (--mo >= 1) d += ssmb__days_in_month(y, mo);
+    *unix_seconds = (ssmb__days_before_year(y) + d) * 86400 + h * 3600 + mi * 60 + s;
+    return SSMB_OK;
+}
+
+/* ---- parameters ---- */
+
+/* Byte range tests eight bytes at a time (session tokens run to a
+   kilobyte): a high bit in (x - n * ones) & ~x marks a byte below n (n <=
+   128), one in (x + (127 - m) * ones) | x a byte above m (m <= 127). A
+   borrow or carry leaves only a byte that already counts, so "none" is
+   exact; the remaining bytes are tested one by one. */
+#define SSMB__BYTES_ONES UINT64_C(0x0101010101010101)
+#define SSMB__BYTES_HIGHS UINT64_C(0x8080808080808080)
+
+/* 1 when some byte of s is below n. */
+static int ssmb__any_below(ssmb_str s, unsigned n) {
+    uint64_t hit = 0, x;
+    size_t i = 0;
+    for (; i + 8 <= s.len; i += 8) {
+        memcpy(&x, s.ptr + i, 8);
+        hit |= (x - SSMB__BYTES_ONES * n) & ~x;
+    }
+    hit &= SSMB__BYTES_HIGHS;
+    for (; i < s.len; i++) hit |= (unsigned char)s.ptr[i] < n;
+    return hit != 0;
+}
+
+/* 1 when some byte of s is above m. */
+static int ssmb__any_above(ssmb_str s, unsigned m) {
+    uint64_t hit = 0, x;
+    size_t i = 0;
+    for (; i + 8 <= s.len; i += 8) {
+        memcpy(&x, s.ptr + i, 8);
+        hit |= (x + SSMB__BYTES_ONES * (127 - m)) | x;
+    }
+    hit &= SSMB__BYTES_HIGHS;
+    for (; i < s.len; i++) hit |= (unsigned char)s.ptr[i] > m;
+    return hit != 0;
+}
+
+/* Region and service go into the credential scope between '/': letters,
+   digits, '-', '_' and '.' only ("us-east-1", "ssmmessages"). */
+static int ssmb__sigv4_scope_part_ok(ssmb_str s) {
+    size_t i;
+    if (s.len == 0 || !s.ptr) return 0;
+    for (i = 0; i < s.len; i++)
+        if (!ssmb__is_unreserved((unsigned char)s.ptr[i]) || s.ptr[i] == '~') return 0;
+    return 1;
+}
+
+/* Visible ASCII (0x21..0x7e) without the characters in `banned`. */
+static int ssmb__is_visible(ssmb_str s, const char *banned) {
+    if (!ssmb__str_valid(s) || ssmb__any_below(s, 0x21) || ssmb__any_above(s, 0x7e)) return 0;
+    for (; *banned && s.len; banned++)
+        if (memchr(s.ptr, *banned, s.len)) return 0;
+    return 1;
+}
+
+/* What the string to sign needs: time, region, service. */
+static ssmb_result ssmb__sigv4_check_scope(const ssmb_sigv4_params *p, char amz_date[17]) {
+    if (!p || !ssmb__sigv4_scope_part_ok(p->region) || !ssmb__sigv4_scope_part_ok(p->service))
+        return SSMB_ERR_INVALID_ARG;
+    return ssmb_amz_date(p->time, amz_date);
+}
+
+/* The access key id sits in "Credential=<id>/<scope>, "; the token is sent
+   as a header value or a query parameter. */
+static ssmb_result ssmb__sigv4_check_identity(const ssmb_sigv4_params *p) {
+    if (p->creds.access_key_id.len == 0 || !ssmb__is_visible(p->creds.access_key_id, "/,="))
+        return SSMB_ERR_INVALID_ARG;
+    return ssmb__is_visible(p->creds.session_token, "") ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+static ssmb_result ssmb__sigv4_check_secret(const ssmb_sigv4_params *p) {
+    return p->creds.secret_access_key.len && p->creds.secret_access_key.ptr ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+/* "<yyyymmdd>/<region>/<service>/aws4_request"; slash is "/" or, inside a
+   query parameter, "%2F" (region and service need no encoding). */
+static void ssmb__sigv4_put_scope(ssmb__sink *s, const ssmb_sigv4_params *p, const char *amz_date,
+                                  const char *slash) {
+    ssmb__put(s, amz_date, 8);
+    ssmb__put_z(s, slash);
+    ssmb__put_str(s, p->region);
+    ssmb__put_z(s, slash);
+    ssmb__put_str(s, p->service);
+    ssmb__put_z(s, slash);
+    ssmb__put_z(s, "aws4_request");
+}
+
+/* ---- the request, prepared for signing ---- */
+
+typedef struct ssmb__sigv4_header {
+    ssmb_str name;
+    ssmb_str value;
+} ssmb__sigv4_header;
+
+/* How a query parameter's value is written. */
+enum {
+    SSMB__PARAM_AS_SENT = 0,        /* a piece of the request's query: decode, then encode */
+    SSMB__PARAM_TEXT = 1,           /* plain text: encode */
+    SSMB__PARAM_CREDENTIAL = 2,     /* "<access key id>/<scope>" */
+    SSMB__PARAM_SIGNED_HEADERS = 3  /* the signed header list */
+};
+
+typedef struct ssmb__sigv4_param {
+    ssmb_str name;
+    ssmb_str value;
+    int kind;
+} ssmb__sigv4_param;
+
+/* Everything one signing needs, validated, with headers and query
+   parameters sorted; text stays in the caller's request. */
+typedef struct ssmb__sigv4 {
+    const ssmb_sigv4_request *req;
+    const ssmb_sigv4_params *p;
+    int presigned;                  /* canonical request of the query (presigned URL) form */
+    char amz_date[17];
+    char payload_hash[65];
+    size_t payload_hash_len;
+    char expires[12];
+    int path_has_dots;              /* a "." or ".." segment: path_seg holds what survives */
+    size_t path_seg[SSMB__SIGV4_MAX_PATH_DEPTH];
+    size_t path_seg_count;
+    ssmb__sigv4_header header[SSMB__SIGV4_HEADER_SLOTS];
+    uint16_t header_order[SSMB__SIGV4_HEADER_SLOTS];
+    uint8_t header_repeats[SSMB__SIGV4_HEADER_SLOTS]; /* in sorted order: same name as the one before */
+    size_t header_count;
+    ssmb__sigv4_param param[SSMB__SIGV4_PARAM_SLOTS];
+    uint16_t param_order[SSMB__SIGV4_PARAM_SLOTS];
+    size_t param_count;
+} ssmb__sigv4;
+
+static ssmb_result ssmb__sigv4_prepare_payload(ssmb__sigv4 *c) {
+    const ssmb_sigv4_request *req = c->req;
+    uint8_t digest[32];
+    if (req->payload_hash.len) {
+        /* "UNSIGNED-PAYLOAD", "STREAMING-..." or lower-case hex: one visible word. */
+        if (req->payload_hash.len > 64 || !ssmb__is_visible(req->payload_hash, "")) return SSMB_ERR_INVALID_ARG;
+        memcpy(c->payload_hash, req->payload_hash.ptr, req->payload_hash.len);
+        c->payload_hash[req->payload_hash.len] = '\0';
+        c->payload_hash_len = req->payload_hash.len;
+        return SSMB_OK;
+    }
+    if (!req->body && req->body_len) return SSMB_ERR_INVALID_ARG;
+    ssmb_sha256(req->body, req->body_len, digest);
+    c->payload_hash_len = 64;
+    return ssmb_hex_encode(digest, 32, c->payload_hash, sizeof c->payload_hash);
+}
+
+static ssmb_result ssmb__sigv4_prepare_expires(ssmb__sigv4 *c) {
+    uint32_t e = c->p->expires ? c->p->expires : SSMB__SIGV4_DEFAULT_EXPIRES, t;
+    int width = 1;
+    if (e > SSMB__SIGV4_MAX_EXPIRES) return SSMB_ERR_INVALID_ARG;
+    for (t = e; t >= 10; t /= 10) width++;
+    ssmb__put_digits(c->expires, e, width);
+    c->expires[width] = '\0';
+    return SSMB_OK;
+}
+
+/* ---- canonical URI ---- */
+
+/* Length of the path segment that starts at offset i (up to the next '/'). */
+static size_t ssmb__segment_len(ssmb_str path, size_t i) {
+    const char *slash = (const char *)memchr(path.ptr + i, '/', path.len - i);
+    return slash ? (size_t)(slash - (path.ptr + i)) : path.len - i;
+}
+
+static int ssmb__is_dot_segment(const char *p, size_t n) {
+    return (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+}
+
+/* Remembers the segments that survive "." and ".." (RFC 3986 §5.2.4, with
+   empty segments dropped as well). Only paths with dot segments need this. */
+static ssmb_result ssmb__sigv4_resolve_dots(ssmb__sigv4 *c) {
+    ssmb_str path = c->req->path;
+    size_t i, n;
+    for (i = 1; i <= path.len; i += n + 1) {
+        n = ssmb__segment_len(path, i);
+        if (n == 0 || (n == 1 && path.ptr[i] == '.')) continue;
+        if (n == 2 && path.ptr[i] == '.' && path.ptr[i + 1] == '.') {
+            if (c->path_seg_count) c->path_seg_count--;
+            continue;
+        }
+        if (c->path_seg_count == SSMB__SIGV4_MAX_PATH_DEPTH) return SSMB_ERR_LIMIT;
+        c->path_seg[c->path_seg_count++] = i;
+    }
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__sigv4_prepare_path(ssmb__sigv4 *c) {
+    ssmb_str path = c->req->path;
+    size_t i, n;
+    c->path_has_dots = 0;
+    c->path_seg_count = 0;
+    if (!ssmb__str_valid(path)) return SSMB_ERR_INVALID_ARG;
+    if (path.len == 0) return SSMB_OK;
+    if (path.ptr[0] != '/') return SSMB_ERR_INVALID_ARG;
+    if ((c->p->flags & SSMB_SIGV4_SINGLE_ENCODE_PATH) && !ssmb__pct_valid(path.ptr, path.len))
+        return SSMB_ERR_MALFORMED;
+    if (c->p->flags & SSMB_SIGV4_NO_PATH_NORMALIZE) return SSMB_OK;
+    for (i = 1; i <= path.len && !c->path_has_dots; i += n + 1) {
+        n = ssmb__segment_len(path, i);
+        c->path_has_dots = ssmb__is_dot_segment(path.ptr + i, n);
+    }
+    return c->path_has_dots ? ssmb__sigv4_resolve_dots(c) : SSMB_OK;
+}
+
+/* One segment of the canonical URI. The AWS-generic rule encodes the path as
+   sent once more ("double encoding": "%3A" becomes "%253A"); S3's rule
+   (SSMB_SIGV4_SINGLE_ENCODE_PATH) decodes it first, so it is encoded once. */
+static void ssmb__sigv4_put_segment(ssmb__sink *s, const ssmb__sigv4 *c, size_t at, size_t n) {
+    ssmb__put_c(s, '/');
+    ssmb__put_uri(s, c->req->path.ptr + at, n, (c->p->flags & SSMB_SIGV4_SINGLE_ENCODE_PATH) != 0, 0);
+}
+
+/* SigV4 step 1, canonical URI. Normalised: empty, "." and ".." segments
+   removed; a trailing '/' kept when a segment precedes it; "/" at least. */
+static void ssmb__sigv4_put_path(ssmb__sink *s, const ssmb__sigv4 *c) {
+    ssmb_str path = c->req->path;
+    size_t i, n, written = 0;
+    if (path.len == 0) {
+        ssmb__put_c(s, '/');
+        return;
+    }
+    if (c->p->flags & SSMB_SIGV4_NO_PATH_NORMALIZE) {
+        ssmb__put_uri(s, path.ptr, path.len, (c->p->flags & SSMB_SIGV4_SINGLE_ENCODE_PATH) != 0, 1);
+        return;
+    }
+    if (c->path_has_dots) {
+        for (written = 0; written < c->path_seg_count; written++) {
+            size_t at = c->path_seg[written];
+            ssmb__sigv4_put_segment(s, c, at, ssmb__segment_len(path, at));
+        }
+    } else {
+        for (i = 1; i <= path.len; i += n + 1) {
+            n = ssmb__segment_len(path, i);
+            if (n == 0) continue;
+            ssmb__sigv4_put_segment(s, c, i, n);
+            written++;
+        }
+    }
+    if (written == 0 || path.ptr[path.len - 1] == '/') ssmb__put_c(s, '/');
+}
+
+/* ---- canonical headers ---- */
+
+/* Byte order of the lower-case forms of two header names. */
+static int ssmb__compare_lower(ssmb_str a, ssmb_str b) {
+    size_t i, n = SSMB__MIN(a.len, b.len);
+    for (i = 0; i < n; i++) {
+        int d = ssmb__ascii_lower((unsigned char)a.ptr[i]) - ssmb__ascii_lower((unsigned char)b.ptr[i]);
+        if (d != 0) return d;
+    }
+    return (a.len > b.len) - (a.len < b.len);
+}
+
+static int ssmb__name_is(ssmb_str name, const char *lower) {
+    return name.len == strlen(lower) && ssmb__compare_lower(name, ssmb_str_c(lower)) == 0;
+}
+
+/* Space, tab, CR or LF (one comparison decides for every byte above ' '). */
+static int ssmb__is_fold_space(char c) {
+    return (unsigned char)c <= ' ' && (c == ' ' || c == '\t' || c == '\r' || c == '\n');
+}
+
+static ssmb_str ssmb__trim(ssmb_str v) {
+    while (v.len && ssmb__is_fold_space(v.ptr[0])) v.ptr++, v.len--;
+    while (v.len && ssmb__is_fold_space(v.ptr[v.len - 1])) v.len--;
+    return v;
+}
+
+/* A header value may hold visible characters, spaces and tabs; a line
+   break only as obsolete line folding, CRLF or LF followed by a space or a
+   tab (RFC 7230 §3.2.4), which signs like a space. */
+static int ssmb__sigv4_value_ok(ssmb_str v) {
+    size_t i;
+    for (i = 0; i < v.len; i++) {
+        unsigned char ch = (unsigned char)v.ptr[i];
+        if (ch > 0x20 && ch != 0x7f) continue;
+        if (ch == '\r') {
+            if (i + 1 >= v.len || v.ptr[i + 1] != '\n') return 0;
+        } else if (ch == '\n') {
+            if (i + 1 >= v.len || (v.ptr[i + 1] != ' ' && v.ptr[i + 1] != '\t')) return 0;
+        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void ssmb__sigv4_add_header(ssmb__sigv4 *c, ssmb_str name, ssmb_str value) {
+    c->header[c->header_count].name = name;
+    c->header[c->header_count].value = value;
+    c->header_order[c->header_count] = (uint16_t)c->header_count;
+    c->header_count++;
+}
+
+enum { SSMB__SEEN_HOST = 1, SSMB__SEEN_DATE = 2, SSMB__SEEN_TOKEN = 4, SSMB__SEEN_CONTENT_SHA256 = 8 };
+
+/* Notes the headers the signer would otherwise add. A given X-Amz-Date
+   must be the signing time, or the signature could never verify. */
+static ssmb_result ssmb__sigv4_note_header(const ssmb__sigv4 *c, const ssmb_http_header *h, unsigned *seen) {
+    if (ssmb__name_is(h->name, "host")) {
+        *seen |= SSMB__SEEN_HOST;
+    } else if (ssmb__name_is(h->name, "x-amz-date")) {
+        ssmb_str v = ssmb__trim(h->value);
+        if (v.len != 16 || memcmp(v.ptr, c->amz_date, 16) != 0) return SSMB_ERR_INVALID_ARG;
+        *seen |= SSMB__SEEN_DATE;
+    } else if (ssmb__name_is(h->name, "x-amz-security-token")) {
+        *seen |= SSMB__SEEN_TOKEN;
+    } else if (ssmb__name_is(h->name, "x-amz-content-sha256")) {
+        *seen |= SSMB__SEEN_CONTENT_SHA256;
+    }
+    return SSMB_OK;
+}
+
+static void ssmb__sigv4_add_signer_headers(ssmb__sigv4 *c, unsigned seen) {
+    const ssmb_sigv4_params *p = c->p;
+    ssmb_str v;
+    if (!(seen & SSMB__SEEN_DATE)) {
+        v.ptr = c->amz_date;
+        v.len = 16;
+        ssmb__sigv4_add_header(c, ssmb_str_c("x-amz-date"), v);
+    }
+    if (p->creds.session_token.len && !(p->flags & SSMB_SIGV4_OMIT_SESSION_TOKEN) && !(seen & SSMB__SEEN_TOKEN))
+        ssmb__sigv4_add_header(c, ssmb_str_c("x-amz-security-token"), p->creds.session_token);
+    if ((p->flags & SSMB_SIGV4_SIGN_BODY_HEADER) && !(seen & SSMB__SEEN_CONTENT_SHA256)) {
+        v.ptr = c->payload_hash;
+        v.len = c->payload_hash_len;
+        ssmb__sigv4_add_header(c, ssmb_str_c("x-amz-content-sha256"), v);
+    }
+}
+
+static int ssmb__sigv4_header_cmp(const void *ctx, uint16_t a, uint16_t b) {
+    const ssmb__sigv4 *c = (const ssmb__sigv4 *)ctx;
+    return ssmb__compare_lower(c->header[a].name, c->header[b].name);
+}
+
+static ssmb_result ssmb__sigv4_collect_headers(ssmb__sigv4 *c) {
+    const ssmb_sigv4_request *req = c->req;
+    uint16_t tmp[SSMB__SIGV4_HEADER_SLOTS];
+    unsigned seen = 0;
+    size_t i;
+    if (req->header_count > SSMB_SIGV4_MAX_HEADERS) return SSMB_ERR_LIMIT;
+    if (req->header_count && !req->headers) return SSMB_ERR_INVALID_ARG;
+    c->header_count = 0;
+    for (i = 0; i < req->header_count; i++) {
+        const ssmb_http_header *h = &req->headers[i];
+        ssmb_result r;
+        if (!ssmb__str_valid(h->name) || !ssmb__str_valid(h->value)) return SSMB_ERR_INVALID_ARG;
+        if (!ssmb__is_token(h->name) || !ssmb__sigv4_value_ok(h->value)) return SSMB_ERR_MALFORMED;
+        r = ssmb__sigv4_note_header(c, h, &seen);
+        if (r != SSMB_OK) return r;
+        ssmb__sigv4_add_header(c, h->name, h->value);
+    }
+    /* SigV4 signs Host always; the caller gives it, as it will be sent. */
+    if (!(seen & SSMB__SEEN_HOST)) return SSMB_ERR_INVALID_ARG;
+    if (!c->presigned) ssmb__sigv4_add_signer_headers(c, seen);
+    ssmb__sort_indices(c->header_order, tmp, c->header_count, ssmb__sigv4_header_cmp, c);
+    for (i = 0; i < c->header_count; i++)
+        c->header_repeats[i] = i > 0 && ssmb__sigv4_header_cmp(c, c->header_order[i - 1], c->header_order[i]) == 0;
+    return SSMB_OK;
+}
+
+/* A header name in lower case; encoded: URI-encoded as well (for the
+   X-Amz-SignedHeaders parameter). */
+static void ssmb__sigv4_put_lower(ssmb__sink *s, ssmb_str name, int encoded) {
+    char chunk[64];
+    size_t i = 0;
+    while (i < name.len) {
+        size_t k, n = SSMB__MIN(sizeof chunk, name.len - i);
+        for (k = 0; k < n; k++) chunk[k] = (char)ssmb__ascii_lower((unsigned char)name.ptr[i + k]);
+        if (encoded) ssmb__put_uri(s, chunk, n, 0, 0);
+        else ssmb__put(s, chunk, n);
+        i += n;
+    }
+}
+
+/* SigV4 step 1, canonical header value: trimmed, every inner run of spaces,
+   tabs and folded line breaks written as one space. */
+static void ssmb__sigv4_put_value(ssmb__sink *s, ssmb_str v) {
+    size_t i = 0, start;
+    int first = 1;
+    if (!ssmb__any_below(v, 0x21)) { /* nothing to trim or fold */
+        ssmb__put_str(s, v);
+        return;
+    }
+    for (;;) {
+        while (i < v.len && ssmb__is_fold_space(v.ptr[i])) i++;
+        if (i == v.len) return;
+        start = i;
+        while (i < v.len && !ssmb__is_fold_space(v.ptr[i])) i++;
+        if (!first) ssmb__put_c(s, ' ');
+        ssmb__put(s, v.ptr + start, i - start);
+        first = 0;
+    }
+}
+
+/* SigV4 step 1, canonical headers: "name:value\n" sorted by name; a repeated
+   name gives one line with its values joined by ',' in the order given. */
+static void ssmb__sigv4_put_headers(ssmb__sink *s, const ssmb__sigv4 *c) {
+    size_t i = 0;
+    while (i < c->header_count) {
+        const ssmb__sigv4_header *h = &c->header[c->header_order[i++]];
+        ssmb__sigv4_put_lower(s, h->name, 0);
+        ssmb__put_c(s, ':');
+        ssmb__sigv4_put_value(s, h->value);
+        while (i < c->header_count && c->header_repeats[i]) {
+            ssmb__put_c(s, ',');
+            ssmb__sigv4_put_value(s, c->header[c->header_order[i++]].value);
+        }
+        ssmb__put_c(s, '\n');
+    }
+}
+
+/* The signed header list: the distinct lower-case names joined by ';'. */
+static void ssmb__sigv4_put_signed_headers(ssmb__sink *s, const ssmb__sigv4 *c, int encoded) {
+    size_t i;
+    for (i = 0; i < c->header_count; i++) {
+        if (c->header_repeats[i]) continue;
+        if (i > 0) ssmb__put_z(s, encoded ? "%3B" : ";");
+        ssmb__sigv4_put_lower(s, c->header[c->header_order[i]].name, encoded);
+    }
+}
+
+/* ---- canonical query ---- */
+
+/* The parameters presigning adds (PROTOCOL.md §4.1 lists the same names as
+   the marks of an already presigned URL). */
+static const char *const ssmb__sigv4_presign_names[] = {
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+    "X-Amz-Security-Token", "X-Amz-SignedHeaders", "X-Amz-Signature"};
+
+static int ssmb__sigv4_is_presign_name(ssmb_str name) {
+    size_t i;
+    for (i = 0; i < SSMB__COUNT_OF(ssmb__sigv4_presign_names); i++)
+        if (ssmb__uri_compare(name, 1, ssmb_str_c(ssmb__sigv4_presign_names[i]), 0) == 0) return 1;
+    return 0;
+}
+
+static void ssmb__sigv4_add_param(ssmb__sigv4 *c, ssmb_str name, ssmb_str value, int kind) {
+    c->param[c->param_count].name = name;
+    c->param[c->param_count].value = value;
+    c->param[c->param_count].kind = kind;
+    c->param_order[c->param_count] = (uint16_t)c->param_count;
+    c->param_count++;
+}
+
+/* One "name=value" piece of the query as sent; without '=' the value is
+   empty. '+' is an ordinary character here (RFC 3986), not a space. */
+static ssmb_result ssmb__sigv4_add_query_piece(ssmb__sigv4 *c, const char *p, size_t n) {
+    const char *eq = (const char *)memchr(p, '=', n);
+    ssmb_str name, value;
+    if (!ssmb__pct_valid(p, n)) return SSMB_ERR_MALFORMED;
+    if (c->param_count == SSMB_SIGV4_MAX_QUERY) return SSMB_ERR_LIMIT;
+    name.ptr = p;
+    name.len = eq ? (size_t)(eq - p) : n;
+    value.ptr = eq ? eq + 1 : p + n;
+    value.len = eq ? n - name.len - 1 : 0;
+    if (c->presigned && ssmb__sigv4_is_presign_name(name)) return SSMB_ERR_INVALID_ARG;
+    ssmb__sigv4_add_param(c, name, value, SSMB__PARAM_AS_SENT);
+    return SSMB_OK;
+}
+
+static void ssmb__sigv4_add_presign_params(ssmb__sigv4 *c) {
+    const ssmb_sigv4_params *p = c->p;
+    ssmb_str none, date;
+    none.ptr = "";
+    none.len = 0;
+    date.ptr = c->amz_date;
+    date.len = 16;
+    ssmb__sigv4_add_param(c, ssmb_str_c("X-Amz-Algorithm"), ssmb_str_c(SSMB__SIGV4_ALGORITHM), SSMB__PARAM_TEXT);
+    ssmb__sigv4_add_param(c, ssmb_str_c("X-Amz-Credential"), none, SSMB__PARAM_CREDENTIAL);
+    ssmb__sigv4_add_param(c, ssmb_str_c("X-Amz-Date"), date, SSMB__PARAM_TEXT);
+    ssmb__sigv4_add_param(c, ssmb_str_c("X-Amz-Expires"), ssmb_str_c(c->expires), SSMB__PARAM_TEXT);
+    if (p->creds.session_token.len && !(p->flags & SSMB_SIGV4_OMIT_SESSION_TOKEN))
+        ssmb__sigv4_add_param(c, ssmb_str_c("X-Amz-Security-Token"), p->creds.session_token, SSMB__PARAM_TEXT);
+    ssmb__sigv4_add_param(c, ssmb_str_c("X-Amz-SignedHeaders"), none, SSMB__PARAM_SIGNED_HEADERS);
+}
+
+/* Sorted by encoded name, then encoded value. The presigning parameters
+   never share a name with another, so only request pieces compare values. */
+static int ssmb__sigv4_param_cmp(const void *ctx, uint16_t a, uint16_t b) {
+    const ssmb__sigv4 *c = (const ssmb__sigv4 *)ctx;
+    const ssmb__sigv4_param *x = &c->param[a], *y = &c->param[b];
+    int as_sent_x = x->kind == SSMB__PARAM_AS_SENT, as_sent_y = y->kind == SSMB__PARAM_AS_SENT;
+    int d = ssmb__uri_compare(x->name, as_sent_x, y->name, as_sent_y);
+    if (d != 0 || !as_sent_x || !as_sent_y) return d;
+    return ssmb__uri_compare(x->value, 1, y->value, 1);
+}
+
+/* SigV4 step 1, canonical query: split on '&' (empty pieces dropped). */
+static ssmb_result ssmb__sigv4_collect_query(ssmb__sigv4 *c) {
+    ssmb_str q = c->req->query;
+    uint16_t tmp[SSMB__SIGV4_PARAM_SLOTS];
+    size_t i = 0;
+    if (!ssmb__str_valid(q)) return SSMB_ERR_INVALID_ARG;
+    c->param_count = 0;
+    while (i < q.len) {
+        const char *amp = (const char *)memchr(q.ptr + i, '&', q.len - i);
+        size_t end = amp ? (size_t)(amp - q.ptr) : q.len;
+        if (end > i) {
+            ssmb_result r = ssmb__sigv4_add_query_piece(c, q.ptr + i, end - i);
+            if (r != SSMB_OK) return r;
+        }
+        i = end + 1;
+    }
+    if (c->presigned) ssmb__sigv4_add_presign_params(c);
+    ssmb__sort_indices(c->param_order, tmp, c->param_count, ssmb__sigv4_param_cmp, c);
+    return SSMB_OK;
+}
+
+/* X-Amz-Credential: "<access key id>/<scope>", encoded. */
+static void ssmb__sigv4_put_credential_param(ssmb__sink *s, const ssmb__sigv4 *c) {
+    ssmb_str id = c->p->creds.access_key_id;
+    ssmb__put_uri(s, id.ptr, id.len, 0, 0);
+    ssmb__put_z(s, "%2F");
+    ssmb__sigv4_put_scope(s, c->p, c->amz_date, "%2F");
+}
+
+static void ssmb__sigv4_put_query(ssmb__sink *s, const ssmb__sigv4 *c) {
+    size_t i;
+    for (i = 0; i < c->param_count; i++) {
+        const ssmb__sigv4_param *q = &c->param[c->param_order[i]];
+        int as_sent = q->kind == SSMB__PARAM_AS_SENT;
+        if (i > 0) ssmb__put_c(s, '&');
+        ssmb__put_uri(s, q->name.ptr, q->name.len, as_sent, 0);
+        ssmb__put_c(s, '=');
+        if (q->kind == SSMB__PARAM_CREDENTIAL) ssmb__sigv4_put_credential_param(s, c);
+        else if (q->kind == SSMB__PARAM_SIGNED_HEADERS) ssmb__sigv4_put_signed_headers(s, c, 1);
+        else ssmb__put_uri(s, q->value.ptr, q->value.len, as_sent, 0);
+    }
+}
+
+/* ---- the four steps ---- */
+
+static ssmb_result ssmb__sigv4_prepare(ssmb__sigv4 *c, const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
+                                       int presigned) {
+    ssmb_result r;
+    if (!req || !p) return SSMB_ERR_INVALID_ARG;
+    c->req = req;
+    c->p = p;
+    c->presigned = presigned;
+    r = ssmb__sigv4_check_scope(p, c->amz_date);
+    if (r == SSMB_OK) r = ssmb__sigv4_check_identity(p);
+    if (r == SSMB_OK && !ssmb__str_valid(req->method)) r = SSMB_ERR_INVALID_ARG;
+    if (r == SSMB_OK && !ssmb__is_token(req->method)) r = SSMB_ERR_MALFORMED;
+    if (r == SSMB_OK) r = ssmb__sigv4_prepare_payload(c);
+    if (r == SSMB_OK && presigned) r = ssmb__sigv4_prepare_expires(c);
+    if (r == SSMB_OK) r = ssmb__sigv4_prepare_path(c);
+    if (r == SSMB_OK) r = ssmb__sigv4_collect_headers(c);
+    if (r == SSMB_OK) r = ssmb__sigv4_collect_query(c);
+    return r;
+}
+
+/* SigV4 step 1: method, canonical URI, canonical query, canonical headers,
+   signed header list, payload hash; one per line. */
+static void ssmb__sigv4_put_canonical(ssmb__sink *s, const ssmb__sigv4 *c) {
+    ssmb__put_str(s, c->req->method);
+    ssmb__put_c(s, '\n');
+    ssmb__sigv4_put_path(s, c);
+    ssmb__put_c(s, '\n');
+    ssmb__sigv4_put_query(s, c);
+    ssmb__put_c(s, '\n');
+    ssmb__sigv4_put_headers(s, c);
+    ssmb__put_c(s, '\n');
+    ssmb__sigv4_put_signed_headers(s, c, 0);
+    ssmb__put_c(s, '\n');
+    ssmb__put(s, c->payload_hash, c->payload_hash_len);
+}
+
+/* SigV4 step 2: algorithm, time, credential scope, hex SHA-256 of the
+   canonical request; one per line. */
+static void ssmb__sigv4_put_string_to_sign(ssmb__sink *s, const ssmb_sigv4_params *p, const char *amz_date,
+                                           const uint8_t creq_sha256[32]) {
+    char hex[65];
+    (void)ssmb_hex_encode(creq_sha256, 32, hex, sizeof hex);
+    ssmb__put_z(s, SSMB__SIGV4_ALGORITHM "\n");
+    ssmb__put(s, amz_date, 16);
+    ssmb__put_c(s, '\n');
+    ssmb__sigv4_put_scope(s, p, amz_date, "/");
+    ssmb__put_c(s, '\n');
+    ssmb__put(s, hex, 64);
+}
+
+static void ssmb__wipe(void *p, size_t n) {
+    volatile uint8_t *v = (volatile uint8_t *)p;
+    while (n--) *v++ = 0;
+}
+
+/* SigV4 step 3: kDate = HMAC("AWS4" + secret, yyyymmdd), then HMAC with
+   the region, the service and "aws4_request" in turn. */
+static void ssmb__sigv4_derive_key(const ssmb_sigv4_params *p, const char *amz_date, uint8_t key[32]) {
+    ssmb_str secret = p->creds.secret_access_key;
+    uint8_t k_secret[64], a[32], b[32];
+    size_t k_len = 32;
+    if (secret.len <= sizeof k_secret - 4) {
+        memcpy(k_secret, "AWS4", 4);
+        memcpy(k_secret + 4, secret.ptr, secret.len);
+        k_len = 4 + secret.len;
+    } else {
+        /* RFC 2104 §2: HMAC replaces a key longer than a block by its hash;
+           hashing the two parts here spares a copy of the whole secret. */
+        ssmb_sha256_ctx h;
+        ssmb_sha256_init(&h);
+        ssmb_sha256_update(&h, "AWS4", 4);
+        ssmb_sha256_update(&h, secret.ptr, secret.len);
+        ssmb_sha256_final(&h, k_secret);
+        ssmb__wipe(&h, sizeof h);
+    }
+    ssmb_hmac_sha256(k_secret, k_len, amz_date, 8, a);
+    ssmb_hmac_sha256(a, 32, p->region.ptr, p->region.len, b);
+    ssmb_hmac_sha256(b, 32, p->service.ptr, p->service.len, a);
+    ssmb_hmac_sha256(a, 32, "aws4_request", 12, key);
+    ssmb__wipe(k_secret, sizeof k_secret);
+    ssmb__wipe(a, sizeof a);
+    ssmb__wipe(b, sizeof b);
+}
+
+/* Steps 1 to 4 without storing any of the texts: the canonical request
+   streams into SHA-256, the string to sign into the HMAC. */
+static void ssmb__sigv4_compute(const ssmb__sigv4 *c, char signature[65]) {
+    ssmb_sha256_ctx hash;
+    ssmb_hmac_sha256_ctx mac;
+    ssmb__sink s;
+    uint8_t digest[32], key[32];
+    ssmb_sha256_init(&hash);
+    ssmb__sink_init(&s, NULL, 0);
+    s.hash = &hash;
+    ssmb__sigv4_put_canonical(&s, c);
+    ssmb_sha256_final(&hash, digest);
+    ssmb__sigv4_derive_key(c->p, c->amz_date, key);
+    ssmb_hmac_sha256_init(&mac, key, 32);
+    ssmb__sink_init(&s, NULL, 0);
+    s.mac = &mac;
+    ssmb__sigv4_put_string_to_sign(&s, c->p, c->amz_date, digest);
+    ssmb_hmac_sha256_final(&mac, digest);
+    (void)ssmb_hex_encode(digest, 32, signature, 65);
+    ssmb__wipe(key, sizeof key);
+    ssmb__wipe(&mac, sizeof mac);
+}
+
+static void ssmb__sigv4_put_authorization(ssmb__sink *s, const ssmb__sigv4 *c, const char *signature) {
+    ssmb__put_z(s, SSMB__SIGV4_ALGORITHM " Credential=");
+    ssmb__put_str(s, c->p->creds.access_key_id);
+    ssmb__put_c(s, '/');
+    ssmb__sigv4_put_scope(s, c->p, c->amz_date, "/");
+    ssmb__put_z(s, ", SignedHeaders=");
+    ssmb__sigv4_put_signed_headers(s, c, 0);
+    ssmb__put_z(s, ", Signature=");
+    ssmb__put(s, signature, 64);
+}
+
+/* The query to send: the request's own, then the presigning parameters in
+   the order aws-c-auth writes them, the signature last. The session token is
+   sent even when SSMB_SIGV4_OMIT_SESSION_TOKEN keeps it out of the signature. */
+static void ssmb__sigv4_put_presigned_query(ssmb__sink *s, const ssmb__sigv4 *c, const char *signature) {
+    ssmb_str q = c->req->query, token = c->p->creds.session_token;
+    ssmb__put_str(s, q);
+    if (q.len && q.ptr[q.len - 1] != '&') ssmb__put_c(s, '&');
+    ssmb__put_z(s, "X-Amz-Algorithm=" SSMB__SIGV4_ALGORITHM "&X-Amz-Credential=");
+    ssmb__sigv4_put_credential_param(s, c);
+    ssmb__put_z(s, "&X-Amz-Date=");
+    ssmb__put(s, c->amz_date, 16);
+    ssmb__put_z(s, "&X-Amz-SignedHeaders=");
+    ssmb__sigv4_put_signed_headers(s, c, 1);
+    ssmb__put_z(s, "&X-Amz-Expires=");
+    ssmb__put_z(s, c->expires);
+    if (token.len) {
+        ssmb__put_z(s, "&X-Amz-Security-Token=");
+        ssmb__put_uri(s, token.ptr, token.len, 0, 0);
+    }
+    ssmb__put_z(s, "&X-Amz-Signature=");
+    ssmb__put(s, signature, 64);
+}
+
+static void ssmb__sigv4_fill_output(const ssmb__sigv4 *c, const char *signature, ssmb_sigv4_output *out) {
+    if (!out) return;
+    memcpy(out->amz_date, c->amz_date, sizeof out->amz_date);
+    memcpy(out->signature, signature, sizeof out->signature);
+    memcpy(out->content_sha256, c->payload_hash, c->payload_hash_len + 1);
+}
+
+typedef void (*ssmb__sigv4_writer)(ssmb__sink *s, const ssmb__sigv4 *c, const char *signature);
+
+/* Shared by sign and presign: size check first (a counting pass, nothing
+   hashed), then the signature, then the text. */
+static ssmb_result ssmb__sigv4_sign_into(ssmb__sigv4 *c, ssmb__sigv4_writer writer, char *out, size_t cap,
+                                         size_t *out_len, ssmb_sigv4_output *result) {
+    char signature[65];
+    ssmb__sink s;
+    memset(signature, '0', 64);
+    signature[64] = '\0';
+    ssmb__sink_init(&s, NULL, 0);
+    writer(&s, c, signature);
+    if (out_len) *out_len = s.len;
+    if (!out || cap <= s.len) return SSMB_ERR_BUFFER_TOO_SMALL;
+    ssmb__sigv4_compute(c, signature);
+    ssmb__sink_init(&s, out, cap);
+    writer(&s, c, signature);
+    ssmb__sigv4_fill_output(c, signature, result);
+    return ssmb__sink_finish(&s, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_sigv4_canonical_request(const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
+                                                     char *out, size_t cap, size_t *out_len) {
+    ssmb__sigv4 c;
+    ssmb__sink s;
+    ssmb_result r = ssmb__sigv4_prepare(&c, req, p, p && (p->flags & SSMB_SIGV4_PRESIGNED));
+    if (r != SSMB_OK) return r;
+    ssmb__sink_init(&s, out, cap);
+    ssmb__sigv4_put_canonical(&s, &c);
+    return ssmb__sink_finish(&s, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_sigv4_string_to_sign(const ssmb_sigv4_params *p, const uint8_t creq_sha256[32],
+                                                  char *out, size_t cap, size_t *out_len) {
+    char amz_date[17];
+    ssmb__sink s;
+    ssmb_result r = ssmb__sigv4_check_scope(p, amz_date);
+    if (r != SSMB_OK) return r;
+    if (!creq_sha256) return SSMB_ERR_INVALID_ARG;
+    ssmb__sink_init(&s, out, cap);
+    ssmb__sigv4_put_string_to_sign(&s, p, amz_date, creq_sha256);
+    return ssmb__sink_finish(&s, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_sigv4_signing_key(const ssmb_sigv4_params *p, uint8_t key[32]) {
+    char amz_date[17];
+    ssmb_result r = ssmb__sigv4_check_scope(p, amz_date);
+    if (r != SSMB_OK) return r;
+    if (!key || ssmb__sigv4_check_secret(p) != SSMB_OK) return SSMB_ERR_INVALID_ARG;
+    ssmb__sigv4_derive_key(p, amz_date, key);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_sigv4_signature(const uint8_t key[32], const char *string_to_sign, size_t len, char out[65]) {
+    uint8_t mac[32];
+    ssmb_hmac_sha256(key, 32, string_to_sign, len, mac);
+    (void)ssmb_hex_encode(mac, 32, out, 65);
+}
+
+SSMB_APIDEF ssmb_result ssmb_sigv4_sign(const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
+                                        char *authorization, size_t cap, size_t *out_len, ssmb_sigv4_output *out) {
+    ssmb__sigv4 c;
+    ssmb_result r = ssmb__sigv4_prepare(&c, req, p, 0);
+    if (r == SSMB_OK) r = ssmb__sigv4_check_secret(p);
+    if (r != SSMB_OK) return r;
+    return ssmb__sigv4_sign_into(&c, ssmb__sigv4_put_authorization, authorization, cap, out_len, out);
+}
+
+SSMB_APIDEF ssmb_result ssmb_sigv4_presign(const ssmb_sigv4_request *req, const ssmb_sigv4_params *p,
+                                           char *query, size_t cap, size_t *out_len, ssmb_sigv4_output *out) {
+    ssmb__sigv4 c;
+    ssmb_result r = ssmb__sigv4_prepare(&c, req, p, 1);
+    if (r == SSMB_OK) r = ssmb__sigv4_check_secret(p);
+    if (r != SSMB_OK) return r;
+    return ssmb__sigv4_sign_into(&c, ssmb__sigv4_put_presigned_query, query, cap, out_len, out);
+}
 
 // >>json
 /* Reading: jsmn (https://github.com/zserge/jsmn, tested with 1.1.0) from the
