@@ -75,7 +75,7 @@ test: deps
 	@sh tests/run.sh $(BUILD)
 
 $(BUILD)/bench: tools/bench.c $(HDR) | $(BUILD)
-	$(GCC) -std=c99 -O2 -D_POSIX_C_SOURCE=200809L tools/bench.c -o $@ -lbearssl -lcrypto
+	$(GCC) $(C99) -Wno-missing-prototypes -O2 -D_POSIX_C_SOURCE=200809L tools/bench.c -o $@ -lbearssl -lcrypto
 
 bench: deps $(BUILD)/bench
 	@$(BUILD)/bench

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 
 #define BENCH_RUNS 5
@@ -152,9 +153,84 @@ static int same_output(bench_fn fn, bench_fn reference, hash_job *job) {
     return memcmp(job->out, want, sizeof want) == 0;
 }
 
+/* ---- the work: ClientMessage codec and SigV4 ---------------------------- */
+
+/* One ClientMessage job: the message to encode, its frame, a decode target. */
+typedef struct msg_job {
+    ssmb_msg msg;
+    uint8_t frame[SSMB_MSG_HEADER_SIZE + 16384];
+    size_t frame_len;
+} msg_job;
+
+static void msg_job_init(msg_job *j, const uint8_t *payload, size_t len) {
+    memset(&j->msg, 0, sizeof j->msg);
+    j->msg.type = ssmb_str_c(SSMB_MSG_OUTPUT_STREAM_DATA);
+    j->msg.schema_version = 1;
+    j->msg.created_date_ms = 1503434274948ull;
+    j->msg.sequence_number = 7;
+    j->msg.payload_type = SSMB_PAYLOAD_OUTPUT;
+    j->msg.payload = payload;
+    j->msg.payload_size = len;
+    ssmb_msg_encode(&j->msg, j->frame, sizeof j->frame, &j->frame_len);
+}
+
+/* Encode with the digest: header, payload copy, SHA-256 of the payload. */
+static void run_msg_encode(void *arg) {
+    msg_job *j = (msg_job *)arg;
+    size_t n;
+    ssmb_msg_encode(&j->msg, j->frame, sizeof j->frame, &n);
+}
+
+/* Decode and verify (the digest check of the reference rules). */
+static void run_msg_decode(void *arg) {
+    msg_job *j = (msg_job *)arg;
+    ssmb_msg m;
+    if (ssmb_msg_decode(j->frame, j->frame_len, &m) != SSMB_OK || ssmb_msg_validate(&m) != SSMB_OK) {
+        fprintf(stderr, "bench: a frame failed to decode\n");
+        exit(1);
+    }
+}
+
+/* The first SSM vector of tests/vectors/sigv4-ssm: StartSession, no token. */
+typedef struct sigv4_job {
+    ssmb_http_header headers[3];
+    ssmb_sigv4_request req;
+    ssmb_sigv4_params params;
+    char authorization[512];
+    ssmb_sigv4_output out;
+} sigv4_job;
+
+static void sigv4_job_init(sigv4_job *j) {
+    static const char body[] = "{\"Target\": \"i-0123456789abcdef0\"}";
+    memset(j, 0, sizeof *j);
+    j->headers[0].name = ssmb_str_c("Content-Type");
+    j->headers[0].value = ssmb_str_c("application/x-amz-json-1.1");
+    j->headers[1].name = ssmb_str_c("Host");
+    j->headers[1].value = ssmb_str_c("ssm.us-east-1.amazonaws.com");
+    j->headers[2].name = ssmb_str_c("X-Amz-Target");
+    j->headers[2].value = ssmb_str_c("AmazonSSM.StartSession");
+    j->req.method = ssmb_str_c("POST");
+    j->req.path = ssmb_str_c("/");
+    j->req.headers = j->headers;
+    j->req.header_count = 3;
+    j->req.body = body;
+    j->req.body_len = sizeof body - 1;
+    j->params.creds.access_key_id = ssmb_str_c("AKIDEXAMPLE");
+    j->params.creds.secret_access_key = ssmb_str_c("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+    j->params.region = ssmb_str_c("us-east-1");
+    j->params.service = ssmb_str_c("ssm");
+    ssmb_amz_date_parse("20240501T120000Z", 16, &j->params.time);
+}
+
+static void run_sigv4(void *arg) {
+    sigv4_job *j = (sigv4_job *)arg;
+    size_t n;
+    ssmb_sigv4_sign(&j->req, &j->params, j->authorization, sizeof j->authorization, &n, &j->out);
+}
+
 /* ---- rows and report --------------------------------------------------- */
 
-typedef enum bench_unit { BENCH_MIBS, BENCH_NS } bench_unit;
+typedef enum bench_unit { BENCH_MIBS, BENCH_NS, BENCH_US } bench_unit;
 
 typedef struct bench_row {
     const char *name;   /* machine name without its unit, e.g. "sha256_16k" */
@@ -164,10 +240,16 @@ typedef struct bench_row {
     size_t bytes;       /* bytes processed per call (for MiB/s) */
     bench_unit unit;    /* throughput (MiB/s) or latency (ns per op) */
     int baseline;       /* index of the OpenSSL row doing the same work; -1 none */
+    int same_digest;    /* 1: a hash row whose output must equal its baseline's */
 } bench_row;
 
+static const char *unit_label(bench_unit u) { return u == BENCH_MIBS ? "MiB/s" : u == BENCH_NS ? "ns/op" : "us/op"; }
+static const char *unit_suffix(bench_unit u) { return u == BENCH_MIBS ? "mibs" : u == BENCH_NS ? "ns" : "us"; }
+static const char *unit_name(bench_unit u) { return u == BENCH_MIBS ? "MiB/s" : u == BENCH_NS ? "ns" : "us"; }
+
 static double row_value(const bench_row *r, double ns) {
-    return r->unit == BENCH_MIBS ? (double)r->bytes / ns * 1e9 / (1024.0 * 1024.0) : ns;
+    if (r->unit == BENCH_MIBS) return (double)r->bytes / ns * 1e9 / (1024.0 * 1024.0);
+    return r->unit == BENCH_US ? ns / 1000.0 : ns;
 }
 
 static void print_report(const bench_row *rows, const double *ns, int n) {
@@ -176,14 +258,13 @@ static void print_report(const bench_row *rows, const double *ns, int n) {
     for (i = 0; i < n; i++) {
         char ratio[32] = "";
         if (rows[i].baseline >= 0) snprintf(ratio, sizeof ratio, "%.2fx", ns[rows[i].baseline] / ns[i]);
-        printf("%-38s %8.1f %-5s %10s\n", rows[i].label, row_value(&rows[i], ns[i]),
-               rows[i].unit == BENCH_MIBS ? "MiB/s" : "ns/op", ratio);
+        printf("%-38s %8.2f %-5s %10s\n", rows[i].label, row_value(&rows[i], ns[i]), unit_label(rows[i].unit),
+               ratio);
     }
     printf("\n");
     for (i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
-        printf("bench: %s_%s %.1f %s\n", r->name, r->unit == BENCH_MIBS ? "mibs" : "ns", row_value(r, ns[i]),
-               r->unit == BENCH_MIBS ? "MiB/s" : "ns");
+        printf("bench: %s_%s %.2f %s\n", r->name, unit_suffix(r->unit), row_value(r, ns[i]), unit_name(r->unit));
         if (r->baseline >= 0 && r->baseline != i)
             printf("bench: %s_vs_openssl %.3f ratio\n", r->name, ns[r->baseline] / ns[i]);
     }
@@ -194,26 +275,37 @@ static void print_report(const bench_row *rows, const double *ns, int n) {
 int main(void) {
     static uint8_t payload[16384];
     static hash_job job_1k, job_16k, job_short;
+    static msg_job msg_1k, msg_16k;
+    static sigv4_job sigv4;
     char auto_1k[64], auto_16k[64];
     const char *best = ssmb_sha256_impl_name(ssmb_sha256_best_impl());
     /* Row indices of the OpenSSL baselines. */
     enum { OSSL_1K = 0, OSSL_16K = 4, OSSL_HMAC = 8 };
     const bench_row rows[] = {
-        {"openssl_sha256_1k", "OpenSSL EVP SHA-256, 1 KiB", run_openssl_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K},
-        {"sha256_1k", auto_1k, run_ssmb_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K},
+        {"openssl_sha256_1k", "OpenSSL EVP SHA-256, 1 KiB", run_openssl_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K, 1},
+        {"sha256_1k", auto_1k, run_ssmb_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K, 1},
         {"sha256_portable_1k", "ssmbridge SHA-256 portable, 1 KiB", run_ssmb_sha256_portable, &job_1k, 1024,
-         BENCH_MIBS, OSSL_1K},
-        {"bearssl_sha256_1k", "BearSSL br_sha256, 1 KiB", run_bearssl_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K},
+         BENCH_MIBS, OSSL_1K, 1},
+        {"bearssl_sha256_1k", "BearSSL br_sha256, 1 KiB", run_bearssl_sha256, &job_1k, 1024, BENCH_MIBS, OSSL_1K, 1},
         {"openssl_sha256_16k", "OpenSSL EVP SHA-256, 16 KiB", run_openssl_sha256, &job_16k, 16384, BENCH_MIBS,
-         OSSL_16K},
-        {"sha256_16k", auto_16k, run_ssmb_sha256, &job_16k, 16384, BENCH_MIBS, OSSL_16K},
+         OSSL_16K, 1},
+        {"sha256_16k", auto_16k, run_ssmb_sha256, &job_16k, 16384, BENCH_MIBS, OSSL_16K, 1},
         {"sha256_portable_16k", "ssmbridge SHA-256 portable, 16 KiB", run_ssmb_sha256_portable, &job_16k, 16384,
-         BENCH_MIBS, OSSL_16K},
+         BENCH_MIBS, OSSL_16K, 1},
         {"bearssl_sha256_16k", "BearSSL br_sha256, 16 KiB", run_bearssl_sha256, &job_16k, 16384, BENCH_MIBS,
-         OSSL_16K},
+         OSSL_16K, 1},
         {"openssl_hmac_short", "OpenSSL EVP_MAC HMAC-SHA256, 64 B", run_openssl_hmac, &job_short, 64, BENCH_NS,
-         OSSL_HMAC},
-        {"hmac_short", "ssmbridge HMAC-SHA256, 64 B", run_ssmb_hmac, &job_short, 64, BENCH_NS, OSSL_HMAC},
+         OSSL_HMAC, 1},
+        {"hmac_short", "ssmbridge HMAC-SHA256, 64 B", run_ssmb_hmac, &job_short, 64, BENCH_NS, OSSL_HMAC, 1},
+        /* The codec against OpenSSL hashing the same payload bytes: the
+           digest should be nearly all of the cost. */
+        {"msg_encode_1k", "ClientMessage encode, 1 KiB payload", run_msg_encode, &msg_1k, 1024, BENCH_MIBS, OSSL_1K, 0},
+        {"msg_decode_1k", "ClientMessage decode+verify, 1 KiB", run_msg_decode, &msg_1k, 1024, BENCH_MIBS, OSSL_1K, 0},
+        {"msg_encode_16k", "ClientMessage encode, 16 KiB payload", run_msg_encode, &msg_16k, 16384, BENCH_MIBS,
+         OSSL_16K, 0},
+        {"msg_decode_16k", "ClientMessage decode+verify, 16 KiB", run_msg_decode, &msg_16k, 16384, BENCH_MIBS,
+         OSSL_16K, 0},
+        {"sigv4_ssm", "SigV4 sign, SSM StartSession", run_sigv4, &sigv4, 0, BENCH_US, -1, 0},
     };
     int n = (int)(sizeof rows / sizeof rows[0]), i;
     double ns[BENCH_MAX_ROWS];
@@ -224,18 +316,27 @@ int main(void) {
     job_1k.len = 1024;
     job_16k.len = 16384;
     job_short.len = 64;
+    msg_job_init(&msg_1k, payload, 1024);
+    msg_job_init(&msg_16k, payload, 16384);
+    sigv4_job_init(&sigv4);
     snprintf(auto_1k, sizeof auto_1k, "ssmbridge SHA-256 %s, 1 KiB", best);
     snprintf(auto_16k, sizeof auto_16k, "ssmbridge SHA-256 %s, 16 KiB", best);
     if (!openssl_setup()) {
         fprintf(stderr, "bench: OpenSSL SHA-256 or HMAC is unavailable\n");
         return 1;
     }
-    /* Every hash row must agree with its OpenSSL row before it is timed. */
+    /* Every hash row must agree with its OpenSSL row before it is timed, and
+       the signature must be the vector's. */
     for (i = 0; i < n; i++) {
-        if (rows[i].baseline >= 0 && !same_output(rows[i].fn, rows[rows[i].baseline].fn, (hash_job *)rows[i].arg)) {
+        if (rows[i].same_digest && !same_output(rows[i].fn, rows[rows[i].baseline].fn, (hash_job *)rows[i].arg)) {
             fprintf(stderr, "bench: %s disagrees with OpenSSL\n", rows[i].name);
             return 1;
         }
+    }
+    run_sigv4(&sigv4);
+    if (strcmp(sigv4.out.signature, "2904117cdc5e8ead4a64adf7924459e337daa1570212429cd763dda2a22aea8a") != 0) {
+        fprintf(stderr, "bench: the SigV4 signature is not the vector's\n");
+        return 1;
     }
     for (i = 0; i < n && i < BENCH_MAX_ROWS; i++) ns[i] = bench_ns_per_call(rows[i].fn, rows[i].arg);
     print_report(rows, ns, n);
