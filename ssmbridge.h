@@ -843,8 +843,8 @@ SSMB_API ssmb_result ssmb_http_content_length(const ssmb_http_response *r, int *
    the caller. */
 SSMB_API ssmb_result ssmb_http_check_ws_upgrade(const ssmb_http_response *r, const char *expected_accept);
 
-#define SSMB_HTTP_CHUNK_LINE_MAX 4096u      /* bytes of one chunk-size line */
-#define SSMB_HTTP_TRAILER_MAX 16384u        /* bytes of the trailer section */
+#define SSMB_HTTP_CHUNK_LINE_MAX 4096u      /* bytes of one chunk-size line, CRLF included */
+#define SSMB_HTTP_TRAILER_MAX 16384u        /* bytes of the trailer section, final CRLF included */
 
 /* Chunked transfer coding decoder (RFC 9112 §7.1); caller-owned plain data. */
 typedef struct ssmb_http_chunked {
@@ -1680,9 +1680,9 @@ static int ssmb__http_hex_digit(uint8_t ch) {
 
 /* The size line is complete: start the chunk's data, or the trailers. */
 static ssmb_result ssmb__chunk_size_done(ssmb_http_chunked *c) {
+    c->line_len = 0;
     if (c->remaining == 0) {
         c->state = SSMB__CHUNK_TRAILER_START;
-        c->line_len = 0;
         return SSMB_OK;
     }
     if (c->max_body && c->remaining > c->max_body - c->total) return SSMB_ERR_LIMIT;
@@ -1691,10 +1691,9 @@ static ssmb_result ssmb__chunk_size_done(ssmb_http_chunked *c) {
     return SSMB_OK;
 }
 
-/* One byte of a chunk-size line. */
+/* One byte of a chunk-size line before its CR. */
 static ssmb_result ssmb__chunk_size_byte(ssmb_http_chunked *c, uint8_t ch) {
     int d = ssmb__http_hex_digit(ch);
-    if (++c->line_len > SSMB_HTTP_CHUNK_LINE_MAX) return SSMB_ERR_LIMIT;
     if (c->state == SSMB__CHUNK_SIZE_FIRST || (c->state == SSMB__CHUNK_SIZE && d >= 0)) {
         if (d < 0) return SSMB_ERR_HTTP;
         if (c->remaining >> 60) return SSMB_ERR_OVERFLOW;
@@ -1715,9 +1714,8 @@ static ssmb_result ssmb__chunk_size_byte(ssmb_http_chunked *c, uint8_t ch) {
     return SSMB_OK;
 }
 
-/* One byte of the trailer section, which is skipped. */
+/* One byte of a trailer line before its CR; trailers are skipped. */
 static ssmb_result ssmb__chunk_trailer_byte(ssmb_http_chunked *c, uint8_t ch) {
-    if (++c->line_len > SSMB_HTTP_TRAILER_MAX) return SSMB_ERR_LIMIT;
     if (ch == '\r') {
         c->state = c->state == SSMB__CHUNK_TRAILER_START ? SSMB__CHUNK_END_LF : SSMB__CHUNK_TRAILER_LF;
         return SSMB_OK;
@@ -1727,7 +1725,7 @@ static ssmb_result ssmb__chunk_trailer_byte(ssmb_http_chunked *c, uint8_t ch) {
     return SSMB_OK;
 }
 
-/* Expects the LF of a CRLF, then moves on to next. */
+/* Expects one byte, then moves on to next. */
 static ssmb_result ssmb__chunk_expect(ssmb_http_chunked *c, uint8_t ch, uint8_t want, uint32_t next) {
     if (ch != want) return SSMB_ERR_HTTP;
     c->state = next;
@@ -1738,7 +1736,11 @@ static ssmb_result ssmb__chunk_expect(ssmb_http_chunked *c, uint8_t ch, uint8_t 
     return SSMB_OK;
 }
 
+/* One byte outside chunk data. line_len counts the bytes of the current
+   size line (CRLF included) or of the whole trailer section. */
 static ssmb_result ssmb__chunk_byte(ssmb_http_chunked *c, uint8_t ch) {
+    uint32_t limit = c->state >= SSMB__CHUNK_TRAILER_START ? SSMB_HTTP_TRAILER_MAX : SSMB_HTTP_CHUNK_LINE_MAX;
+    if (++c->line_len > limit) return SSMB_ERR_LIMIT;
     switch (c->state) {
     case SSMB__CHUNK_SIZE_FIRST:
     case SSMB__CHUNK_SIZE:
