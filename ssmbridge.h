@@ -683,7 +683,8 @@ SSMB_API ssmb_result ssmb_ws_frame_header_parse(const uint8_t *in, size_t len, s
 
 /* XORs n bytes in place with the mask key (RFC 6455 §5.3), starting at key
    byte offset % 4, so a payload masked in pieces passes the count of bytes
-   before each piece. Masking twice restores the data. 16 bytes per step. */
+   before each piece. Masking twice restores the data. Word-at-a-time
+   (16 bytes per step with SSE2, 8 without). */
 SSMB_API void ssmb_ws_mask(uint8_t *data, size_t n, const uint8_t key[4], size_t offset);
 
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key (§4.2.2): base64(SHA-1(key
@@ -1495,9 +1496,9 @@ static ssmb_result ssmb__http_status_line(const char *s, size_t n, ssmb_http_res
     return SSMB_OK;
 }
 
-/* RFC 9112 §5: field-name ":" OWS field-value OWS. A line that starts with
-   SP or HTAB is obsolete line folding (§5.2) and refused; so is whitespace
-   before the colon (§5.1), since the name must be a token. */
+/* RFC 9112 §5: field-name ":" OWS field-value OWS. The name must be a
+   token, which refuses both obsolete line folding (§5.2: a line starting
+   with SP or HTAB) and whitespace before the colon (§5.1). */
 static ssmb_result ssmb__http_header_line(const char *s, size_t n, ssmb_http_header *h) {
     const char *colon = (const char *)memchr(s, ':', n);
     ssmb_str name, value;
@@ -1881,8 +1882,11 @@ SSMB_APIDEF ssmb_result ssmb_ws_frame_header_parse(const uint8_t *in, size_t len
 }
 
 /* dst[i] = src[i] ^ key[(offset + i) % 4]; dst == src masks in place (RFC
-   6455 §5.3). Partly overlapping buffers are not allowed. Unaligned loads
-   and stores go through memcpy or SSE2's loadu/storeu. */
+   6455 §5.3). Partly overlapping buffers are not allowed. SSE2 (every
+   x86-64) does 64 bytes per loop, then 16; 8-byte words through memcpy do
+   the rest and everything elsewhere. On 16 KiB on an x86-64 server core:
+   about 50 GiB/s with SSE2, 13 GiB/s with words alone (gcc -O2 does not
+   vectorise that loop). */
 static void ssmb__ws_xor(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4], size_t offset) {
     uint8_t k[16];
     uint64_t k8;

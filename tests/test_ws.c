@@ -842,6 +842,21 @@ SSMB_TEST(ws_reader_control_gathered_whole) {
     CHECK_EQ_INT(outs, 1);
 }
 
+/* Rules the first two bytes decide fail before the rest of the frame is in. */
+SSMB_TEST(ws_reader_fails_early) {
+    static uint8_t close1[2] = {0x88, 0x01}, big_ping[2] = {0x89, 0x7e}, msb[3] = {0x82, 0x7f, 0x80};
+    ssmb_ws_reader r;
+    ssmb_ws_piece p;
+    size_t used;
+    ssmb_ws_reader_init(&r, 0, 0);
+    CHECK_EQ_INT(ssmb_ws_read(&r, close1, 2, &used, &p), SSMB_ERR_WS_PROTOCOL); /* 1-byte close payload */
+    CHECK_EQ_INT(r.close_code, SSMB_WS_CLOSE_PROTOCOL_ERROR);
+    ssmb_ws_reader_init(&r, 0, 0);
+    CHECK_EQ_INT(ssmb_ws_read(&r, big_ping, 2, &used, &p), SSMB_ERR_WS_PROTOCOL);
+    ssmb_ws_reader_init(&r, 0, 0);
+    CHECK_EQ_INT(ssmb_ws_read(&r, msb, 3, &used, &p), SSMB_ERR_WS_PROTOCOL); /* 7 length bytes still missing */
+}
+
 SSMB_TEST(ws_reader_errors_are_sticky) {
     static uint8_t buf[16] = {0xc1, 0x00, 0x81, 0x00};
     ssmb_ws_reader r;
