@@ -1675,13 +1675,6 @@ SSMB_APIDEF void ssmb_http_chunked_init(ssmb_http_chunked *c, uint64_t max_body)
     c->max_body = max_body;
 }
 
-static int ssmb__http_hex_digit(uint8_t ch) {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 /* The size line is complete: start the chunk's data, or the trailers. */
 static ssmb_result ssmb__chunk_size_done(ssmb_http_chunked *c) {
     c->line_len = 0;
@@ -1697,7 +1690,7 @@ static ssmb_result ssmb__chunk_size_done(ssmb_http_chunked *c) {
 
 /* One byte of a chunk-size line before its CR. */
 static ssmb_result ssmb__chunk_size_byte(ssmb_http_chunked *c, uint8_t ch) {
-    int d = ssmb__http_hex_digit(ch);
+    int d = ssmb__hex_value((char)ch);
     if (c->state == SSMB__CHUNK_SIZE_FIRST || (c->state == SSMB__CHUNK_SIZE && d >= 0)) {
         if (d < 0) return SSMB_ERR_HTTP;
         if (c->remaining >> 60) return SSMB_ERR_OVERFLOW;
