@@ -682,9 +682,260 @@ SSMB_API ssmb_result ssmb_channel_closed_parse(const void *json, size_t len, ssm
    of that range: SSMB_ERR_OVERFLOW. */
 SSMB_API ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, int32_t *code);
 
-/* >>api-ws (RFC 6455 framing: declarations go here) */
+/* >>api-ws: RFC 6455 WebSocket framing ------------------------------------
+   Pure functions and one caller-owned reader; no I/O, no allocation, no
+   clock, no random source (mask keys and nonces are arguments). */
 
-/* >>api-http (HTTP/1.1: declarations go here) */
+/* Opcodes (RFC 6455 §5.2). 3-7 and 0xB-0xF are reserved. */
+typedef enum ssmb_ws_opcode {
+    SSMB_WS_CONTINUATION = 0x0,
+    SSMB_WS_TEXT = 0x1,
+    SSMB_WS_BINARY = 0x2,
+    SSMB_WS_CLOSE = 0x8,
+    SSMB_WS_PING = 0x9,
+    SSMB_WS_PONG = 0xA,
+    SSMB__WS_OPCODE_FORCE_32 = 0x7fffffff
+} ssmb_ws_opcode;
+
+/* Close codes (RFC 6455 §7.4.1). 1005 and 1006 are never sent: they only
+   report "no code in the close frame" and "connection lost". */
+enum {
+    SSMB_WS_CLOSE_NORMAL = 1000,
+    SSMB_WS_CLOSE_GOING_AWAY = 1001,
+    SSMB_WS_CLOSE_PROTOCOL_ERROR = 1002,
+    SSMB_WS_CLOSE_UNSUPPORTED_DATA = 1003,
+    SSMB_WS_CLOSE_NO_STATUS = 1005,
+    SSMB_WS_CLOSE_ABNORMAL = 1006,
+    SSMB_WS_CLOSE_INVALID_DATA = 1007,
+    SSMB_WS_CLOSE_POLICY = 1008,
+    SSMB_WS_CLOSE_TOO_BIG = 1009,
+    SSMB_WS_CLOSE_INTERNAL_ERROR = 1011
+};
+
+#define SSMB_WS_MAX_HEADER_SIZE 14u         /* 2 + 8-byte length + 4-byte mask key */
+#define SSMB_WS_MAX_CONTROL_PAYLOAD 125u    /* RFC 6455 §5.5 */
+#define SSMB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 §1.3 */
+
+/* One frame header as it is on the wire. */
+typedef struct ssmb_ws_frame_header {
+    uint8_t fin;            /* 1 on the last frame of a message */
+    uint8_t rsv;            /* RSV1..RSV3 as bits 2..0 (RSV1 = 4) */
+    uint8_t opcode;         /* ssmb_ws_opcode, or a reserved value */
+    uint8_t masked;         /* 1 when a mask key follows the length */
+    uint8_t mask_key[4];    /* zero when not masked */
+    uint64_t payload_len;   /* < 2^63 */
+    uint32_t header_len;    /* bytes of the header on the wire, 2..14 */
+} ssmb_ws_frame_header;
+
+/* Writes a frame header: FIN, opcode, the mask bit and key (mask_key NULL
+   for an unmasked frame; a client masks every frame, RFC 6455 §5.3) and the
+   length in its minimal form (7, 16 or 64 bits, §5.2). *out_len = 2..14.
+   SSMB_ERR_INVALID_ARG for a reserved opcode, a control frame longer than
+   125 bytes or without FIN (§5.5), or a length of 2^63 or more. */
+SSMB_API ssmb_result ssmb_ws_frame_header_encode(uint32_t opcode, int fin, uint64_t payload_len,
+                                                 const uint8_t *mask_key, uint8_t out[SSMB_WS_MAX_HEADER_SIZE],
+                                                 size_t *out_len);
+/* Header and payload in one buffer; the payload is copied and masked on the
+   way (payload and out must not overlap). *out_len = frame size, also on
+   SSMB_ERR_BUFFER_TOO_SMALL. Same argument rules as the header encoder. */
+SSMB_API ssmb_result ssmb_ws_frame_write(uint32_t opcode, int fin, const void *payload, size_t n,
+                                         const uint8_t *mask_key, uint8_t *out, size_t cap, size_t *out_len);
+/* Parses a frame header at the start of in: SSMB_OK (out->header_len bytes
+   consumed), SSMB_AGAIN when in holds only part of it, SSMB_ERR_WS_PROTOCOL
+   when the 64-bit length has its most significant bit set (§5.2). Reports
+   RSV bits, opcode and mask as they are; the rules about them are the
+   reader's. Non-minimal length encodings are accepted. */
+SSMB_API ssmb_result ssmb_ws_frame_header_parse(const uint8_t *in, size_t len, ssmb_ws_frame_header *out);
+
+/* XORs n bytes in place with the mask key (RFC 6455 §5.3), starting at key
+   byte offset % 4, so a payload masked in pieces passes the count of bytes
+   before each piece. Masking twice restores the data. Word-at-a-time
+   (16 bytes per step with SSE2, 8 without). */
+SSMB_API void ssmb_ws_mask(uint8_t *data, size_t n, const uint8_t key[4], size_t offset);
+
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (§4.2.2): base64(SHA-1(key
+   + SSMB_WS_GUID)), 28 characters and a NUL. */
+SSMB_API ssmb_result ssmb_ws_accept_key(const char *client_key_b64, size_t len, char out[29]);
+/* Sec-WebSocket-Key from 16 random bytes (§4.1): 24 characters and a NUL. */
+SSMB_API void ssmb_ws_client_key(const uint8_t random16[16], char out[25]);
+
+/* 1 when a close frame may carry this code (§7.4): 1000-1003, 1007-1014,
+   3000-4999. 1004-1006, 1015 and everything else are refused. */
+SSMB_API int ssmb_ws_close_code_valid(uint32_t code);
+/* Close payload (§5.5.1): 2-byte code and a UTF-8 reason. code 0 writes an
+   empty payload (then the reason must be empty too). *out_len = 0..125.
+   SSMB_ERR_INVALID_ARG for a code that may not be sent, a reason without a
+   code, a reason over 123 bytes or not UTF-8. */
+SSMB_API ssmb_result ssmb_ws_close_payload_build(uint32_t code, const char *reason, size_t reason_len,
+                                                 uint8_t out[SSMB_WS_MAX_CONTROL_PAYLOAD], size_t *out_len);
+/* Reads a close payload: an empty one gives code 1005 and an empty reason.
+   SSMB_ERR_WS_PROTOCOL for 1 byte, over 125 bytes or a code that may not
+   be sent; SSMB_ERR_MALFORMED when the reason is not UTF-8 (close 1007). */
+SSMB_API ssmb_result ssmb_ws_close_payload_parse(const uint8_t *payload, size_t len, uint32_t *code,
+                                                 ssmb_str *reason);
+
+/* Reader flag: the peer is a client, so its frames must be masked. Without
+   it the reader is a client's: frames from the server must not be masked. */
+enum { SSMB_WS_READ_FROM_CLIENT = 1u << 0 };
+
+/* Piece flags. */
+enum {
+    SSMB_WS_MESSAGE_START = 1u << 0,    /* first piece of a message */
+    SSMB_WS_MESSAGE_END = 1u << 1       /* last piece of a message */
+};
+
+/* One piece of a message, as the reader hands it out. */
+typedef struct ssmb_ws_piece {
+    uint8_t *data;          /* unmasked payload bytes: into your input for text and
+                               binary, into the reader for control frames; valid
+                               until the next call (and while your input lives) */
+    size_t len;             /* may be 0 on a START or END piece */
+    uint32_t opcode;        /* the message's: TEXT, BINARY, CLOSE, PING or PONG */
+    uint32_t flags;         /* SSMB_WS_MESSAGE_*; control frames are START|END */
+    uint32_t close_code;    /* CLOSE: the peer's code, 1005 when it sent none */
+    ssmb_str close_reason;  /* CLOSE: the reason, valid UTF-8, may be empty */
+} ssmb_ws_piece;
+
+/* Incremental message reader. Caller-owned plain data: set it up with
+   ssmb_ws_reader_init, then feed it bytes in pieces of any size. It keeps no
+   pointer into your input between calls. */
+typedef struct ssmb_ws_reader {
+    uint64_t max_message_size;  /* text/binary message limit, 0 = none (close 1009) */
+    uint32_t flags;             /* SSMB_WS_READ_* */
+    uint32_t close_code;        /* after an error: the code to close with (1002, 1007, 1009) */
+    /* private; read-only for the caller */
+    ssmb_ws_frame_header frame; /* frame being read */
+    uint64_t frame_done;        /* payload bytes of it read; invariant: <= frame.payload_len */
+    uint64_t message_size;      /* payload bytes of the open text/binary message */
+    uint32_t message_opcode;    /* TEXT or BINARY while a message is open, else 0 */
+    uint32_t utf8_state;        /* UTF-8 check carried across pieces and fragments */
+    uint32_t state;             /* header, data, control or closed */
+    int32_t error;              /* sticky ssmb_result, 0 while healthy */
+    uint8_t header[SSMB_WS_MAX_HEADER_SIZE];
+    uint8_t header_have;        /* invariant: < the header size the first two bytes give */
+    uint8_t control_have;       /* invariant: <= frame.payload_len <= 125 */
+    uint8_t control[SSMB_WS_MAX_CONTROL_PAYLOAD]; /* control payload, gathered whole */
+} ssmb_ws_reader;
+
+/* flags: SSMB_WS_READ_*; max_message_size: 0 = no limit. */
+SSMB_API void ssmb_ws_reader_init(ssmb_ws_reader *r, uint32_t flags, uint64_t max_message_size);
+/* Reads from in[0..len) and returns at most one piece:
+     SSMB_OK      *piece is set; *consumed bytes of in were used.
+     SSMB_AGAIN   all of in was used (*consumed == len); feed more.
+     SSMB_CLOSED  a close frame was handed out earlier; nothing is read.
+     negative     SSMB_ERR_WS_PROTOCOL (or SSMB_ERR_LIMIT for a message over
+                  max_message_size); r->close_code says what to close with.
+                  The error is sticky.
+   Call again with the rest of in while it returns SSMB_OK. Text and binary
+   payload stays in in (masked bytes are unmasked there, in place), so a
+   message of any size streams through without being gathered. Rules (RFC
+   6455 §5): RSV bits 0, no reserved opcode, control frames of at most 125
+   bytes and never fragmented, continuation only inside a message and no new
+   message inside one, masking by role, 64-bit lengths below 2^63, text and
+   close reasons valid UTF-8 (checked across pieces; close 1007), close
+   payloads not 1 byte and with a valid code. Non-minimal length encodings
+   are accepted (the sender breaks a MUST, but nothing is ambiguous). */
+SSMB_API ssmb_result ssmb_ws_read(ssmb_ws_reader *r, uint8_t *in, size_t len, size_t *consumed,
+                                  ssmb_ws_piece *piece);
+
+/* >>api-http: HTTP/1.1 request writer and response parser ----------------
+   Zero-copy: parsed names and values are views into your input. Nothing
+   allocates. Lines end in CRLF (RFC 9112 §2.2); a bare LF is refused. */
+
+#define SSMB_HTTP_DEFAULT_MAX_HEAD 16384u   /* response head limit when 0 is given */
+
+/* A request head: request line, Host, your headers in order, then
+   Content-Length when has_body. */
+typedef struct ssmb_http_request {
+    ssmb_str method;                    /* a token: "GET", "POST" */
+    ssmb_str target;                    /* origin form "/path?query": visible ASCII, no spaces */
+    ssmb_str host;                      /* Host value (required; not again in headers) */
+    const ssmb_http_header *headers;    /* names are tokens; values without CR, LF, NUL, controls */
+    size_t header_count;
+    uint32_t has_body;                  /* 1: writes Content-Length: body_len */
+    const void *body;                   /* copied after the head when not NULL */
+    size_t body_len;
+} ssmb_http_request;
+
+/* Writes the request (and body) into out, with a NUL when it fits.
+   *out_len = bytes written, or needed on SSMB_ERR_BUFFER_TOO_SMALL.
+   SSMB_ERR_INVALID_ARG for a name that is not a token or a value with CR,
+   LF, NUL or another control character (header injection). */
+SSMB_API ssmb_result ssmb_http_request_write(const ssmb_http_request *req, char *out, size_t cap, size_t *out_len);
+/* The WebSocket opening request (RFC 6455 §4.1): GET target, Host, Upgrade:
+   websocket, Connection: Upgrade, Sec-WebSocket-Key, your extra headers
+   (Authorization, X-Amz-Date, ...) in order, Sec-WebSocket-Version: 13.
+   Results as ssmb_http_request_write. */
+SSMB_API ssmb_result ssmb_http_upgrade_request_write(ssmb_str target, ssmb_str host, ssmb_str ws_key,
+                                                     const ssmb_http_header *extra, size_t extra_count,
+                                                     char *out, size_t cap, size_t *out_len);
+
+/* A parsed response head; every view points into the parsed input. */
+typedef struct ssmb_http_response {
+    uint32_t minor_version;             /* HTTP/1.0 or HTTP/1.1 */
+    uint32_t status;                    /* 100..599 */
+    ssmb_str reason;                    /* may be empty */
+    const ssmb_http_header *headers;    /* your array; values trimmed of SP/HTAB */
+    size_t header_count;
+    size_t head_len;                    /* bytes through the blank line; the body follows */
+} ssmb_http_response;
+
+/* Parses a response head from the start of in. Stateless: call it again
+   with the grown buffer (every prefix is safe). SSMB_OK when the blank line
+   is in; SSMB_AGAIN before; SSMB_ERR_HTTP for a malformed status line or
+   header line (obsolete line folding, space before the colon, controls in a
+   value); SSMB_ERR_LIMIT for more than max_headers headers or a head over
+   max_head bytes (0 = SSMB_HTTP_DEFAULT_MAX_HEAD). Work is bounded by
+   max_head per call. */
+SSMB_API ssmb_result ssmb_http_response_parse(const char *in, size_t len, ssmb_http_header *headers,
+                                              size_t max_headers, size_t max_head, ssmb_http_response *out);
+/* The next header named name (ASCII case-insensitive) after `after` (NULL:
+   from the first), or NULL. */
+SSMB_API const ssmb_http_header *ssmb_http_header_find(const ssmb_http_response *r, const char *name,
+                                                       const ssmb_http_header *after);
+/* 1 when the comma-separated list holds token (case-insensitive, OWS
+   around elements ignored; RFC 9110 §5.6.1). */
+SSMB_API int ssmb_http_token_list_contains(ssmb_str list, const char *token);
+/* 1 when any header named name lists token ("Connection: keep-alive, Upgrade"). */
+SSMB_API int ssmb_http_header_has_token(const ssmb_http_response *r, const char *name, const char *token);
+/* Content-Length (RFC 9110 §8.6): *present = 0 when absent. Values are
+   strict decimal digits; repeated headers or list elements must agree.
+   SSMB_ERR_HTTP when malformed or conflicting, SSMB_ERR_OVERFLOW past 2^64-1. */
+SSMB_API ssmb_result ssmb_http_content_length(const ssmb_http_response *r, int *present, uint64_t *length);
+/* The WebSocket opening response (RFC 6455 §4.1): HTTP/1.1 101, Upgrade:
+   websocket, Connection listing Upgrade, exactly one Sec-WebSocket-Accept
+   equal to expected_accept (see ssmb_ws_accept_key), and no
+   Sec-WebSocket-Extensions (none is ever offered). SSMB_ERR_HTTP otherwise;
+   r->status tells a refusal (401, 403, ...) apart. A subprotocol is left to
+   the caller. */
+SSMB_API ssmb_result ssmb_http_check_ws_upgrade(const ssmb_http_response *r, const char *expected_accept);
+
+#define SSMB_HTTP_CHUNK_LINE_MAX 4096u      /* bytes of one chunk-size line, CRLF included */
+#define SSMB_HTTP_TRAILER_MAX 16384u        /* bytes of the trailer section, final CRLF included */
+
+/* Chunked transfer coding decoder (RFC 9112 §7.1); caller-owned plain data. */
+typedef struct ssmb_http_chunked {
+    uint64_t max_body;      /* data byte limit, 0 = none */
+    uint64_t total;         /* data bytes announced so far */
+    uint64_t remaining;     /* data bytes left in the current chunk */
+    uint32_t state;         /* private */
+    uint32_t line_len;      /* private: bytes of the current size line or trailer section */
+    int32_t error;          /* sticky ssmb_result, 0 while healthy */
+} ssmb_http_chunked;
+
+SSMB_API void ssmb_http_chunked_init(ssmb_http_chunked *c, uint64_t max_body);
+/* Decodes from in[0..len), in pieces of any size:
+     SSMB_OK      *data is a view of data bytes in in; *consumed bytes used.
+     SSMB_AGAIN   all of in used, no data; feed more.
+     SSMB_CLOSED  the body ended (last chunk and trailers read); bytes after
+                  *consumed belong to what follows the body.
+     negative     SSMB_ERR_HTTP malformed, SSMB_ERR_OVERFLOW chunk size past
+                  64 bits, SSMB_ERR_LIMIT over max_body, a size line over
+                  SSMB_HTTP_CHUNK_LINE_MAX or trailers over SSMB_HTTP_TRAILER_MAX.
+                  Sticky.
+   Chunk extensions are ignored and trailer fields skipped. */
+SSMB_API ssmb_result ssmb_http_chunked_read(ssmb_http_chunked *c, const char *in, size_t len, size_t *consumed,
+                                            ssmb_str *data);
 
 #ifdef __cplusplus
 } /* extern "C" */
@@ -3008,10 +3259,992 @@ static ssmb_result ssmb__json_req_bool(const ssmb_json *doc, int32_t obj, const 
 }
 
 // >>http
-/* (the HTTP/1.1 implementation goes here) */
+/* HTTP/1.1 message syntax (RFC 9112) and field rules (RFC 9110). */
+
+/* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+   "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+static int ssmb__http_is_tchar(uint8_t c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int ssmb__http_is_token(ssmb_str s) {
+    size_t i;
+    if (s.len == 0) return 0;
+    for (i = 0; i < s.len; i++)
+        if (!ssmb__http_is_tchar((uint8_t)s.ptr[i])) return 0;
+    return 1;
+}
+
+/* RFC 9110 §5.5: field values are VCHAR, obs-text, SP and HTAB; no CR, LF,
+   NUL or other control character, which is what stops header injection. */
+static int ssmb__http_is_text(ssmb_str s) {
+    size_t i;
+    for (i = 0; i < s.len; i++) {
+        uint8_t c = (uint8_t)s.ptr[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return 0;
+    }
+    return 1;
+}
+
+static int ssmb__http_is_ows(char c) { return c == ' ' || c == '\t'; }
+
+static ssmb_str ssmb__http_trim(ssmb_str s) {
+    while (s.len && ssmb__http_is_ows(s.ptr[0])) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len && ssmb__http_is_ows(s.ptr[s.len - 1])) s.len--;
+    return s;
+}
+
+static char ssmb__http_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
+
+/* ASCII case-insensitive equality of a view and a C string. */
+static int ssmb__http_ieq(ssmb_str a, const char *b) {
+    size_t i, n = strlen(b);
+    if (a.len != n) return 0;
+    for (i = 0; i < n; i++)
+        if (ssmb__http_lower(a.ptr[i]) != ssmb__http_lower(b[i])) return 0;
+    return 1;
+}
+
+/* ---- request writer ----------------------------------------------------- */
+
+/* Output with a sticky error; len counts every byte asked for, even past cap. */
+typedef struct ssmb__http_out {
+    char *buf;
+    size_t cap;
+    size_t len;
+    ssmb_result error;
+} ssmb__http_out;
+
+static void ssmb__http_put(ssmb__http_out *o, const void *p, size_t n) {
+    size_t end;
+    if (o->error || n == 0) return;
+    if (ssmb_size_add(o->len, n, &end) != SSMB_OK) {
+        o->error = SSMB_ERR_OVERFLOW;
+        return;
+    }
+    if (o->buf && end <= o->cap) memcpy(o->buf + o->len, p, n);
+    o->len = end;
+}
+
+static void ssmb__http_puts(ssmb__http_out *o, const char *s) { ssmb__http_put(o, s, strlen(s)); }
+
+static void ssmb__http_put_u64(ssmb__http_out *o, uint64_t v) {
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ssmb__http_put(o, digits + sizeof digits - n, n);
+}
+
+/* "Name: value\r\n"; refuses a name that is no token or a value with controls. */
+static void ssmb__http_put_header(ssmb__http_out *o, ssmb_str name, ssmb_str value) {
+    if (!ssmb__http_is_token(name) || !ssmb__http_is_text(value)) o->error = SSMB_ERR_INVALID_ARG;
+    ssmb__http_put(o, name.ptr, name.len);
+    ssmb__http_put(o, ": ", 2);
+    ssmb__http_put(o, value.ptr, value.len);
+    ssmb__http_put(o, "\r\n", 2);
+}
+
+static void ssmb__http_put_headers(ssmb__http_out *o, const ssmb_http_header *h, size_t n) {
+    size_t i;
+    if (n && !h) o->error = SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < n && !o->error; i++) ssmb__http_put_header(o, h[i].name, h[i].value);
+}
+
+/* RFC 9112 §3: method SP request-target SP HTTP-version CRLF, then Host
+   (§3.2: every HTTP/1.1 request carries it). The target is origin form:
+   visible ASCII without spaces. */
+static void ssmb__http_put_request_line(ssmb__http_out *o, ssmb_str method, ssmb_str target, ssmb_str host) {
+    size_t i;
+    if (!ssmb__http_is_token(method) || target.len == 0 || host.len == 0) o->error = SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < target.len; i++)
+        if ((uint8_t)target.ptr[i] <= 0x20 || (uint8_t)target.ptr[i] >= 0x7f) o->error = SSMB_ERR_INVALID_ARG;
+    ssmb__http_put(o, method.ptr, method.len);
+    ssmb__http_put(o, " ", 1);
+    ssmb__http_put(o, target.ptr, target.len);
+    ssmb__http_puts(o, " HTTP/1.1\r\n");
+    ssmb__http_put_header(o, ssmb_str_c("Host"), host);
+}
+
+/* Ends the output: result, *out_len, and a NUL when it fits. */
+static ssmb_result ssmb__http_finish(ssmb__http_out *o, size_t *out_len) {
+    if (o->error) return o->error;
+    *out_len = o->len;
+    if (!o->buf || o->len > o->cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    if (o->len < o->cap) o->buf[o->len] = '\0';
+    return SSMB_OK;
+}
+
+static void ssmb__http_out_init(ssmb__http_out *o, char *out, size_t cap) {
+    o->buf = out;
+    o->cap = out ? cap : 0;
+    o->len = 0;
+    o->error = SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_http_request_write(const ssmb_http_request *req, char *out, size_t cap, size_t *out_len) {
+    ssmb__http_out o;
+    ssmb__http_out_init(&o, out, cap);
+    ssmb__http_put_request_line(&o, req->method, req->target, req->host);
+    ssmb__http_put_headers(&o, req->headers, req->header_count);
+    if (req->has_body) {
+        ssmb__http_puts(&o, "Content-Length: ");
+        ssmb__http_put_u64(&o, (uint64_t)req->body_len);
+        ssmb__http_puts(&o, "\r\n");
+    }
+    ssmb__http_puts(&o, "\r\n");
+    if (req->has_body && req->body) ssmb__http_put(&o, req->body, req->body_len);
+    return ssmb__http_finish(&o, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_http_upgrade_request_write(ssmb_str target, ssmb_str host, ssmb_str ws_key,
+                                                        const ssmb_http_header *extra, size_t extra_count,
+                                                        char *out, size_t cap, size_t *out_len) {
+    ssmb__http_out o;
+    ssmb__http_out_init(&o, out, cap);
+    if (ws_key.len == 0) o.error = SSMB_ERR_INVALID_ARG;
+    /* RFC 6455 §4.1 items 1-9, in the order of the example in §1.3. */
+    ssmb__http_put_request_line(&o, ssmb_str_c("GET"), target, host);
+    ssmb__http_puts(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    ssmb__http_put_header(&o, ssmb_str_c("Sec-WebSocket-Key"), ws_key);
+    ssmb__http_put_headers(&o, extra, extra_count);
+    ssmb__http_puts(&o, "Sec-WebSocket-Version: 13\r\n\r\n");
+    return ssmb__http_finish(&o, out_len);
+}
+
+/* ---- response parser ---------------------------------------------------- */
+
+/* Finds the line starting at pos: *eol = index of its CR. SSMB_AGAIN when
+   no LF is in yet; SSMB_ERR_HTTP for an LF without CR before it. */
+static ssmb_result ssmb__http_line(const char *in, size_t pos, size_t end, size_t *eol) {
+    const char *lf = (const char *)memchr(in + pos, '\n', end - pos);
+    size_t at;
+    if (!lf) return SSMB_AGAIN;
+    at = (size_t)(lf - in);
+    if (at == pos || in[at - 1] != '\r') return SSMB_ERR_HTTP;
+    *eol = at - 1;
+    return SSMB_OK;
+}
+
+/* RFC 9112 §4: HTTP-version SP 3DIGIT SP reason-phrase. A missing reason
+   with its SP ("HTTP/1.1 200") is taken as an empty reason. */
+static ssmb_result ssmb__http_status_line(const char *s, size_t n, ssmb_http_response *out) {
+    ssmb_str reason;
+    size_t i;
+    if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ') return SSMB_ERR_HTTP;
+    for (i = 9; i < 12; i++)
+        if (s[i] < '0' || s[i] > '9') return SSMB_ERR_HTTP;
+    out->minor_version = (uint32_t)(s[7] - '0');
+    out->status = (uint32_t)((s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0'));
+    if (out->status < 100 || out->status > 599) return SSMB_ERR_HTTP; /* RFC 9110 §15 */
+    if (n > 12 && s[12] != ' ') return SSMB_ERR_HTTP;
+    reason.ptr = s + SSMB__MIN(n, (size_t)13);
+    reason.len = n > 13 ? n - 13 : 0;
+    if (!ssmb__http_is_text(reason)) return SSMB_ERR_HTTP;
+    out->reason = reason;
+    return SSMB_OK;
+}
+
+/* RFC 9112 §5: field-name ":" OWS field-value OWS. The name must be a
+   token, which refuses both obsolete line folding (§5.2: a line starting
+   with SP or HTAB) and whitespace before the colon (§5.1). */
+static ssmb_result ssmb__http_header_line(const char *s, size_t n, ssmb_http_header *h) {
+    const char *colon = (const char *)memchr(s, ':', n);
+    ssmb_str name, value;
+    if (!colon) return SSMB_ERR_HTTP;
+    name.ptr = s;
+    name.len = (size_t)(colon - s);
+    value.ptr = colon + 1;
+    value.len = n - name.len - 1;
+    value = ssmb__http_trim(value);
+    if (!ssmb__http_is_token(name) || !ssmb__http_is_text(value)) return SSMB_ERR_HTTP;
+    h->name = name;
+    h->value = value;
+    return SSMB_OK;
+}
+
+/* Parses the lines that fit in in[0..end); SSMB_AGAIN when the blank line
+   is not among them. */
+static ssmb_result ssmb__http_parse_head(const char *in, size_t end, ssmb_http_header *headers, size_t max_headers,
+                                         ssmb_http_response *out) {
+    size_t pos, eol;
+    ssmb_result rc = ssmb__http_line(in, 0, end, &eol);
+    if (rc != SSMB_OK) return rc;
+    if ((rc = ssmb__http_status_line(in, eol, out)) != SSMB_OK) return rc;
+    for (pos = eol + 2;; pos = eol + 2) {
+        if ((rc = ssmb__http_line(in, pos, end, &eol)) != SSMB_OK) return rc;
+        if (eol == pos) break;
+        if (out->header_count == max_headers) return SSMB_ERR_LIMIT;
+        rc = ssmb__http_header_line(in + pos, eol - pos, &headers[out->header_count]);
+        if (rc != SSMB_OK) return rc;
+        out->header_count++;
+    }
+    out->head_len = eol + 2;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_http_response_parse(const char *in, size_t len, ssmb_http_header *headers,
+                                                 size_t max_headers, size_t max_head, ssmb_http_response *out) {
+    size_t end;
+    ssmb_result rc;
+    memset(out, 0, sizeof *out);
+    out->reason.ptr = "";
+    out->headers = headers;
+    if (!headers) max_headers = 0;
+    if (max_head == 0) max_head = SSMB_HTTP_DEFAULT_MAX_HEAD;
+    if (len == 0) return SSMB_AGAIN;
+    /* Anything that does not start like a status line fails at once. */
+    if (memcmp(in, "HTTP/1.", SSMB__MIN(len, (size_t)7)) != 0) return SSMB_ERR_HTTP;
+    end = SSMB__MIN(len, max_head);
+    rc = ssmb__http_parse_head(in, end, headers, max_headers, out);
+    if (rc == SSMB_AGAIN && len > max_head) return SSMB_ERR_LIMIT;
+    return rc;
+}
+
+/* ---- header helpers ----------------------------------------------------- */
+
+SSMB_APIDEF const ssmb_http_header *ssmb_http_header_find(const ssmb_http_response *r, const char *name,
+                                                          const ssmb_http_header *after) {
+    size_t i = after ? (size_t)(after - r->headers) + 1 : 0;
+    for (; i < r->header_count; i++)
+        if (ssmb__http_ieq(r->headers[i].name, name)) return &r->headers[i];
+    return NULL;
+}
+
+/* Cuts the next element off a comma-separated list (RFC 9110 §5.6.1),
+   trimmed; 0 when the list is used up. Empty elements come out empty. */
+static int ssmb__http_next_element(ssmb_str *list, ssmb_str *element) {
+    const char *comma;
+    if (!list->ptr) return 0;
+    comma = (const char *)memchr(list->ptr, ',', list->len);
+    element->ptr = list->ptr;
+    element->len = comma ? (size_t)(comma - list->ptr) : list->len;
+    *element = ssmb__http_trim(*element);
+    if (comma) {
+        list->len -= (size_t)(comma - list->ptr) + 1;
+        list->ptr = comma + 1;
+    } else {
+        list->ptr = NULL;
+    }
+    return 1;
+}
+
+SSMB_APIDEF int ssmb_http_token_list_contains(ssmb_str list, const char *token) {
+    ssmb_str element;
+    while (ssmb__http_next_element(&list, &element))
+        if (ssmb__http_ieq(element, token)) return 1;
+    return 0;
+}
+
+SSMB_APIDEF int ssmb_http_header_has_token(const ssmb_http_response *r, const char *name, const char *token) {
+    const ssmb_http_header *h = NULL;
+    while ((h = ssmb_http_header_find(r, name, h)) != NULL)
+        if (ssmb_http_token_list_contains(h->value, token)) return 1;
+    return 0;
+}
+
+/* 1*DIGIT into a uint64; SSMB_ERR_HTTP for anything else (no sign, no
+   space, not empty), SSMB_ERR_OVERFLOW past 2^64-1. */
+static ssmb_result ssmb__http_parse_u64(ssmb_str s, uint64_t *out) {
+    uint64_t v = 0;
+    size_t i;
+    if (s.len == 0) return SSMB_ERR_HTTP;
+    for (i = 0; i < s.len; i++) {
+        uint64_t d = (uint64_t)(s.ptr[i] - '0');
+        if (s.ptr[i] < '0' || s.ptr[i] > '9') return SSMB_ERR_HTTP;
+        if (v > (UINT64_MAX - d) / 10) return SSMB_ERR_OVERFLOW;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_http_content_length(const ssmb_http_response *r, int *present, uint64_t *length) {
+    const ssmb_http_header *h = NULL;
+    uint64_t first = 0, v;
+    int seen = 0;
+    ssmb_result rc;
+    /* RFC 9110 §8.6: repeated values ("42, 42" or two lines) may be taken as
+       one when they agree; any disagreement is an error. */
+    while ((h = ssmb_http_header_find(r, "Content-Length", h)) != NULL) {
+        ssmb_str list = h->value, element;
+        while (ssmb__http_next_element(&list, &element)) {
+            if ((rc = ssmb__http_parse_u64(element, &v)) != SSMB_OK) return rc;
+            if (seen && v != first) return SSMB_ERR_HTTP;
+            first = v;
+            seen = 1;
+        }
+    }
+    *present = seen;
+    *length = first;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_http_check_ws_upgrade(const ssmb_http_response *r, const char *expected_accept) {
+    const ssmb_http_header *upgrade = ssmb_http_header_find(r, "Upgrade", NULL);
+    const ssmb_http_header *accept = ssmb_http_header_find(r, "Sec-WebSocket-Accept", NULL);
+    /* RFC 6455 §4.1, the client's checks of the server's handshake, 1-5. */
+    if (r->status != 101 || r->minor_version != 1) return SSMB_ERR_HTTP;
+    if (!upgrade || ssmb_http_header_find(r, "Upgrade", upgrade) || !ssmb__http_ieq(upgrade->value, "websocket"))
+        return SSMB_ERR_HTTP;
+    if (!ssmb_http_header_has_token(r, "Connection", "Upgrade")) return SSMB_ERR_HTTP;
+    if (!accept || ssmb_http_header_find(r, "Sec-WebSocket-Accept", accept) ||
+        !ssmb_str_eq(accept->value, expected_accept))
+        return SSMB_ERR_HTTP;
+    if (ssmb_http_header_find(r, "Sec-WebSocket-Extensions", NULL)) return SSMB_ERR_HTTP;
+    return SSMB_OK;
+}
+
+/* ---- chunked transfer coding (RFC 9112 §7.1) ------------------------------
+     chunked-body = *chunk last-chunk trailer-section CRLF
+     chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+     last-chunk   = 1*("0") [ chunk-ext ] CRLF
+   A byte-at-a-time state machine for the lines, bulk views for the data. */
+enum {
+    SSMB__CHUNK_SIZE_FIRST = 0, /* expecting the first hex digit */
+    SSMB__CHUNK_SIZE,           /* more hex digits, BWS, ';' or CR */
+    SSMB__CHUNK_SIZE_BWS,       /* after BWS: more BWS, ';' or CR */
+    SSMB__CHUNK_EXT,            /* extension text, ignored up to CR */
+    SSMB__CHUNK_SIZE_LF,
+    SSMB__CHUNK_DATA,
+    SSMB__CHUNK_DATA_CR,
+    SSMB__CHUNK_DATA_LF,
+    SSMB__CHUNK_TRAILER_START,  /* start of a trailer line or the final CRLF */
+    SSMB__CHUNK_TRAILER,        /* inside a trailer line, skipped up to CR */
+    SSMB__CHUNK_TRAILER_LF,
+    SSMB__CHUNK_END_LF,
+    SSMB__CHUNK_DONE
+};
+
+SSMB_APIDEF void ssmb_http_chunked_init(ssmb_http_chunked *c, uint64_t max_body) {
+    memset(c, 0, sizeof *c);
+    c->max_body = max_body;
+}
+
+/* The size line is complete: start the chunk's data, or the trailers. */
+static ssmb_result ssmb__chunk_size_done(ssmb_http_chunked *c) {
+    c->line_len = 0;
+    if (c->remaining == 0) {
+        c->state = SSMB__CHUNK_TRAILER_START;
+        return SSMB_OK;
+    }
+    if (c->max_body && c->remaining > c->max_body - c->total) return SSMB_ERR_LIMIT;
+    c->total += c->remaining;
+    c->state = SSMB__CHUNK_DATA;
+    return SSMB_OK;
+}
+
+/* One byte of a chunk-size line before its CR. */
+static ssmb_result ssmb__chunk_size_byte(ssmb_http_chunked *c, uint8_t ch) {
+    int d = ssmb__hex_value((char)ch);
+    if (c->state == SSMB__CHUNK_SIZE_FIRST || (c->state == SSMB__CHUNK_SIZE && d >= 0)) {
+        if (d < 0) return SSMB_ERR_HTTP;
+        if (c->remaining >> 60) return SSMB_ERR_OVERFLOW;
+        c->remaining = c->remaining << 4 | (uint64_t)d;
+        c->state = SSMB__CHUNK_SIZE;
+    } else if (c->state == SSMB__CHUNK_EXT) {
+        if (ch == '\r') c->state = SSMB__CHUNK_SIZE_LF;
+        else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return SSMB_ERR_HTTP;
+    } else if (ch == ' ' || ch == '\t') { /* §7.1.1: BWS before ';' */
+        c->state = SSMB__CHUNK_SIZE_BWS;
+    } else if (ch == ';') {
+        c->state = SSMB__CHUNK_EXT;
+    } else if (ch == '\r') {
+        c->state = SSMB__CHUNK_SIZE_LF;
+    } else {
+        return SSMB_ERR_HTTP;
+    }
+    return SSMB_OK;
+}
+
+/* One byte of a trailer line before its CR; trailers are skipped. */
+static ssmb_result ssmb__chunk_trailer_byte(ssmb_http_chunked *c, uint8_t ch) {
+    if (ch == '\r') {
+        c->state = c->state == SSMB__CHUNK_TRAILER_START ? SSMB__CHUNK_END_LF : SSMB__CHUNK_TRAILER_LF;
+        return SSMB_OK;
+    }
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return SSMB_ERR_HTTP;
+    c->state = SSMB__CHUNK_TRAILER;
+    return SSMB_OK;
+}
+
+/* Expects one byte, then moves on to next. */
+static ssmb_result ssmb__chunk_expect(ssmb_http_chunked *c, uint8_t ch, uint8_t want, uint32_t next) {
+    if (ch != want) return SSMB_ERR_HTTP;
+    c->state = next;
+    if (next == SSMB__CHUNK_SIZE_FIRST) {
+        c->remaining = 0;
+        c->line_len = 0;
+    }
+    return SSMB_OK;
+}
+
+/* One byte outside chunk data. line_len counts the bytes of the current
+   size line (CRLF included) or of the whole trailer section. */
+static ssmb_result ssmb__chunk_byte(ssmb_http_chunked *c, uint8_t ch) {
+    uint32_t limit = c->state >= SSMB__CHUNK_TRAILER_START ? SSMB_HTTP_TRAILER_MAX : SSMB_HTTP_CHUNK_LINE_MAX;
+    if (++c->line_len > limit) return SSMB_ERR_LIMIT;
+    switch (c->state) {
+    case SSMB__CHUNK_SIZE_FIRST:
+    case SSMB__CHUNK_SIZE:
+    case SSMB__CHUNK_SIZE_BWS:
+    case SSMB__CHUNK_EXT: return ssmb__chunk_size_byte(c, ch);
+    case SSMB__CHUNK_SIZE_LF:
+        if (ch != '\n') return SSMB_ERR_HTTP;
+        return ssmb__chunk_size_done(c);
+    case SSMB__CHUNK_DATA_CR: return ssmb__chunk_expect(c, ch, '\r', SSMB__CHUNK_DATA_LF);
+    case SSMB__CHUNK_DATA_LF: return ssmb__chunk_expect(c, ch, '\n', SSMB__CHUNK_SIZE_FIRST);
+    case SSMB__CHUNK_TRAILER_START:
+    case SSMB__CHUNK_TRAILER: return ssmb__chunk_trailer_byte(c, ch);
+    case SSMB__CHUNK_TRAILER_LF: return ssmb__chunk_expect(c, ch, '\n', SSMB__CHUNK_TRAILER_START);
+    case SSMB__CHUNK_END_LF: return ssmb__chunk_expect(c, ch, '\n', SSMB__CHUNK_DONE);
+    default: return SSMB_ERR_INTERNAL;
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_http_chunked_read(ssmb_http_chunked *c, const char *in, size_t len, size_t *consumed,
+                                               ssmb_str *data) {
+    size_t i = 0;
+    ssmb_result rc = SSMB_AGAIN;
+    data->ptr = "";
+    data->len = 0;
+    *consumed = 0;
+    if (c->error) return (ssmb_result)c->error;
+    if (c->state == SSMB__CHUNK_DONE) return SSMB_CLOSED;
+    while (i < len && rc == SSMB_AGAIN) {
+        if (c->state == SSMB__CHUNK_DATA) {
+            size_t take = c->remaining < len - i ? (size_t)c->remaining : len - i;
+            data->ptr = in + i;
+            data->len = take;
+            c->remaining -= take;
+            if (c->remaining == 0) c->state = SSMB__CHUNK_DATA_CR;
+            i += take;
+            rc = SSMB_OK;
+        } else if ((rc = ssmb__chunk_byte(c, (uint8_t)in[i++])) == SSMB_OK) {
+            rc = c->state == SSMB__CHUNK_DONE ? SSMB_CLOSED : SSMB_AGAIN;
+        }
+    }
+    *consumed = i;
+    if (rc < 0) c->error = (int32_t)rc;
+    return rc;
+}
 
 // >>ws
-/* (the RFC 6455 implementation goes here) */
+/* RFC 6455 §5.2 base framing:
+     byte 0: FIN (0x80), RSV1-3 (0x70), opcode (0x0f)
+     byte 1: MASK (0x80), length (0x7f): 0-125 as is, 126 = a 16-bit length
+             follows, 127 = a 64-bit length follows (most significant bit 0)
+     then the 4-byte mask key when MASK is set, then the payload. */
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define SSMB__WS_SSE2 1
+#else
+#define SSMB__WS_SSE2 0
+#endif
+
+static int ssmb__ws_opcode_known(uint32_t op) { return op <= SSMB_WS_BINARY || (op >= SSMB_WS_CLOSE && op <= SSMB_WS_PONG); }
+
+static int ssmb__ws_is_control(uint32_t op) { return (op & 0x8) != 0; }
+
+static uint64_t ssmb__ws_load_be64(const uint8_t *p) {
+    return ((uint64_t)ssmb__load_be32(p) << 32) | ssmb__load_be32(p + 4);
+}
+
+/* Header size the first two bytes announce. */
+static size_t ssmb__ws_header_size(uint8_t byte1) {
+    size_t n = 2;
+    if ((byte1 & 0x7f) == 126) n += 2;
+    if ((byte1 & 0x7f) == 127) n += 8;
+    if (byte1 & 0x80) n += 4;
+    return n;
+}
+
+static ssmb_result ssmb__ws_check_encode(uint32_t opcode, int fin, uint64_t payload_len) {
+    if (!ssmb__ws_opcode_known(opcode) || payload_len >> 63) return SSMB_ERR_INVALID_ARG;
+    /* RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented. */
+    if (ssmb__ws_is_control(opcode) && (!fin || payload_len > SSMB_WS_MAX_CONTROL_PAYLOAD)) return SSMB_ERR_INVALID_ARG;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_frame_header_encode(uint32_t opcode, int fin, uint64_t payload_len,
+                                                    const uint8_t *mask_key, uint8_t out[SSMB_WS_MAX_HEADER_SIZE],
+                                                    size_t *out_len) {
+    size_t n = 2;
+    ssmb_result rc = ssmb__ws_check_encode(opcode, fin, payload_len);
+    if (rc != SSMB_OK) return rc;
+    out[0] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+    out[1] = mask_key ? 0x80 : 0;
+    if (payload_len <= 125) {
+        out[1] |= (uint8_t)payload_len;
+    } else if (payload_len <= 0xffff) { /* §5.2: the minimal form MUST be used */
+        out[1] |= 126;
+        out[2] = (uint8_t)(payload_len >> 8);
+        out[3] = (uint8_t)payload_len;
+        n = 4;
+    } else {
+        out[1] |= 127;
+        ssmb__store_be64(out + 2, payload_len);
+        n = 10;
+    }
+    if (mask_key) {
+        memcpy(out + n, mask_key, 4);
+        n += 4;
+    }
+    *out_len = n;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_frame_header_parse(const uint8_t *in, size_t len, ssmb_ws_frame_header *out) {
+    size_t need, at = 2;
+    uint64_t payload_len;
+    if (len < 2) return SSMB_AGAIN;
+    payload_len = in[1] & 0x7f;
+    /* §5.2: the most significant bit of a 64-bit length MUST be 0; refuse it
+       as soon as that byte is in, before the mask key arrives. */
+    if (payload_len == 127 && len > 2 && (in[2] & 0x80)) return SSMB_ERR_WS_PROTOCOL;
+    need = ssmb__ws_header_size(in[1]);
+    if (len < need) return SSMB_AGAIN;
+    if (payload_len == 126) {
+        payload_len = ((uint64_t)in[2] << 8) | in[3];
+        at = 4;
+    } else if (payload_len == 127) {
+        payload_len = ssmb__ws_load_be64(in + 2);
+        at = 10;
+    }
+    out->fin = (uint8_t)(in[0] >> 7);
+    out->rsv = (uint8_t)((in[0] >> 4) & 7);
+    out->opcode = (uint8_t)(in[0] & 0x0f);
+    out->masked = (uint8_t)(in[1] >> 7);
+    memset(out->mask_key, 0, 4);
+    if (out->masked) memcpy(out->mask_key, in + at, 4);
+    out->payload_len = payload_len;
+    out->header_len = (uint32_t)need;
+    return SSMB_OK;
+}
+
+#if SSMB__WS_SSE2
+/* The SSE2 part of ssmb__ws_xor: 64 bytes per loop, then 16. k is the key
+   rotated to the start and repeated to 16 bytes. Returns the bytes done. */
+static size_t ssmb__ws_xor_sse2(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t k[16]) {
+    __m128i vk = _mm_loadu_si128((const __m128i *)(const void *)k);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 48));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, vk));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 16), _mm_xor_si128(b, vk));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 32), _mm_xor_si128(c, vk));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 48), _mm_xor_si128(d, vk));
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, vk));
+    }
+    return i;
+}
+#endif
+
+/* dst[i] = src[i] ^ key[(offset + i) % 4]; dst == src masks in place (RFC
+   6455 §5.3). Partly overlapping buffers are not allowed. SSE2 (every
+   x86-64) takes the bulk; 8-byte words through memcpy do the rest, and all
+   of it elsewhere. On 16 KiB on an x86-64 server core: about 50 GiB/s with
+   SSE2, 13-20 GiB/s with words alone (gcc -O2 does not vectorise them). */
+static void ssmb__ws_xor(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4], size_t offset) {
+    uint8_t k[16];
+    uint64_t k8;
+    size_t i = 0, j;
+    for (j = 0; j < 16; j++) k[j] = key[(offset + j) & 3];
+#if SSMB__WS_SSE2
+    i = ssmb__ws_xor_sse2(dst, src, n, k);
+#endif
+    memcpy(&k8, k, 8); /* i is a multiple of 8 here, so k[0..7] lines up */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w ^= k8;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++) dst[i] = (uint8_t)(src[i] ^ k[i & 3]);
+}
+
+SSMB_APIDEF void ssmb_ws_mask(uint8_t *data, size_t n, const uint8_t key[4], size_t offset) {
+    ssmb__ws_xor(data, data, n, key, offset);
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_frame_write(uint32_t opcode, int fin, const void *payload, size_t n,
+                                            const uint8_t *mask_key, uint8_t *out, size_t cap, size_t *out_len) {
+    uint8_t header[SSMB_WS_MAX_HEADER_SIZE];
+    size_t header_len, total;
+    ssmb_result rc = ssmb_ws_frame_header_encode(opcode, fin, n, mask_key, header, &header_len);
+    if (rc != SSMB_OK) return rc;
+    if (ssmb_size_add(header_len, n, &total) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    *out_len = total;
+    if (!out || cap < total) return SSMB_ERR_BUFFER_TOO_SMALL;
+    memcpy(out, header, header_len);
+    if (n == 0) return SSMB_OK;
+    if (mask_key) ssmb__ws_xor(out + header_len, (const uint8_t *)payload, n, mask_key, 0);
+    else memcpy(out + header_len, payload, n);
+    return SSMB_OK;
+}
+
+/* ---- UTF-8, checked incrementally ----------------------------------------
+   Unicode §3.9 table 3-7: the lead byte fixes how many continuation bytes
+   follow and the range of the first of them, which is what keeps out
+   overlong forms, surrogates (ED A0..BF) and code points past U+10FFFF (F4
+   90..). Later continuation bytes are 80..BF. State: 0 between code points,
+   else need | lo << 8 | hi << 16 for the next byte. */
+#define SSMB__WS_UTF8_BAD 0xffffffffu
+
+static uint32_t ssmb__ws_utf8_expect(uint32_t need, uint32_t lo, uint32_t hi) { return need | lo << 8 | hi << 16; }
+
+static uint32_t ssmb__ws_utf8_lead(uint8_t c) {
+    if (c < 0x80) return 0;
+    if (c >= 0xc2 && c <= 0xdf) return ssmb__ws_utf8_expect(1, 0x80, 0xbf);
+    if (c == 0xe0) return ssmb__ws_utf8_expect(2, 0xa0, 0xbf);
+    if (c == 0xed) return ssmb__ws_utf8_expect(2, 0x80, 0x9f);
+    if (c >= 0xe1 && c <= 0xef) return ssmb__ws_utf8_expect(2, 0x80, 0xbf);
+    if (c == 0xf0) return ssmb__ws_utf8_expect(3, 0x90, 0xbf);
+    if (c >= 0xf1 && c <= 0xf3) return ssmb__ws_utf8_expect(3, 0x80, 0xbf);
+    if (c == 0xf4) return ssmb__ws_utf8_expect(3, 0x80, 0x8f);
+    return SSMB__WS_UTF8_BAD;
+}
+
+static uint32_t ssmb__ws_utf8_step(uint32_t state, uint8_t c) {
+    uint32_t need = state & 0xff;
+    if (need == 0) return ssmb__ws_utf8_lead(c);
+    if (c < ((state >> 8) & 0xff) || c > ((state >> 16) & 0xff)) return SSMB__WS_UTF8_BAD;
+    return need == 1 ? 0 : ssmb__ws_utf8_expect(need - 1, 0x80, 0xbf);
+}
+
+/* Bytes before the first 8-byte word with a non-ASCII byte in it. */
+static size_t ssmb__ws_ascii_words(const uint8_t *p, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ull) break;
+    }
+    return i;
+}
+
+/* Advances *state over p[0..n); 0 when still valid, -1 at the first bad byte. */
+static int ssmb__ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n) {
+    uint32_t st = *state;
+    size_t i = 0;
+    while (i < n) {
+        if (st == 0) i += ssmb__ws_ascii_words(p + i, n - i);
+        if (i == n) break;
+        st = ssmb__ws_utf8_step(st, p[i++]);
+        if (st == SSMB__WS_UTF8_BAD) return -1;
+    }
+    *state = st;
+    return 0;
+}
+
+static int ssmb__ws_utf8_valid(const uint8_t *p, size_t n) {
+    uint32_t st = 0;
+    return ssmb__ws_utf8_feed(&st, p, n) == 0 && st == 0;
+}
+
+/* ---- SHA-1 (FIPS 180-4 §6.1), only for Sec-WebSocket-Accept ------------- */
+typedef struct ssmb__ws_sha1 {
+    uint32_t h[5];
+    uint64_t total;     /* bytes hashed */
+    uint8_t block[64];  /* invariant: total % 64 bytes of a partial block */
+} ssmb__ws_sha1;
+
+static uint32_t ssmb__ws_rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+/* §4.2.1: one constant per 20 rounds. */
+static const uint32_t ssmb__ws_sha1_k[4] = {0x5a827999, 0x6ed9eba1, 0x8f1bbcdc, 0xca62c1d6};
+
+/* §4.1.1: Ch for rounds 0-19, Maj for 40-59, Parity otherwise. */
+static uint32_t ssmb__ws_sha1_f(int t, uint32_t b, uint32_t c, uint32_t d) {
+    if (t < 20) return (b & c) | (~b & d);
+    if (t >= 40 && t < 60) return (b & c) | (b & d) | (c & d);
+    return b ^ c ^ d;
+}
+
+/* §6.1.2: one 64-byte block. */
+static void ssmb__ws_sha1_block(uint32_t h[5], const uint8_t *p) {
+    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    int t;
+    for (t = 0; t < 16; t++) w[t] = ssmb__load_be32(p + 4 * t);
+    for (t = 16; t < 80; t++) w[t] = ssmb__ws_rol(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    for (t = 0; t < 80; t++) {
+        uint32_t tmp = ssmb__ws_rol(a, 5) + ssmb__ws_sha1_f(t, b, c, d) + e + ssmb__ws_sha1_k[t / 20] + w[t];
+        e = d; d = c; c = ssmb__ws_rol(b, 30); b = a; a = tmp;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
+}
+
+static void ssmb__ws_sha1_init(ssmb__ws_sha1 *s) {
+    s->h[0] = 0x67452301; s->h[1] = 0xefcdab89; s->h[2] = 0x98badcfe; s->h[3] = 0x10325476; s->h[4] = 0xc3d2e1f0;
+    s->total = 0;
+}
+
+static void ssmb__ws_sha1_update(ssmb__ws_sha1 *s, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        size_t used = (size_t)(s->total & 63), take = SSMB__MIN(64 - used, n);
+        memcpy(s->block + used, p, take);
+        s->total += take;
+        p += take;
+        n -= take;
+        if (used + take == 64) ssmb__ws_sha1_block(s->h, s->block);
+    }
+}
+
+static void ssmb__ws_sha1_final(ssmb__ws_sha1 *s, uint8_t out[20]) {
+    static const uint8_t zeros[64] = {0};
+    uint8_t tail = 0x80, len_be[8];
+    uint64_t bits = s->total * 8;
+    int i;
+    /* §5.1.1: 0x80, zeros up to 56 mod 64, the bit length big-endian. */
+    ssmb__store_be64(len_be, bits);
+    ssmb__ws_sha1_update(s, &tail, 1);
+    ssmb__ws_sha1_update(s, zeros, (size_t)((56 - (s->total & 63)) & 63));
+    ssmb__ws_sha1_update(s, len_be, 8);
+    for (i = 0; i < 5; i++) ssmb__store_be32(out + 4 * i, s->h[i]);
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_accept_key(const char *client_key_b64, size_t len, char out[29]) {
+    ssmb__ws_sha1 s;
+    uint8_t digest[20];
+    if (!client_key_b64 && len) return SSMB_ERR_INVALID_ARG;
+    ssmb__ws_sha1_init(&s);
+    ssmb__ws_sha1_update(&s, (const uint8_t *)client_key_b64, len);
+    ssmb__ws_sha1_update(&s, (const uint8_t *)SSMB_WS_GUID, sizeof SSMB_WS_GUID - 1);
+    ssmb__ws_sha1_final(&s, digest);
+    return ssmb_base64_encode(digest, 20, out, 29, NULL);
+}
+
+SSMB_APIDEF void ssmb_ws_client_key(const uint8_t random16[16], char out[25]) {
+    (void)ssmb_base64_encode(random16, 16, out, 25, NULL);
+}
+
+/* ---- close payloads (RFC 6455 §5.5.1, §7.4) ------------------------------ */
+SSMB_APIDEF int ssmb_ws_close_code_valid(uint32_t code) {
+    /* §7.4.1 defines 1000-1011 (1004-1006 never on the wire); 1012-1014 are
+       IANA registered since; 3000-4999 belong to libraries and applications. */
+    if (code >= 1000 && code <= 1003) return 1;
+    if (code >= 1007 && code <= 1014) return 1;
+    return code >= 3000 && code <= 4999;
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_close_payload_build(uint32_t code, const char *reason, size_t reason_len,
+                                                    uint8_t out[SSMB_WS_MAX_CONTROL_PAYLOAD], size_t *out_len) {
+    if (reason_len && !reason) return SSMB_ERR_INVALID_ARG;
+    if (code == 0) {
+        *out_len = 0;
+        return reason_len ? SSMB_ERR_INVALID_ARG : SSMB_OK;
+    }
+    if (!ssmb_ws_close_code_valid(code) || reason_len > SSMB_WS_MAX_CONTROL_PAYLOAD - 2) return SSMB_ERR_INVALID_ARG;
+    if (!ssmb__ws_utf8_valid((const uint8_t *)reason, reason_len)) return SSMB_ERR_INVALID_ARG;
+    out[0] = (uint8_t)(code >> 8);
+    out[1] = (uint8_t)code;
+    if (reason_len) memcpy(out + 2, reason, reason_len);
+    *out_len = 2 + reason_len;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_close_payload_parse(const uint8_t *payload, size_t len, uint32_t *code,
+                                                    ssmb_str *reason) {
+    uint32_t c;
+    reason->ptr = "";
+    reason->len = 0;
+    if (len == 0) { /* §7.1.5: no status code in the frame */
+        *code = SSMB_WS_CLOSE_NO_STATUS;
+        return SSMB_OK;
+    }
+    if (len == 1 || len > SSMB_WS_MAX_CONTROL_PAYLOAD) return SSMB_ERR_WS_PROTOCOL;
+    c = (uint32_t)payload[0] << 8 | payload[1];
+    if (!ssmb_ws_close_code_valid(c)) return SSMB_ERR_WS_PROTOCOL;
+    /* §5.5.1 / §8.1: the reason is UTF-8. */
+    if (!ssmb__ws_utf8_valid(payload + 2, len - 2)) return SSMB_ERR_MALFORMED;
+    *code = c;
+    reason->ptr = (const char *)payload + 2;
+    reason->len = len - 2;
+    return SSMB_OK;
+}
+
+/* ---- the message reader ---------------------------------------------------
+   States: HEADER gathers up to 14 header bytes in r->header; DATA hands out
+   text/binary payload as views into the input; CONTROL gathers a control
+   payload (<= 125 bytes) in r->control and hands it out whole; CLOSED after
+   a close frame went out. Errors are sticky in r->error. */
+enum { SSMB__WS_HEADER = 0, SSMB__WS_DATA = 1, SSMB__WS_CONTROL = 2, SSMB__WS_CLOSED = 3 };
+
+SSMB_APIDEF void ssmb_ws_reader_init(ssmb_ws_reader *r, uint32_t flags, uint64_t max_message_size) {
+    memset(r, 0, sizeof *r);
+    r->flags = flags;
+    r->max_message_size = max_message_size;
+}
+
+static ssmb_result ssmb__ws_fail(ssmb_ws_reader *r, ssmb_result rc, uint32_t close_code) {
+    r->error = (int32_t)rc;
+    r->close_code = close_code;
+    return rc;
+}
+
+/* The rules the first two header bytes decide (RFC 6455 §5.2-§5.5). */
+static ssmb_result ssmb__ws_check_start(ssmb_ws_reader *r, uint8_t byte0, uint8_t byte1) {
+    uint32_t op = byte0 & 0x0fu, len7 = byte1 & 0x7fu;
+    int fin = byte0 >> 7, masked = byte1 >> 7, from_client = (r->flags & SSMB_WS_READ_FROM_CLIENT) != 0;
+    if (byte0 & 0x70) return SSMB_ERR_WS_PROTOCOL;               /* §5.2: RSV without an extension */
+    if (!ssmb__ws_opcode_known(op)) return SSMB_ERR_WS_PROTOCOL; /* §5.2: reserved opcode */
+    if (masked != from_client) return SSMB_ERR_WS_PROTOCOL;      /* §5.1: clients mask, servers do not */
+    if (ssmb__ws_is_control(op)) {                               /* §5.5 */
+        if (!fin || len7 > SSMB_WS_MAX_CONTROL_PAYLOAD) return SSMB_ERR_WS_PROTOCOL;
+        if (op == SSMB_WS_CLOSE && len7 == 1) return SSMB_ERR_WS_PROTOCOL; /* §5.5.1: code is 2 bytes */
+        return SSMB_OK;
+    }
+    /* §5.4: a continuation needs an open message, a new message needs none. */
+    if ((op == SSMB_WS_CONTINUATION) != (r->message_opcode != 0)) return SSMB_ERR_WS_PROTOCOL;
+    return SSMB_OK;
+}
+
+/* The whole header is in r->frame: apply the size limit, enter the frame. */
+static ssmb_result ssmb__ws_begin_frame(ssmb_ws_reader *r) {
+    const ssmb_ws_frame_header *f = &r->frame;
+    r->header_have = 0;
+    r->frame_done = 0;
+    if (ssmb__ws_is_control(f->opcode)) {
+        r->control_have = 0;
+        r->state = SSMB__WS_CONTROL;
+        return SSMB_OK;
+    }
+    if (f->opcode != SSMB_WS_CONTINUATION) {
+        r->message_opcode = f->opcode;
+        r->message_size = 0;
+        r->utf8_state = 0;
+    }
+    if (r->max_message_size && f->payload_len > r->max_message_size - r->message_size)
+        return ssmb__ws_fail(r, SSMB_ERR_LIMIT, SSMB_WS_CLOSE_TOO_BIG);
+    r->message_size += f->payload_len;
+    r->state = SSMB__WS_DATA;
+    return SSMB_OK;
+}
+
+/* Copies input into r->header until it holds want bytes or the input ends. */
+static void ssmb__ws_gather_header(ssmb_ws_reader *r, size_t want, const uint8_t **in, size_t *len, size_t *used) {
+    size_t take = SSMB__MIN(want - r->header_have, *len);
+    memcpy(r->header + r->header_have, *in, take);
+    r->header_have = (uint8_t)(r->header_have + take);
+    *in += take;
+    *len -= take;
+    *used += take;
+}
+
+/* Gathers header bytes; SSMB_OK once the frame has begun. The rules that
+   the first two bytes decide fail before the rest of the header arrives. */
+static ssmb_result ssmb__ws_read_header(ssmb_ws_reader *r, const uint8_t *in, size_t len, size_t *used) {
+    ssmb_result rc;
+    if (r->header_have < 2) {
+        ssmb__ws_gather_header(r, 2, &in, &len, used);
+        if (r->header_have < 2) return SSMB_AGAIN;
+        if (ssmb__ws_check_start(r, r->header[0], r->header[1]) != SSMB_OK)
+            return ssmb__ws_fail(r, SSMB_ERR_WS_PROTOCOL, SSMB_WS_CLOSE_PROTOCOL_ERROR);
+    }
+    ssmb__ws_gather_header(r, ssmb__ws_header_size(r->header[1]), &in, &len, used);
+    rc = ssmb_ws_frame_header_parse(r->header, r->header_have, &r->frame);
+    if (rc < 0) return ssmb__ws_fail(r, SSMB_ERR_WS_PROTOCOL, SSMB_WS_CLOSE_PROTOCOL_ERROR);
+    if (rc == SSMB_AGAIN) return SSMB_AGAIN;
+    return ssmb__ws_begin_frame(r);
+}
+
+/* Hands out the next text/binary piece, unmasked in place. */
+static ssmb_result ssmb__ws_read_data(ssmb_ws_reader *r, uint8_t *in, size_t len, size_t *used, ssmb_ws_piece *piece) {
+    ssmb_ws_frame_header *f = &r->frame;
+    uint64_t left = f->payload_len - r->frame_done;
+    size_t take = left < len ? (size_t)left : len;
+    int message_ends;
+    if (take == 0 && left > 0) return SSMB_AGAIN;
+    if (f->masked) ssmb__ws_xor(in, in, take, f->mask_key, (size_t)(r->frame_done & 3));
+    message_ends = f->fin && take == left;
+    if (r->message_opcode == SSMB_WS_TEXT) { /* §8.1: text is UTF-8, also across fragments */
+        if (ssmb__ws_utf8_feed(&r->utf8_state, in, take) != 0 || (message_ends && r->utf8_state != 0))
+            return ssmb__ws_fail(r, SSMB_ERR_WS_PROTOCOL, SSMB_WS_CLOSE_INVALID_DATA);
+    }
+    piece->data = in;
+    piece->len = take;
+    piece->opcode = r->message_opcode;
+    if (f->opcode != SSMB_WS_CONTINUATION && r->frame_done == 0) piece->flags |= SSMB_WS_MESSAGE_START;
+    if (message_ends) piece->flags |= SSMB_WS_MESSAGE_END;
+    r->frame_done += take;
+    *used += take;
+    if (r->frame_done == f->payload_len) r->state = SSMB__WS_HEADER;
+    if (message_ends) r->message_opcode = 0;
+    return SSMB_OK;
+}
+
+/* Gathers a control payload; hands it out whole. */
+static ssmb_result ssmb__ws_read_control(ssmb_ws_reader *r, const uint8_t *in, size_t len, size_t *used,
+                                         ssmb_ws_piece *piece) {
+    ssmb_ws_frame_header *f = &r->frame;
+    size_t have = r->control_have, take = SSMB__MIN((size_t)f->payload_len - have, len);
+    ssmb_result rc;
+    if (f->masked) ssmb__ws_xor(r->control + have, in, take, f->mask_key, have);
+    else memcpy(r->control + have, in, take);
+    r->control_have = (uint8_t)(have + take);
+    *used += take;
+    if (r->control_have < f->payload_len) return SSMB_AGAIN;
+    piece->data = r->control;
+    piece->len = r->control_have;
+    piece->opcode = f->opcode;
+    piece->flags = SSMB_WS_MESSAGE_START | SSMB_WS_MESSAGE_END;
+    r->state = SSMB__WS_HEADER;
+    if (f->opcode != SSMB_WS_CLOSE) return SSMB_OK;
+    rc = ssmb_ws_close_payload_parse(r->control, r->control_have, &piece->close_code, &piece->close_reason);
+    if (rc == SSMB_ERR_MALFORMED) return ssmb__ws_fail(r, SSMB_ERR_WS_PROTOCOL, SSMB_WS_CLOSE_INVALID_DATA);
+    if (rc != SSMB_OK) return ssmb__ws_fail(r, SSMB_ERR_WS_PROTOCOL, SSMB_WS_CLOSE_PROTOCOL_ERROR);
+    r->state = SSMB__WS_CLOSED;
+    return SSMB_OK;
+}
+
+static void ssmb__ws_piece_clear(ssmb_ws_piece *piece) {
+    memset(piece, 0, sizeof *piece);
+    piece->close_reason.ptr = "";
+}
+
+SSMB_APIDEF ssmb_result ssmb_ws_read(ssmb_ws_reader *r, uint8_t *in, size_t len, size_t *consumed,
+                                     ssmb_ws_piece *piece) {
+    size_t used = 0;
+    ssmb_result rc;
+    ssmb__ws_piece_clear(piece);
+    *consumed = 0;
+    if (r->error) return (ssmb_result)r->error;
+    if (r->state == SSMB__WS_CLOSED) return SSMB_CLOSED;
+    /* With no input nothing can be pending: an empty frame goes out in the
+       call that completes its header. */
+    if (len == 0) return SSMB_AGAIN;
+    for (;;) {
+        if (r->state == SSMB__WS_HEADER) {
+            rc = ssmb__ws_read_header(r, in + used, len - used, &used);
+            if (rc == SSMB_OK) continue;
+        } else if (r->state == SSMB__WS_DATA) {
+            rc = ssmb__ws_read_data(r, in + used, len - used, &used, piece);
+            /* an empty fragment in the middle of a message says nothing */
+            if (rc == SSMB_OK && piece->len == 0 && piece->flags == 0) {
+                ssmb__ws_piece_clear(piece);
+                continue;
+            }
+        } else {
+            rc = ssmb__ws_read_control(r, in + used, len - used, &used, piece);
+        }
+        break;
+    }
+    *consumed = used;
+    return rc;
+}
 
 // >>msg
 /* Header field offsets (PROTOCOL.md §2.1); all integers big-endian. */
