@@ -18,7 +18,8 @@ TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_DEPS := $(HDR) tests/ssmb_test.h tests/runner.c tests/impl.c $(TEST_SRCS)
 TEST_ALL  := tests/impl.c tests/runner.c $(TEST_SRCS)
 
-TEST_BINS := $(BUILD)/test-gcc $(BUILD)/test-clang $(BUILD)/test-asan $(BUILD)/test-cpp-gcc $(BUILD)/test-cpp-clang
+TEST_BINS := $(BUILD)/test-gcc $(BUILD)/test-clang $(BUILD)/test-asan $(BUILD)/test-cpp-gcc $(BUILD)/test-cpp-clang \
+             $(BUILD)/test-mbedtls
 CHECK_OBJS := $(BUILD)/impl-gcc.o $(BUILD)/static-gcc.o $(BUILD)/config-cells.stamp
 TOOLS := $(BUILD)/bench
 
@@ -39,6 +40,12 @@ $(BUILD)/test-clang: $(TEST_DEPS) | $(BUILD)
 
 $(BUILD)/test-asan: $(TEST_DEPS) | $(BUILD)
 	$(CLANG) $(C99) $(TESTDEF) -O1 -g $(SAN) $(TEST_ALL) -o $@ $(TLSLIB)
+
+# The suite again with the mbedTLS backend compiled in (BearSSL stays linked:
+# some tests use it as an independent reference).
+MBEDLIB := -lmbedtls -lmbedx509 -lmbedcrypto
+$(BUILD)/test-mbedtls: $(TEST_DEPS) | $(BUILD)
+	$(GCC) $(C99) $(TESTDEF) -DSSMB_USE_MBEDTLS -O1 -g $(TEST_ALL) -o $@ $(MBEDLIB) -lbearssl
 
 # The whole implementation compiled as C++11, with the test suite linked to it.
 $(BUILD)/test-cpp-gcc: $(TEST_DEPS) tests/impl_cpp.cpp | $(BUILD)

@@ -937,6 +937,343 @@ SSMB_API void ssmb_http_chunked_init(ssmb_http_chunked *c, uint64_t max_body);
 SSMB_API ssmb_result ssmb_http_chunked_read(ssmb_http_chunked *c, const char *in, size_t len, size_t *consumed,
                                             ssmb_str *data);
 
+/* ---- hooks the host gives ------------------------------------------------
+   Every object below takes these in its desc; zero means the default. */
+
+/* Memory. free_fn gets the size that was asked for, so pools, slabs and
+   arenas need no headers. Both functions or neither. */
+typedef struct ssmb_allocator {
+    void *(*alloc_fn)(size_t size, void *user_data);
+    void (*free_fn)(void *ptr, size_t size, void *user_data);
+    void *user_data;
+} ssmb_allocator;
+
+enum { SSMB_LOG_ERROR = 0, SSMB_LOG_WARN = 1, SSMB_LOG_INFO = 2, SSMB_LOG_DEBUG = 3 };
+
+/* Logging, off by default. item is an SSMB_LOGITEM_* number; msg is a short
+   text (never a secret: keys, tokens and signatures are not logged). */
+typedef struct ssmb_logger {
+    void (*log_fn)(const char *tag, uint32_t level, uint32_t item, const char *msg, uint32_t line,
+                   void *user_data);
+    void *user_data;
+} ssmb_logger;
+
+/* Cryptographically secure random bytes: SSMB_OK, or an error when none can
+   be had (then nothing that needs them starts: SSMB_ERR_NO_RANDOM). */
+typedef ssmb_result (*ssmb_random_fn)(void *buf, size_t len, void *user_data);
+/* Wall-clock time, seconds since the Unix epoch, UTC: SigV4 dates and
+   certificate validity. */
+typedef int64_t (*ssmb_utc_fn)(void *user_data);
+
+/* The defaults: getrandom(2) (or /dev/urandom) and time(). */
+SSMB_API ssmb_result ssmb_random_system(void *buf, size_t len, void *user_data);
+SSMB_API int64_t ssmb_utc_system(void *user_data);
+
+/* ---- url ----------------------------------------------------------------- */
+
+/* A parsed absolute URL; views into the text. */
+typedef struct ssmb_url {
+    ssmb_str scheme;        /* "wss", "ws", "https", "http" (as written) */
+    ssmb_str host;          /* without brackets for IPv6 literals */
+    uint16_t port;          /* the URL's, or the scheme's default */
+    uint8_t secure;         /* 1 for wss and https */
+    uint8_t ipv6_literal;   /* 1 when host was [bracketed] */
+    ssmb_str target;        /* path and query, "/" when the URL has none */
+    ssmb_str path;          /* target up to '?' */
+    ssmb_str query;         /* after '?', without it; may be empty */
+} ssmb_url;
+
+/* Parses scheme://host[:port][/path][?query] for the four schemes above.
+   No user info, no fragment. SSMB_ERR_MALFORMED otherwise. */
+SSMB_API ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out);
+
+/* ---- trust: certificate authorities for TLS ------------------------------
+   Immutable once made; share one between any number of conns and engines
+   (it must outlive them). Verification is always on: there is no way to
+   turn it off. */
+
+#define SSMB_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+typedef struct ssmb_trust ssmb_trust;
+
+/* Trust anchors from PEM text (one or more CERTIFICATE blocks; anything
+   between blocks is ignored). SSMB_ERR_MALFORMED when no certificate can be
+   read, SSMB_ERR_NOMEM, SSMB_ERR_UNSUPPORTED under SSMB_NO_TLS. Allocates. */
+SSMB_API ssmb_result ssmb_trust_create(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out);
+/* The same from a file (NULL: SSMB_SYSTEM_CA_BUNDLE). Reads the file: call
+   it while setting up, not from inside the loop. SSMB_ERR_IO when it cannot
+   be read. */
+SSMB_API ssmb_result ssmb_trust_load(const ssmb_allocator *a, const char *path, ssmb_trust **out);
+SSMB_API size_t ssmb_trust_count(const ssmb_trust *t);
+SSMB_API void ssmb_trust_destroy(ssmb_trust *t);
+/* "bearssl", "mbedtls" or "none": the backend compiled in. */
+SSMB_API const char *ssmb_tls_backend(void);
+
+/* ---- conn: one WebSocket connection, sans-I/O (L1) -------------------------
+   Bytes in, bytes out, time passed in; no sockets, no callbacks. TLS runs
+   inside (or your transport secures the bytes), then the HTTP upgrade
+   (SigV4-signed for AWS unless the URL is presigned, PROTOCOL.md §4.1),
+   then WebSocket messages both ways, pings, and dead-peer detection.
+
+   The loop, BearSSL style:
+       ssmb_conn_start(c, now);
+       for (;;) {
+           unsigned w = ssmb_conn_wants(c);
+           if (w & SSMB_WANT_CLOSED) break;
+           if (w & SSMB_WANT_WRITE) { p = ssmb_conn_send_buf(c, &n); n = write(fd, p, n); ssmb_conn_send_ack(c, n); }
+           if (w & SSMB_WANT_READ)  { p = ssmb_conn_recv_buf(c, &cap); n = read(fd, p, cap);
+                                      n > 0 ? ssmb_conn_recv_ack(c, n, now) : ssmb_conn_recv_eof(c, now); }
+           while (ssmb_conn_recv_message(c, &piece) == SSMB_OK) use(piece);
+           ssmb_conn_tick(c, now);  // timers; sleep until ssmb_conn_next_deadline(c)
+       }
+   Nothing here allocates after ssmb_conn_create. */
+
+typedef struct ssmb_conn ssmb_conn;
+
+typedef enum ssmb_tls_mode {
+    SSMB_TLS_AUTO = 0,          /* compiled-in TLS for wss://, none for ws:// */
+    SSMB_TLS_INTERNAL = 1,      /* compiled-in TLS whatever the scheme */
+    SSMB_TLS_EXTERNAL = 2,      /* none: your transport secures the bytes */
+    SSMB__TLS_MODE_FORCE_32 = 0x7fffffff
+} ssmb_tls_mode;
+
+typedef struct ssmb_conn_desc {
+    const char *url;                    /* ws:// or wss:// (required); copied */
+    uint32_t tls_mode;                  /* ssmb_tls_mode */
+    const ssmb_trust *trust;            /* CAs for internal TLS (required then); must outlive the conn */
+    const char *server_name;            /* name the certificate must carry (default: the URL's host) */
+    /* SigV4 signing of the upgrade: on when credentials are given and the
+       URL carries no X-Amz-* signature parameters (PROTOCOL.md §4.1). */
+    ssmb_aws_credentials credentials;   /* copied; never logged */
+    const char *region;                 /* required when signing */
+    const char *sign_service;           /* default "ssmmessages" */
+    const ssmb_http_header *extra_headers; /* sent on the upgrade request; copied */
+    uint32_t extra_header_count;
+    uint32_t handshake_timeout_ms;      /* TLS and upgrade, default 45000 */
+    uint32_t ping_interval_ms;          /* default 30000; a ping after this long without sending */
+    uint32_t idle_timeout_ms;           /* no byte from the peer for this long: closed with
+                                           SSMB_ERR_TIMEOUT (dead peer); default 90000 */
+    uint32_t close_timeout_ms;          /* wait for the peer's close frame, default 3000 */
+    uint64_t max_message_size;          /* incoming text/binary limit, default 16 MiB (close 1009) */
+    uint32_t buffer_size;               /* each way, when TLS is not internal: default 16384 */
+    ssmb_allocator allocator;
+    ssmb_logger logger;
+    ssmb_random_fn random_fn;           /* default ssmb_random_system */
+    void *random_user_data;
+    ssmb_utc_fn utc_fn;                 /* default ssmb_utc_system */
+    void *utc_user_data;
+} ssmb_conn_desc;
+
+enum {
+    SSMB_WANT_READ = 1u << 0,   /* give it bytes from the transport */
+    SSMB_WANT_WRITE = 1u << 1,  /* it has bytes for the transport */
+    SSMB_WANT_TIMER = 1u << 2,  /* call ssmb_conn_tick by ssmb_conn_next_deadline */
+    SSMB_WANT_CLOSED = 1u << 3  /* finished: close the transport, destroy the conn */
+};
+
+#define SSMB_NO_DEADLINE UINT64_MAX
+
+typedef enum ssmb_conn_state {
+    SSMB_CONN_IDLE = 0,         /* created, not started */
+    SSMB_CONN_HANDSHAKE = 1,    /* TLS handshake and HTTP upgrade */
+    SSMB_CONN_OPEN = 2,         /* messages flow */
+    SSMB_CONN_CLOSING = 3,      /* a close frame was sent or received */
+    SSMB_CONN_CLOSED = 4,       /* done; see ssmb_conn_last_error */
+    SSMB__CONN_STATE_FORCE_32 = 0x7fffffff
+} ssmb_conn_state;
+
+/* Allocates everything the connection will ever need (TLS buffers, copies
+   of the URL, credentials and headers). SSMB_ERR_INVALID_ARG names a missing
+   or bad desc field in the log; SSMB_ERR_NOMEM. */
+SSMB_API ssmb_result ssmb_conn_create(const ssmb_conn_desc *desc, ssmb_conn **out);
+/* Frees it; calls nothing back. Secrets are wiped first. */
+SSMB_API void ssmb_conn_destroy(ssmb_conn *c);
+/* Begins the TLS handshake and queues the upgrade request. Reads the UTC
+   clock and the random source once each. */
+SSMB_API ssmb_result ssmb_conn_start(ssmb_conn *c, uint64_t now_ms);
+
+/* Where bytes from the transport go (zero copy): write up to *cap bytes,
+   then ssmb_conn_recv_ack. NULL when it cannot take any now. */
+SSMB_API uint8_t *ssmb_conn_recv_buf(ssmb_conn *c, size_t *cap);
+SSMB_API ssmb_result ssmb_conn_recv_ack(ssmb_conn *c, size_t n, uint64_t now_ms);
+/* The copying form: takes what fits, *consumed says how much. */
+SSMB_API ssmb_result ssmb_conn_feed(ssmb_conn *c, const void *data, size_t len, size_t *consumed,
+                                    uint64_t now_ms);
+/* The transport reached end of file (or failed): the conn closes. */
+SSMB_API void ssmb_conn_recv_eof(ssmb_conn *c, uint64_t now_ms);
+/* Bytes for the transport: send up to *len, then ssmb_conn_send_ack. NULL
+   when there are none. */
+SSMB_API const uint8_t *ssmb_conn_send_buf(ssmb_conn *c, size_t *len);
+SSMB_API void ssmb_conn_send_ack(ssmb_conn *c, size_t n);
+
+/* SSMB_WANT_* bits. */
+SSMB_API unsigned ssmb_conn_wants(const ssmb_conn *c);
+/* Runs due timers: handshake timeout, pings, dead-peer detection, close
+   timeout. */
+SSMB_API ssmb_result ssmb_conn_tick(ssmb_conn *c, uint64_t now_ms);
+/* When ssmb_conn_tick must next run, on your monotonic clock, or
+   SSMB_NO_DEADLINE. */
+SSMB_API uint64_t ssmb_conn_next_deadline(const ssmb_conn *c);
+SSMB_API ssmb_conn_state ssmb_conn_get_state(const ssmb_conn *c);
+
+/* The next piece of an incoming text or binary message (control frames are
+   handled inside: pings answered, closes completed):
+     SSMB_OK      *piece set; its data is valid until the next call on c
+     SSMB_AGAIN   nothing now
+     SSMB_CLOSED  the connection is closed (ssmb_conn_last_error says why)
+   Large messages come in several pieces (SSMB_WS_MESSAGE_START/END); until
+   you take a piece the conn reads no further (back-pressure). */
+SSMB_API ssmb_result ssmb_conn_recv_message(ssmb_conn *c, ssmb_ws_piece *piece);
+/* Payload bytes one frame can carry now (0 while the handshake runs or the
+   output is full). */
+SSMB_API size_t ssmb_conn_send_space(const ssmb_conn *c);
+/* Sends data as one frame of a text or binary message, masked. Takes at
+   most ssmb_conn_send_space() bytes (*accepted says how many); the message
+   ends when final is 1 and all of data was taken. Later calls continue it
+   (pass the same opcode). SSMB_AGAIN when nothing fits now. */
+SSMB_API ssmb_result ssmb_conn_send_message(ssmb_conn *c, uint32_t opcode, const void *data, size_t len,
+                                            int final, size_t *accepted);
+/* Starts the close handshake (RFC 6455 §7): code 0 sends no code. */
+SSMB_API ssmb_result ssmb_conn_close(ssmb_conn *c, uint32_t code, const char *reason, uint64_t now_ms);
+/* Why it closed: SSMB_CLOSED for a clean close, else the error (sticky).
+   *detail: the TLS backend's code, the HTTP status, or the WebSocket close
+   code. */
+SSMB_API ssmb_result ssmb_conn_last_error(const ssmb_conn *c, int32_t *detail);
+/* The close code and reason the peer sent (1005 and empty when none). */
+SSMB_API uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason);
+
+/* ---- engine: sockets, timers, and your poll loop (L3) ----------------------
+   The engine owns non-blocking sockets and the connections on them. Drive
+   it in one of two ways:
+     1. ssmb_engine_tick(eng, now) on every turn of your loop, sleeping for
+        ssmb_engine_timeout_ms (or let ssmb_engine_wait sleep in poll());
+     2. ssmb_engine_fds -> your poll/epoll/kqueue -> ssmb_engine_process.
+   Events come back through desc.event_fn (called only from inside
+   process/tick, on your thread) or, without it, from ssmb_engine_next_event.
+   Inside an event callback you may send, close and query; you may not
+   destroy the engine or call process/tick (SSMB_ERR_INVALID_STATE).
+   Name resolution never blocks: /etc/hosts, then DNS over UDP to the
+   servers of /etc/resolv.conf (or your resolve_fn). HTTPS proxies are
+   reached with CONNECT (HTTPS_PROXY / https_proxy, NO_PROXY / no_proxy).
+   The engine never reads a clock: now_ms is your monotonic milliseconds. */
+#if !defined(SSMB_NO_SOCKETS)
+
+typedef struct ssmb_engine ssmb_engine;
+
+/* A WebSocket inside an engine: slot and generation. A stale handle gets
+   SSMB_ERR_INVALID_STATE, never freed memory. {0} is never a valid handle. */
+typedef struct ssmb_ws {
+    uint32_t id;
+} ssmb_ws;
+
+enum { SSMB_POLLIN = 0x001, SSMB_POLLOUT = 0x004, SSMB_POLLERR = 0x008, SSMB_POLLHUP = 0x010 };
+
+/* The library's own pollfd (the public header needs no <poll.h>). */
+typedef struct ssmb_pollfd {
+    int32_t fd;
+    uint16_t events;    /* SSMB_POLLIN / SSMB_POLLOUT wanted */
+    uint16_t revents;   /* what your poll reported */
+} ssmb_pollfd;
+
+typedef enum ssmb_event_type {
+    SSMB_EVENT_NONE = 0,
+    SSMB_EVENT_WS_OPEN = 1,         /* upgrade done; messages may be sent */
+    SSMB_EVENT_WS_MESSAGE = 2,      /* a piece of an incoming message */
+    SSMB_EVENT_WS_WRITABLE = 3,     /* send space came back after SSMB_AGAIN */
+    SSMB_EVENT_WS_CLOSED = 4,       /* finished; the handle is dead after this */
+    SSMB__EVENT_TYPE_FORCE_32 = 0x7fffffff
+} ssmb_event_type;
+
+typedef struct ssmb_event {
+    uint32_t type;          /* ssmb_event_type */
+    ssmb_ws ws;
+    void *user_data;        /* what ssmb_engine_ws_open was given */
+    int32_t result;         /* WS_CLOSED: SSMB_CLOSED when clean, else the error */
+    int32_t detail;         /* errno, TLS code, HTTP status or close code */
+    ssmb_ws_piece piece;    /* WS_MESSAGE: valid until the next engine call */
+} ssmb_event;
+
+/* An address a resolver found. */
+typedef struct ssmb_address {
+    uint32_t family;        /* 4 or 6 */
+    uint8_t bytes[16];      /* network order; IPv4 in the first 4 */
+} ssmb_address;
+
+/* Optional: resolve host yourself, then call ssmb_engine_resolved(eng,
+   request, ...) later (or from inside this call). */
+typedef ssmb_result (*ssmb_resolve_fn)(ssmb_engine *eng, uint32_t request, const char *host, void *user_data);
+
+typedef struct ssmb_desc {
+    ssmb_allocator allocator;
+    ssmb_logger logger;
+    ssmb_random_fn random_fn;           /* default ssmb_random_system */
+    void *random_user_data;
+    ssmb_utc_fn utc_fn;                 /* default ssmb_utc_system */
+    void *utc_user_data;
+    const ssmb_trust *trust;            /* CAs; default: loaded at create from ca_file */
+    const char *ca_file;                /* default SSMB_SYSTEM_CA_BUNDLE */
+    const char *https_proxy;            /* NULL: HTTPS_PROXY or https_proxy; "": no proxy */
+    const char *no_proxy;               /* NULL: NO_PROXY or no_proxy */
+    uint32_t max_connections;           /* default 16 */
+    uint32_t connect_timeout_ms;        /* TCP connect and proxy tunnel, default 10000 */
+    uint32_t dns_timeout_ms;            /* default 5000 */
+    const char *resolv_conf;            /* default "/etc/resolv.conf" */
+    const char *hosts_file;             /* default "/etc/hosts" */
+    ssmb_resolve_fn resolve_fn;         /* optional: the host resolves names */
+    void *resolve_user_data;
+    void (*event_fn)(ssmb_engine *eng, const ssmb_event *ev, void *user_data);
+    void *event_user_data;
+    /* Optional: told when a descriptor's interest changes (events 0: gone),
+       so epoll users never rescan. */
+    void (*fd_change_fn)(int32_t fd, uint32_t events, void *user_data);
+    void *fd_change_user_data;
+} ssmb_desc;
+
+/* Allocates the engine and its connection slots; loads the CA file unless
+   desc.trust is given. */
+SSMB_API ssmb_result ssmb_engine_create(const ssmb_desc *desc, ssmb_engine **out);
+/* Closes every socket and frees everything; calls nothing back. */
+SSMB_API void ssmb_engine_destroy(ssmb_engine *eng);
+/* The resolved copy of the desc (defaults filled in). */
+SSMB_API const ssmb_desc *ssmb_engine_desc(const ssmb_engine *eng);
+
+/* Opens a WebSocket: resolve, connect (through the proxy if one applies),
+   TLS, upgrade. The conn desc's allocator, logger, random and clock are
+   the engine's; its trust defaults to the engine's. Allocates the
+   connection now; SSMB_ERR_LIMIT when max_connections are open. */
+SSMB_API ssmb_result ssmb_engine_ws_open(ssmb_engine *eng, const ssmb_conn_desc *desc, void *user_data,
+                                         uint64_t now_ms, ssmb_ws *out);
+/* As ssmb_conn_send_message / ssmb_conn_send_space. */
+SSMB_API ssmb_result ssmb_engine_ws_send(ssmb_engine *eng, ssmb_ws ws, uint32_t opcode, const void *data,
+                                         size_t len, int final, size_t *accepted);
+SSMB_API size_t ssmb_engine_ws_send_space(ssmb_engine *eng, ssmb_ws ws);
+/* Starts the close handshake; WS_CLOSED follows. */
+SSMB_API ssmb_result ssmb_engine_ws_close(ssmb_engine *eng, ssmb_ws ws, uint32_t code, const char *reason,
+                                          uint64_t now_ms);
+/* Drops the connection at once, without a close handshake; no event. */
+SSMB_API void ssmb_engine_ws_abort(ssmb_engine *eng, ssmb_ws ws);
+/* The conn inside (for queries such as ssmb_conn_last_error), or NULL. */
+SSMB_API ssmb_conn *ssmb_engine_ws_conn(ssmb_engine *eng, ssmb_ws ws);
+
+/* The descriptors and the events each wants. cap 0 only counts (*count). */
+SSMB_API ssmb_result ssmb_engine_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, size_t *count);
+/* Does the work for descriptors your poll found ready (n may be 0: timers
+   only). Never blocks. */
+SSMB_API ssmb_result ssmb_engine_process(ssmb_engine *eng, const ssmb_pollfd *ready, size_t n, uint64_t now_ms);
+/* process() with every descriptor tried. */
+SSMB_API ssmb_result ssmb_engine_tick(ssmb_engine *eng, uint64_t now_ms);
+/* How long you may sleep: 0 now, -1 no timer, at most max_ms (when >= 0). */
+SSMB_API int ssmb_engine_timeout_ms(ssmb_engine *eng, uint64_t now_ms, int max_ms);
+/* The one call that blocks: poll() on the engine's descriptors for at most
+   max_ms (retried on EINTR). Only you call it; the library never does. */
+SSMB_API ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms);
+/* The next event when no event_fn is set: SSMB_OK or SSMB_AGAIN. */
+SSMB_API ssmb_result ssmb_engine_next_event(ssmb_engine *eng, ssmb_event *out);
+/* Completes a resolve_fn request: n addresses (0: the name does not exist). */
+SSMB_API ssmb_result ssmb_engine_resolved(ssmb_engine *eng, uint32_t request, const ssmb_address *addrs, size_t n);
+
+#endif /* !SSMB_NO_SOCKETS */
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
@@ -991,6 +1328,12 @@ SSMB_API ssmb_result ssmb_http_chunked_read(ssmb_http_chunked *c, const char *in
 #else
 #define SSMB__LIKELY(x) (x)
 #define SSMB__UNLIKELY(x) (x)
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SSMB__MAYBE_UNUSED __attribute__((unused))
+#else
+#define SSMB__MAYBE_UNUSED
 #endif
 
 #define SSMB__MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -4699,6 +5042,144 @@ SSMB_APIDEF ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, in
     else *code = v > (uint64_t)INT32_MAX ? (int32_t)((int64_t)v - 0x100000000) : (int32_t)v;
     return SSMB_OK;
 }
+
+// >>url
+/* (the URL parser goes here) */
+
+// >>tls
+/* The TLS backend contract: one backend is compiled in (>>tls-bearssl,
+   >>tls-mbedtls or >>tls-none) and each defines struct ssmb__tls and the
+   functions below. The shape is BearSSL's engine: four directions, each a
+   buffer that is taken and then acknowledged, so nothing blocks and no
+   layer copies more than it must.
+     net_in   ciphertext from the transport   ssmb__tls_net_in_buf  / _ack
+     net_out  ciphertext for the transport    ssmb__tls_net_out_buf / _ack
+     app_in   plaintext for the conn          ssmb__tls_app_in_buf  / _ack
+     app_out  plaintext the conn sends        ssmb__tls_app_out_buf / _ack
+   A _buf call returns NULL (and 0) when that direction cannot move now; a
+   backend may do its work (decrypting, handshake steps) inside these calls.
+   ssmb__tls_flush seals what app_out holds into records at once. The conn
+   keeps calling them until none makes progress. A backend need not use
+   every call, hence SSMB__MAYBE_UNUSED. */
+typedef struct ssmb__tls ssmb__tls;
+
+typedef struct ssmb__tls_config {
+    const ssmb_trust *trust;        /* anchors the chain must reach */
+    const char *server_name;        /* SNI, and the name the certificate must carry */
+    int64_t now_utc;                /* certificate validity is checked at this time */
+    ssmb_random_fn random_fn;       /* seeds and nonces */
+    void *random_user_data;
+} ssmb__tls_config;
+
+/* Bytes for one struct ssmb__tls with all its buffers (one allocation). */
+static SSMB__MAYBE_UNUSED size_t ssmb__tls_size(void);
+/* t points at ssmb__tls_size() bytes aligned for any type; starts the
+   handshake. SSMB_ERR_NO_RANDOM, SSMB_ERR_TLS, SSMB_ERR_UNSUPPORTED. */
+static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg);
+/* Releases what the backend holds outside t and wipes the keys. */
+static SSMB__MAYBE_UNUSED void ssmb__tls_free(ssmb__tls *t);
+static SSMB__MAYBE_UNUSED uint8_t *ssmb__tls_net_in_buf(ssmb__tls *t, size_t *cap);
+static SSMB__MAYBE_UNUSED void ssmb__tls_net_in_ack(ssmb__tls *t, size_t n);
+static SSMB__MAYBE_UNUSED const uint8_t *ssmb__tls_net_out_buf(ssmb__tls *t, size_t *len);
+static SSMB__MAYBE_UNUSED void ssmb__tls_net_out_ack(ssmb__tls *t, size_t n);
+static SSMB__MAYBE_UNUSED uint8_t *ssmb__tls_app_in_buf(ssmb__tls *t, size_t *len);
+static SSMB__MAYBE_UNUSED void ssmb__tls_app_in_ack(ssmb__tls *t, size_t n);
+static SSMB__MAYBE_UNUSED uint8_t *ssmb__tls_app_out_buf(ssmb__tls *t, size_t *cap);
+static SSMB__MAYBE_UNUSED void ssmb__tls_app_out_ack(ssmb__tls *t, size_t n);
+static SSMB__MAYBE_UNUSED void ssmb__tls_flush(ssmb__tls *t);
+/* Sends close_notify. */
+static SSMB__MAYBE_UNUSED void ssmb__tls_close(ssmb__tls *t);
+/* 1 once the handshake has completed (application data may flow). */
+static SSMB__MAYBE_UNUSED int ssmb__tls_handshake_done(const ssmb__tls *t);
+/* SSMB_OK while healthy; SSMB_CLOSED after a clean close_notify;
+   SSMB_ERR_TLS_CERT when the certificate was refused; SSMB_ERR_TLS for any
+   other failure. *detail: the backend's own error code. */
+static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail);
+
+// >>tls-bearssl
+/* (the BearSSL backend goes here) */
+
+// >>tls-mbedtls
+/* (the mbedTLS backend goes here) */
+
+// >>tls-none
+/* No TLS library: internal TLS cannot be had (conns run with
+   SSMB_TLS_EXTERNAL: the host's transport secures the bytes). Every call
+   reports SSMB_ERR_UNSUPPORTED; the conn never moves bytes through it. */
+#if 1 /* the BearSSL and mbedTLS rooms take over their configurations */
+struct ssmb__tls {
+    int32_t unused;
+};
+struct ssmb_trust {
+    int32_t unused;
+};
+
+static size_t ssmb__tls_size(void) { return sizeof(ssmb__tls); }
+static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
+    (void)t;
+    (void)cfg;
+    return SSMB_ERR_UNSUPPORTED;
+}
+static void ssmb__tls_free(ssmb__tls *t) { (void)t; }
+static uint8_t *ssmb__tls_net_in_buf(ssmb__tls *t, size_t *cap) {
+    (void)t;
+    *cap = 0;
+    return NULL;
+}
+static void ssmb__tls_net_in_ack(ssmb__tls *t, size_t n) { (void)t; (void)n; }
+static const uint8_t *ssmb__tls_net_out_buf(ssmb__tls *t, size_t *len) {
+    (void)t;
+    *len = 0;
+    return NULL;
+}
+static void ssmb__tls_net_out_ack(ssmb__tls *t, size_t n) { (void)t; (void)n; }
+static uint8_t *ssmb__tls_app_in_buf(ssmb__tls *t, size_t *len) {
+    (void)t;
+    *len = 0;
+    return NULL;
+}
+static void ssmb__tls_app_in_ack(ssmb__tls *t, size_t n) { (void)t; (void)n; }
+static uint8_t *ssmb__tls_app_out_buf(ssmb__tls *t, size_t *cap) {
+    (void)t;
+    *cap = 0;
+    return NULL;
+}
+static void ssmb__tls_app_out_ack(ssmb__tls *t, size_t n) { (void)t; (void)n; }
+static void ssmb__tls_flush(ssmb__tls *t) { (void)t; }
+static void ssmb__tls_close(ssmb__tls *t) { (void)t; }
+static int ssmb__tls_handshake_done(const ssmb__tls *t) { (void)t; return 0; }
+static ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail) {
+    (void)t;
+    if (detail) *detail = 0;
+    return SSMB_ERR_UNSUPPORTED;
+}
+
+SSMB_APIDEF ssmb_result ssmb_trust_create(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out) {
+    (void)a;
+    (void)pem;
+    (void)len;
+    if (out) *out = NULL;
+    return SSMB_ERR_UNSUPPORTED;
+}
+SSMB_APIDEF ssmb_result ssmb_trust_load(const ssmb_allocator *a, const char *path, ssmb_trust **out) {
+    (void)a;
+    (void)path;
+    if (out) *out = NULL;
+    return SSMB_ERR_UNSUPPORTED;
+}
+SSMB_APIDEF size_t ssmb_trust_count(const ssmb_trust *t) {
+    (void)t;
+    return 0;
+}
+SSMB_APIDEF void ssmb_trust_destroy(ssmb_trust *t) { (void)t; }
+SSMB_APIDEF const char *ssmb_tls_backend(void) { return "none"; }
+#endif
+
+// >>conn
+/* (the sans-I/O connection goes here) */
+
+// >>engine
+/* (the poll engine goes here) */
 
 // >>public
 static const char *ssmb__result_name(ssmb_result r) {

@@ -44,6 +44,7 @@ run_suite test-clang "$B/test-clang"
 run_suite test-asan "$B/test-asan"
 run_suite test-cpp-gcc "$B/test-cpp-gcc"
 run_suite test-cpp-clang "$B/test-cpp-clang"
+run_suite test-mbedtls "$B/test-mbedtls"
 check symbols-prefixed exports_only_ssmb
 check static-exports-nothing static_exports_nothing
 check prints-nothing implementation_prints_nothing
