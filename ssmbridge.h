@@ -1551,6 +1551,66 @@ SSMB_APIDEF int ssmb_equal_ct(const void *a, const void *b, size_t n) {
     return acc == 0;
 }
 
+// >>memory
+/* The desc's allocator, or SSMB_MALLOC/SSMB_FREE when it is all zero. */
+static SSMB__MAYBE_UNUSED void *ssmb__alloc(const ssmb_allocator *a, size_t n) {
+    if (a && a->alloc_fn) return a->alloc_fn(n, a->user_data);
+    return SSMB_MALLOC(n);
+}
+
+static SSMB__MAYBE_UNUSED void ssmb__free(const ssmb_allocator *a, void *p, size_t n) {
+    if (!p) return;
+    if (a && a->free_fn) a->free_fn(p, n, a->user_data);
+    else SSMB_FREE(p);
+}
+
+/* Zero-is-default: both functions or neither (STYLE: an allocator is whole). */
+static SSMB__MAYBE_UNUSED int ssmb__allocator_valid(const ssmb_allocator *a) {
+    return (a->alloc_fn == NULL) == (a->free_fn == NULL);
+}
+
+/* Overwrites secrets before memory goes back (the volatile stops the
+   compiler from removing the stores). */
+static void ssmb__wipe(void *p, size_t n) {
+    volatile uint8_t *v = (volatile uint8_t *)p;
+    while (n--) *v++ = 0;
+}
+
+// >>platform
+/* The default hooks: randomness from the kernel, wall-clock time. */
+#if defined(__linux__)
+#include <sys/random.h>
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+
+SSMB_APIDEF ssmb_result ssmb_random_system(void *buf, size_t len, void *user_data) {
+    uint8_t *p = (uint8_t *)buf;
+    (void)user_data;
+#if defined(__linux__)
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        p += n;
+        len -= (size_t)n;
+    }
+    if (len == 0) return SSMB_OK;
+#endif
+    {
+        FILE *f = fopen("/dev/urandom", "rb");
+        size_t got = f ? fread(p, 1, len, f) : 0;
+        if (f) fclose(f);
+        return got == len ? SSMB_OK : SSMB_ERR_NO_RANDOM;
+    }
+}
+
+SSMB_APIDEF int64_t ssmb_utc_system(void *user_data) {
+    (void)user_data;
+    return (int64_t)time(NULL);
+}
+
 // >>sha256
 /* FIPS 180-4 §4.2.2 round constants. */
 static const uint32_t ssmb__sha256_k[64] = {
@@ -2716,11 +2776,6 @@ static void ssmb__sigv4_put_string_to_sign(ssmb__sink *s, const ssmb_sigv4_param
     ssmb__sigv4_put_scope(s, p, amz_date, "/");
     ssmb__put_c(s, '\n');
     ssmb__put(s, hex, 64);
-}
-
-static void ssmb__wipe(void *p, size_t n) {
-    volatile uint8_t *v = (volatile uint8_t *)p;
-    while (n--) *v++ = 0;
 }
 
 /* SigV4 step 3: kDate = HMAC("AWS4" + secret, yyyymmdd), then HMAC with
