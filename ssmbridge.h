@@ -1199,8 +1199,9 @@ typedef struct ssmb_address {
     uint8_t bytes[16];      /* network order; IPv4 in the first 4 */
 } ssmb_address;
 
-/* Optional: resolve host yourself, then call ssmb_engine_resolved(eng,
-   request, ...) later (or from inside this call). */
+/* Optional: resolve host yourself (the text lives only during the call),
+   then call ssmb_engine_resolved(eng, request, ...) later (or from inside
+   this call). */
 typedef ssmb_result (*ssmb_resolve_fn)(ssmb_engine *eng, uint32_t request, const char *host, void *user_data);
 
 typedef struct ssmb_desc {
@@ -1223,10 +1224,13 @@ typedef struct ssmb_desc {
     void *resolve_user_data;
     void (*event_fn)(ssmb_engine *eng, const ssmb_event *ev, void *user_data);
     void *event_user_data;
-    /* Optional: told when a descriptor's interest changes (events 0: gone),
-       so epoll users never rescan. */
+    /* Optional: told when a descriptor's interest changes (events 0: stop
+       watching it; it may be closed right after), so epoll users never
+       rescan. */
     void (*fd_change_fn)(int32_t fd, uint32_t events, void *user_data);
     void *fd_change_user_data;
+    const char *dns_servers;            /* "ip[:port][,ip[:port]...]" instead of resolv.conf's
+                                           nameservers (IPv6 in brackets when a port follows) */
 } ssmb_desc;
 
 /* Allocates the engine and its connection slots; loads the CA file unless
@@ -1271,6 +1275,10 @@ SSMB_API ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms);
 SSMB_API ssmb_result ssmb_engine_next_event(ssmb_engine *eng, ssmb_event *out);
 /* Completes a resolve_fn request: n addresses (0: the name does not exist). */
 SSMB_API ssmb_result ssmb_engine_resolved(ssmb_engine *eng, uint32_t request, const ssmb_address *addrs, size_t n);
+/* 1 when a NO_PROXY list exempts host from the proxy: comma-separated
+   entries, "*" for every host, or a name that matches the host itself or,
+   with or without a leading ".", any name under it; case-insensitive. */
+SSMB_API int ssmb_no_proxy_match(const char *no_proxy, const char *host);
 
 #endif /* !SSMB_NO_SOCKETS */
 
@@ -5233,8 +5241,1834 @@ SSMB_APIDEF const char *ssmb_tls_backend(void) { return "none"; }
 // >>conn
 /* (the sans-I/O connection goes here) */
 
+// >>socket
+/* Non-blocking sockets with no process-wide side effects: SOCK_NONBLOCK and
+   SOCK_CLOEXEC at creation (a host that forks and execs leaks nothing), and
+   MSG_NOSIGNAL on every send, so a peer that resets never raises SIGPIPE. */
+#if !defined(SSMB_NO_SOCKETS)
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* O_CLOEXEC is POSIX 2008, so a strict C99 compile does not declare it;
+   glibc always has the bit underneath. */
+#if defined(O_CLOEXEC)
+#define SSMB__O_CLOEXEC O_CLOEXEC
+#elif defined(__O_CLOEXEC)
+#define SSMB__O_CLOEXEC __O_CLOEXEC
+#else
+#define SSMB__O_CLOEXEC 0
+#endif
+
+#if defined(MSG_NOSIGNAL)
+#define SSMB__MSG_NOSIGNAL MSG_NOSIGNAL
+#else
+#define SSMB__MSG_NOSIGNAL 0
+#endif
+
+/* 1 for the errors that only mean "not now" on a non-blocking socket. */
+static int ssmb__net_again(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+
+/* A socket of the family, non-blocking and close-on-exec; -1 on failure. */
+static int ssmb__net_socket(int family, int type) {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    return socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
+    int fd = socket(family, type, 0);
+    if (fd < 0) return -1;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        close(fd);
+        return -1;
+    }
+#if defined(SO_NOSIGPIPE)
+    {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+    }
+#endif
+    return fd;
+#endif
+}
+
+/* The socket address for an ssmb_address and a port; its length, 0 for an
+   unknown family. */
+static socklen_t ssmb__net_sockaddr(const ssmb_address *a, uint16_t port, struct sockaddr_storage *ss) {
+    memset(ss, 0, sizeof *ss);
+    if (a->family == 4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        memcpy(&s4->sin_addr, a->bytes, 4);
+        return (socklen_t)sizeof *s4;
+    }
+    if (a->family == 6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        memcpy(&s6->sin6_addr, a->bytes, 16);
+        return (socklen_t)sizeof *s6;
+    }
+    return 0;
+}
+
+/* Starts connecting a socket of type to a:port. SSMB_OK: connected at once;
+   SSMB_AGAIN: in progress (wait for POLLOUT); else SSMB_ERR_CONNECT with
+   *err the errno. *fd is -1 on failure. */
+static ssmb_result ssmb__net_connect(const ssmb_address *a, uint16_t port, int type, int *fd, int *err) {
+    struct sockaddr_storage ss;
+    socklen_t sl = ssmb__net_sockaddr(a, port, &ss);
+    int rc;
+    *err = EAFNOSUPPORT;
+    *fd = sl ? ssmb__net_socket(a->family == 4 ? AF_INET : AF_INET6, type) : -1;
+    if (*fd < 0) {
+        if (sl) *err = errno;
+        return SSMB_ERR_CONNECT;
+    }
+    if (type == SOCK_STREAM) {
+        int one = 1; /* WebSocket frames are small and latency matters */
+        setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    do rc = connect(*fd, (struct sockaddr *)(void *)&ss, sl);
+    while (rc != 0 && errno == EINTR);
+    if (rc == 0) return SSMB_OK;
+    *err = errno;
+    if (*err == EINPROGRESS) return SSMB_AGAIN;
+    close(*fd);
+    *fd = -1;
+    return SSMB_ERR_CONNECT;
+}
+
+/* How a non-blocking connect ended: 0 connected, an errno when it failed,
+   -1 while it is still in progress. getpeername tells a finished connect
+   from one still running, whatever readiness the host reported. */
+static int ssmb__net_connect_status(int fd) {
+    int e = 0;
+    socklen_t el = (socklen_t)sizeof e;
+    struct sockaddr_storage ss;
+    socklen_t sl = (socklen_t)sizeof ss;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) return errno;
+    if (e != 0) return e;
+    if (getpeername(fd, (struct sockaddr *)(void *)&ss, &sl) == 0) return 0;
+    return errno == ENOTCONN ? -1 : errno;
+}
+
+/* Text of an IPv4 or IPv6 address (no brackets, no zone) into *out. */
+static int ssmb__net_ip(ssmb_str s, ssmb_address *out) {
+    char text[48];
+    if (s.len == 0 || s.len >= sizeof text) return 0;
+    memcpy(text, s.ptr, s.len);
+    text[s.len] = '\0';
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, text, out->bytes) == 1) {
+        out->family = 4;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, text, out->bytes) == 1) {
+        out->family = 6;
+        return 1;
+    }
+    return 0;
+}
+
+/* A port: 1 to 65535 in decimal digits. */
+static int ssmb__net_port(ssmb_str s, uint16_t *port) {
+    uint32_t v = 0;
+    size_t i;
+    if (s.len == 0 || s.len > 5) return 0;
+    for (i = 0; i < s.len; i++) {
+        if (s.ptr[i] < '0' || s.ptr[i] > '9') return 0;
+        v = v * 10 + (uint32_t)(s.ptr[i] - '0');
+    }
+    if (v == 0 || v > 65535) return 0;
+    *port = (uint16_t)v;
+    return 1;
+}
+
+/* Splits "host", "host:port", "[v6]" or "[v6]:port" (RFC 3986 §3.2.2: an
+   IPv6 literal takes brackets when a port follows). An unbracketed text
+   with more than one colon is an IPv6 address without a port. */
+static int ssmb__net_hostport(ssmb_str s, ssmb_str *host, uint16_t *port) {
+    const char *colon;
+    if (s.len && s.ptr[0] == '[') {
+        const char *end = (const char *)memchr(s.ptr, ']', s.len);
+        size_t after;
+        if (!end) return 0;
+        host->ptr = s.ptr + 1;
+        host->len = (size_t)(end - s.ptr) - 1;
+        after = (size_t)(end - s.ptr) + 1;
+        if (after == s.len) return host->len > 0;
+        if (s.ptr[after] != ':') return 0;
+        s.ptr += after + 1;
+        s.len -= after + 1;
+        return host->len > 0 && ssmb__net_port(s, port);
+    }
+    colon = (const char *)memchr(s.ptr, ':', s.len);
+    *host = s;
+    if (!colon || memchr(colon + 1, ':', s.len - (size_t)(colon - s.ptr) - 1)) return s.len > 0;
+    host->len = (size_t)(colon - s.ptr);
+    s.ptr = colon + 1;
+    s.len = host->len < s.len ? s.len - host->len - 1 : 0;
+    return host->len > 0 && ssmb__net_port(s, port);
+}
+
+static int ssmb__net_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* The next field of a line: skips blanks, takes up to the next blank. */
+static ssmb_str ssmb__net_field(ssmb_str *rest) {
+    ssmb_str f;
+    while (rest->len && ssmb__net_blank(rest->ptr[0])) {
+        rest->ptr++;
+        rest->len--;
+    }
+    f.ptr = rest->ptr;
+    f.len = 0;
+    while (f.len < rest->len && !ssmb__net_blank(rest->ptr[f.len])) f.len++;
+    rest->ptr += f.len;
+    rest->len -= f.len;
+    return f;
+}
+
+/* The next element of a comma-separated list, trimmed; 0 at the end. */
+static int ssmb__net_item(ssmb_str *rest, ssmb_str *item) {
+    const char *comma;
+    if (rest->len == 0) return 0;
+    comma = (const char *)memchr(rest->ptr, ',', rest->len);
+    item->ptr = rest->ptr;
+    item->len = comma ? (size_t)(comma - rest->ptr) : rest->len;
+    rest->ptr += item->len + (comma ? 1 : 0);
+    rest->len -= item->len + (comma ? 1 : 0);
+    *item = ssmb__trim(*item);
+    return 1;
+}
+
+/* ASCII case-insensitive equality of two views. */
+static int ssmb__net_ieq(ssmb_str a, ssmb_str b) {
+    size_t i;
+    if (a.len != b.len) return 0;
+    for (i = 0; i < a.len; i++)
+        if (ssmb__http_lower(a.ptr[i]) != ssmb__http_lower(b.ptr[i])) return 0;
+    return 1;
+}
+
+/* A host name without the one trailing dot a fully qualified name may carry. */
+static ssmb_str ssmb__net_host(ssmb_str s) {
+    if (s.len > 1 && s.ptr[s.len - 1] == '.') s.len--;
+    return s;
+}
+
+#define SSMB__LINE_MAX 512u         /* longer lines of hosts and resolv.conf are skipped */
+#define SSMB__TEXT_FILE_MAX (4u << 20) /* bytes of a configuration file read at most */
+
+/* Calls fn for each line of the file at path (without its line break) until
+   fn returns 1. Reads through a fixed buffer: no allocation, bounded work.
+   SSMB_ERR_IO when the file cannot be opened. */
+typedef int (*ssmb__net_line_fn)(ssmb_str line, void *ctx);
+
+static ssmb_str ssmb__net_view(const char *p, size_t n) {
+    ssmb_str s;
+    s.ptr = p;
+    s.len = n;
+    return s;
+}
+
+/* Adds the bytes of one read to the line being gathered; 1 when fn stopped.
+   invariant: *have <= SSMB__LINE_MAX, or SSMB__LINE_MAX + 1 for a line too
+   long, which is skipped up to its end. */
+static int ssmb__net_lines_feed(const char *p, size_t n, char *line, size_t *have, ssmb__net_line_fn fn, void *ctx) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            int stop = *have <= SSMB__LINE_MAX && fn(ssmb__net_view(line, *have), ctx);
+            *have = 0;
+            if (stop) return 1;
+        } else if (*have < SSMB__LINE_MAX) {
+            line[(*have)++] = p[i];
+        } else {
+            *have = SSMB__LINE_MAX + 1;
+        }
+    }
+    return 0;
+}
+
+static ssmb_result ssmb__net_read_lines(const char *path, ssmb__net_line_fn fn, void *ctx) {
+    char chunk[1024], line[SSMB__LINE_MAX];
+    size_t have = 0, total = 0;
+    int stopped = 0, fd = open(path, O_RDONLY | SSMB__O_CLOEXEC);
+    if (fd < 0) return SSMB_ERR_IO;
+    while (!stopped && total < SSMB__TEXT_FILE_MAX) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        total += (size_t)n;
+        stopped = ssmb__net_lines_feed(chunk, (size_t)n, line, &have, fn, ctx);
+    }
+    close(fd);
+    if (!stopped && have > 0 && have <= SSMB__LINE_MAX) fn(ssmb__net_view(line, have), ctx); /* no final line break */
+    return SSMB_OK;
+}
+#endif /* !SSMB_NO_SOCKETS */
+
+// >>resolve
+/* Name resolution that never blocks: IP literals, then the hosts file, then
+   DNS over UDP (RFC 1035) to the name servers of resolv.conf, an A and an
+   AAAA question to one server at a time. The pieces here are pure: the
+   engine owns the sockets and the clock. Names are looked up as given (no
+   search list). */
+#if !defined(SSMB_NO_SOCKETS)
+
+#define SSMB__MAX_ADDRS 8       /* addresses kept per name, IPv4 first */
+#define SSMB__MAX_NS 3          /* resolv.conf(5): MAXNS name servers */
+#define SSMB__DNS_PORT 53
+#define SSMB__DNS_MSG_MAX 512   /* RFC 1035 §4.2.1: UDP carries 512 bytes (no EDNS is offered) */
+#define SSMB__DNS_NAME_MAX 253  /* text form of a name at most 255 wire bytes (RFC 1035 §2.3.4) */
+#define SSMB__DNS_MAX_RECORDS 64 /* answer records looked at */
+#define SSMB__DNS_MAX_CHAIN 8   /* CNAMEs followed inside one answer */
+
+enum { SSMB__DNS_A = 1, SSMB__DNS_CNAME = 5, SSMB__DNS_AAAA = 28, SSMB__DNS_IN = 1 };
+
+/* A name server: address and port. */
+typedef struct ssmb__endpoint {
+    ssmb_address addr;
+    uint16_t port;
+} ssmb__endpoint;
+
+/* ---- hosts file ---- */
+
+typedef struct ssmb__hosts_search {
+    ssmb_str host;          /* normalised: no trailing dot */
+    ssmb_address *out;
+    size_t max, n;
+} ssmb__hosts_search;
+
+/* One line of hosts(5): address, canonical name, aliases; '#' starts a comment. */
+static int ssmb__hosts_line(ssmb_str line, void *ctx) {
+    ssmb__hosts_search *hs = (ssmb__hosts_search *)ctx;
+    const char *hash = (const char *)memchr(line.ptr, '#', line.len);
+    ssmb_address a;
+    ssmb_str name;
+    if (hash) line.len = (size_t)(hash - line.ptr);
+    if (!ssmb__net_ip(ssmb__net_field(&line), &a)) return 0;
+    while ((name = ssmb__net_field(&line)).len) {
+        if (!ssmb__net_ieq(ssmb__net_host(name), hs->host)) continue;
+        hs->out[hs->n++] = a;
+        break;
+    }
+    return hs->n == hs->max;
+}
+
+/* Every address the hosts file gives host, in file order (at most max). */
+static size_t ssmb__hosts_lookup(const char *path, ssmb_str host, ssmb_address *out, size_t max) {
+    ssmb__hosts_search hs;
+    hs.host = ssmb__net_host(host);
+    hs.out = out;
+    hs.max = max;
+    hs.n = 0;
+    if (max) ssmb__net_read_lines(path, ssmb__hosts_line, &hs);
+    return hs.n;
+}
+
+/* RFC 6761 §6.3: "localhost" and names under it are the loopback, whatever
+   DNS would say. */
+static size_t ssmb__net_localhost(ssmb_str host, ssmb_address *out, size_t max) {
+    static const char suffix[] = ".localhost";
+    size_t n = sizeof suffix - 1;
+    host = ssmb__net_host(host);
+    if (max < 2) return 0;
+    if (!ssmb__net_ieq(host, ssmb__net_view(suffix + 1, n - 1)) &&
+        !(host.len > n && ssmb__net_ieq(ssmb__net_view(host.ptr + host.len - n, n), ssmb__net_view(suffix, n))))
+        return 0;
+    memset(out, 0, 2 * sizeof *out);
+    out[0].family = 4;
+    out[0].bytes[0] = 127;
+    out[0].bytes[3] = 1;
+    out[1].family = 6;
+    out[1].bytes[15] = 1;
+    return 2;
+}
+
+/* ---- name servers ---- */
+
+typedef struct ssmb__ns_list {
+    ssmb__endpoint *out;
+    size_t n;
+} ssmb__ns_list;
+
+/* "nameserver ADDRESS" lines of resolv.conf(5); '#' and ';' start comments.
+   Link-local servers with a zone ("fe80::1%eth0") are skipped. */
+static int ssmb__resolv_line(ssmb_str line, void *ctx) {
+    ssmb__ns_list *l = (ssmb__ns_list *)ctx;
+    ssmb_str key = ssmb__net_field(&line);
+    ssmb__endpoint *e = &l->out[l->n];
+    if (!ssmb__net_ieq(key, ssmb_str_c("nameserver"))) return 0;
+    if (!ssmb__net_ip(ssmb__net_field(&line), &e->addr)) return 0;
+    e->port = SSMB__DNS_PORT;
+    return ++l->n == SSMB__MAX_NS;
+}
+
+/* The servers of resolv.conf; with none (or no file) the local host, as
+   resolv.conf(5) says. */
+static size_t ssmb__resolv_conf(const char *path, ssmb__endpoint out[SSMB__MAX_NS]) {
+    ssmb__ns_list l;
+    l.out = out;
+    l.n = 0;
+    ssmb__net_read_lines(path, ssmb__resolv_line, &l);
+    if (l.n == 0) {
+        memset(out, 0, sizeof *out);
+        out[0].addr.family = 4;
+        out[0].addr.bytes[0] = 127;
+        out[0].addr.bytes[3] = 1;
+        out[0].port = SSMB__DNS_PORT;
+        l.n = 1;
+    }
+    return l.n;
+}
+
+/* desc.dns_servers: "ip[:port][,ip[:port]...]", IPv6 in brackets when a
+   port follows. SSMB_ERR_INVALID_ARG for anything else or too many. */
+static ssmb_result ssmb__dns_servers_parse(const char *text, ssmb__endpoint out[SSMB__MAX_NS], size_t *n) {
+    ssmb_str rest = ssmb_str_c(text), item, host;
+    *n = 0;
+    while (ssmb__net_item(&rest, &item)) {
+        uint16_t port = SSMB__DNS_PORT;
+        if (*n == SSMB__MAX_NS || !ssmb__net_hostport(item, &host, &port)) return SSMB_ERR_INVALID_ARG;
+        if (!ssmb__net_ip(host, &out[*n].addr)) return SSMB_ERR_INVALID_ARG;
+        out[(*n)++].port = port;
+    }
+    return *n ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+/* ---- DNS messages (RFC 1035 §4.1) ---- */
+
+static uint16_t ssmb__dns_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+
+static void ssmb__dns_put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* Host name characters: letters, digits, '-' and '_' (RFC 952, RFC 1123
+   §2.1; '_' for service names). */
+static int ssmb__dns_label_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* The question name in wire form (§3.1: length-prefixed labels of 1-63
+   bytes, a zero byte, 255 bytes in all); its length, 0 when host is no
+   valid name. */
+static size_t ssmb__dns_name_write(ssmb_str host, uint8_t *out) {
+    size_t o = 0, i = 0;
+    host = ssmb__net_host(host);
+    if (host.len == 0 || host.len > SSMB__DNS_NAME_MAX) return 0;
+    while (i < host.len) {
+        size_t start = i;
+        while (i < host.len && host.ptr[i] != '.') {
+            if (!ssmb__dns_label_char(host.ptr[i])) return 0;
+            i++;
+        }
+        if (i == start || i - start > 63) return 0;
+        out[o++] = (uint8_t)(i - start);
+        memcpy(out + o, host.ptr + start, i - start);
+        o += i - start;
+        i++; /* the dot */
+    }
+    if (host.ptr[host.len - 1] == '.') return 0; /* "a..": an empty last label */
+    out[o++] = 0;
+    return o;
+}
+
+/* A query (§4.1.1 header with RD set, §4.1.2 one question, class IN) into
+   out[SSMB__DNS_MSG_MAX]; its length, 0 for a name that cannot be asked. */
+static size_t ssmb__dns_query_write(uint16_t id, ssmb_str host, uint16_t qtype, uint8_t *out) {
+    size_t n;
+    memset(out, 0, 12);
+    ssmb__dns_put16(out, id);
+    out[2] = 0x01;                  /* RD: recursion desired */
+    out[5] = 1;                     /* QDCOUNT */
+    n = ssmb__dns_name_write(host, out + 12);
+    if (n == 0) return 0;
+    ssmb__dns_put16(out + 12 + n, qtype);
+    ssmb__dns_put16(out + 14 + n, SSMB__DNS_IN);
+    return 16 + n;
+}
+
+/* Reads the name at pos (§4.1.4: labels, possibly ending in a pointer to an
+   earlier name) into out[SSMB__DNS_NAME_MAX + 1] as lower-case text without
+   the root dot; *next = the offset after the name where it is written.
+   Pointer hops are bounded, so a loop in a hostile message ends. 0 when
+   malformed. */
+static int ssmb__dns_name_read(const uint8_t *m, size_t n, size_t pos, char *out, size_t *next) {
+    size_t o = 0, hops = 0, i;
+    int jumped = 0;
+    for (;;) {
+        uint8_t len;
+        if (pos >= n) return 0;
+        len = m[pos];
+        if ((len & 0xc0) == 0xc0) {
+            if (pos + 1 >= n || ++hops > 32) return 0;
+            if (!jumped) *next = pos + 2;
+            jumped = 1;
+            pos = ((size_t)(len & 0x3f) << 8) | m[pos + 1];
+            continue;
+        }
+        if (len & 0xc0) return 0; /* 01 and 10: label types nobody uses (RFC 6891 §5) */
+        if (len == 0) break;
+        if (pos + 1 + len > n || o + (o ? 1u : 0u) + len > SSMB__DNS_NAME_MAX) return 0;
+        if (o) out[o++] = '.';
+        for (i = 0; i < len; i++) {
+            char c = (char)m[pos + 1 + i];
+            if (c <= ' ' || c == '.' || (uint8_t)c >= 0x7f) return 0; /* no host name holds these */
+            out[o++] = ssmb__http_lower(c);
+        }
+        pos += 1u + len;
+    }
+    if (!jumped) *next = pos + 1;
+    out[o] = '\0';
+    return 1;
+}
+
+/* An answer record (§4.1.3), by offsets into the message. */
+typedef struct ssmb__dns_rr {
+    uint32_t owner;         /* offset of the owner name */
+    uint16_t type;
+    uint16_t rdlen;
+    uint32_t rdata;         /* offset of the data */
+} ssmb__dns_rr;
+
+/* Walks the answer section from pos: at most max records into rr. */
+static int ssmb__dns_answers(const uint8_t *m, size_t n, size_t pos, size_t count, ssmb__dns_rr *rr, size_t *got) {
+    char name[SSMB__DNS_NAME_MAX + 1];
+    size_t i;
+    for (i = 0; i < count && i < SSMB__DNS_MAX_RECORDS; i++) {
+        size_t at = pos;
+        if (!ssmb__dns_name_read(m, n, at, name, &pos) || pos + 10 > n) return 0;
+        rr[i].owner = (uint32_t)at;
+        rr[i].type = ssmb__dns_get16(m + pos);
+        rr[i].rdlen = ssmb__dns_get16(m + pos + 8);
+        rr[i].rdata = (uint32_t)(pos + 10);
+        if (ssmb__dns_get16(m + pos + 2) != SSMB__DNS_IN) rr[i].type = 0; /* other classes: ignored */
+        pos += 10u + rr[i].rdlen;
+        if (pos > n) return 0;
+    }
+    *got = i;
+    return 1;
+}
+
+/* 1 when the owner name of the record is name. */
+static int ssmb__dns_owner_is(const uint8_t *m, size_t n, const ssmb__dns_rr *rr, const char *name) {
+    char owner[SSMB__DNS_NAME_MAX + 1];
+    size_t next;
+    return ssmb__dns_name_read(m, n, rr->owner, owner, &next) && strcmp(owner, name) == 0;
+}
+
+/* Follows CNAMEs from name inside the answer (RFC 1034 §3.6.2: a server
+   that resolves an alias puts the chain before the addresses). */
+static int ssmb__dns_follow(const uint8_t *m, size_t n, const ssmb__dns_rr *rr, size_t count, char *name) {
+    size_t step, i, next;
+    for (step = 0; step < SSMB__DNS_MAX_CHAIN; step++) {
+        for (i = 0; i < count; i++)
+            if (rr[i].type == SSMB__DNS_CNAME && ssmb__dns_owner_is(m, n, &rr[i], name)) break;
+        if (i == count) return 1;
+        if (!ssmb__dns_name_read(m, n, rr[i].rdata, name, &next)) return 0;
+    }
+    return 0; /* a chain this long is a loop or an attack */
+}
+
+/* What one datagram said about a question. */
+typedef enum ssmb__dns_outcome {
+    SSMB__DNS_IGNORE = 0,   /* not an answer to it (other id, other question, not a response) */
+    SSMB__DNS_ANSWER = 1,   /* addresses (possibly none: the name has no record of the type) */
+    SSMB__DNS_NXDOMAIN = 2, /* the name does not exist */
+    SSMB__DNS_FAILED = 3,   /* the server failed or sent nonsense: ask the next */
+    SSMB__DNS_TRUNCATED = 4 /* TC: the answer does not fit in UDP */
+} ssmb__dns_outcome;
+
+/* The question section must be exactly ours (id, name, type and class). */
+static int ssmb__dns_question_is(const uint8_t *m, size_t n, ssmb_str host, uint16_t qtype, size_t *end) {
+    char name[SSMB__DNS_NAME_MAX + 1];
+    ssmb_str want = ssmb__net_host(host);
+    if (ssmb__dns_get16(m + 4) != 1 || !ssmb__dns_name_read(m, n, 12, name, end) || *end + 4 > n) return 0;
+    if (!ssmb__net_ieq(ssmb_str_c(name), want)) return 0;
+    if (ssmb__dns_get16(m + *end) != qtype || ssmb__dns_get16(m + *end + 2) != SSMB__DNS_IN) return 0;
+    *end += 4;
+    return 1;
+}
+
+/* The addresses of type qtype the answer gives name. */
+static size_t ssmb__dns_collect(const uint8_t *m, size_t n, const ssmb__dns_rr *rr, size_t count, const char *name,
+                                uint16_t qtype, ssmb_address *out, size_t max) {
+    size_t i, got = 0, len = qtype == SSMB__DNS_A ? 4 : 16;
+    for (i = 0; i < count && got < max; i++) {
+        if (rr[i].type != qtype || rr[i].rdlen != len || !ssmb__dns_owner_is(m, n, &rr[i], name)) continue;
+        memset(&out[got], 0, sizeof out[got]);
+        out[got].family = qtype == SSMB__DNS_A ? 4 : 6;
+        memcpy(out[got].bytes, m + rr[i].rdata, len);
+        got++;
+    }
+    return got;
+}
+
+/* Reads a response to query id about host (§4.1.1): the header flags, the
+   question, then the answers with CNAMEs followed. */
+static ssmb__dns_outcome ssmb__dns_reply_read(const uint8_t *m, size_t n, uint16_t id, ssmb_str host, uint16_t qtype,
+                                              ssmb_address *out, size_t max, size_t *got, uint32_t *rcode) {
+    ssmb__dns_rr rr[SSMB__DNS_MAX_RECORDS];
+    char name[SSMB__DNS_NAME_MAX + 1];
+    size_t pos, count;
+    *got = 0;
+    if (n < 12 || ssmb__dns_get16(m) != id) return SSMB__DNS_IGNORE;
+    if (!(m[2] & 0x80) || (m[2] & 0x78)) return SSMB__DNS_IGNORE; /* QR = 1, OPCODE = 0 (QUERY) */
+    if (!ssmb__dns_question_is(m, n, host, qtype, &pos)) return SSMB__DNS_IGNORE;
+    if (m[2] & 0x02) return SSMB__DNS_TRUNCATED;
+    *rcode = m[3] & 0x0fu;
+    if (*rcode == 3) return SSMB__DNS_NXDOMAIN;
+    if (*rcode != 0) return SSMB__DNS_FAILED;
+    if (!ssmb__dns_answers(m, n, pos, ssmb__dns_get16(m + 6), rr, &count)) return SSMB__DNS_FAILED;
+    memcpy(name, host.ptr, ssmb__net_host(host).len);
+    name[ssmb__net_host(host).len] = '\0';
+    for (pos = 0; name[pos]; pos++) name[pos] = ssmb__http_lower(name[pos]);
+    if (!ssmb__dns_follow(m, n, rr, count, name)) return SSMB__DNS_FAILED;
+    *got = ssmb__dns_collect(m, n, rr, count, name, qtype, out, max);
+    return SSMB__DNS_ANSWER;
+}
+#endif /* !SSMB_NO_SOCKETS */
+
+// >>proxy
+/* HTTPS proxies: the tunnel is opened with CONNECT (RFC 9110 §9.3.6), then
+   TLS and the upgrade run inside it as if the socket went straight to the
+   server. The proxy's address comes from desc.https_proxy or the
+   HTTPS_PROXY / https_proxy environment variables, in the form
+   http://[user[:password]@]host[:port] (the scheme may be left out; port 80
+   when none is given); hosts that NO_PROXY / no_proxy names go direct. */
+#if !defined(SSMB_NO_SOCKETS)
+
+#define SSMB__PROXY_USERINFO_MAX 384   /* bytes of user:password after percent-decoding */
+#define SSMB__PROXY_REPLY_MAX 4096     /* bytes of the proxy's response head */
+
+/* The proxy an engine uses; strings live in the engine's block. */
+typedef struct ssmb__proxy {
+    int state;              /* 0 none, 1 usable, -1 malformed (opens through it fail) */
+    char *host;             /* without brackets */
+    uint16_t port;
+    char *auth;             /* "Basic ..." or "" (RFC 7617) */
+} ssmb__proxy;
+
+/* 1 when host equals entry or is a name under it (entry may start with "."
+   or "*."), ignoring case and a trailing dot; "*" covers everything. */
+static int ssmb__no_proxy_entry(ssmb_str entry, ssmb_str host) {
+    ssmb_str h;
+    uint16_t port;
+    if (entry.len == 1 && entry.ptr[0] == '*') return 1;
+    if (entry.len >= 2 && entry.ptr[0] == '*' && entry.ptr[1] == '.') entry = ssmb__net_view(entry.ptr + 1, entry.len - 1);
+    if (entry.len && entry.ptr[0] == '.') entry = ssmb__net_view(entry.ptr + 1, entry.len - 1);
+    if (ssmb__net_hostport(entry, &h, &port)) entry = h; /* a port, if any, is not compared */
+    entry = ssmb__net_host(entry);
+    if (entry.len == 0 || entry.len > host.len) return 0;
+    if (!ssmb__net_ieq(entry, ssmb__net_view(host.ptr + host.len - entry.len, entry.len))) return 0;
+    return entry.len == host.len || host.ptr[host.len - entry.len - 1] == '.';
+}
+
+SSMB_APIDEF int ssmb_no_proxy_match(const char *no_proxy, const char *host) {
+    ssmb_str rest = ssmb_str_c(no_proxy), entry, h = ssmb_str_c(host);
+    if (h.len >= 2 && h.ptr[0] == '[' && h.ptr[h.len - 1] == ']') h = ssmb__net_view(h.ptr + 1, h.len - 2);
+    h = ssmb__net_host(h);
+    if (h.len == 0) return 0;
+    while (ssmb__net_item(&rest, &entry))
+        if (entry.len && ssmb__no_proxy_entry(entry, h)) return 1;
+    return 0;
+}
+
+/* RFC 3986 §2.1 percent-decoding of the user information; 0 when a '%' is
+   not followed by two hex digits or the result does not fit. */
+static int ssmb__percent_decode(ssmb_str s, char *out, size_t cap, size_t *len) {
+    size_t i, o = 0;
+    for (i = 0; i < s.len; i++) {
+        int c = (uint8_t)s.ptr[i];
+        if (c == '%') {
+            int hi = i + 2 < s.len ? ssmb__hex_value(s.ptr[i + 1]) : -1;
+            int lo = hi >= 0 ? ssmb__hex_value(s.ptr[i + 2]) : -1;
+            if (lo < 0) return 0;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (o == cap) return 0;
+        out[o++] = (char)c;
+    }
+    *len = o;
+    return 1;
+}
+
+static int ssmb__proxy_has(ssmb_str s, const char *needle) {
+    size_t i, n = strlen(needle);
+    for (i = 0; i + n <= s.len; i++)
+        if (memcmp(s.ptr + i, needle, n) == 0) return 1;
+    return 0;
+}
+
+/* Bytes the parsed forms of a proxy text need next to it: host and the
+   Proxy-Authorization value. */
+static size_t ssmb__proxy_space(size_t text_len) {
+    return text_len + 1 + 6 + ssmb_base64_encoded_len(SSMB__PROXY_USERINFO_MAX) + 1;
+}
+
+/* "Basic " and base64(user:password) into p->auth (RFC 7617 §2). */
+static int ssmb__proxy_auth(ssmb__proxy *p, ssmb_str userinfo) {
+    char plain[SSMB__PROXY_USERINFO_MAX];
+    size_t n = 0, b64 = 0;
+    int ok = ssmb__percent_decode(userinfo, plain, sizeof plain, &n);
+    memcpy(p->auth, "Basic ", 6);
+    ok = ok && ssmb_base64_encode(plain, n, p->auth + 6, ssmb_base64_encoded_len(SSMB__PROXY_USERINFO_MAX) + 1,
+                                  &b64) == SSMB_OK;
+    p->auth[ok ? 6 + b64 : 0] = '\0';
+    ssmb__wipe(plain, sizeof plain);
+    return ok;
+}
+
+/* Parses a proxy text into p (host and auth buffers sized by
+   ssmb__proxy_space). An empty text means no proxy. */
+static void ssmb__proxy_parse(ssmb__proxy *p, const char *text) {
+    ssmb_str s = ssmb__trim(ssmb_str_c(text)), host;
+    const char *at, *sep = NULL;
+    size_t i;
+    p->state = 0;
+    p->port = 80;
+    p->auth[0] = '\0';
+    if (s.len == 0) return;
+    p->state = -1;
+    if (s.len >= 7 && ssmb__net_ieq(ssmb__net_view(s.ptr, 7), ssmb_str_c("http://"))) s = ssmb__net_view(s.ptr + 7, s.len - 7);
+    else if (ssmb__proxy_has(s, "://")) return; /* https://, socks5://: not spoken here */
+    for (i = 0; i < s.len && !sep; i++)
+        if (s.ptr[i] == '/' || s.ptr[i] == '?' || s.ptr[i] == '#') sep = s.ptr + i;
+    if (sep) s.len = (size_t)(sep - s.ptr); /* a path after the authority says nothing */
+    for (at = NULL, i = 0; i < s.len; i++)
+        if (s.ptr[i] == '@') at = s.ptr + i;
+    if (at && !ssmb__proxy_auth(p, ssmb__net_view(s.ptr, (size_t)(at - s.ptr)))) return;
+    if (at) s = ssmb__net_view(at + 1, s.len - (size_t)(at + 1 - s.ptr));
+    if (!ssmb__net_hostport(s, &host, &p->port)) return;
+    if (s.ptr[0] != '[' && memchr(host.ptr, ':', host.len)) return; /* IPv6 takes brackets (RFC 3986 §3.2.2) */
+    for (i = 0; i < host.len; i++)
+        if ((uint8_t)host.ptr[i] <= ' ' || (uint8_t)host.ptr[i] >= 0x7f) return;
+    memcpy(p->host, host.ptr, host.len);
+    p->host[host.len] = '\0';
+    p->state = 1;
+}
+
+/* The CONNECT request for target ("host:port", authority form) into out. */
+static ssmb_result ssmb__proxy_request(const ssmb__proxy *p, const char *target, char *out, size_t cap,
+                                       size_t *len) {
+    ssmb_http_header auth;
+    ssmb_http_request req;
+    memset(&req, 0, sizeof req);
+    req.method = ssmb_str_c("CONNECT");
+    req.target = ssmb_str_c(target);
+    req.host = req.target; /* RFC 9110 §7.2: Host is the target's authority */
+    if (p->auth[0]) {
+        auth.name = ssmb_str_c("Proxy-Authorization");
+        auth.value = ssmb_str_c(p->auth);
+        req.headers = &auth;
+        req.header_count = 1;
+    }
+    return ssmb_http_request_write(&req, out, cap, len);
+}
+
+/* Reads the proxy's reply head from in[0..len): SSMB_OK with *head_len when
+   a 2xx came (the tunnel is open; bytes after the head are the server's),
+   SSMB_AGAIN for more, SSMB_ERR_PROXY with *status otherwise. */
+static ssmb_result ssmb__proxy_reply(const char *in, size_t len, size_t *head_len, int32_t *status) {
+    ssmb_http_header headers[32];
+    ssmb_http_response resp;
+    ssmb_result r = ssmb_http_response_parse(in, len, headers, SSMB__COUNT_OF(headers), SSMB__PROXY_REPLY_MAX, &resp);
+    *status = 0;
+    if (r == SSMB_AGAIN && len < SSMB__PROXY_REPLY_MAX) return SSMB_AGAIN;
+    if (r != SSMB_OK) return SSMB_ERR_PROXY;
+    *status = (int32_t)resp.status;
+    if (resp.status < 200 || resp.status > 299) return SSMB_ERR_PROXY;
+    *head_len = resp.head_len; /* §9.3.6: a 2xx reply to CONNECT has no body */
+    return SSMB_OK;
+}
+#endif /* !SSMB_NO_SOCKETS */
+
 // >>engine
-/* (the poll engine goes here) */
+/* The poll engine: slots of connections, each going through name
+   resolution, TCP connect, the proxy tunnel when one applies, and then the
+   conn pumped between its socket and the host. One descriptor per slot at a
+   time (the DNS socket, then the TCP socket), so the host's poll set is at
+   most max_connections long. Memory: one block at create (engine, slots,
+   poll scratch, strings), and per open the conn plus a setup block that is
+   freed once the conn runs. */
+#if !defined(SSMB_NO_SOCKETS)
+
+#define SSMB__MAX_SLOTS 65535u      /* a handle holds the slot index in 16 bits */
+#define SSMB__IO_ROUNDS 16          /* socket reads or writes per slot per call, for fairness */
+#define SSMB__EVENT_ROUNDS 4        /* deliver-and-flush rounds per slot per call */
+
+/* Where a slot is in its life. */
+enum {
+    SSMB__SLOT_FREE = 0,
+    SSMB__SLOT_RESOLVE_HOOK = 1,    /* the host's resolve_fn has the name */
+    SSMB__SLOT_RESOLVE_DNS = 2,     /* questions out to a name server */
+    SSMB__SLOT_ADDRESSED = 3,       /* addresses known: connects on the next process or tick */
+    SSMB__SLOT_CONNECTING = 4,      /* TCP connect in progress */
+    SSMB__SLOT_TUNNEL = 5,          /* CONNECT to the proxy */
+    SSMB__SLOT_RUNNING = 6,         /* the conn runs over the socket */
+    SSMB__SLOT_DONE = 7             /* finished; WS_CLOSED not yet handed out */
+};
+
+/* A DNS lookup: one server at a time, both questions at once. */
+typedef struct ssmb__dns_lookup {
+    uint32_t server;                /* index of the server being asked */
+    uint16_t id[2];                 /* query ids of the A and AAAA questions */
+    uint8_t answered[2];
+    uint8_t timed_out;              /* a server stayed silent */
+    uint64_t server_deadline;       /* invariant: <= deadline */
+    uint64_t deadline;              /* of the whole lookup */
+    ssmb_address found[2][SSMB__MAX_ADDRS / 2];
+    uint32_t nfound[2];
+} ssmb__dns_lookup;
+
+/* What an open needs until its conn runs. */
+typedef struct ssmb__setup {
+    char name[SSMB__DNS_NAME_MAX + 1];      /* to resolve: the server's name, or the proxy's */
+    char target[SSMB__DNS_NAME_MAX + 10];   /* CONNECT target "host:port" or "[v6]:port" */
+    uint16_t port;                          /* to connect to */
+    uint8_t proxied;
+    uint8_t timed_out;                      /* the last connect attempt timed out */
+    int32_t last_errno;
+    ssmb_address addrs[SSMB__MAX_ADDRS];
+    uint32_t naddrs, next_addr;             /* invariant: next_addr <= naddrs <= SSMB__MAX_ADDRS */
+    ssmb__dns_lookup dns;
+    size_t io_len, io_sent;                 /* invariant: io_sent <= io_len <= sizeof io */
+    uint8_t reply;                          /* 1 once the CONNECT request is out */
+    uint8_t io[SSMB__PROXY_REPLY_MAX];      /* a DNS datagram, the CONNECT request, then its reply */
+} ssmb__setup;
+
+typedef struct ssmb__slot {
+    uint32_t gen;                   /* 1..65535, bumped when the slot is freed */
+    uint32_t phase;                 /* SSMB__SLOT_* */
+    int fd;                         /* -1 when none */
+    int told_fd;                    /* what the host last heard: descriptor and interest */
+    uint16_t told_events;
+    uint8_t opened;                 /* the upgrade is done (WS_OPEN queued or handed out) */
+    uint8_t pending_open;
+    uint8_t want_writable;          /* a send came back short: pieces wait for WS_WRITABLE */
+    uint8_t pending_writable;
+    uint8_t eof;                    /* the socket ended or failed */
+    int32_t result, detail;         /* DONE: what WS_CLOSED reports */
+    uint64_t deadline;              /* RESOLVE_HOOK, CONNECTING, TUNNEL */
+    void *user_data;
+    ssmb_conn *conn;                /* from open until WS_CLOSED */
+    ssmb__setup *setup;             /* from open until the conn starts */
+} ssmb__slot;
+
+struct ssmb_engine {
+    ssmb_desc desc;                 /* defaults filled in; strings point into this block */
+    size_t block_size;
+    ssmb_trust *own_trust;          /* loaded from ca_file when desc.trust was not given */
+    ssmb_result trust_error;        /* why none could be loaded, for opens that need one */
+    ssmb__proxy proxy;
+    ssmb__endpoint ns[SSMB__MAX_NS];
+    uint32_t nns;
+    uint32_t nslots;
+    ssmb__slot *slots;
+    struct pollfd *pfd;             /* scratch for tick and wait, nslots long */
+    ssmb_pollfd *ready;             /* scratch for tick, nslots long */
+    uint32_t next_slot;             /* where ssmb_engine_next_event looks first (round robin) */
+    uint64_t now;                   /* the last now_ms given */
+    int in_event;                   /* inside event_fn: no process, tick or destroy */
+};
+
+/* ---- create and destroy ---- */
+
+/* The first non-empty of two environment variables, else "". */
+static const char *ssmb__eng_env2(const char *a, const char *b) {
+    const char *v = getenv(a);
+    if (!v || !*v) v = getenv(b);
+    return v ? v : "";
+}
+
+static void ssmb__eng_desc_defaults(ssmb_desc *d) {
+    if (!d->random_fn) d->random_fn = ssmb_random_system;
+    if (!d->utc_fn) d->utc_fn = ssmb_utc_system;
+    if (!d->ca_file) d->ca_file = SSMB_SYSTEM_CA_BUNDLE;
+    if (!d->https_proxy) d->https_proxy = ssmb__eng_env2("HTTPS_PROXY", "https_proxy");
+    if (!d->no_proxy) d->no_proxy = ssmb__eng_env2("NO_PROXY", "no_proxy");
+    if (!d->resolv_conf) d->resolv_conf = "/etc/resolv.conf";
+    if (!d->hosts_file) d->hosts_file = "/etc/hosts";
+    if (!d->max_connections) d->max_connections = 16;
+    if (d->max_connections > SSMB__MAX_SLOTS) d->max_connections = SSMB__MAX_SLOTS;
+    if (!d->connect_timeout_ms) d->connect_timeout_ms = 10000;
+    if (!d->dns_timeout_ms) d->dns_timeout_ms = 5000;
+}
+
+/* The desc's strings the engine keeps its own copies of. */
+static const char **ssmb__eng_desc_string(ssmb_desc *d, int i) {
+    switch (i) {
+    case 0: return &d->ca_file;
+    case 1: return &d->https_proxy;
+    case 2: return &d->no_proxy;
+    case 3: return &d->resolv_conf;
+    case 4: return &d->hosts_file;
+    case 5: return &d->dns_servers;
+    default: return NULL;
+    }
+}
+
+static size_t ssmb__eng_align16(size_t n) { return (n + 15u) & ~(size_t)15u; }
+
+/* Bytes of the block: engine, slots, poll scratch, strings. */
+static ssmb_result ssmb__eng_size(ssmb_desc *d, size_t *size) {
+    size_t n = d->max_connections, total, i;
+    const char **s;
+    total = ssmb__eng_align16(sizeof(ssmb_engine)) + ssmb__eng_align16(n * sizeof(ssmb__slot)) +
+            ssmb__eng_align16(n * sizeof(struct pollfd)) + ssmb__eng_align16(n * sizeof(ssmb_pollfd));
+    for (i = 0; (s = ssmb__eng_desc_string(d, (int)i)) != NULL; i++)
+        if (*s && ssmb_size_add(total, strlen(*s) + 1, &total) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    return ssmb_size_add(total, ssmb__proxy_space(strlen(d->https_proxy)), size);
+}
+
+/* Hands out the next n bytes of the block. */
+static void *ssmb__eng_take(uint8_t **cursor, size_t n) {
+    void *p = *cursor;
+    *cursor += n;
+    return p;
+}
+
+/* Places everything in the block and copies the strings in. */
+static void ssmb__eng_place(ssmb_engine *eng, const ssmb_desc *d, size_t size) {
+    uint8_t *cur = (uint8_t *)eng + ssmb__eng_align16(sizeof *eng);
+    size_t n = d->max_connections, i;
+    const char **s;
+    memset(eng, 0, size);
+    eng->desc = *d;
+    eng->block_size = size;
+    eng->nslots = (uint32_t)n;
+    eng->slots = (ssmb__slot *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(ssmb__slot)));
+    eng->pfd = (struct pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(struct pollfd)));
+    eng->ready = (ssmb_pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(ssmb_pollfd)));
+    for (i = 0; (s = ssmb__eng_desc_string(&eng->desc, (int)i)) != NULL; i++) {
+        if (!*s) continue;
+        *s = (const char *)memcpy(ssmb__eng_take(&cur, strlen(*s) + 1), *s, strlen(*s) + 1);
+    }
+    eng->proxy.host = (char *)ssmb__eng_take(&cur, strlen(eng->desc.https_proxy) + 1);
+    eng->proxy.auth = (char *)cur;
+    for (i = 0; i < n; i++) {
+        eng->slots[i].gen = 1;
+        eng->slots[i].fd = -1;
+        eng->slots[i].told_fd = -1;
+    }
+}
+
+/* Proxy, name servers and trust anchors. */
+static ssmb_result ssmb__eng_setup(ssmb_engine *eng, int ca_file_given) {
+    ssmb_desc *d = &eng->desc;
+    ssmb_result r;
+    size_t n = 0;
+    ssmb__proxy_parse(&eng->proxy, d->https_proxy);
+    if (d->dns_servers && *d->dns_servers) {
+        r = ssmb__dns_servers_parse(d->dns_servers, eng->ns, &n);
+        if (r != SSMB_OK) return r;
+    } else {
+        n = ssmb__resolv_conf(d->resolv_conf, eng->ns);
+    }
+    eng->nns = (uint32_t)n;
+    if (d->trust) return SSMB_OK;
+    r = ssmb_trust_load(&d->allocator, d->ca_file, &eng->own_trust);
+    if (r != SSMB_OK && ca_file_given) return r;
+    eng->trust_error = r;
+    d->trust = eng->own_trust;
+    return SSMB_OK;
+}
+
+static void ssmb__eng_free(ssmb_engine *eng) {
+    ssmb_allocator a = eng->desc.allocator;
+    if (eng->own_trust) ssmb_trust_destroy(eng->own_trust);
+    ssmb__wipe(eng->proxy.auth, (size_t)((uint8_t *)eng + eng->block_size - (uint8_t *)eng->proxy.auth));
+    ssmb__free(&a, eng, eng->block_size);
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_create(const ssmb_desc *desc, ssmb_engine **out) {
+    ssmb_desc d;
+    ssmb_engine *eng;
+    size_t size = 0;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!desc || !ssmb__allocator_valid(&desc->allocator)) return SSMB_ERR_INVALID_ARG;
+    d = *desc;
+    ssmb__eng_desc_defaults(&d);
+    if (ssmb__eng_size(&d, &size) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    eng = (ssmb_engine *)ssmb__alloc(&d.allocator, size);
+    if (!eng) return SSMB_ERR_NOMEM;
+    ssmb__eng_place(eng, &d, size);
+    r = ssmb__eng_setup(eng, desc->ca_file != NULL);
+    if (r != SSMB_OK) {
+        ssmb__eng_free(eng);
+        return r;
+    }
+    *out = eng;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF const ssmb_desc *ssmb_engine_desc(const ssmb_engine *eng) { return eng ? &eng->desc : NULL; }
+
+/* ---- slots and handles ---- */
+
+static ssmb_ws ssmb__slot_handle(const ssmb_engine *eng, const ssmb__slot *s) {
+    ssmb_ws ws;
+    ws.id = (s->gen << 16) | (uint32_t)(s - eng->slots + 1);
+    return ws;
+}
+
+/* The slot a handle names, or NULL for {0}, a stale or a foreign handle. */
+static ssmb__slot *ssmb__slot_of(ssmb_engine *eng, ssmb_ws ws) {
+    uint32_t index = ws.id & 0xffffu;
+    ssmb__slot *s;
+    if (!eng || index == 0 || index > eng->nslots) return NULL;
+    s = &eng->slots[index - 1];
+    return s->phase != SSMB__SLOT_FREE && s->gen == ws.id >> 16 ? s : NULL;
+}
+
+/* Closes the slot's socket; with tell, the host hears first that the
+   descriptor is gone (before its number can be reused). */
+static void ssmb__slot_close_fd(ssmb_engine *eng, ssmb__slot *s, int tell) {
+    if (s->fd < 0) return;
+    if (s->told_fd == s->fd) {
+        if (tell && s->told_events && eng->desc.fd_change_fn)
+            eng->desc.fd_change_fn(s->fd, 0, eng->desc.fd_change_user_data);
+        s->told_fd = -1;
+        s->told_events = 0;
+    }
+    close(s->fd);
+    s->fd = -1;
+}
+
+static void ssmb__slot_drop_setup(ssmb_engine *eng, ssmb__slot *s) {
+    if (s->setup) ssmb__free(&eng->desc.allocator, s->setup, sizeof *s->setup);
+    s->setup = NULL;
+}
+
+/* Ends a slot whose conn never ran (or is given up): WS_CLOSED reports r. */
+static void ssmb__slot_fail(ssmb_engine *eng, ssmb__slot *s, ssmb_result r, int32_t detail) {
+    ssmb__slot_close_fd(eng, s, 1);
+    ssmb__slot_drop_setup(eng, s);
+    s->phase = SSMB__SLOT_DONE;
+    s->result = (int32_t)r;
+    s->detail = detail;
+}
+
+/* Frees everything the slot holds; its handle goes stale. */
+static void ssmb__slot_release(ssmb_engine *eng, ssmb__slot *s, int tell) {
+    uint32_t gen = s->gen == 0xffffu ? 1u : s->gen + 1u;
+    ssmb__slot_close_fd(eng, s, tell);
+    ssmb__slot_drop_setup(eng, s);
+    if (s->conn) ssmb_conn_destroy(s->conn);
+    memset(s, 0, sizeof *s);
+    s->gen = gen;
+    s->fd = -1;
+    s->told_fd = -1;
+}
+
+/* ---- the conn over its socket ---- */
+
+/* Socket bytes into the conn, until it takes no more or the socket has none. */
+static void ssmb__eng_pump_in(ssmb__slot *s, uint64_t now) {
+    int round;
+    for (round = 0; round < SSMB__IO_ROUNDS && !s->eof; round++) {
+        size_t cap = 0;
+        uint8_t *buf = ssmb_conn_recv_buf(s->conn, &cap);
+        ssize_t n;
+        if (!buf || cap == 0) return;
+        n = recv(s->fd, buf, cap, 0);
+        if (n > 0) {
+            ssmb_conn_recv_ack(s->conn, (size_t)n, now);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && ssmb__net_again(errno)) return;
+        s->eof = 1; /* end of file, or a reset: either way the conn ends */
+        ssmb_conn_recv_eof(s->conn, now);
+    }
+}
+
+/* The conn's bytes onto the socket, until it has none or the socket is full. */
+static void ssmb__eng_pump_out(ssmb__slot *s, uint64_t now) {
+    int round;
+    for (round = 0; round < SSMB__IO_ROUNDS && !s->eof; round++) {
+        size_t len = 0;
+        const uint8_t *p = ssmb_conn_send_buf(s->conn, &len);
+        ssize_t n;
+        if (!p || len == 0) return;
+        n = send(s->fd, p, len, SSMB__MSG_NOSIGNAL);
+        if (n > 0) {
+            ssmb_conn_send_ack(s->conn, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && ssmb__net_again(errno)) return;
+        s->eof = 1;
+        ssmb_conn_recv_eof(s->conn, now);
+    }
+}
+
+/* After I/O: WS_OPEN once the upgrade is done, WS_WRITABLE once send space
+   is back, and the socket closed once the conn is finished. */
+static void ssmb__eng_run_check(ssmb_engine *eng, ssmb__slot *s) {
+    ssmb_conn_state state = ssmb_conn_get_state(s->conn);
+    int32_t detail = 0;
+    ssmb_result last = ssmb_conn_last_error(s->conn, &detail);
+    /* A close that completed cleanly means the upgrade had been done, even
+       when both came in one read. */
+    if (!s->opened && (state == SSMB_CONN_OPEN || state == SSMB_CONN_CLOSING ||
+                       (state == SSMB_CONN_CLOSED && last == SSMB_CLOSED))) {
+        s->opened = 1;
+        s->pending_open = 1;
+    }
+    if (s->want_writable && ssmb_conn_send_space(s->conn) > 0) {
+        s->want_writable = 0;
+        s->pending_writable = 1;
+    }
+    if (ssmb_conn_wants(s->conn) & SSMB_WANT_CLOSED) {
+        ssmb__slot_close_fd(eng, s, 1);
+        s->phase = SSMB__SLOT_DONE;
+        s->result = (int32_t)last;
+        s->detail = detail;
+    }
+}
+
+static void ssmb__eng_run_work(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
+    if (revents & (SSMB_POLLIN | SSMB_POLLERR | SSMB_POLLHUP)) ssmb__eng_pump_in(s, now);
+    ssmb__eng_pump_out(s, now);
+    if (ssmb_conn_next_deadline(s->conn) <= now) {
+        ssmb_conn_tick(s->conn, now);
+        ssmb__eng_pump_out(s, now); /* a ping or a close the timers queued */
+    }
+    ssmb__eng_run_check(eng, s);
+}
+
+/* The tunnel (or the direct socket) is up: the conn starts its TLS
+   handshake and upgrade. */
+static void ssmb__slot_begin(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb_result r = ssmb_conn_start(s->conn, now);
+    ssmb__slot_drop_setup(eng, s);
+    if (r < 0) {
+        int32_t detail = 0;
+        ssmb_result last = ssmb_conn_last_error(s->conn, &detail);
+        ssmb__slot_fail(eng, s, last < 0 ? last : r, detail);
+        return;
+    }
+    s->phase = SSMB__SLOT_RUNNING;
+    ssmb__eng_run_work(eng, s, 0, now);
+}
+
+/* ---- the proxy tunnel ---- */
+
+static void ssmb__tunnel_send(ssmb_engine *eng, ssmb__slot *s) {
+    ssmb__setup *st = s->setup;
+    while (st->io_sent < st->io_len) {
+        ssize_t n = send(s->fd, st->io + st->io_sent, st->io_len - st->io_sent, SSMB__MSG_NOSIGNAL);
+        if (n > 0) {
+            st->io_sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && ssmb__net_again(errno)) return;
+        ssmb__slot_fail(eng, s, SSMB_ERR_PROXY, 0);
+        return;
+    }
+    st->reply = 1;
+    st->io_len = 0;
+}
+
+static void ssmb__tunnel_recv(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    size_t head = 0;
+    int32_t status = 0;
+    ssmb_result r;
+    ssize_t n;
+    do n = recv(s->fd, st->io + st->io_len, sizeof st->io - st->io_len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && ssmb__net_again(errno)) return;
+    if (n <= 0) {
+        ssmb__slot_fail(eng, s, SSMB_ERR_PROXY, 0); /* closed before it answered */
+        return;
+    }
+    st->io_len += (size_t)n;
+    r = ssmb__proxy_reply((const char *)st->io, st->io_len, &head, &status);
+    if (r == SSMB_AGAIN) return;
+    /* Nothing may follow the head: TLS (or the upgrade) speaks first, so
+       early bytes mean a proxy that does not tunnel. */
+    if (r == SSMB_OK && head != st->io_len) r = SSMB_ERR_PROXY;
+    if (r != SSMB_OK) ssmb__slot_fail(eng, s, SSMB_ERR_PROXY, status);
+    else ssmb__slot_begin(eng, s, now);
+}
+
+static void ssmb__tunnel_work(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
+    if (revents && !s->setup->reply) ssmb__tunnel_send(eng, s);
+    if (revents && s->phase == SSMB__SLOT_TUNNEL && s->setup->reply) ssmb__tunnel_recv(eng, s, now);
+    if (s->phase == SSMB__SLOT_TUNNEL && now >= s->deadline) ssmb__slot_fail(eng, s, SSMB_ERR_TIMEOUT, 0);
+}
+
+static void ssmb__tunnel_start(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    if (ssmb__proxy_request(&eng->proxy, st->target, (char *)st->io, sizeof st->io, &st->io_len) != SSMB_OK) {
+        ssmb__slot_fail(eng, s, SSMB_ERR_PROXY, 0);
+        return;
+    }
+    st->io_sent = 0;
+    st->reply = 0;
+    s->phase = SSMB__SLOT_TUNNEL;
+    s->deadline = now + eng->desc.connect_timeout_ms;
+    ssmb__tunnel_work(eng, s, SSMB_POLLOUT, now);
+}
+
+/* ---- connecting ---- */
+
+static void ssmb__slot_connected(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    if (s->setup->proxied) ssmb__tunnel_start(eng, s, now);
+    else ssmb__slot_begin(eng, s, now);
+}
+
+/* Tries the addresses in turn until a connect starts; when none is left,
+   WS_CLOSED says why the last one failed. */
+static void ssmb__slot_connect_next(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    ssmb__slot_close_fd(eng, s, 1);
+    while (st->next_addr < st->naddrs) {
+        int err = 0;
+        ssmb_result r = ssmb__net_connect(&st->addrs[st->next_addr++], st->port, SOCK_STREAM, &s->fd, &err);
+        if (r == SSMB_OK) {
+            ssmb__slot_connected(eng, s, now);
+            return;
+        }
+        if (r == SSMB_AGAIN) {
+            s->phase = SSMB__SLOT_CONNECTING;
+            s->deadline = now + eng->desc.connect_timeout_ms;
+            return;
+        }
+        st->last_errno = err;
+        st->timed_out = 0;
+    }
+    ssmb__slot_fail(eng, s, st->timed_out ? SSMB_ERR_TIMEOUT : SSMB_ERR_CONNECT, st->last_errno);
+}
+
+static void ssmb__slot_connect_work(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    int status = revents ? ssmb__net_connect_status(s->fd) : -1;
+    if (status == 0) {
+        ssmb__slot_connected(eng, s, now);
+    } else if (status > 0) {
+        st->last_errno = status;
+        st->timed_out = 0;
+        ssmb__slot_connect_next(eng, s, now);
+    } else if (now >= s->deadline) {
+        st->last_errno = ETIMEDOUT;
+        st->timed_out = 1;
+        ssmb__slot_connect_next(eng, s, now);
+    }
+}
+
+/* ---- resolving ---- */
+
+/* The lookup is over: IPv4 addresses first, then IPv6. */
+static void ssmb__dns_finish(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    ssmb__dns_lookup *d = &st->dns;
+    uint32_t q, i;
+    st->naddrs = 0;
+    for (q = 0; q < 2; q++)
+        for (i = 0; i < d->nfound[q]; i++) st->addrs[st->naddrs++] = d->found[q][i];
+    ssmb__slot_close_fd(eng, s, 1);
+    if (st->naddrs == 0) ssmb__slot_fail(eng, s, SSMB_ERR_DNS, 0);
+    else ssmb__slot_connect_next(eng, s, now);
+}
+
+/* Opens a UDP socket connected to the current server (so only its
+   datagrams come back) and sends both questions with fresh random ids. */
+static ssmb_result ssmb__dns_send(ssmb_engine *eng, ssmb__slot *s) {
+    ssmb__setup *st = s->setup;
+    ssmb__dns_lookup *d = &st->dns;
+    const ssmb__endpoint *ns = &eng->ns[d->server];
+    uint8_t rnd[4];
+    int q, err = 0;
+    ssmb__slot_close_fd(eng, s, 1);
+    if (eng->desc.random_fn(rnd, sizeof rnd, eng->desc.random_user_data) != SSMB_OK) return SSMB_ERR_NO_RANDOM;
+    if (ssmb__net_connect(&ns->addr, ns->port, SOCK_DGRAM, &s->fd, &err) != SSMB_OK) return SSMB_ERR_IO;
+    for (q = 0; q < 2; q++) {
+        size_t n;
+        d->id[q] = ssmb__dns_get16(rnd + 2 * q);
+        d->answered[q] = 0;
+        d->nfound[q] = 0;
+        n = ssmb__dns_query_write(d->id[q], ssmb_str_c(st->name), q ? SSMB__DNS_AAAA : SSMB__DNS_A, st->io);
+        if (send(s->fd, st->io, n, SSMB__MSG_NOSIGNAL) != (ssize_t)n) return SSMB_ERR_IO;
+    }
+    return SSMB_OK;
+}
+
+/* Asks the current server, or the next one that can be asked; when none is
+   left, the lookup failed. Each server gets an equal share of
+   dns_timeout_ms. */
+static void ssmb__dns_ask(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__dns_lookup *d = &s->setup->dns;
+    uint64_t share = eng->desc.dns_timeout_ms / eng->nns;
+    for (; d->server < eng->nns; d->server++) {
+        ssmb_result r = ssmb__dns_send(eng, s);
+        if (r == SSMB_ERR_NO_RANDOM) break;
+        if (r != SSMB_OK) continue;
+        d->server_deadline = SSMB__MIN(now + (share ? share : 1), d->deadline);
+        return;
+    }
+    if (d->server < eng->nns) ssmb__slot_fail(eng, s, SSMB_ERR_NO_RANDOM, 0);
+    else ssmb__slot_fail(eng, s, d->timed_out ? SSMB_ERR_TIMEOUT : SSMB_ERR_DNS, 0);
+}
+
+static void ssmb__dns_next(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    s->setup->dns.server++;
+    ssmb__dns_ask(eng, s, now);
+}
+
+static void ssmb__dns_apply(ssmb_engine *eng, ssmb__slot *s, int q, ssmb__dns_outcome o, size_t got,
+                            uint32_t rcode, uint64_t now) {
+    ssmb__dns_lookup *d = &s->setup->dns;
+    switch (o) {
+    case SSMB__DNS_ANSWER:
+        d->answered[q] = 1;
+        d->nfound[q] = (uint32_t)got;
+        if (d->answered[0] && d->answered[1]) ssmb__dns_finish(eng, s, now);
+        break;
+    case SSMB__DNS_NXDOMAIN: ssmb__slot_fail(eng, s, SSMB_ERR_DNS, (int32_t)rcode); break;
+    case SSMB__DNS_TRUNCATED: ssmb__slot_fail(eng, s, SSMB_ERR_DNS, 0); break; /* no TCP fallback */
+    default: ssmb__dns_next(eng, s, now); break;
+    }
+}
+
+/* One datagram: an answer to one of the two questions, or ignored. */
+static void ssmb__dns_datagram(ssmb_engine *eng, ssmb__slot *s, size_t n, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    ssmb__dns_lookup *d = &st->dns;
+    int q;
+    for (q = 0; q < 2; q++) {
+        uint32_t rcode = 0;
+        size_t got = 0;
+        ssmb__dns_outcome o;
+        if (d->answered[q]) continue;
+        o = ssmb__dns_reply_read(st->io, n, d->id[q], ssmb_str_c(st->name), q ? SSMB__DNS_AAAA : SSMB__DNS_A,
+                                 d->found[q], SSMB__MAX_ADDRS / 2, &got, &rcode);
+        if (o == SSMB__DNS_IGNORE) continue;
+        ssmb__dns_apply(eng, s, q, o, got, rcode, now);
+        return;
+    }
+}
+
+static void ssmb__dns_read(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    int round;
+    for (round = 0; round < SSMB__IO_ROUNDS && s->phase == SSMB__SLOT_RESOLVE_DNS; round++) {
+        ssize_t n = recv(s->fd, s->setup->io, sizeof s->setup->io, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && ssmb__net_again(errno)) return;
+        if (n < 0) { /* ICMP unreachable: nobody serves DNS there */
+            ssmb__dns_next(eng, s, now);
+            return;
+        }
+        ssmb__dns_datagram(eng, s, (size_t)n, now);
+    }
+}
+
+static void ssmb__dns_work(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
+    ssmb__dns_lookup *d = &s->setup->dns;
+    if (revents) ssmb__dns_read(eng, s, now);
+    if (s->phase != SSMB__SLOT_RESOLVE_DNS || now < d->server_deadline) return;
+    if (d->nfound[0] + d->nfound[1] > 0) { /* one question answered with addresses: enough */
+        ssmb__dns_finish(eng, s, now);
+        return;
+    }
+    d->timed_out = 1;
+    if (now >= d->deadline) ssmb__slot_fail(eng, s, SSMB_ERR_TIMEOUT, 0);
+    else ssmb__dns_next(eng, s, now);
+}
+
+static void ssmb__dns_start(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__dns_lookup *d = &s->setup->dns;
+    memset(d, 0, sizeof *d);
+    d->deadline = now + eng->desc.dns_timeout_ms;
+    s->phase = SSMB__SLOT_RESOLVE_DNS;
+    if (ssmb__dns_query_write(0, ssmb_str_c(s->setup->name), SSMB__DNS_A, s->setup->io) == 0) {
+        ssmb__slot_fail(eng, s, SSMB_ERR_DNS, 0); /* no name DNS could be asked about */
+        return;
+    }
+    ssmb__dns_ask(eng, s, now);
+}
+
+/* The host's resolve_fn; it may answer with ssmb_engine_resolved from
+   inside the call, or later. */
+static void ssmb__eng_resolve_hook(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb_ws ws = ssmb__slot_handle(eng, s);
+    ssmb_result r;
+    s->phase = SSMB__SLOT_RESOLVE_HOOK;
+    s->deadline = now + eng->desc.dns_timeout_ms;
+    r = eng->desc.resolve_fn(eng, ws.id, s->setup->name, eng->desc.resolve_user_data);
+    if (ssmb__slot_of(eng, ws) != s) return; /* aborted from inside */
+    if (r < 0 && s->phase == SSMB__SLOT_RESOLVE_HOOK) ssmb__slot_fail(eng, s, SSMB_ERR_DNS, (int32_t)r);
+    else if (s->phase == SSMB__SLOT_ADDRESSED) ssmb__slot_connect_next(eng, s, now);
+}
+
+/* IP literal, then the host's resolver, or the hosts file, "localhost",
+   and DNS. */
+static void ssmb__eng_resolve_start(ssmb_engine *eng, ssmb__slot *s, uint64_t now) {
+    ssmb__setup *st = s->setup;
+    ssmb_str name = ssmb_str_c(st->name);
+    size_t n = ssmb__net_ip(name, &st->addrs[0]) ? 1 : 0;
+    if (n == 0 && eng->desc.resolve_fn) {
+        ssmb__eng_resolve_hook(eng, s, now);
+        return;
+    }
+    if (n == 0) n = ssmb__hosts_lookup(eng->desc.hosts_file, name, st->addrs, SSMB__MAX_ADDRS);
+    if (n == 0) n = ssmb__net_localhost(name, st->addrs, SSMB__MAX_ADDRS);
+    if (n == 0) {
+        ssmb__dns_start(eng, s, now);
+        return;
+    }
+    st->naddrs = (uint32_t)n;
+    ssmb__slot_connect_next(eng, s, now);
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_resolved(ssmb_engine *eng, uint32_t request, const ssmb_address *addrs, size_t n) {
+    ssmb_ws ws;
+    ssmb__slot *s;
+    size_t i;
+    ws.id = request;
+    s = ssmb__slot_of(eng, ws);
+    if (!s || s->phase != SSMB__SLOT_RESOLVE_HOOK) return SSMB_ERR_INVALID_STATE;
+    if (n && !addrs) return SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < n && s->setup->naddrs < SSMB__MAX_ADDRS; i++)
+        if (addrs[i].family == 4 || addrs[i].family == 6) s->setup->addrs[s->setup->naddrs++] = addrs[i];
+    if (s->setup->naddrs == 0) ssmb__slot_fail(eng, s, SSMB_ERR_DNS, 0);
+    else s->phase = SSMB__SLOT_ADDRESSED; /* connects when it next has the time */
+    return SSMB_OK;
+}
+
+/* ---- opening ---- */
+
+/* 1 when the connection goes through the proxy: a secure URL whose host
+   NO_PROXY does not exempt. */
+static int ssmb__eng_wants_proxy(const ssmb_engine *eng, const ssmb_url *u) {
+    char host[SSMB__DNS_NAME_MAX + 1];
+    if (eng->proxy.state == 0 || !u->secure) return 0;
+    memcpy(host, u->host.ptr, u->host.len);
+    host[u->host.len] = '\0';
+    return !ssmb_no_proxy_match(eng->desc.no_proxy, host);
+}
+
+/* Decimal text of a port after p; returns the end. */
+static char *ssmb__eng_put_port(char *p, uint16_t port) {
+    char digits[5];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + port % 10);
+        port = (uint16_t)(port / 10);
+    } while (port);
+    while (n) *p++ = digits[--n];
+    *p = '\0';
+    return p;
+}
+
+/* What to resolve and connect to: the server itself, or the proxy with the
+   server as the CONNECT target (RFC 9110 §9.3.6: authority form, an IPv6
+   literal in brackets). */
+static void ssmb__eng_route(const ssmb_engine *eng, ssmb__setup *st, const ssmb_url *u, int proxied) {
+    char *t = st->target;
+    ssmb_str name = proxied ? ssmb_str_c(eng->proxy.host) : u->host;
+    memcpy(st->name, name.ptr, name.len);
+    st->name[name.len] = '\0';
+    st->port = proxied ? eng->proxy.port : u->port;
+    st->proxied = (uint8_t)proxied;
+    if (u->ipv6_literal) *t++ = '[';
+    memcpy(t, u->host.ptr, u->host.len);
+    t += u->host.len;
+    if (u->ipv6_literal) *t++ = ']';
+    *t++ = ':';
+    ssmb__eng_put_port(t, u->port);
+}
+
+/* Everything an open can refuse before it takes a slot. */
+static ssmb_result ssmb__eng_open_check(const ssmb_engine *eng, const ssmb_conn_desc *desc, const ssmb_url *u,
+                                    int *proxied) {
+    int tls = desc->tls_mode == SSMB_TLS_INTERNAL || (desc->tls_mode == SSMB_TLS_AUTO && u->secure);
+    if (u->host.len == 0 || u->host.len > SSMB__DNS_NAME_MAX) return SSMB_ERR_INVALID_ARG;
+    *proxied = ssmb__eng_wants_proxy(eng, u);
+    if (*proxied && (eng->proxy.state < 0 || strlen(eng->proxy.host) > SSMB__DNS_NAME_MAX)) return SSMB_ERR_PROXY;
+    if (tls && !desc->trust && !eng->desc.trust && eng->trust_error < 0) return eng->trust_error;
+    return SSMB_OK;
+}
+
+static ssmb__slot *ssmb__slot_free_one(ssmb_engine *eng) {
+    uint32_t i;
+    for (i = 0; i < eng->nslots; i++)
+        if (eng->slots[i].phase == SSMB__SLOT_FREE) return &eng->slots[i];
+    return NULL;
+}
+
+/* The setup block and the conn (with the engine's hooks). */
+static ssmb_result ssmb__slot_open(ssmb_engine *eng, ssmb__slot *s, const ssmb_conn_desc *desc) {
+    ssmb_conn_desc cd = *desc;
+    ssmb_result r;
+    s->setup = (ssmb__setup *)ssmb__alloc(&eng->desc.allocator, sizeof *s->setup);
+    if (!s->setup) return SSMB_ERR_NOMEM;
+    memset(s->setup, 0, sizeof *s->setup);
+    cd.allocator = eng->desc.allocator;
+    cd.logger = eng->desc.logger;
+    cd.random_fn = eng->desc.random_fn;
+    cd.random_user_data = eng->desc.random_user_data;
+    cd.utc_fn = eng->desc.utc_fn;
+    cd.utc_user_data = eng->desc.utc_user_data;
+    if (!cd.trust) cd.trust = eng->desc.trust;
+    r = ssmb_conn_create(&cd, &s->conn);
+    if (r != SSMB_OK) {
+        s->conn = NULL;
+        ssmb__slot_drop_setup(eng, s);
+    }
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_ws_open(ssmb_engine *eng, const ssmb_conn_desc *desc, void *user_data,
+                                            uint64_t now_ms, ssmb_ws *out) {
+    ssmb_url url;
+    ssmb__slot *s;
+    ssmb_result r;
+    int proxied = 0;
+    if (out) out->id = 0;
+    if (!eng || !desc || !desc->url || !out) return SSMB_ERR_INVALID_ARG;
+    r = ssmb_url_parse(desc->url, strlen(desc->url), &url);
+    if (r == SSMB_OK) r = ssmb__eng_open_check(eng, desc, &url, &proxied);
+    if (r != SSMB_OK) return r;
+    s = ssmb__slot_free_one(eng);
+    if (!s) return SSMB_ERR_LIMIT;
+    r = ssmb__slot_open(eng, s, desc);
+    if (r != SSMB_OK) return r;
+    ssmb__eng_route(eng, s->setup, &url, proxied);
+    s->user_data = user_data;
+    s->phase = SSMB__SLOT_ADDRESSED; /* taken; resolve_start sets the real phase */
+    eng->now = now_ms;
+    *out = ssmb__slot_handle(eng, s);
+    ssmb__eng_resolve_start(eng, s, now_ms);
+    return SSMB_OK;
+}
+
+/* ---- using an open WebSocket ---- */
+
+SSMB_APIDEF ssmb_result ssmb_engine_ws_send(ssmb_engine *eng, ssmb_ws ws, uint32_t opcode, const void *data,
+                                            size_t len, int final, size_t *accepted) {
+    ssmb__slot *s = ssmb__slot_of(eng, ws);
+    size_t taken = 0;
+    ssmb_result r;
+    if (accepted) *accepted = 0;
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    if (len && !data) return SSMB_ERR_INVALID_ARG;
+    if (s->phase == SSMB__SLOT_RUNNING || s->phase == SSMB__SLOT_DONE)
+        r = ssmb_conn_send_message(s->conn, opcode, data, len, final, &taken);
+    else
+        r = SSMB_AGAIN; /* not open yet: WS_OPEN, then WS_WRITABLE */
+    if (r == SSMB_AGAIN || (r == SSMB_OK && taken < len)) s->want_writable = 1;
+    if (accepted) *accepted = taken;
+    return r;
+}
+
+SSMB_APIDEF size_t ssmb_engine_ws_send_space(ssmb_engine *eng, ssmb_ws ws) {
+    ssmb__slot *s = ssmb__slot_of(eng, ws);
+    return s && s->phase == SSMB__SLOT_RUNNING ? ssmb_conn_send_space(s->conn) : 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_ws_close(ssmb_engine *eng, ssmb_ws ws, uint32_t code, const char *reason,
+                                             uint64_t now_ms) {
+    ssmb__slot *s = ssmb__slot_of(eng, ws);
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    if (s->phase == SSMB__SLOT_DONE) return SSMB_OK;
+    if (s->phase == SSMB__SLOT_RUNNING && s->opened) return ssmb_conn_close(s->conn, code, reason, now_ms);
+    ssmb__slot_fail(eng, s, SSMB_CLOSED, 0); /* before the upgrade there is nobody to say goodbye to */
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_engine_ws_abort(ssmb_engine *eng, ssmb_ws ws) {
+    ssmb__slot *s = ssmb__slot_of(eng, ws);
+    if (s) ssmb__slot_release(eng, s, 1);
+}
+
+SSMB_APIDEF ssmb_conn *ssmb_engine_ws_conn(ssmb_engine *eng, ssmb_ws ws) {
+    ssmb__slot *s = ssmb__slot_of(eng, ws);
+    return s ? s->conn : NULL;
+}
+
+/* ---- events ---- */
+
+/* The next event of one slot, in order: open, writable, pieces of
+   messages, closed. Pieces wait while the host's last send came back short,
+   so a host that forwards what it receives never holds more than one piece
+   (back-pressure). Handing out WS_CLOSED frees the slot. */
+static int ssmb__slot_event(ssmb_engine *eng, ssmb__slot *s, ssmb_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    ev->ws = ssmb__slot_handle(eng, s);
+    ev->user_data = s->user_data;
+    if (s->pending_open) {
+        s->pending_open = 0;
+        ev->type = SSMB_EVENT_WS_OPEN;
+    } else if (s->pending_writable) {
+        s->pending_writable = 0;
+        ev->type = SSMB_EVENT_WS_WRITABLE;
+    } else if (s->opened && !s->want_writable && ssmb_conn_recv_message(s->conn, &ev->piece) == SSMB_OK) {
+        ev->type = SSMB_EVENT_WS_MESSAGE;
+    } else if (s->phase == SSMB__SLOT_DONE) {
+        ev->type = SSMB_EVENT_WS_CLOSED;
+        ev->result = s->result;
+        ev->detail = s->detail;
+        ssmb__slot_release(eng, s, 1);
+    }
+    return ev->type != SSMB_EVENT_NONE;
+}
+
+/* Calls event_fn for each event of the slot, until it has none or the
+   callback freed it. */
+static void ssmb__eng_deliver(ssmb_engine *eng, ssmb__slot *s) {
+    uint32_t gen = s->gen;
+    ssmb_event ev;
+    while (s->gen == gen && s->phase != SSMB__SLOT_FREE && ssmb__slot_event(eng, s, &ev)) {
+        eng->in_event = 1;
+        eng->desc.event_fn(eng, &ev, eng->desc.event_user_data);
+        eng->in_event = 0;
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_next_event(ssmb_engine *eng, ssmb_event *out) {
+    uint32_t k;
+    if (!eng || !out) return SSMB_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (eng->desc.event_fn) return SSMB_ERR_INVALID_STATE;
+    for (k = 0; k < eng->nslots; k++) {
+        uint32_t i = (eng->next_slot + k) % eng->nslots;
+        ssmb__slot *s = &eng->slots[i];
+        if (s->phase == SSMB__SLOT_FREE || !ssmb__slot_event(eng, s, out)) continue;
+        eng->next_slot = (i + 1) % eng->nslots; /* one event per slot per round */
+        return SSMB_OK;
+    }
+    return SSMB_AGAIN;
+}
+
+/* ---- descriptors, interest and time ---- */
+
+/* The poll events the slot's descriptor wants now. */
+static uint16_t ssmb__eng_interest(const ssmb__slot *s) {
+    unsigned w;
+    if (s->fd < 0) return 0;
+    switch (s->phase) {
+    case SSMB__SLOT_RESOLVE_DNS: return SSMB_POLLIN;
+    case SSMB__SLOT_CONNECTING: return SSMB_POLLOUT;
+    case SSMB__SLOT_TUNNEL: return s->setup->reply ? SSMB_POLLIN : SSMB_POLLOUT;
+    case SSMB__SLOT_RUNNING:
+        if (s->eof) return 0;
+        w = ssmb_conn_wants(s->conn);
+        return (uint16_t)(((w & SSMB_WANT_READ) ? SSMB_POLLIN : 0) | ((w & SSMB_WANT_WRITE) ? SSMB_POLLOUT : 0));
+    default: return 0;
+    }
+}
+
+/* 1 when the host's picture of the slot's descriptor is out of date. */
+static int ssmb__eng_stale(const ssmb__slot *s) {
+    uint16_t ev = ssmb__eng_interest(s);
+    if (ev == 0 && s->told_events == 0) return 0;
+    return s->told_fd != s->fd || s->told_events != ev;
+}
+
+static void ssmb__eng_told(ssmb__slot *s) {
+    s->told_fd = s->fd;
+    s->told_events = ssmb__eng_interest(s);
+}
+
+/* fd_change_fn for every descriptor whose interest changed. */
+static void ssmb__eng_tell_all(ssmb_engine *eng) {
+    uint32_t i;
+    if (!eng->desc.fd_change_fn) return;
+    for (i = 0; i < eng->nslots; i++) {
+        ssmb__slot *s = &eng->slots[i];
+        if (s->fd < 0 || !ssmb__eng_stale(s)) continue;
+        ssmb__eng_told(s);
+        eng->desc.fd_change_fn(s->fd, s->told_events, eng->desc.fd_change_user_data);
+    }
+}
+
+/* When the slot next needs the engine: 0 for work waiting now. */
+static uint64_t ssmb__slot_deadline(const ssmb__slot *s) {
+    uint64_t d;
+    switch (s->phase) {
+    case SSMB__SLOT_FREE: return SSMB_NO_DEADLINE;
+    case SSMB__SLOT_RESOLVE_DNS: d = s->setup->dns.server_deadline; break;
+    case SSMB__SLOT_RUNNING: d = ssmb_conn_next_deadline(s->conn); break;
+    case SSMB__SLOT_RESOLVE_HOOK:
+    case SSMB__SLOT_CONNECTING:
+    case SSMB__SLOT_TUNNEL: d = s->deadline; break;
+    default: return 0; /* ADDRESSED: connect; DONE: WS_CLOSED to hand out */
+    }
+    if (s->pending_open || s->pending_writable || ssmb__eng_stale(s)) return 0;
+    if (s->phase == SSMB__SLOT_RUNNING && s->want_writable && ssmb_conn_send_space(s->conn) > 0) return 0;
+    return d;
+}
+
+static uint64_t ssmb__eng_next_deadline(const ssmb_engine *eng) {
+    uint64_t best = SSMB_NO_DEADLINE;
+    uint32_t i;
+    for (i = 0; i < eng->nslots && best > 0; i++) best = SSMB__MIN(best, ssmb__slot_deadline(&eng->slots[i]));
+    return best;
+}
+
+SSMB_APIDEF int ssmb_engine_timeout_ms(ssmb_engine *eng, uint64_t now_ms, int max_ms) {
+    uint64_t d = eng ? ssmb__eng_next_deadline(eng) : SSMB_NO_DEADLINE, wait;
+    if (d == SSMB_NO_DEADLINE) return max_ms >= 0 ? max_ms : -1;
+    wait = d > now_ms ? d - now_ms : 0;
+    if (max_ms >= 0 && wait > (uint64_t)max_ms) wait = (uint64_t)max_ms;
+    return wait > 0x7fffffffu ? 0x7fffffff : (int)wait;
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, size_t *count) {
+    size_t total = 0;
+    uint32_t i;
+    if (!eng || !count || (cap && !out)) return SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < eng->nslots; i++) {
+        uint16_t ev = ssmb__eng_interest(&eng->slots[i]);
+        if (!ev) continue;
+        if (total < cap) {
+            out[total].fd = eng->slots[i].fd;
+            out[total].events = ev;
+            out[total].revents = 0;
+        }
+        total++;
+    }
+    *count = total;
+    if (cap == 0) return SSMB_OK;
+    if (total > cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    for (i = 0; i < eng->nslots; i++) ssmb__eng_told(&eng->slots[i]); /* the host now knows them all */
+    return SSMB_OK;
+}
+
+/* The poll(2) set of every descriptor with interest, in eng->pfd. */
+static size_t ssmb__eng_poll_list(ssmb_engine *eng) {
+    size_t n = 0;
+    uint32_t i;
+    for (i = 0; i < eng->nslots; i++) {
+        uint16_t ev = ssmb__eng_interest(&eng->slots[i]);
+        if (!ev) continue;
+        eng->pfd[n].fd = eng->slots[i].fd;
+        eng->pfd[n].events = (short)(((ev & SSMB_POLLIN) ? POLLIN : 0) | ((ev & SSMB_POLLOUT) ? POLLOUT : 0));
+        eng->pfd[n].revents = 0;
+        n++;
+    }
+    return n;
+}
+
+/* The descriptors poll(2) found ready, as ssmb_pollfd, in eng->ready. */
+static size_t ssmb__eng_ready_list(ssmb_engine *eng, size_t n) {
+    size_t i, k = 0;
+    for (i = 0; i < n; i++) {
+        short re = eng->pfd[i].revents;
+        if (!re) continue;
+        eng->ready[k].fd = eng->pfd[i].fd;
+        eng->ready[k].events = 0;
+        eng->ready[k].revents = (uint16_t)(((re & POLLIN) ? SSMB_POLLIN : 0) | ((re & POLLOUT) ? SSMB_POLLOUT : 0) |
+                                           ((re & POLLERR) ? SSMB_POLLERR : 0) | ((re & POLLHUP) ? SSMB_POLLHUP : 0));
+        k++;
+    }
+    return k;
+}
+
+/* What the host's poll reported for fd. */
+static unsigned ssmb__eng_revents(const ssmb_pollfd *ready, size_t n, int fd) {
+    size_t i;
+    if (fd < 0) return 0;
+    for (i = 0; i < n; i++)
+        if (ready[i].fd == fd) return ready[i].revents & (SSMB_POLLIN | SSMB_POLLOUT | SSMB_POLLERR | SSMB_POLLHUP);
+    return 0;
+}
+
+/* ---- process, tick, wait ---- */
+
+static void ssmb__slot_work(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
+    switch (s->phase) {
+    case SSMB__SLOT_RESOLVE_HOOK:
+        if (now >= s->deadline) ssmb__slot_fail(eng, s, SSMB_ERR_TIMEOUT, 0);
+        break;
+    case SSMB__SLOT_RESOLVE_DNS: ssmb__dns_work(eng, s, revents, now); break;
+    case SSMB__SLOT_ADDRESSED: ssmb__slot_connect_next(eng, s, now); break;
+    case SSMB__SLOT_CONNECTING: ssmb__slot_connect_work(eng, s, revents, now); break;
+    case SSMB__SLOT_TUNNEL: ssmb__tunnel_work(eng, s, revents, now); break;
+    case SSMB__SLOT_RUNNING: ssmb__eng_run_work(eng, s, revents, now); break;
+    default: break;
+    }
+}
+
+/* One slot's turn: its I/O and timers, then (with event_fn) its events,
+   and what the callbacks sent goes out at once. */
+static void ssmb__slot_step(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
+    uint32_t gen = s->gen;
+    int round;
+    ssmb__slot_work(eng, s, revents, now);
+    for (round = 0; round < SSMB__EVENT_ROUNDS && eng->desc.event_fn; round++) {
+        ssmb__eng_deliver(eng, s);
+        if (s->gen != gen || s->phase != SSMB__SLOT_RUNNING) return;
+        ssmb__eng_run_work(eng, s, 0, now);
+        if (!s->pending_open && !s->pending_writable && s->phase == SSMB__SLOT_RUNNING) return;
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_process(ssmb_engine *eng, const ssmb_pollfd *ready, size_t n, uint64_t now_ms) {
+    uint32_t i;
+    if (!eng || (n && !ready)) return SSMB_ERR_INVALID_ARG;
+    if (eng->in_event) return SSMB_ERR_INVALID_STATE;
+    eng->now = now_ms;
+    for (i = 0; i < eng->nslots; i++) {
+        ssmb__slot *s = &eng->slots[i];
+        if (s->phase != SSMB__SLOT_FREE) ssmb__slot_step(eng, s, ssmb__eng_revents(ready, n, s->fd), now_ms);
+    }
+    ssmb__eng_tell_all(eng);
+    return SSMB_OK;
+}
+
+/* A poll with no wait finds what is ready; poll(2) with a zero timeout
+   never blocks. */
+SSMB_APIDEF ssmb_result ssmb_engine_tick(ssmb_engine *eng, uint64_t now_ms) {
+    size_t n, k = 0;
+    if (!eng) return SSMB_ERR_INVALID_ARG;
+    if (eng->in_event) return SSMB_ERR_INVALID_STATE;
+    n = ssmb__eng_poll_list(eng);
+    if (n && poll(eng->pfd, (nfds_t)n, 0) > 0) k = ssmb__eng_ready_list(eng, n);
+    return ssmb_engine_process(eng, eng->ready, k, now_ms);
+}
+
+/* It has no clock: the sleep is measured from the now_ms of the last
+   process or tick, which the host calls just before. */
+SSMB_APIDEF ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms) {
+    size_t n;
+    uint32_t i;
+    int t;
+    if (!eng) return SSMB_ERR_INVALID_ARG;
+    if (eng->in_event) return SSMB_ERR_INVALID_STATE;
+    n = ssmb__eng_poll_list(eng);
+    for (i = 0; i < eng->nslots; i++) ssmb__eng_told(&eng->slots[i]);
+    t = ssmb_engine_timeout_ms(eng, eng->now, max_ms);
+    if (n == 0 && t < 0) return SSMB_OK; /* nothing could ever wake it */
+    while (poll(eng->pfd, (nfds_t)n, t) < 0)
+        if (errno != EINTR) return SSMB_ERR_IO;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_engine_destroy(ssmb_engine *eng) {
+    uint32_t i;
+    if (!eng || eng->in_event) return; /* from inside event_fn: refused (it returns nothing to say so) */
+    for (i = 0; i < eng->nslots; i++)
+        if (eng->slots[i].phase != SSMB__SLOT_FREE) ssmb__slot_release(eng, &eng->slots[i], 0);
+    ssmb__eng_free(eng);
+}
+#endif /* !SSMB_NO_SOCKETS */
+
 
 // >>public
 static const char *ssmb__result_name(ssmb_result r) {
