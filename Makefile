@@ -23,8 +23,12 @@ TEST_BINS := $(BUILD)/test-gcc $(BUILD)/test-clang $(BUILD)/test-asan $(BUILD)/t
 CHECK_OBJS := $(BUILD)/impl-gcc.o $(BUILD)/static-gcc.o $(BUILD)/config-cells.stamp
 TOOLS := $(BUILD)/bench
 
+FUZZ_TARGETS := msg json ws http conn
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay-%)
+FUZZ_SECONDS ?= 60
+
 .PHONY: all test deps bench clean fuzz soak
-all: $(TEST_BINS) $(CHECK_OBJS)
+all: $(TEST_BINS) $(CHECK_OBJS) $(FUZZ_REPLAY)
 
 deps:
 	@sh tools/deps.sh
@@ -76,6 +80,21 @@ $(BUILD)/config-cells.stamp: $(HDR) tests/impl.c | $(BUILD)
 	  printf '#include "ssmbridge.h"\n#include "ssmbridge.h"\nint ssmb_user(void);\nint ssmb_user(void) { return (int)ssmb_version()[0]; }\n' \
 	    | $$cc $(C99) -I. -x c -fsyntax-only - || { echo "header alone does not compile: $$cc"; exit 1; }; \
 	done; touch $@
+
+# Fuzz targets: replayed over the seed corpus and seeded mutations by `make
+# test` (ASan+UBSan, a few seconds), run under libFuzzer by `make fuzz`.
+$(BUILD)/fuzz-replay-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(HDR) tests/impl.c | $(BUILD)
+	$(CLANG) $(C99) -O1 -g $(SAN) tests/fuzz/fuzz_$*.c tests/fuzz/replay.c tests/impl.c -o $@ $(TLSLIB)
+
+$(BUILD)/fuzz-%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(HDR) tests/impl.c | $(BUILD)
+	$(CLANG) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined tests/fuzz/fuzz_$*.c tests/impl.c -o $@ $(TLSLIB)
+
+fuzz: deps $(FUZZ_TARGETS:%=$(BUILD)/fuzz-%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz-corpus/$$t; cp tests/fuzz/corpus/$$t/* $(BUILD)/fuzz-corpus/$$t/; \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
+	  $(BUILD)/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 $(BUILD)/fuzz-corpus/$$t 2>&1 | tail -n 3; \
+	done
 
 test: deps
 	@$(MAKE) --no-print-directory -j2 all

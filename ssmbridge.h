@@ -950,6 +950,20 @@ typedef struct ssmb_allocator {
 
 enum { SSMB_LOG_ERROR = 0, SSMB_LOG_WARN = 1, SSMB_LOG_INFO = 2, SSMB_LOG_DEBUG = 3 };
 
+/* What a log line is about (stable numbers; 1-19 the conn, 20-39 the
+   engine). */
+enum {
+    SSMB_LOGITEM_NONE = 0,
+    SSMB_LOGITEM_DESC_INVALID = 1,      /* a desc field is missing or wrong; msg names it */
+    SSMB_LOGITEM_CONN_OPEN = 2,
+    SSMB_LOGITEM_CONN_CLOSED = 3,
+    SSMB_LOGITEM_CONN_FAILED = 4,
+    SSMB_LOGITEM_UPGRADE_REFUSED = 5,   /* the HTTP upgrade got another answer than 101 */
+    SSMB_LOGITEM_TLS_FAILED = 6,
+    SSMB_LOGITEM_WS_PROTOCOL = 7,       /* the peer broke RFC 6455 */
+    SSMB_LOGITEM_TIMEOUT = 8
+};
+
 /* Logging, off by default. item is an SSMB_LOGITEM_* number; msg is a short
    text (never a secret: keys, tokens and signatures are not logged). */
 typedef struct ssmb_logger {
@@ -1107,7 +1121,7 @@ SSMB_API const uint8_t *ssmb_conn_send_buf(ssmb_conn *c, size_t *len);
 SSMB_API void ssmb_conn_send_ack(ssmb_conn *c, size_t n);
 
 /* SSMB_WANT_* bits. */
-SSMB_API unsigned ssmb_conn_wants(const ssmb_conn *c);
+SSMB_API unsigned ssmb_conn_wants(ssmb_conn *c);
 /* Runs due timers: handshake timeout, pings, dead-peer detection, close
    timeout. */
 SSMB_API ssmb_result ssmb_conn_tick(ssmb_conn *c, uint64_t now_ms);
@@ -1126,7 +1140,7 @@ SSMB_API ssmb_conn_state ssmb_conn_get_state(const ssmb_conn *c);
 SSMB_API ssmb_result ssmb_conn_recv_message(ssmb_conn *c, ssmb_ws_piece *piece);
 /* Payload bytes one frame can carry now (0 while the handshake runs or the
    output is full). */
-SSMB_API size_t ssmb_conn_send_space(const ssmb_conn *c);
+SSMB_API size_t ssmb_conn_send_space(ssmb_conn *c);
 /* Sends data as one frame of a text or binary message, masked. Takes at
    most ssmb_conn_send_space() bytes (*accepted says how many); the message
    ends when final is 1 and all of data was taken. Later calls continue it
@@ -1561,19 +1575,19 @@ SSMB_APIDEF int ssmb_equal_ct(const void *a, const void *b, size_t n) {
 
 // >>memory
 /* The desc's allocator, or SSMB_MALLOC/SSMB_FREE when it is all zero. */
-static SSMB__MAYBE_UNUSED void *ssmb__alloc(const ssmb_allocator *a, size_t n) {
+static void *ssmb__alloc(const ssmb_allocator *a, size_t n) {
     if (a && a->alloc_fn) return a->alloc_fn(n, a->user_data);
     return SSMB_MALLOC(n);
 }
 
-static SSMB__MAYBE_UNUSED void ssmb__free(const ssmb_allocator *a, void *p, size_t n) {
+static void ssmb__free(const ssmb_allocator *a, void *p, size_t n) {
     if (!p) return;
     if (a && a->free_fn) a->free_fn(p, n, a->user_data);
     else SSMB_FREE(p);
 }
 
 /* Zero-is-default: both functions or neither (STYLE: an allocator is whole). */
-static SSMB__MAYBE_UNUSED int ssmb__allocator_valid(const ssmb_allocator *a) {
+static int ssmb__allocator_valid(const ssmb_allocator *a) {
     return (a->alloc_fn == NULL) == (a->free_fn == NULL);
 }
 
@@ -5107,7 +5121,101 @@ SSMB_APIDEF ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, in
 }
 
 // >>url
-/* (the URL parser goes here) */
+/* Absolute ws/wss/http/https URLs (RFC 3986 §3, the parts a client needs):
+   no user info, no fragment, nothing outside visible ASCII. */
+static int ssmb__url_scheme(ssmb_url *u, const char *t, size_t len, size_t *at) {
+    static const char *const names[] = {"wss", "ws", "https", "http"};
+    static const uint16_t ports[] = {443, 80, 443, 80};
+    size_t i, k;
+    for (i = 0; i < 4; i++) {
+        size_t n = strlen(names[i]);
+        if (len < n + 3 || memcmp(t + n, "://", 3) != 0) continue;
+        for (k = 0; k < n && ssmb__ascii_lower((unsigned char)t[k]) == (unsigned char)names[i][k]; k++) {}
+        if (k < n) continue;
+        u->scheme.ptr = t;
+        u->scheme.len = n;
+        u->port = ports[i];
+        u->secure = (uint8_t)(i % 2 == 0);
+        *at = n + 3;
+        return 1;
+    }
+    return 0;
+}
+
+static int ssmb__url_host_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+}
+
+/* ":port" after the host, 1..65535, or nothing. */
+static int ssmb__url_port(ssmb_url *u, const char *p, size_t n) {
+    uint32_t v = 0;
+    size_t i;
+    if (n == 0) return 1;
+    if (p[0] != ':' || n == 1 || n > 6) return 0;
+    for (i = 1; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        v = v * 10 + (uint32_t)(p[i] - '0');
+    }
+    if (v == 0 || v > 65535) return 0;
+    u->port = (uint16_t)v;
+    return 1;
+}
+
+static int ssmb__url_authority(ssmb_url *u, const char *p, size_t n) {
+    size_t i = 0;
+    if (n > 0 && p[0] == '[') {
+        for (i = 1; i < n && p[i] != ']'; i++)
+            if (!(ssmb__hex_value(p[i]) >= 0 || p[i] == ':' || p[i] == '.')) return 0;
+        if (i == n || i < 3) return 0;
+        u->host.ptr = p + 1;
+        u->host.len = i - 1;
+        u->ipv6_literal = 1;
+        i++;
+    } else {
+        while (i < n && ssmb__url_host_char((unsigned char)p[i])) i++;
+        if (i == 0) return 0;
+        u->host.ptr = p;
+        u->host.len = i;
+    }
+    return ssmb__url_port(u, p + i, n - i);
+}
+
+/* Path and query: visible ASCII only; '#' (a fragment) is refused. */
+static int ssmb__url_target(ssmb_url *u, const char *p, size_t n) {
+    size_t i, q = n;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '#') return 0;
+        if (c == '?' && q == n) q = i;
+    }
+    if (n == 0) {
+        u->target = u->path = ssmb_str_c("/");
+        u->query = ssmb_str_c("");
+        return 1;
+    }
+    if (p[0] != '/') return 0; /* "host?query" has no origin-form target */
+    u->target.ptr = u->path.ptr = p;
+    u->target.len = n;
+    u->path.len = q;
+    u->query.ptr = p + (q < n ? q + 1 : n);
+    u->query.len = q < n ? n - q - 1 : 0;
+    return 1;
+}
+
+SSMB_APIDEF ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out) {
+    ssmb_url u;
+    size_t at = 0, end;
+    if (!text || !out) return SSMB_ERR_INVALID_ARG;
+    memset(&u, 0, sizeof u);
+    if (!ssmb__url_scheme(&u, text, len, &at)) return SSMB_ERR_MALFORMED;
+    end = at;
+    while (end < len && text[end] != '/' && text[end] != '?' && text[end] != '#') end++;
+    if (!ssmb__url_authority(&u, text + at, end - at)) return SSMB_ERR_MALFORMED;
+    if (!ssmb__url_target(&u, text + end, len - end)) return SSMB_ERR_MALFORMED;
+    *out = u;
+    return SSMB_OK;
+}
 
 // >>tls
 /* The TLS backend contract: one backend is compiled in (>>tls-bearssl,
@@ -5239,7 +5347,865 @@ SSMB_APIDEF const char *ssmb_tls_backend(void) { return "none"; }
 #endif
 
 // >>conn
-/* (the sans-I/O connection goes here) */
+/* The sans-I/O WebSocket connection: TLS (internal or the host's), the
+   HTTP upgrade, then frames both ways. Everything it owns lives in one
+   allocation made by ssmb_conn_create; nothing after that allocates. */
+
+#define SSMB__CONN_HEAD_MAX 8192u       /* the upgrade request, later the response head */
+#define SSMB__CONN_MAX_RESPONSE_HEADERS 48u
+#define SSMB__CONN_MASK_POOL 256u       /* random bytes drawn at once for mask keys */
+#define SSMB__CONN_SIGNER_HEADERS 3u    /* X-Amz-Date, X-Amz-Security-Token, Authorization */
+#define SSMB__CONN_AUTHZ_MAX 640u
+
+/* A control frame waiting for room in the output (at most one of each). */
+typedef struct ssmb__conn_ctl {
+    uint8_t pending;
+    uint8_t len;
+    uint8_t payload[SSMB_WS_MAX_CONTROL_PAYLOAD];
+} ssmb__conn_ctl;
+
+struct ssmb_conn {
+    size_t mem_size;                    /* the one allocation, for free_fn */
+    ssmb_allocator alloc;
+    ssmb_logger logger;
+    ssmb_random_fn random_fn;
+    void *random_user_data;
+    ssmb_utc_fn utc_fn;
+    void *utc_user_data;
+    const ssmb_trust *trust;
+
+    ssmb_url url;                       /* views into url_text */
+    char *url_text;
+    char *server_name;
+    char *region;
+    char *service;
+    ssmb_aws_credentials creds;         /* views into this block; wiped on destroy */
+    ssmb_http_header *headers;          /* the user's extra headers, then room for the signer's */
+    uint32_t extra_count;
+    int sign;                           /* 1: SigV4-sign the upgrade (PROTOCOL.md §4.1) */
+
+    uint32_t handshake_timeout_ms, ping_interval_ms, idle_timeout_ms, close_timeout_ms;
+    uint64_t max_message_size;
+
+    ssmb_conn_state state;
+    ssmb_result error;                  /* SSMB_OK while healthy, SSMB_CLOSED or an error at the end */
+    int32_t detail;
+
+    int tls_on;
+    ssmb__tls *tls;
+    /* Without internal TLS, plain buffers. Invariants: rd <= wr <= cap. */
+    uint8_t *in;
+    size_t in_cap, in_rd, in_wr;
+    uint8_t *out;
+    size_t out_cap, out_rd, out_wr;
+
+    char *head;                         /* SSMB__CONN_HEAD_MAX bytes */
+    size_t head_len;                    /* request bytes, later response bytes gathered */
+    size_t request_sent;                /* request bytes moved to the output */
+    int request_done;
+    uint32_t head_match;                /* bytes of "\r\n\r\n" matched at the end of head */
+    char expected_accept[29];
+
+    ssmb_ws_reader reader;
+    size_t piece_ack;                   /* input bytes behind the piece handed out last */
+    int message_open;                   /* an outgoing message awaits its final frame */
+    uint32_t message_opcode;
+    ssmb__conn_ctl ping, pong, close_frame;
+    int close_sent, close_received;
+    uint32_t peer_close_code;
+    size_t peer_reason_len;
+    char peer_reason[SSMB_WS_MAX_CONTROL_PAYLOAD];
+    uint8_t mask_pool[SSMB__CONN_MASK_POOL];
+    size_t mask_used;                   /* invariant: <= SSMB__CONN_MASK_POOL */
+
+    uint64_t now;                       /* the latest time the host gave */
+    uint64_t handshake_deadline, last_recv, last_send, close_deadline;
+};
+
+/* Everything that can move without the host; defined after its parts. */
+static void ssmb__conn_pump(ssmb_conn *c);
+
+/* ---- logging ---- */
+
+static void ssmb__log(const ssmb_logger *l, uint32_t level, uint32_t item, const char *msg, uint32_t line) {
+    if (l && l->log_fn) l->log_fn("ssmb", level, item, msg, line, l->user_data);
+}
+#define SSMB__LOG(c, level, item, msg) ssmb__log(&(c)->logger, (level), (item), (msg), (uint32_t)__LINE__)
+
+/* ---- layout: one allocation, measured then carved ---- */
+
+typedef struct ssmb__arena {
+    uint8_t *base;      /* NULL while measuring */
+    size_t used;
+    int overflow;
+} ssmb__arena;
+
+static void *ssmb__arena_take(ssmb__arena *a, size_t n, size_t align) {
+    size_t at = (a->used + (align - 1)) & ~(align - 1), end;
+    if (at < a->used || ssmb_size_add(at, n, &end) != SSMB_OK) {
+        a->overflow = 1;
+        return NULL;
+    }
+    a->used = end;
+    return a->base ? a->base + at : NULL;
+}
+
+/* A NUL-terminated copy of n bytes of s. */
+static char *ssmb__arena_strn(ssmb__arena *a, const char *s, size_t n) {
+    char *p = (char *)ssmb__arena_take(a, n + 1, 1);
+    if (p) {
+        if (n) memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static ssmb_str ssmb__arena_view(ssmb__arena *a, ssmb_str v) {
+    ssmb_str r;
+    r.ptr = ssmb__arena_strn(a, v.ptr ? v.ptr : "", v.len);
+    r.len = v.len;
+    if (!r.ptr) r.ptr = "";
+    return r;
+}
+
+static const char *ssmb__or(const char *s, const char *def) { return s && *s ? s : def; }
+
+/* Copies of everything the desc points at, and the buffers. With a NULL
+   base only the size is measured (c is then a scratch struct). */
+static void ssmb__conn_layout(ssmb__arena *a, const ssmb_conn_desc *d, const ssmb_url *url, ssmb_conn *c) {
+    uint32_t i;
+    const char *service = ssmb__or(d->sign_service, "ssmmessages");
+    (void)ssmb__arena_take(a, sizeof(ssmb_conn), 16);
+    c->url_text = ssmb__arena_strn(a, d->url, strlen(d->url));
+    c->server_name = d->server_name && *d->server_name
+                         ? ssmb__arena_strn(a, d->server_name, strlen(d->server_name))
+                         : ssmb__arena_strn(a, url->host.ptr, url->host.len);
+    c->region = ssmb__arena_strn(a, ssmb__or(d->region, ""), strlen(ssmb__or(d->region, "")));
+    c->service = ssmb__arena_strn(a, service, strlen(service));
+    c->creds.access_key_id = ssmb__arena_view(a, d->credentials.access_key_id);
+    c->creds.secret_access_key = ssmb__arena_view(a, d->credentials.secret_access_key);
+    c->creds.session_token = ssmb__arena_view(a, d->credentials.session_token);
+    c->headers = (ssmb_http_header *)ssmb__arena_take(
+        a, sizeof(ssmb_http_header) * ((size_t)d->extra_header_count + SSMB__CONN_SIGNER_HEADERS), 8);
+    for (i = 0; i < d->extra_header_count; i++) {
+        ssmb_str name = ssmb__arena_view(a, d->extra_headers[i].name);
+        ssmb_str value = ssmb__arena_view(a, d->extra_headers[i].value);
+        if (c->headers) {
+            c->headers[i].name = name;
+            c->headers[i].value = value;
+        }
+    }
+    c->head = (char *)ssmb__arena_take(a, SSMB__CONN_HEAD_MAX, 1);
+    if (c->tls_on) {
+        c->tls = (ssmb__tls *)ssmb__arena_take(a, ssmb__tls_size(), 16);
+    } else {
+        c->in = (uint8_t *)ssmb__arena_take(a, c->in_cap, 16);
+        c->out = (uint8_t *)ssmb__arena_take(a, c->out_cap, 16);
+    }
+}
+
+/* ---- create, destroy ---- */
+
+static ssmb_result ssmb__conn_check_desc(const ssmb_conn_desc *d, ssmb_url *url, int *tls_on) {
+    uint32_t i;
+    if (!d->url || ssmb_url_parse(d->url, strlen(d->url), url) != SSMB_OK) return SSMB_ERR_INVALID_ARG;
+    if (url->scheme.len > 3) return SSMB_ERR_INVALID_ARG; /* http or https: not a WebSocket URL */
+    if (!ssmb__allocator_valid(&d->allocator)) return SSMB_ERR_INVALID_ARG;
+    if (d->tls_mode > SSMB_TLS_EXTERNAL) return SSMB_ERR_INVALID_ARG;
+    *tls_on = d->tls_mode == SSMB_TLS_INTERNAL || (d->tls_mode == SSMB_TLS_AUTO && url->secure);
+    if (*tls_on && strcmp(ssmb_tls_backend(), "none") == 0) return SSMB_ERR_UNSUPPORTED;
+    if (*tls_on && !d->trust) return SSMB_ERR_INVALID_ARG;
+    if (d->credentials.access_key_id.len &&
+        (!d->credentials.secret_access_key.len || !d->region || !*d->region))
+        return SSMB_ERR_INVALID_ARG;
+    if (d->extra_header_count && !d->extra_headers) return SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < d->extra_header_count; i++)
+        if (!d->extra_headers[i].name.ptr || (!d->extra_headers[i].value.ptr && d->extra_headers[i].value.len))
+            return SSMB_ERR_INVALID_ARG;
+    return SSMB_OK;
+}
+
+/* PROTOCOL.md §4.1: a StreamUrl that already carries a signature is sent
+   as it is; any other is signed when there are credentials. */
+static int ssmb__url_is_presigned(ssmb_str query) {
+    static const char *const names[] = {"X-Amz-Algorithm=", "X-Amz-Credential=", "X-Amz-Date=",
+                                        "X-Amz-Expires=", "X-Amz-SignedHeaders=", "X-Amz-Signature=",
+                                        "X-Amz-Security-Token="};
+    size_t at = 0, i;
+    while (at < query.len) {
+        size_t end = at;
+        while (end < query.len && query.ptr[end] != '&') end++;
+        for (i = 0; i < SSMB__COUNT_OF(names); i++) {
+            size_t n = strlen(names[i]), k;
+            if (end - at < n) continue;
+            for (k = 0; k < n && ssmb__ascii_lower((unsigned char)query.ptr[at + k]) ==
+                                     ssmb__ascii_lower((unsigned char)names[i][k]);
+                 k++) {}
+            if (k == n) return 1;
+        }
+        at = end + 1;
+    }
+    return 0;
+}
+
+static void ssmb__conn_settings(ssmb_conn *c, const ssmb_conn_desc *d) {
+    c->alloc = d->allocator;
+    c->logger = d->logger;
+    c->random_fn = d->random_fn ? d->random_fn : ssmb_random_system;
+    c->random_user_data = d->random_user_data;
+    c->utc_fn = d->utc_fn ? d->utc_fn : ssmb_utc_system;
+    c->utc_user_data = d->utc_user_data;
+    c->trust = d->trust;
+    c->extra_count = d->extra_header_count;
+    c->handshake_timeout_ms = d->handshake_timeout_ms ? d->handshake_timeout_ms : 45000;
+    c->ping_interval_ms = d->ping_interval_ms ? d->ping_interval_ms : 30000;
+    c->idle_timeout_ms = d->idle_timeout_ms ? d->idle_timeout_ms : 90000;
+    c->close_timeout_ms = d->close_timeout_ms ? d->close_timeout_ms : 3000;
+    c->max_message_size = d->max_message_size ? d->max_message_size : ((uint64_t)16 << 20);
+    c->in_cap = c->out_cap = d->buffer_size ? d->buffer_size : 16384;
+    c->state = SSMB_CONN_IDLE;
+    c->peer_close_code = SSMB_WS_CLOSE_NO_STATUS;
+    c->mask_used = SSMB__CONN_MASK_POOL;
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_create(const ssmb_conn_desc *d, ssmb_conn **out) {
+    ssmb_conn scratch, *c;
+    ssmb__arena a;
+    ssmb_url url;
+    int tls_on = 0;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!d) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__conn_check_desc(d, &url, &tls_on);
+    if (r != SSMB_OK) {
+        ssmb__log(&d->logger, SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
+                  "ssmb_conn_desc: url, tls_mode, trust, credentials/region or extra_headers invalid",
+                  (uint32_t)__LINE__);
+        return r;
+    }
+    memset(&scratch, 0, sizeof scratch);
+    scratch.tls_on = tls_on;
+    ssmb__conn_settings(&scratch, d);
+    memset(&a, 0, sizeof a);
+    ssmb__conn_layout(&a, d, &url, &scratch);
+    if (a.overflow) return SSMB_ERR_OVERFLOW;
+    c = (ssmb_conn *)ssmb__alloc(&d->allocator, a.used);
+    if (!c) return SSMB_ERR_NOMEM;
+    memset(c, 0, a.used);
+    c->tls_on = tls_on;
+    ssmb__conn_settings(c, d);
+    a.base = (uint8_t *)c;
+    a.used = 0;
+    ssmb__conn_layout(&a, d, &url, c);
+    c->mem_size = a.used;
+    (void)ssmb_url_parse(c->url_text, strlen(c->url_text), &c->url);
+    c->sign = c->creds.access_key_id.len != 0 && !ssmb__url_is_presigned(c->url.query);
+    *out = c;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_conn_destroy(ssmb_conn *c) {
+    ssmb_allocator alloc;
+    size_t size;
+    if (!c) return;
+    if (c->tls_on && c->state != SSMB_CONN_IDLE) ssmb__tls_free(c->tls);
+    alloc = c->alloc;
+    size = c->mem_size;
+    ssmb__wipe(c, size); /* credentials, keys and plaintext go with it */
+    ssmb__free(&alloc, c, size);
+}
+
+/* ---- the four byte directions, with or without internal TLS ---- */
+
+static uint8_t *ssmb__conn_app_in(ssmb_conn *c, size_t *len) {
+    if (c->tls_on) return ssmb__tls_app_in_buf(c->tls, len);
+    *len = c->in_wr - c->in_rd;
+    return *len ? c->in + c->in_rd : NULL;
+}
+
+static void ssmb__conn_app_in_ack(ssmb_conn *c, size_t n) {
+    if (n == 0) return;
+    if (c->tls_on) {
+        ssmb__tls_app_in_ack(c->tls, n);
+        return;
+    }
+    c->in_rd += n;
+    if (c->in_rd == c->in_wr) c->in_rd = c->in_wr = 0;
+}
+
+static uint8_t *ssmb__conn_app_out(ssmb_conn *c, size_t *cap) {
+    if (c->tls_on) return ssmb__tls_app_out_buf(c->tls, cap);
+    if (c->out_rd > 0) { /* keep the free room contiguous */
+        memmove(c->out, c->out + c->out_rd, c->out_wr - c->out_rd);
+        c->out_wr -= c->out_rd;
+        c->out_rd = 0;
+    }
+    *cap = c->out_cap - c->out_wr;
+    return *cap ? c->out + c->out_wr : NULL;
+}
+
+static void ssmb__conn_app_out_ack(ssmb_conn *c, size_t n) {
+    if (c->tls_on) ssmb__tls_app_out_ack(c->tls, n);
+    else c->out_wr += n;
+}
+
+static const uint8_t *ssmb__conn_net_out(ssmb_conn *c, size_t *len) {
+    if (c->tls_on) {
+        if (c->state == SSMB_CONN_IDLE) {
+            *len = 0;
+            return NULL;
+        }
+        ssmb__tls_flush(c->tls); /* seal what was written since the last call */
+        return ssmb__tls_net_out_buf(c->tls, len);
+    }
+    *len = c->out_wr - c->out_rd;
+    return *len ? c->out + c->out_rd : NULL;
+}
+
+/* ---- ending ---- */
+
+static void ssmb__conn_finish(ssmb_conn *c, ssmb_result why, int32_t detail) {
+    if (c->state == SSMB_CONN_CLOSED) return;
+    if (c->error == SSMB_OK) {
+        c->error = why;
+        c->detail = detail;
+    }
+    c->state = SSMB_CONN_CLOSED;
+    if (c->error < 0) SSMB__LOG(c, SSMB_LOG_WARN, SSMB_LOGITEM_CONN_FAILED, ssmb_result_str(c->error));
+    else SSMB__LOG(c, SSMB_LOG_INFO, SSMB_LOGITEM_CONN_CLOSED, "connection closed");
+}
+
+/* Queues a close frame and waits for the peer's (RFC 6455 §7.1.2). */
+static void ssmb__conn_begin_close(ssmb_conn *c, uint32_t code, const char *reason, size_t reason_len) {
+    size_t n = 0;
+    if (c->close_sent || c->close_frame.pending) return;
+    if (ssmb_ws_close_payload_build(code, reason, reason_len, c->close_frame.payload, &n) != SSMB_OK)
+        (void)ssmb_ws_close_payload_build(0, NULL, 0, c->close_frame.payload, &n);
+    c->close_frame.len = (uint8_t)n;
+    c->close_frame.pending = 1;
+    c->state = SSMB_CONN_CLOSING;
+    c->close_deadline = c->now + c->close_timeout_ms;
+}
+
+/* A protocol failure: say why in a close frame, then stop. */
+static void ssmb__conn_fail_ws(ssmb_conn *c, ssmb_result why, uint32_t close_code) {
+    if (c->error == SSMB_OK) {
+        c->error = why;
+        c->detail = (int32_t)close_code;
+    }
+    SSMB__LOG(c, SSMB_LOG_WARN, SSMB_LOGITEM_WS_PROTOCOL, ssmb_result_str(why));
+    ssmb__conn_begin_close(c, close_code, NULL, 0);
+}
+
+/* ---- output: frames, masked with keys from a random pool ---- */
+
+static int ssmb__conn_mask_key(ssmb_conn *c, uint8_t key[4]) {
+    if (c->mask_used + 4 > SSMB__CONN_MASK_POOL) {
+        if (c->random_fn(c->mask_pool, sizeof c->mask_pool, c->random_user_data) != SSMB_OK) return 0;
+        c->mask_used = 0;
+    }
+    memcpy(key, c->mask_pool + c->mask_used, 4);
+    c->mask_used += 4;
+    return 1;
+}
+
+/* Header bytes of a masked client frame carrying payload bytes. */
+static size_t ssmb__conn_frame_overhead(size_t payload) {
+    return 2 + 4 + (payload <= 125 ? 0 : payload <= 65535 ? 2 : 8);
+}
+
+/* Writes one frame carrying as much of data as fits (control frames go
+   whole or not at all). *taken: payload bytes written. */
+static ssmb_result ssmb__conn_write_frame(ssmb_conn *c, uint32_t opcode, int fin, const uint8_t *data, size_t len,
+                                          size_t *taken) {
+    size_t cap = 0, take = len, n = 0;
+    uint8_t key[4], *dst = ssmb__conn_app_out(c, &cap);
+    *taken = 0;
+    if (!dst || cap < ssmb__conn_frame_overhead(0) + (len ? 1 : 0)) return SSMB_AGAIN;
+    if (cap < ssmb__conn_frame_overhead(len) + len) {
+        if (opcode >= SSMB_WS_CLOSE) return SSMB_AGAIN;
+        take = cap - ssmb__conn_frame_overhead(cap);
+        if (take == 0) return SSMB_AGAIN;
+        fin = 0;
+    }
+    if (!ssmb__conn_mask_key(c, key)) {
+        ssmb__conn_finish(c, SSMB_ERR_NO_RANDOM, 0);
+        return SSMB_ERR_NO_RANDOM;
+    }
+    if (ssmb_ws_frame_write(opcode, fin, data, take, key, dst, cap, &n) != SSMB_OK) return SSMB_ERR_INTERNAL;
+    ssmb__conn_app_out_ack(c, n);
+    c->last_send = c->now;
+    *taken = take;
+    return SSMB_OK;
+}
+
+static int ssmb__conn_send_ctl(ssmb_conn *c, ssmb__conn_ctl *ctl, uint32_t opcode) {
+    size_t taken;
+    if (!ctl->pending) return 1;
+    if (ssmb__conn_write_frame(c, opcode, 1, ctl->payload, ctl->len, &taken) != SSMB_OK) return 0;
+    ctl->pending = 0;
+    return 1;
+}
+
+/* Pending control frames go out before any data (RFC 6455 §5.4 lets them
+   sit between fragments). After both close frames the connection is done. */
+static void ssmb__conn_send_controls(ssmb_conn *c) {
+    if (!ssmb__conn_send_ctl(c, &c->pong, SSMB_WS_PONG)) return;
+    if (!ssmb__conn_send_ctl(c, &c->ping, SSMB_WS_PING)) return;
+    if (c->close_frame.pending) {
+        if (!ssmb__conn_send_ctl(c, &c->close_frame, SSMB_WS_CLOSE)) return;
+        c->close_sent = 1;
+        if (c->tls_on) ssmb__tls_flush(c->tls);
+    }
+    if (c->close_sent && c->close_received) ssmb__conn_finish(c, SSMB_CLOSED, (int32_t)c->peer_close_code);
+}
+
+/* ---- the opening handshake (RFC 6455 §4.1, PROTOCOL.md §4.1) ---- */
+
+/* Host header value: the host, bracketed when IPv6, with a port that is
+   not the scheme's default. */
+static ssmb_result ssmb__conn_host_header(const ssmb_conn *c, char *out, size_t cap, size_t *len) {
+    ssmb__sink s;
+    uint16_t def = c->url.secure ? 443 : 80;
+    ssmb__sink_init(&s, out, cap);
+    if (c->url.ipv6_literal) ssmb__put_c(&s, '[');
+    ssmb__put_str(&s, c->url.host);
+    if (c->url.ipv6_literal) ssmb__put_c(&s, ']');
+    if (c->url.port != def) {
+        char digits[8];
+        int i = 7;
+        uint32_t p = c->url.port;
+        digits[7] = '\0';
+        do {
+            digits[--i] = (char)('0' + p % 10);
+            p /= 10;
+        } while (p);
+        ssmb__put_c(&s, ':');
+        ssmb__put_z(&s, digits + i);
+    }
+    return ssmb__sink_finish(&s, len) == SSMB_OK ? SSMB_OK : SSMB_ERR_LIMIT;
+}
+
+/* SigV4 for the upgrade: GET, the StreamUrl's path and query, Host, empty
+   body, service ssmmessages (PROTOCOL.md §4.1). Adds X-Amz-Date, the
+   security token and Authorization after the user's headers. */
+static ssmb_result ssmb__conn_sign(ssmb_conn *c, ssmb_str host, int64_t utc, char *date, char *authz,
+                                   size_t authz_cap, uint32_t *count) {
+    ssmb_http_header host_header;
+    ssmb_sigv4_request req;
+    ssmb_sigv4_params p;
+    ssmb_sigv4_output o;
+    size_t n = 0;
+    ssmb_result r;
+    memset(&req, 0, sizeof req);
+    memset(&p, 0, sizeof p);
+    host_header.name = ssmb_str_c("Host");
+    host_header.value = host;
+    req.method = ssmb_str_c("GET");
+    req.path = c->url.path;
+    req.query = c->url.query;
+    req.headers = &host_header;
+    req.header_count = 1;
+    p.creds = c->creds;
+    p.region = ssmb_str_c(c->region);
+    p.service = ssmb_str_c(c->service);
+    p.time = utc;
+    r = ssmb_sigv4_sign(&req, &p, authz, authz_cap, &n, &o);
+    if (r != SSMB_OK) return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_ERR_LIMIT : r;
+    memcpy(date, o.amz_date, 17);
+    c->headers[(*count)].name = ssmb_str_c("X-Amz-Date");
+    c->headers[(*count)++].value = ssmb_str_c(date);
+    if (c->creds.session_token.len) {
+        c->headers[(*count)].name = ssmb_str_c("X-Amz-Security-Token");
+        c->headers[(*count)++].value = c->creds.session_token;
+    }
+    c->headers[(*count)].name = ssmb_str_c("Authorization");
+    c->headers[(*count)].value.ptr = authz;
+    c->headers[(*count)++].value.len = n;
+    return SSMB_OK;
+}
+
+/* The whole request goes into head now; it is copied to the output once
+   TLS is ready. The signer's header values live on this stack frame only
+   until the request is written. */
+static ssmb_result ssmb__conn_write_request(ssmb_conn *c, int64_t utc, const uint8_t key_random[16]) {
+    char host[300], date[17], authz[SSMB__CONN_AUTHZ_MAX], key[25];
+    size_t host_len = 0;
+    uint32_t count = c->extra_count;
+    ssmb_str hv;
+    ssmb_result r = ssmb__conn_host_header(c, host, sizeof host, &host_len);
+    if (r != SSMB_OK) return r;
+    hv.ptr = host;
+    hv.len = host_len;
+    ssmb_ws_client_key(key_random, key);
+    if (ssmb_ws_accept_key(key, 24, c->expected_accept) != SSMB_OK) return SSMB_ERR_INTERNAL;
+    if (c->sign && (r = ssmb__conn_sign(c, hv, utc, date, authz, sizeof authz, &count)) != SSMB_OK) return r;
+    r = ssmb_http_upgrade_request_write(c->url.target, hv, ssmb_str_c(key), c->headers, count, c->head,
+                                        SSMB__CONN_HEAD_MAX, &c->head_len);
+    ssmb__wipe(authz, sizeof authz);
+    if (r == SSMB_ERR_BUFFER_TOO_SMALL) return SSMB_ERR_LIMIT;
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_start(ssmb_conn *c, uint64_t now_ms) {
+    uint8_t rnd[16];
+    int64_t utc;
+    ssmb_result r;
+    if (!c) return SSMB_ERR_INVALID_ARG;
+    if (c->state != SSMB_CONN_IDLE) return SSMB_ERR_INVALID_STATE;
+    c->now = c->last_recv = c->last_send = now_ms;
+    c->handshake_deadline = now_ms + c->handshake_timeout_ms;
+    ssmb_ws_reader_init(&c->reader, 0, c->max_message_size);
+    utc = c->utc_fn(c->utc_user_data);
+    if (c->random_fn(rnd, sizeof rnd, c->random_user_data) != SSMB_OK) r = SSMB_ERR_NO_RANDOM;
+    else r = ssmb__conn_write_request(c, utc, rnd);
+    if (r == SSMB_OK && c->tls_on) {
+        ssmb__tls_config cfg;
+        cfg.trust = c->trust;
+        cfg.server_name = c->server_name;
+        cfg.now_utc = utc;
+        cfg.random_fn = c->random_fn;
+        cfg.random_user_data = c->random_user_data;
+        r = ssmb__tls_init(c->tls, &cfg);
+    }
+    c->state = SSMB_CONN_HANDSHAKE;
+    if (r != SSMB_OK) {
+        ssmb__conn_finish(c, r, 0);
+        return r;
+    }
+    ssmb__conn_pump(c);
+    return SSMB_OK;
+}
+
+/* Moves the request into the output as room allows. */
+static void ssmb__conn_send_request(ssmb_conn *c) {
+    size_t cap = 0, n;
+    uint8_t *dst = ssmb__conn_app_out(c, &cap);
+    if (!dst) return;
+    n = SSMB__MIN(cap, c->head_len - c->request_sent);
+    memcpy(dst, c->head + c->request_sent, n);
+    ssmb__conn_app_out_ack(c, n);
+    c->request_sent += n;
+    if (c->request_sent < c->head_len) return;
+    c->request_done = 1;
+    c->head_len = 0; /* head now gathers the response */
+    if (c->tls_on) ssmb__tls_flush(c->tls);
+}
+
+/* Copies response bytes into head up to the blank line, no further: what
+   follows is WebSocket frames and stays in the input. 1 when complete. */
+static int ssmb__conn_gather_head(ssmb_conn *c) {
+    static const char end[] = "\r\n\r\n";
+    size_t len = 0, i;
+    uint8_t *in = ssmb__conn_app_in(c, &len);
+    if (!in) return 0;
+    for (i = 0; i < len && c->head_match < 4; i++) {
+        if (c->head_len == SSMB__CONN_HEAD_MAX) break;
+        c->head[c->head_len++] = (char)in[i];
+        c->head_match = in[i] == (uint8_t)end[c->head_match] ? c->head_match + 1 : (in[i] == '\r' ? 1u : 0u);
+    }
+    ssmb__conn_app_in_ack(c, i);
+    return c->head_match == 4;
+}
+
+static void ssmb__conn_check_response(ssmb_conn *c) {
+    ssmb_http_header headers[SSMB__CONN_MAX_RESPONSE_HEADERS];
+    ssmb_http_response resp;
+    ssmb_result r = ssmb_http_response_parse(c->head, c->head_len, headers, SSMB__COUNT_OF(headers),
+                                             SSMB__CONN_HEAD_MAX, &resp);
+    if (r != SSMB_OK) {
+        ssmb__conn_finish(c, r == SSMB_ERR_LIMIT ? SSMB_ERR_LIMIT : SSMB_ERR_HTTP, 0);
+        return;
+    }
+    if (ssmb_http_check_ws_upgrade(&resp, c->expected_accept) != SSMB_OK) {
+        /* 401/403: the service refused the signature or the token. */
+        ssmb_result why = resp.status == 401 || resp.status == 403 ? SSMB_ERR_AUTH : SSMB_ERR_HTTP;
+        SSMB__LOG(c, SSMB_LOG_ERROR, SSMB_LOGITEM_UPGRADE_REFUSED, "WebSocket upgrade refused");
+        ssmb__conn_finish(c, why, (int32_t)resp.status);
+        return;
+    }
+    c->state = SSMB_CONN_OPEN;
+    c->last_recv = c->last_send = c->now;
+    SSMB__LOG(c, SSMB_LOG_INFO, SSMB_LOGITEM_CONN_OPEN, "WebSocket open");
+}
+
+static void ssmb__conn_handshake(ssmb_conn *c) {
+    if (c->tls_on && !ssmb__tls_handshake_done(c->tls)) return;
+    if (!c->request_done) ssmb__conn_send_request(c);
+    if (!c->request_done) return;
+    if (ssmb__conn_gather_head(c)) ssmb__conn_check_response(c);
+    else if (c->head_len == SSMB__CONN_HEAD_MAX) ssmb__conn_finish(c, SSMB_ERR_LIMIT, 0);
+}
+
+/* TLS ended or failed underneath. */
+static void ssmb__conn_check_tls(ssmb_conn *c) {
+    int32_t detail = 0;
+    ssmb_result r;
+    if (!c->tls_on || c->state == SSMB_CONN_IDLE || c->state == SSMB_CONN_CLOSED) return;
+    r = ssmb__tls_error(c->tls, &detail);
+    if (r == SSMB_OK) return;
+    if (r == SSMB_CLOSED) {
+        int clean = c->close_sent && c->close_received;
+        ssmb__conn_finish(c, clean ? SSMB_CLOSED : SSMB_ERR_IO, clean ? (int32_t)c->peer_close_code : 1006);
+        return;
+    }
+    SSMB__LOG(c, SSMB_LOG_ERROR, SSMB_LOGITEM_TLS_FAILED, ssmb_result_str(r));
+    ssmb__conn_finish(c, r, detail);
+}
+
+/* Everything that can move without the host: called after every input,
+   output, timer and send. */
+static void ssmb__conn_pump(ssmb_conn *c) {
+    if (c->state == SSMB_CONN_HANDSHAKE) ssmb__conn_handshake(c);
+    if (c->state == SSMB_CONN_OPEN || c->state == SSMB_CONN_CLOSING) ssmb__conn_send_controls(c);
+    ssmb__conn_check_tls(c);
+}
+
+/* ---- input ---- */
+
+static void ssmb__conn_ack_piece(ssmb_conn *c) {
+    if (c->piece_ack) {
+        ssmb__conn_app_in_ack(c, c->piece_ack);
+        c->piece_ack = 0;
+    }
+}
+
+SSMB_APIDEF uint8_t *ssmb_conn_recv_buf(ssmb_conn *c, size_t *cap) {
+    if (!c || !cap) return NULL;
+    *cap = 0;
+    if (c->state == SSMB_CONN_IDLE || c->state == SSMB_CONN_CLOSED) return NULL;
+    ssmb__conn_ack_piece(c);
+    if (c->tls_on) return ssmb__tls_net_in_buf(c->tls, cap);
+    if (c->in_rd > 0 && c->in_wr == c->in_cap) { /* slide the unread bytes down */
+        memmove(c->in, c->in + c->in_rd, c->in_wr - c->in_rd);
+        c->in_wr -= c->in_rd;
+        c->in_rd = 0;
+    }
+    *cap = c->in_cap - c->in_wr;
+    return *cap ? c->in + c->in_wr : NULL;
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_recv_ack(ssmb_conn *c, size_t n, uint64_t now_ms) {
+    size_t cap = 0;
+    if (!c) return SSMB_ERR_INVALID_ARG;
+    if (n > 0 && (!ssmb_conn_recv_buf(c, &cap) || n > cap)) return SSMB_ERR_INVALID_ARG;
+    c->now = now_ms;
+    if (n > 0) {
+        c->last_recv = now_ms;
+        if (c->tls_on) ssmb__tls_net_in_ack(c->tls, n);
+        else c->in_wr += n;
+    }
+    ssmb__conn_pump(c);
+    return c->error < 0 ? c->error : SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_feed(ssmb_conn *c, const void *data, size_t len, size_t *consumed,
+                                       uint64_t now_ms) {
+    const uint8_t *p = (const uint8_t *)data;
+    size_t done = 0;
+    ssmb_result r = SSMB_OK;
+    if (!c || (!data && len)) return SSMB_ERR_INVALID_ARG;
+    while (done < len && r == SSMB_OK) {
+        size_t cap = 0, n;
+        uint8_t *dst = ssmb_conn_recv_buf(c, &cap);
+        if (!dst) break;
+        n = SSMB__MIN(cap, len - done);
+        memcpy(dst, p + done, n);
+        r = ssmb_conn_recv_ack(c, n, now_ms);
+        done += n;
+    }
+    if (consumed) *consumed = done;
+    if (r != SSMB_OK) return r;
+    return done < len ? SSMB_AGAIN : SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_conn_recv_eof(ssmb_conn *c, uint64_t now_ms) {
+    if (!c || c->state == SSMB_CONN_CLOSED) return;
+    c->now = now_ms;
+    if (c->close_sent || c->close_received) ssmb__conn_finish(c, SSMB_CLOSED, (int32_t)c->peer_close_code);
+    else ssmb__conn_finish(c, SSMB_ERR_IO, SSMB_WS_CLOSE_ABNORMAL); /* RFC 6455 §7.1.5: 1006 */
+}
+
+/* A control frame from the peer (RFC 6455 §5.5). */
+static void ssmb__conn_on_control(ssmb_conn *c, const ssmb_ws_piece *p) {
+    if (p->opcode == SSMB_WS_PING) {
+        memcpy(c->pong.payload, p->data, p->len); /* only the latest ping needs its pong */
+        c->pong.len = (uint8_t)p->len;
+        c->pong.pending = 1;
+    } else if (p->opcode == SSMB_WS_CLOSE) {
+        c->close_received = 1;
+        c->peer_close_code = p->close_code;
+        c->peer_reason_len = SSMB__MIN(p->close_reason.len, sizeof c->peer_reason);
+        memcpy(c->peer_reason, p->close_reason.ptr, c->peer_reason_len);
+        /* Echo the code back (§5.5.1); none for 1005, which is never sent. */
+        if (p->close_code == SSMB_WS_CLOSE_NO_STATUS) ssmb__conn_begin_close(c, 0, NULL, 0);
+        else ssmb__conn_begin_close(c, p->close_code, NULL, 0);
+    }
+    ssmb__conn_pump(c);
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_recv_message(ssmb_conn *c, ssmb_ws_piece *piece) {
+    if (!c || !piece) return SSMB_ERR_INVALID_ARG;
+    ssmb__conn_ack_piece(c);
+    for (;;) {
+        size_t len = 0, used = 0;
+        uint8_t *in;
+        ssmb_result r;
+        if (c->state == SSMB_CONN_CLOSED) return SSMB_CLOSED;
+        if (c->state != SSMB_CONN_OPEN && c->state != SSMB_CONN_CLOSING) return SSMB_AGAIN;
+        in = ssmb__conn_app_in(c, &len);
+        if (!in) {
+            ssmb__conn_pump(c);
+            return c->state == SSMB_CONN_CLOSED ? SSMB_CLOSED : SSMB_AGAIN;
+        }
+        r = ssmb_ws_read(&c->reader, in, len, &used, piece);
+        if (r == SSMB_AGAIN || r == SSMB_CLOSED) {
+            ssmb__conn_app_in_ack(c, r == SSMB_CLOSED ? len : used); /* nothing counts after a close */
+            continue;
+        }
+        if (r < 0) {
+            ssmb__conn_app_in_ack(c, len);
+            ssmb__conn_fail_ws(c, r, c->reader.close_code);
+            ssmb__conn_pump(c);
+            return r;
+        }
+        if (piece->opcode == SSMB_WS_TEXT || piece->opcode == SSMB_WS_BINARY) {
+            c->piece_ack = used; /* the piece points into the input: ack it on the next call */
+            return SSMB_OK;
+        }
+        ssmb__conn_app_in_ack(c, used); /* control payloads are held by the reader */
+        ssmb__conn_on_control(c, piece);
+    }
+}
+
+/* ---- output ---- */
+
+SSMB_APIDEF const uint8_t *ssmb_conn_send_buf(ssmb_conn *c, size_t *len) {
+    if (!c || !len) return NULL;
+    *len = 0;
+    return ssmb__conn_net_out(c, len);
+}
+
+SSMB_APIDEF void ssmb_conn_send_ack(ssmb_conn *c, size_t n) {
+    size_t len = 0;
+    if (!c || n == 0 || !ssmb__conn_net_out(c, &len) || n > len) return;
+    if (c->tls_on) ssmb__tls_net_out_ack(c->tls, n);
+    else c->out_rd += n;
+    if (!c->tls_on && c->out_rd == c->out_wr) c->out_rd = c->out_wr = 0;
+    if (c->state != SSMB_CONN_CLOSED) ssmb__conn_pump(c);
+}
+
+SSMB_APIDEF size_t ssmb_conn_send_space(ssmb_conn *c) {
+    size_t cap = 0;
+    if (!c || c->state != SSMB_CONN_OPEN) return 0;
+    ssmb__conn_pump(c);
+    if (c->state != SSMB_CONN_OPEN || c->pong.pending || c->ping.pending) return 0;
+    if (!ssmb__conn_app_out(c, &cap) || cap <= ssmb__conn_frame_overhead(cap)) return 0;
+    return cap - ssmb__conn_frame_overhead(cap);
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_send_message(ssmb_conn *c, uint32_t opcode, const void *data, size_t len,
+                                               int final, size_t *accepted) {
+    size_t taken = 0;
+    ssmb_result r;
+    if (accepted) *accepted = 0;
+    if (!c || (!data && len) || (opcode != SSMB_WS_TEXT && opcode != SSMB_WS_BINARY)) return SSMB_ERR_INVALID_ARG;
+    if (c->message_open && opcode != c->message_opcode) return SSMB_ERR_INVALID_ARG;
+    if (c->state == SSMB_CONN_CLOSING || c->state == SSMB_CONN_CLOSED) return SSMB_CLOSED;
+    if (c->state != SSMB_CONN_OPEN) return SSMB_ERR_INVALID_STATE;
+    ssmb__conn_pump(c);
+    if (c->pong.pending || c->ping.pending) return SSMB_AGAIN;
+    r = ssmb__conn_write_frame(c, c->message_open ? (uint32_t)SSMB_WS_CONTINUATION : opcode, final,
+                               (const uint8_t *)data, len, &taken);
+    if (r != SSMB_OK) return r;
+    c->message_open = !(final && taken == len);
+    c->message_opcode = opcode;
+    if (accepted) *accepted = taken;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_close(ssmb_conn *c, uint32_t code, const char *reason, uint64_t now_ms) {
+    uint8_t probe[SSMB_WS_MAX_CONTROL_PAYLOAD];
+    size_t n, reason_len = reason ? strlen(reason) : 0;
+    if (!c) return SSMB_ERR_INVALID_ARG;
+    if (ssmb_ws_close_payload_build(code, reason, reason_len, probe, &n) != SSMB_OK) return SSMB_ERR_INVALID_ARG;
+    c->now = now_ms;
+    if (c->state == SSMB_CONN_CLOSED || c->state == SSMB_CONN_CLOSING) return SSMB_OK;
+    if (c->state != SSMB_CONN_OPEN) {
+        ssmb__conn_finish(c, SSMB_CLOSED, 0);
+        return SSMB_OK;
+    }
+    ssmb__conn_begin_close(c, code, reason, reason_len);
+    ssmb__conn_pump(c);
+    return SSMB_OK;
+}
+
+/* ---- timers and queries ---- */
+
+SSMB_APIDEF ssmb_result ssmb_conn_tick(ssmb_conn *c, uint64_t now_ms) {
+    if (!c) return SSMB_ERR_INVALID_ARG;
+    c->now = now_ms;
+    if (c->state == SSMB_CONN_HANDSHAKE && now_ms >= c->handshake_deadline) {
+        ssmb__conn_finish(c, SSMB_ERR_TIMEOUT, 0);
+    } else if (c->state == SSMB_CONN_OPEN && now_ms - c->last_recv >= c->idle_timeout_ms) {
+        SSMB__LOG(c, SSMB_LOG_WARN, SSMB_LOGITEM_TIMEOUT, "no data from the peer within idle_timeout_ms");
+        ssmb__conn_finish(c, SSMB_ERR_TIMEOUT, SSMB_WS_CLOSE_ABNORMAL);
+    } else if (c->state == SSMB_CONN_OPEN && now_ms - c->last_send >= c->ping_interval_ms && !c->ping.pending) {
+        /* PROTOCOL.md §4.3: the reference pings with "keepalive". */
+        memcpy(c->ping.payload, "keepalive", 9);
+        c->ping.len = 9;
+        c->ping.pending = 1;
+        c->last_send = now_ms;
+    } else if (c->state == SSMB_CONN_CLOSING && now_ms >= c->close_deadline) {
+        ssmb__conn_finish(c, c->close_received ? SSMB_CLOSED : SSMB_ERR_TIMEOUT, (int32_t)c->peer_close_code);
+    }
+    if (c->state != SSMB_CONN_CLOSED && c->state != SSMB_CONN_IDLE) ssmb__conn_pump(c);
+    return c->error < 0 ? c->error : SSMB_OK;
+}
+
+SSMB_APIDEF uint64_t ssmb_conn_next_deadline(const ssmb_conn *c) {
+    uint64_t idle, ping;
+    if (!c) return SSMB_NO_DEADLINE;
+    switch (c->state) {
+    case SSMB_CONN_HANDSHAKE: return c->handshake_deadline;
+    case SSMB_CONN_CLOSING: return c->close_deadline;
+    case SSMB_CONN_OPEN:
+        idle = c->last_recv + c->idle_timeout_ms;
+        ping = c->last_send + c->ping_interval_ms;
+        return SSMB__MIN(idle, ping);
+    default: return SSMB_NO_DEADLINE;
+    }
+}
+
+SSMB_APIDEF unsigned ssmb_conn_wants(ssmb_conn *c) {
+    unsigned w = 0;
+    size_t n = 0;
+    if (!c) return SSMB_WANT_CLOSED;
+    if (ssmb__conn_net_out(c, &n) && n) w |= SSMB_WANT_WRITE;
+    if (c->state == SSMB_CONN_CLOSED) return w ? w : (unsigned)SSMB_WANT_CLOSED;
+    if (c->state != SSMB_CONN_IDLE && c->piece_ack == 0) {
+        size_t cap = 0;
+        if (ssmb_conn_recv_buf(c, &cap) && cap) w |= SSMB_WANT_READ;
+    }
+    if (ssmb_conn_next_deadline(c) != SSMB_NO_DEADLINE) w |= SSMB_WANT_TIMER;
+    return w;
+}
+
+SSMB_APIDEF ssmb_conn_state ssmb_conn_get_state(const ssmb_conn *c) { return c ? c->state : SSMB_CONN_CLOSED; }
+
+SSMB_APIDEF ssmb_result ssmb_conn_last_error(const ssmb_conn *c, int32_t *detail) {
+    if (detail) *detail = c ? c->detail : 0;
+    return c ? c->error : SSMB_ERR_INVALID_ARG;
+}
+
+SSMB_APIDEF uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason) {
+    if (reason) {
+        reason->ptr = c ? c->peer_reason : "";
+        reason->len = c ? c->peer_reason_len : 0;
+    }
+    return c ? c->peer_close_code : (uint32_t)SSMB_WS_CLOSE_NO_STATUS;
+}
 
 // >>socket
 /* Non-blocking sockets with no process-wide side effects: SOCK_NONBLOCK and

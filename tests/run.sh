@@ -45,6 +45,19 @@ run_suite test-asan "$B/test-asan"
 run_suite test-cpp-gcc "$B/test-cpp-gcc"
 run_suite test-cpp-clang "$B/test-cpp-clang"
 run_suite test-mbedtls "$B/test-mbedtls"
+fuzz_replay() { # the seed corpus and 20000 seeded mutations per target
+    for t in msg json ws http conn; do
+        "$B/fuzz-replay-$t" --name "$t" --mutations 20000 tests/fuzz/corpus/$t/* || return 1
+    done
+}
+check fuzz-replay fuzz_replay
+under_valgrind() { # the I/O-facing suites again under valgrind (leaks, uninitialised reads)
+    for f in conn url ws_ http tls engine; do
+        valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+            "$B/test-gcc" --filter "$f" >"$B/valgrind-$f.log" 2>&1 || { tail -n 20 "$B/valgrind-$f.log"; return 1; }
+    done
+}
+check valgrind under_valgrind
 check symbols-prefixed exports_only_ssmb
 check static-exports-nothing static_exports_nothing
 check prints-nothing implementation_prints_nothing

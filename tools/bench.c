@@ -228,9 +228,41 @@ static void run_sigv4(void *arg) {
     ssmb_sigv4_sign(&j->req, &j->params, j->authorization, sizeof j->authorization, &n, &j->out);
 }
 
+/* ---- the work: WebSocket framing ------------------------------------------ */
+
+/* A 16 KiB binary frame: encoded and masked as a client sends it, and the
+   same frame decoded and unmasked as a server reads it. */
+typedef struct ws_job {
+    const uint8_t *payload;
+    size_t len;
+    uint8_t frame[16384 + SSMB_WS_MAX_HEADER_SIZE];
+    size_t frame_len;
+} ws_job;
+
+static const uint8_t ws_key[4] = {0x37, 0xfa, 0x21, 0x3d};
+
+static void run_ws_mask(void *arg) {
+    ws_job *j = (ws_job *)arg;
+    ssmb_ws_frame_write(SSMB_WS_BINARY, 1, j->payload, j->len, ws_key, j->frame, sizeof j->frame, &j->frame_len);
+}
+
+/* Unmasking happens in place, so every call flips the payload between its
+   two forms: the same work each time. */
+static void run_ws_unmask(void *arg) {
+    ws_job *j = (ws_job *)arg;
+    ssmb_ws_reader r;
+    ssmb_ws_piece p;
+    size_t used = 0;
+    ssmb_ws_reader_init(&r, SSMB_WS_READ_FROM_CLIENT, 0);
+    if (ssmb_ws_read(&r, j->frame, j->frame_len, &used, &p) != SSMB_OK || p.len != j->len) {
+        fprintf(stderr, "bench: the frame failed to decode\n");
+        exit(1);
+    }
+}
+
 /* ---- rows and report --------------------------------------------------- */
 
-typedef enum bench_unit { BENCH_MIBS, BENCH_NS, BENCH_US } bench_unit;
+typedef enum bench_unit { BENCH_MIBS, BENCH_NS, BENCH_US, BENCH_GIBS } bench_unit;
 
 typedef struct bench_row {
     const char *name;   /* machine name without its unit, e.g. "sha256_16k" */
@@ -243,12 +275,19 @@ typedef struct bench_row {
     int same_digest;    /* 1: a hash row whose output must equal its baseline's */
 } bench_row;
 
-static const char *unit_label(bench_unit u) { return u == BENCH_MIBS ? "MiB/s" : u == BENCH_NS ? "ns/op" : "us/op"; }
-static const char *unit_suffix(bench_unit u) { return u == BENCH_MIBS ? "mibs" : u == BENCH_NS ? "ns" : "us"; }
-static const char *unit_name(bench_unit u) { return u == BENCH_MIBS ? "MiB/s" : u == BENCH_NS ? "ns" : "us"; }
+static const char *unit_label(bench_unit u) {
+    return u == BENCH_MIBS ? "MiB/s" : u == BENCH_GIBS ? "GiB/s" : u == BENCH_NS ? "ns/op" : "us/op";
+}
+static const char *unit_suffix(bench_unit u) {
+    return u == BENCH_MIBS ? "mibs" : u == BENCH_GIBS ? "gibs" : u == BENCH_NS ? "ns" : "us";
+}
+static const char *unit_name(bench_unit u) {
+    return u == BENCH_MIBS ? "MiB/s" : u == BENCH_GIBS ? "GiB/s" : u == BENCH_NS ? "ns" : "us";
+}
 
 static double row_value(const bench_row *r, double ns) {
     if (r->unit == BENCH_MIBS) return (double)r->bytes / ns * 1e9 / (1024.0 * 1024.0);
+    if (r->unit == BENCH_GIBS) return (double)r->bytes / ns * 1e9 / (1024.0 * 1024.0 * 1024.0);
     return r->unit == BENCH_US ? ns / 1000.0 : ns;
 }
 
@@ -277,6 +316,7 @@ int main(void) {
     static hash_job job_1k, job_16k, job_short;
     static msg_job msg_1k, msg_16k;
     static sigv4_job sigv4;
+    static ws_job ws16k;
     char auto_1k[64], auto_16k[64];
     const char *best = ssmb_sha256_impl_name(ssmb_sha256_best_impl());
     /* Row indices of the OpenSSL baselines. */
@@ -306,6 +346,8 @@ int main(void) {
         {"msg_decode_16k", "ClientMessage decode+verify, 16 KiB", run_msg_decode, &msg_16k, 16384, BENCH_MIBS,
          OSSL_16K, 0},
         {"sigv4_ssm", "SigV4 sign, SSM StartSession", run_sigv4, &sigv4, 0, BENCH_US, -1, 0},
+        {"ws_mask_16k", "WebSocket frame encode+mask, 16 KiB", run_ws_mask, &ws16k, 16384, BENCH_GIBS, -1, 0},
+        {"ws_unmask_16k", "WebSocket frame decode+unmask, 16 KiB", run_ws_unmask, &ws16k, 16384, BENCH_GIBS, -1, 0},
     };
     int n = (int)(sizeof rows / sizeof rows[0]), i;
     double ns[BENCH_MAX_ROWS];
@@ -319,6 +361,9 @@ int main(void) {
     msg_job_init(&msg_1k, payload, 1024);
     msg_job_init(&msg_16k, payload, 16384);
     sigv4_job_init(&sigv4);
+    ws16k.payload = payload;
+    ws16k.len = sizeof payload;
+    run_ws_mask(&ws16k);
     snprintf(auto_1k, sizeof auto_1k, "ssmbridge SHA-256 %s, 1 KiB", best);
     snprintf(auto_16k, sizeof auto_16k, "ssmbridge SHA-256 %s, 16 KiB", best);
     if (!openssl_setup()) {
