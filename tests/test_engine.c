@@ -394,3 +394,407 @@ static void battery(int how, int pull) {
 
 SSMB_TEST(engine_battery_tick_callbacks) { battery(DRIVE_TICK, 0); }
 SSMB_TEST(engine_battery_poll_pulled) { battery(DRIVE_POLL, 1); }
+
+/* ---- name resolution ---- */
+
+typedef struct name_case {
+    const char *host;
+    ssmb_result want;       /* SSMB_OK: the WebSocket opened */
+} name_case;
+
+/* Opens ws://HOST:port/echo for every case at once on one engine and checks
+   how each ended: opened (then closed by us), or the error. */
+static void run_names(ssmb_desc *d, const name_case *cases, size_t n, int port, const char *what) {
+    ssmb_engine *eng = NULL;
+    wsrec w[32];
+    size_t i, ok = 0;
+    uint64_t end = now_ms() + 8000;
+    char url[300];
+    memset(w, 0, sizeof w);
+    if (!CHECK(ssmb_engine_create(d, &eng) == SSMB_OK) || n > 32) return;
+    for (i = 0; i < n; i++) {
+        ssmb_result r;
+        snprintf(url, sizeof url, "ws://%s:%d/echo", cases[i].host, port);
+        r = open_ws(eng, &w[i], url);
+        if (r != SSMB_OK) { /* refused at once */
+            w[i].closed = 1;
+            w[i].result = r;
+        }
+    }
+    while (now_ms() < end) {
+        size_t open = 0;
+        for (i = 0; i < n; i++) {
+            if (w[i].opened && !w[i].closed) ssmb_engine_ws_close(eng, w[i].ws, 1000, NULL, now_ms());
+            open += !w[i].closed;
+        }
+        if (!open) break;
+        ssmb_engine_wait(eng, 50);
+        ssmb_engine_tick(eng, now_ms());
+    }
+    for (i = 0; i < n; i++) {
+        ssmb_result got = w[i].opened ? SSMB_OK : (ssmb_result)w[i].result;
+        if (w[i].closed && got == cases[i].want) ok++;
+        else printf("  %s: %s ended %d (%s), wanted %d\n", what, cases[i].host, (int)got,
+                    w[i].closed ? "closed" : "still open", (int)cases[i].want);
+    }
+    ssmb_engine_destroy(eng);
+    for (i = 0; i < n; i++) rec_free(&w[i]);
+    ssmbt_report(what, (long)ok, (long)n, "names");
+}
+
+/* A UDP port on 127.0.0.1 nobody listens on (ICMP port unreachable). */
+static int closed_udp_port(void) {
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+SSMB_TEST(engine_dns_stub) {
+    static const name_case cases[] = {
+        {"a.test", SSMB_OK},          {"alias.test", SSMB_OK},      {"upper.test", SSMB_OK},
+        {"many.test", SSMB_OK},       {"both.test", SSMB_OK},       {"A.TEST", SSMB_OK},
+        {"a.test.", SSMB_OK},         {"six.test", SSMB_ERR_CONNECT}, /* ::1: nobody listens there */
+        {"nx.test", SSMB_ERR_DNS},    {"servfail.test", SSMB_ERR_DNS}, {"tc.test", SSMB_ERR_DNS},
+        {"garbage.test", SSMB_ERR_DNS}, {"ptrloop.test", SSMB_ERR_DNS}, {"loop.test", SSMB_ERR_DNS},
+        {"a..test", SSMB_ERR_DNS},    {"-", SSMB_ERR_DNS},
+        {"junk.test", SSMB_ERR_TIMEOUT}, {"spoof.test", SSMB_ERR_TIMEOUT}, {"silent.test", SSMB_ERR_TIMEOUT},
+        {"bad!name", SSMB_ERR_MALFORMED},
+    };
+    static const name_case fallback[] = {{"a.test", SSMB_OK}, {"nx.test", SSMB_ERR_DNS}};
+    static const name_case mute[] = {{"a.test", SSMB_ERR_TIMEOUT}};
+    helper dns, srv;
+    ssmb_desc d;
+    char servers[128];
+    uint64_t t0;
+    if (!CHECK(helper_start(&dns, "tests/dns_stub.py", NULL, NULL) == 0)) return;
+    if (!CHECK(helper_start(&srv, "tests/ws_server.py", NULL, NULL) == 0)) {
+        helper_stop(&dns);
+        return;
+    }
+    desc_init(&d, 0);
+    d.hosts_file = "/nonexistent/hosts";
+    d.dns_timeout_ms = 600;
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", dns.port[0]);
+    d.dns_servers = servers;
+    run_names(&d, cases, COUNT(cases), srv.port[0], "engine dns answers");
+    /* The next server is asked when one is silent or unreachable. */
+    snprintf(servers, sizeof servers, "127.0.0.1:%d, 127.0.0.1:%d", dns.port[1], dns.port[0]);
+    t0 = now_ms();
+    run_names(&d, fallback, COUNT(fallback), srv.port[0], "engine dns after a silent server");
+    CHECK(now_ms() - t0 >= 250);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d,127.0.0.1:%d", closed_udp_port(), dns.port[0]);
+    t0 = now_ms();
+    run_names(&d, fallback, COUNT(fallback), srv.port[0], "engine dns after an unreachable server");
+    CHECK(now_ms() - t0 < 250);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", dns.port[1]);
+    run_names(&d, mute, COUNT(mute), srv.port[0], "engine dns from a mute server");
+    helper_stop(&srv);
+    helper_stop(&dns);
+}
+
+/* A hosts file of our own: names, aliases, case, comments, IPv6 first. */
+SSMB_TEST(engine_hosts_file) {
+    static const name_case cases[] = {
+        {"myhost.test", SSMB_OK},      {"alias.myhost", SSMB_OK},        {"MYHOST.test", SSMB_OK},
+        {"myhost.test.", SSMB_OK},     {"twohost.test", SSMB_OK},        {"v6host.test", SSMB_ERR_CONNECT},
+        {"commented.test", SSMB_ERR_DNS}, {"longline.test", SSMB_ERR_DNS}, {"localhost", SSMB_OK},
+        {"sub.localhost", SSMB_OK},    {"127.0.0.1", SSMB_OK},
+    };
+    char path[] = "/tmp/ssmb-hosts-XXXXXX", servers[64], longline[1200];
+    helper srv;
+    ssmb_desc d;
+    FILE *f;
+    int fd = mkstemp(path);
+    if (!CHECK(fd >= 0)) return;
+    memset(longline, 'x', sizeof longline - 1);
+    longline[sizeof longline - 1] = '\0';
+    f = fdopen(fd, "w");
+    fprintf(f, "# test hosts\n127.0.0.1\tmyhost.test alias.myhost  # trailing comment\n");
+    fprintf(f, "::1 v6host.test\n# 127.0.0.1 commented.test\n::1 twohost.test\n127.0.0.1 twohost.test\n");
+    fprintf(f, "127.0.0.1 %s longline.test\nnot-an-address something.test\n127.0.0.1", longline);
+    fclose(f);
+    if (CHECK(helper_start(&srv, "tests/ws_server.py", NULL, NULL) == 0)) {
+        desc_init(&d, 0);
+        d.hosts_file = path;
+        snprintf(servers, sizeof servers, "127.0.0.1:%d", closed_udp_port());
+        d.dns_servers = servers; /* a name not in the file fails at once */
+        run_names(&d, cases, COUNT(cases), srv.port[0], "engine hosts file");
+        helper_stop(&srv);
+    }
+    unlink(path);
+}
+
+/* ---- the host's resolver ---- */
+
+typedef struct hook_state {
+    uint32_t later;         /* a request to answer from the loop */
+    int calls;
+    char last[64];
+} hook_state;
+
+static ssmb_result resolve_hook(ssmb_engine *eng, uint32_t request, const char *host, void *user_data) {
+    hook_state *hs = (hook_state *)user_data;
+    ssmb_address a;
+    memset(&a, 0, sizeof a);
+    a.family = 4;
+    a.bytes[0] = 127;
+    a.bytes[3] = 1;
+    hs->calls++;
+    snprintf(hs->last, sizeof hs->last, "%s", host);
+    if (strcmp(host, "sync.test") == 0) return ssmb_engine_resolved(eng, request, &a, 1);
+    if (strcmp(host, "later.test") == 0) hs->later = request;
+    if (strcmp(host, "none.test") == 0) return ssmb_engine_resolved(eng, request, NULL, 0);
+    if (strcmp(host, "fails.test") == 0) return SSMB_ERR_IO;
+    return SSMB_OK; /* never.test: never answered */
+}
+
+SSMB_TEST(engine_resolve_fn) {
+    static const char *const names[] = {"sync.test", "later.test", "none.test", "fails.test", "never.test",
+                                        "127.0.0.1"};
+    static const ssmb_result want[] = {SSMB_OK, SSMB_OK, SSMB_ERR_DNS, SSMB_ERR_DNS, SSMB_ERR_TIMEOUT, SSMB_OK};
+    hook_state hs;
+    helper srv;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    wsrec w[6];
+    size_t i;
+    uint64_t end;
+    char url[128];
+    ssmb_address a;
+    memset(&hs, 0, sizeof hs);
+    memset(w, 0, sizeof w);
+    if (!CHECK(helper_start(&srv, "tests/ws_server.py", NULL, NULL) == 0)) return;
+    desc_init(&d, 0);
+    d.resolve_fn = resolve_hook;
+    d.resolve_user_data = &hs;
+    d.dns_timeout_ms = 300;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    for (i = 0; eng && i < COUNT(names); i++) {
+        snprintf(url, sizeof url, "ws://%s:%d/echo", names[i], srv.port[0]);
+        CHECK_EQ_INT(open_ws(eng, &w[i], url), SSMB_OK);
+    }
+    CHECK_EQ_INT(hs.calls, 5); /* not for the IP literal */
+    memset(&a, 0, sizeof a);
+    a.family = 4;
+    a.bytes[0] = 127;
+    a.bytes[3] = 1;
+    CHECK_EQ_INT(ssmb_engine_resolved(eng, hs.later, &a, 1), SSMB_OK);
+    CHECK_EQ_INT(ssmb_engine_resolved(eng, hs.later, &a, 1), SSMB_ERR_INVALID_STATE); /* answered already */
+    CHECK_EQ_INT(ssmb_engine_resolved(eng, 0, &a, 1), SSMB_ERR_INVALID_STATE);
+    end = now_ms() + 5000;
+    while (eng && now_ms() < end) {
+        size_t open = 0;
+        for (i = 0; i < COUNT(names); i++) {
+            if (w[i].opened && !w[i].closed) ssmb_engine_ws_close(eng, w[i].ws, 1000, NULL, now_ms());
+            open += !w[i].closed;
+        }
+        if (!open) break;
+        ssmb_engine_wait(eng, 50);
+        ssmb_engine_tick(eng, now_ms());
+    }
+    for (i = 0; i < COUNT(names); i++) {
+        CHECK_EQ_INT(w[i].closed, 1);
+        CHECK_EQ_INT(w[i].opened ? SSMB_OK : w[i].result, want[i]);
+        rec_free(&w[i]);
+    }
+    ssmb_engine_destroy(eng);
+    helper_stop(&srv);
+}
+
+/* ---- connecting ---- */
+
+/* A TCP port on 127.0.0.1 nobody listens on. */
+static int closed_tcp_port(void) {
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+SSMB_TEST(engine_connect_refused) {
+    ssmb_engine *eng = engine_new(0);
+    wsrec w;
+    char url[64];
+    memset(&w, 0, sizeof w);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", closed_tcp_port());
+    if (!eng) return;
+    CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+    CHECK(drive_one(eng, DRIVE_POLL, &w, 3000));
+    CHECK_EQ_INT(w.opened, 0);
+    CHECK_EQ_INT(w.result, SSMB_ERR_CONNECT);
+    CHECK_EQ_INT(w.detail, ECONNREFUSED);
+    /* Two addresses: ::1 refuses, 127.0.0.1 too; the last error is reported. */
+    memset(&w, 0, sizeof w);
+    snprintf(url, sizeof url, "ws://[::1]:%d/", closed_tcp_port());
+    CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+    CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+    CHECK_EQ_INT(w.result, SSMB_ERR_CONNECT);
+    ssmb_engine_destroy(eng);
+}
+
+/* A listener whose backlog is full: SYNs go unanswered, so the connect
+   never completes and connect_timeout_ms ends it. */
+SSMB_TEST(engine_connect_timeout) {
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), fill[4], i;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    wsrec w;
+    char url[64];
+    uint64_t t0;
+    memset(&a, 0, sizeof a);
+    memset(&w, 0, sizeof w);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(lfd, (struct sockaddr *)&a, sizeof a);
+    listen(lfd, 0);
+    getsockname(lfd, (struct sockaddr *)&a, &l);
+    for (i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    poll(NULL, 0, 50);
+    desc_init(&d, 1);
+    d.connect_timeout_ms = 300;
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    t0 = now_ms();
+    if (eng) CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+    CHECK_EQ_INT(w.result, SSMB_ERR_TIMEOUT);
+    CHECK(now_ms() - t0 >= 290);
+    ssmb_engine_destroy(eng);
+    for (i = 0; i < 4; i++) close(fill[i]);
+    close(lfd);
+}
+
+/* ---- messages, pings, closes, dead peers ---- */
+
+/* 1 MiB and 300 small messages from us, echoed back, with back-pressure
+   on both sides; then our close. */
+SSMB_TEST(engine_send_large) {
+    helper srv;
+    ssmb_engine *eng;
+    wsrec w;
+    uint8_t *big = (uint8_t *)malloc(1 << 20);
+    char url[128];
+    size_t i;
+    uint64_t end;
+    memset(&w, 0, sizeof w);
+    for (i = 0; i < (1u << 20); i++) big[i] = (uint8_t)(i * 7 + (i >> 12));
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) {
+        free(big);
+        return;
+    }
+    eng = engine_new(0);
+    snprintf(url, sizeof url, "%s://localhost:%d/echo", scheme(), srv.port[0]);
+    w.out = big;
+    w.out_len = 1 << 20;
+    w.out_opcode = SSMB_WS_BINARY;
+    w.out_count = 1;
+    if (eng) CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+    end = now_ms() + 20000;
+    while (eng && w.got_len < (1u << 20) && !w.closed && now_ms() < end) {
+        ssmb_engine_wait(eng, 50);
+        ssmb_engine_tick(eng, now_ms());
+    }
+    CHECK_EQ_INT(w.got_len, 1 << 20);
+    CHECK(w.got_len == (1u << 20) && memcmp(w.got, big, 1 << 20) == 0);
+    CHECK_EQ_INT(w.messages, 1);
+    CHECK(w.writable > 0); /* 1 MiB does not fit at once */
+    /* 300 small text messages, pipelined. */
+    w.out = (const uint8_t *)"small message";
+    w.out_len = 13;
+    w.out_opcode = SSMB_WS_TEXT;
+    w.out_count = 300;
+    w.out_sent = 0;
+    out_pump(&w);
+    while (eng && w.messages < 301 && !w.closed && now_ms() < end) {
+        ssmb_engine_wait(eng, 50);
+        ssmb_engine_tick(eng, now_ms());
+    }
+    CHECK_EQ_INT(w.messages, 301);
+    if (eng) CHECK_EQ_INT(ssmb_engine_ws_close(eng, w.ws, 1000, "bye", now_ms()), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_POLL, &w, 5000));
+    CHECK_EQ_INT(w.result, SSMB_CLOSED);
+    CHECK_EQ_INT(w.detail, 1000);
+    ssmb_engine_destroy(eng);
+    helper_stop(&srv);
+    rec_free(&w);
+    free(big);
+}
+
+/* The server pings (the conn answers) and closes; the server closes after
+   a message. */
+SSMB_TEST(engine_ping_and_server_close) {
+    helper srv;
+    ssmb_engine *eng;
+    wsrec w[2];
+    wsrec *ws[2];
+    char url[128];
+    memset(w, 0, sizeof w);
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    eng = engine_new(1);
+    ws[0] = &w[0];
+    ws[1] = &w[1];
+    snprintf(url, sizeof url, "%s://localhost:%d/ping", scheme(), srv.port[0]);
+    if (eng) CHECK_EQ_INT(open_ws(eng, &w[0], url), SSMB_OK);
+    snprintf(url, sizeof url, "%s://localhost:%d/close", scheme(), srv.port[0]);
+    if (eng) CHECK_EQ_INT(open_ws(eng, &w[1], url), SSMB_OK);
+    if (eng) CHECK(drive_until_closed(eng, DRIVE_POLL, ws, 2, 8000));
+    CHECK_EQ_INT(w[0].result, SSMB_CLOSED);
+    CHECK_EQ_INT(w[0].detail, 1000); /* 4002 when no pong came */
+    CHECK_EQ_INT(w[1].result, SSMB_CLOSED);
+    CHECK_EQ_INT(w[1].detail, 1000);
+    CHECK(w[1].got_len == 3 && memcmp(w[1].got, "bye", 3) == 0);
+    CHECK_EQ_INT(w[0].order_bad + w[1].order_bad, 0);
+    ssmb_engine_destroy(eng);
+    helper_stop(&srv);
+    rec_free(&w[0]);
+    rec_free(&w[1]);
+}
+
+/* A peer that completes the upgrade and then goes silent: idle_timeout_ms
+   ends the connection with SSMB_ERR_TIMEOUT. */
+SSMB_TEST(engine_dead_peer) {
+    helper srv;
+    ssmb_engine *eng;
+    ssmb_conn_desc cd;
+    wsrec w;
+    char url[128];
+    uint64_t t0;
+    memset(&w, 0, sizeof w);
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    eng = engine_new(0);
+    snprintf(url, sizeof url, "%s://localhost:%d/", scheme(), srv.port[1]);
+    memset(&cd, 0, sizeof cd);
+    cd.url = url;
+    cd.idle_timeout_ms = 400;
+    cd.ping_interval_ms = 150; /* pings go out, and nothing answers them */
+    w.eng = eng;
+    t0 = now_ms();
+    if (eng) CHECK_EQ_INT(ssmb_engine_ws_open(eng, &cd, &w, now_ms(), &w.ws), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &w, 5000));
+    CHECK_EQ_INT(w.opened, 1);
+    CHECK_EQ_INT(w.result, SSMB_ERR_TIMEOUT);
+    CHECK(now_ms() - t0 >= 400);
+    ssmb_engine_destroy(eng);
+    helper_stop(&srv);
+    rec_free(&w);
+}
