@@ -798,3 +798,171 @@ SSMB_TEST(engine_dead_peer) {
     helper_stop(&srv);
     rec_free(&w);
 }
+
+/* ---- HTTPS proxies ---- */
+
+/* The secure URL the proxy tunnels to: TLS when compiled in, else the
+   wss:// scheme over the plain server with TLS left to "the transport". */
+static ssmb_result open_secure(ssmb_engine *eng, wsrec *w, int port, const char *path) {
+    ssmb_conn_desc cd;
+    char url[128];
+    snprintf(url, sizeof url, "wss://localhost:%d%s", port, path);
+    memset(&cd, 0, sizeof cd);
+    cd.url = url;
+    if (!tls_available()) cd.tls_mode = SSMB_TLS_EXTERNAL;
+    w->eng = eng;
+    return ssmb_engine_ws_open(eng, &cd, w, now_ms(), &w->ws);
+}
+
+/* Runs one open through a proxy in mode: its result, detail and the log. */
+static void through_proxy(const char *mode, const char *userinfo, const char *no_proxy, int ws_port,
+                          const char *path, wsrec *w, char *log, size_t log_cap) {
+    char logpath[] = "/tmp/ssmb-proxy-XXXXXX", proxy[160];
+    helper px;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    int fd = mkstemp(logpath);
+    char *text;
+    memset(w, 0, sizeof *w);
+    w->echo = 1;
+    log[0] = '\0';
+    if (!CHECK(fd >= 0)) return;
+    close(fd);
+    if (CHECK(helper_start(&px, "tests/connect_proxy.py", mode, logpath) == 0)) {
+        desc_init(&d, 0);
+        snprintf(proxy, sizeof proxy, "http://%s127.0.0.1:%d/", userinfo, px.port[0]);
+        d.https_proxy = proxy;
+        d.no_proxy = no_proxy;
+        d.connect_timeout_ms = 400;
+        CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+        if (eng) CHECK_EQ_INT(open_secure(eng, w, ws_port, path), SSMB_OK);
+        if (eng) CHECK(drive_one(eng, DRIVE_TICK, w, 20000));
+        ssmb_engine_destroy(eng);
+        helper_stop(&px);
+    }
+    text = ssmbt_read_file(logpath, NULL);
+    snprintf(log, log_cap, "%s", text ? text : "");
+    free(text);
+    unlink(logpath);
+}
+
+SSMB_TEST(engine_proxy) {
+    helper srv;
+    wsrec w;
+    char log[1024], want[128];
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    /* The whole battery through the tunnel. */
+    through_proxy("open", "", "", srv.port[0], "/check", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_CLOSED);
+    CHECK_EQ_INT(w.detail, 1000);
+    snprintf(want, sizeof want, "CONNECT localhost:%d HTTP/1.1\nhost localhost:%d\n", srv.port[0], srv.port[0]);
+    CHECK_EQ_STR(log, want);
+    rec_free(&w);
+    /* Basic credentials from the user information, percent-decoded. */
+    through_proxy("auth:user:p@ss", "user:p%40ss@", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_CLOSED);
+    CHECK(w.got_len == 3 && memcmp(w.got, "bye", 3) == 0);
+    CHECK(strstr(log, "auth Basic dXNlcjpwQHNz\n") != NULL);
+    rec_free(&w);
+    through_proxy("auth:user:p@ss", "user:wrong@", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    CHECK_EQ_INT(w.detail, 407);
+    rec_free(&w);
+    /* Refusals, silence and nonsense. */
+    through_proxy("407", "", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    CHECK_EQ_INT(w.detail, 407);
+    through_proxy("403", "", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    CHECK_EQ_INT(w.detail, 403);
+    through_proxy("silent", "", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_ERR_TIMEOUT);
+    through_proxy("garbage", "", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    through_proxy("early", "", "", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    CHECK_EQ_INT(w.detail, 200);
+    /* NO_PROXY: straight to the server, the proxy never hears of it. */
+    through_proxy("403", "", "example.com, .localhost,localhost", srv.port[0], "/close", &w, log, sizeof log);
+    CHECK_EQ_INT(w.result, SSMB_CLOSED);
+    CHECK_EQ_STR(log, "");
+    rec_free(&w);
+    helper_stop(&srv);
+}
+
+/* Proxy settings from the environment, malformed ones, an absent proxy,
+   and plain ws:// (never proxied). */
+SSMB_TEST(engine_proxy_settings) {
+    static const char *const bad[] = {"socks5://127.0.0.1:1080", "https://127.0.0.1:3128", "http://[::1",
+                                      "http://127.0.0.1:99999", "http://user:%zz@127.0.0.1:1", "http://::1:80",
+                                      "http://", "http://a b:80"};
+    char logpath[] = "/tmp/ssmb-proxy-XXXXXX", proxy[64];
+    helper px, srv;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    wsrec w;
+    size_t i;
+    int fd = mkstemp(logpath);
+    char url[128];
+    memset(&w, 0, sizeof w);
+    close(fd);
+    for (i = 0; i < COUNT(bad); i++) {
+        desc_init(&d, 0);
+        d.https_proxy = bad[i];
+        eng = NULL;
+        CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+        if (eng) CHECK_EQ_INT(open_secure(eng, &w, 1, "/"), SSMB_ERR_PROXY);
+        ssmb_engine_destroy(eng);
+    }
+    /* Nobody listens where the proxy should be. */
+    desc_init(&d, 0);
+    snprintf(proxy, sizeof proxy, "127.0.0.1:%d", closed_tcp_port()); /* no scheme: http */
+    d.https_proxy = proxy;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    if (eng) CHECK_EQ_INT(open_secure(eng, &w, 1, "/"), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+    CHECK_EQ_INT(w.result, SSMB_ERR_CONNECT);
+    ssmb_engine_destroy(eng);
+    if (!CHECK(helper_start(&px, "tests/connect_proxy.py", "403", logpath) == 0)) return;
+    if (!CHECK(helper_start(&srv, "tests/ws_server.py", NULL, NULL) == 0)) {
+        helper_stop(&px);
+        return;
+    }
+    /* HTTPS_PROXY from the environment when desc.https_proxy is NULL. */
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", px.port[0]);
+    setenv("HTTPS_PROXY", proxy, 1);
+    desc_init(&d, 0);
+    d.https_proxy = NULL;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    CHECK_EQ_STR(ssmb_engine_desc(eng)->https_proxy, proxy);
+    memset(&w, 0, sizeof w);
+    if (eng) CHECK_EQ_INT(open_secure(eng, &w, srv.port[0], "/close"), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    CHECK_EQ_INT(w.detail, 403);
+    /* ws:// goes direct even with a proxy set. */
+    memset(&w, 0, sizeof w);
+    snprintf(url, sizeof url, "ws://localhost:%d/close", srv.port[0]);
+    if (eng) CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+    CHECK_EQ_INT(w.result, SSMB_CLOSED);
+    rec_free(&w);
+    ssmb_engine_destroy(eng);
+    /* no_proxy from the environment (lower case). */
+    setenv("no_proxy", "localhost", 1);
+    desc_init(&d, 0);
+    d.https_proxy = NULL;
+    d.no_proxy = NULL;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    memset(&w, 0, sizeof w);
+    if (eng) CHECK_EQ_INT(open_secure(eng, &w, srv.port[0], "/close"), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+    CHECK_EQ_INT(w.result, SSMB_CLOSED);
+    rec_free(&w);
+    ssmb_engine_destroy(eng);
+    unsetenv("HTTPS_PROXY");
+    unsetenv("no_proxy");
+    helper_stop(&srv);
+    helper_stop(&px);
+    unlink(logpath);
+}
