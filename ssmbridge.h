@@ -7022,7 +7022,8 @@ typedef struct ssmb__slot {
     uint8_t pending_open;
     uint8_t want_writable;          /* a send came back short: pieces wait for WS_WRITABLE */
     uint8_t pending_writable;
-    uint8_t eof;                    /* the socket ended or failed */
+    uint8_t eof;                    /* the socket ended or failed: no more socket I/O */
+    uint8_t eof_told;               /* the conn heard of it (once its input was read) */
     int32_t result, detail;         /* DONE: what WS_CLOSED reports */
     uint64_t deadline;              /* RESOLVE_HOOK, CONNECTING, TUNNEL */
     void *user_data;
@@ -7255,13 +7256,12 @@ static void ssmb__eng_pump_in(ssmb__slot *s, uint64_t now) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && ssmb__net_again(errno)) return;
-        s->eof = 1; /* end of file, or a reset: either way the conn ends */
-        ssmb_conn_recv_eof(s->conn, now);
+        s->eof = 1; /* end of file, or a reset: the conn hears of it once it read what came before */
     }
 }
 
 /* The conn's bytes onto the socket, until it has none or the socket is full. */
-static void ssmb__eng_pump_out(ssmb__slot *s, uint64_t now) {
+static void ssmb__eng_pump_out(ssmb__slot *s) {
     int round;
     for (round = 0; round < SSMB__IO_ROUNDS && !s->eof; round++) {
         size_t len = 0;
@@ -7276,7 +7276,6 @@ static void ssmb__eng_pump_out(ssmb__slot *s, uint64_t now) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && ssmb__net_again(errno)) return;
         s->eof = 1;
-        ssmb_conn_recv_eof(s->conn, now);
     }
 }
 
@@ -7297,7 +7296,8 @@ static void ssmb__eng_run_check(ssmb_engine *eng, ssmb__slot *s) {
         s->want_writable = 0;
         s->pending_writable = 1;
     }
-    if (ssmb_conn_wants(s->conn) & SSMB_WANT_CLOSED) {
+    /* Finished; or closed with output the dead socket will never take. */
+    if ((ssmb_conn_wants(s->conn) & SSMB_WANT_CLOSED) || (state == SSMB_CONN_CLOSED && s->eof)) {
         ssmb__slot_close_fd(eng, s, 1);
         s->phase = SSMB__SLOT_DONE;
         s->result = (int32_t)last;
@@ -7307,10 +7307,10 @@ static void ssmb__eng_run_check(ssmb_engine *eng, ssmb__slot *s) {
 
 static void ssmb__eng_run_work(ssmb_engine *eng, ssmb__slot *s, unsigned revents, uint64_t now) {
     if (revents & (SSMB_POLLIN | SSMB_POLLERR | SSMB_POLLHUP)) ssmb__eng_pump_in(s, now);
-    ssmb__eng_pump_out(s, now);
+    ssmb__eng_pump_out(s);
     if (ssmb_conn_next_deadline(s->conn) <= now) {
         ssmb_conn_tick(s->conn, now);
-        ssmb__eng_pump_out(s, now); /* a ping or a close the timers queued */
+        ssmb__eng_pump_out(s); /* a ping or a close the timers queued */
     }
     ssmb__eng_run_check(eng, s);
 }
@@ -7769,6 +7769,16 @@ SSMB_APIDEF ssmb_conn *ssmb_engine_ws_conn(ssmb_engine *eng, ssmb_ws ws) {
 
 /* ---- events ---- */
 
+/* The socket ended: the conn hears of it once it has read what came before
+   (a peer's close frame and the end of the stream often arrive together,
+   and the frame is only read when its piece is asked for). */
+static void ssmb__eng_give_eof(ssmb_engine *eng, ssmb__slot *s) {
+    if (s->phase != SSMB__SLOT_RUNNING || !s->eof || s->eof_told) return;
+    s->eof_told = 1;
+    ssmb_conn_recv_eof(s->conn, eng->now);
+    ssmb__eng_run_check(eng, s);
+}
+
 /* The next event of one slot, in order: open, writable, pieces of
    messages, closed. Pieces wait while the host's last send came back short,
    so a host that forwards what it receives never holds more than one piece
@@ -7785,11 +7795,14 @@ static int ssmb__slot_event(ssmb_engine *eng, ssmb__slot *s, ssmb_event *ev) {
         ev->type = SSMB_EVENT_WS_WRITABLE;
     } else if (s->opened && !s->want_writable && ssmb_conn_recv_message(s->conn, &ev->piece) == SSMB_OK) {
         ev->type = SSMB_EVENT_WS_MESSAGE;
-    } else if (s->phase == SSMB__SLOT_DONE) {
-        ev->type = SSMB_EVENT_WS_CLOSED;
-        ev->result = s->result;
-        ev->detail = s->detail;
-        ssmb__slot_release(eng, s, 1);
+    } else {
+        ssmb__eng_give_eof(eng, s);
+        if (s->phase == SSMB__SLOT_DONE) {
+            ev->type = SSMB_EVENT_WS_CLOSED;
+            ev->result = s->result;
+            ev->detail = s->detail;
+            ssmb__slot_release(eng, s, 1);
+        }
     }
     return ev->type != SSMB_EVENT_NONE;
 }
@@ -7876,6 +7889,7 @@ static uint64_t ssmb__slot_deadline(const ssmb__slot *s) {
     default: return 0; /* ADDRESSED: connect; DONE: WS_CLOSED to hand out */
     }
     if (s->pending_open || s->pending_writable || ssmb__eng_stale(s)) return 0;
+    if (s->phase == SSMB__SLOT_RUNNING && s->eof && !s->eof_told) return 0;
     if (s->phase == SSMB__SLOT_RUNNING && s->want_writable && ssmb_conn_send_space(s->conn) > 0) return 0;
     return d;
 }
@@ -7912,7 +7926,8 @@ SSMB_APIDEF ssmb_result ssmb_engine_fds(ssmb_engine *eng, ssmb_pollfd *out, size
     *count = total;
     if (cap == 0) return SSMB_OK;
     if (total > cap) return SSMB_ERR_BUFFER_TOO_SMALL;
-    for (i = 0; i < eng->nslots; i++) ssmb__eng_told(&eng->slots[i]); /* the host now knows them all */
+    if (!eng->desc.fd_change_fn) /* the host now knows them all (fd_change_fn keeps its own account) */
+        for (i = 0; i < eng->nslots; i++) ssmb__eng_told(&eng->slots[i]);
     return SSMB_OK;
 }
 
@@ -8018,7 +8033,8 @@ SSMB_APIDEF ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms) {
     if (!eng) return SSMB_ERR_INVALID_ARG;
     if (eng->in_event) return SSMB_ERR_INVALID_STATE;
     n = ssmb__eng_poll_list(eng);
-    for (i = 0; i < eng->nslots; i++) ssmb__eng_told(&eng->slots[i]);
+    if (!eng->desc.fd_change_fn)
+        for (i = 0; i < eng->nslots; i++) ssmb__eng_told(&eng->slots[i]);
     t = ssmb_engine_timeout_ms(eng, eng->now, max_ms);
     if (n == 0 && t < 0) return SSMB_OK; /* nothing could ever wake it */
     while (poll(eng->pfd, (nfds_t)n, t) < 0)

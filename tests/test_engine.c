@@ -966,3 +966,261 @@ SSMB_TEST(engine_proxy_settings) {
     helper_stop(&px);
     unlink(logpath);
 }
+
+/* ---- memory ---- */
+
+typedef struct counting {
+    long allocs, frees;
+    long fail_at;           /* the allocation (1-based) that fails; 0: none */
+    long failed;
+    size_t outstanding;
+} counting;
+
+static void *count_alloc(size_t n, void *user_data) {
+    counting *c = (counting *)user_data;
+    void *p;
+    if (c->fail_at && c->allocs + c->failed + 1 == c->fail_at) {
+        c->failed++;
+        return NULL;
+    }
+    p = malloc(n);
+    if (p) {
+        c->allocs++;
+        c->outstanding += n;
+    }
+    return p;
+}
+
+static void count_free(void *p, size_t n, void *user_data) {
+    counting *c = (counting *)user_data;
+    c->frees++;
+    c->outstanding -= n;
+    free(p);
+}
+
+/* After WS_OPEN nothing allocates: 10,000 messages each way. */
+SSMB_TEST(engine_no_allocation_after_open) {
+    helper srv;
+    counting cnt;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    wsrec w;
+    char url[128];
+    long at_open = -1;
+    uint64_t end = now_ms() + 30000;
+    memset(&cnt, 0, sizeof cnt);
+    memset(&w, 0, sizeof w);
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    desc_init(&d, 1);
+    d.allocator.alloc_fn = count_alloc;
+    d.allocator.free_fn = count_free;
+    d.allocator.user_data = &cnt;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    snprintf(url, sizeof url, "%s://localhost:%d/echo", scheme(), srv.port[0]);
+    w.out = (const uint8_t *)"a message of some thirty bytes";
+    w.out_len = 30;
+    w.out_opcode = SSMB_WS_BINARY;
+    w.out_count = 10000;
+    if (eng) CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+    while (eng && w.messages < 10000 && !w.closed && now_ms() < end) {
+        ssmb_engine_wait(eng, 50);
+        ssmb_engine_tick(eng, now_ms());
+        drain_events(eng);
+        if (w.opened && at_open < 0) at_open = cnt.allocs;
+    }
+    CHECK_EQ_INT(w.messages, 10000);
+    CHECK_EQ_INT(w.got_len, 300000);
+    CHECK_EQ_INT(cnt.allocs, at_open);
+    CHECK(at_open > 0);
+    ssmb_engine_destroy(eng);
+    CHECK_EQ_INT(cnt.allocs, cnt.frees);
+    CHECK_EQ_INT(cnt.outstanding, 0);
+    helper_stop(&srv);
+    rec_free(&w);
+}
+
+/* Each allocation in turn fails: SSMB_ERR_NOMEM from create or open, and
+   every byte comes back. The CA file is loaded through the allocator too. */
+SSMB_TEST(engine_allocation_failures) {
+    helper srv;
+    long k, points = 0;
+    char url[128], ca[256];
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    snprintf(url, sizeof url, "%s://localhost:%d/echo", scheme(), srv.port[0]);
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir() ? certs_dir() : ".");
+    for (k = 1; k < 64; k++) {
+        counting cnt;
+        ssmb_desc d;
+        ssmb_engine *eng = NULL;
+        wsrec w;
+        ssmb_result r;
+        memset(&cnt, 0, sizeof cnt);
+        memset(&w, 0, sizeof w);
+        cnt.fail_at = k;
+        desc_init(&d, 0);
+        d.trust = NULL;
+        d.ca_file = tls_available() ? ca : NULL;
+        d.allocator.alloc_fn = count_alloc;
+        d.allocator.free_fn = count_free;
+        d.allocator.user_data = &cnt;
+        r = ssmb_engine_create(&d, &eng);
+        if (r == SSMB_OK) r = open_ws(eng, &w, url);
+        if (r == SSMB_OK) {
+            uint64_t end = now_ms() + 3000;
+            while (!w.opened && !w.closed && now_ms() < end) {
+                ssmb_engine_wait(eng, 50);
+                ssmb_engine_tick(eng, now_ms());
+            }
+            CHECK(w.opened);
+            CHECK_EQ_INT(ssmb_engine_ws_close(eng, w.ws, 1000, NULL, now_ms()), SSMB_OK);
+            CHECK(drive_one(eng, DRIVE_TICK, &w, 3000));
+            CHECK_EQ_INT(w.result, SSMB_CLOSED);
+        } else {
+            CHECK_EQ_INT(r, SSMB_ERR_NOMEM);
+            points++;
+        }
+        ssmb_engine_destroy(eng);
+        CHECK_EQ_INT(cnt.outstanding, 0);
+        CHECK_EQ_INT(cnt.allocs, cnt.frees);
+        rec_free(&w);
+        if (cnt.failed == 0) break; /* past the last allocation: it ran whole */
+    }
+    CHECK(points >= 3); /* at least the engine, the setup block and the conn */
+    CHECK(k < 64);
+    helper_stop(&srv);
+}
+
+/* ---- the host's side of the contract ---- */
+
+typedef struct fd_log {
+    int fd[64];
+    uint32_t events[64];        /* the last interest told for fd[i] */
+    int n, calls, saw_in, saw_out;
+} fd_log;
+
+static void on_fd_change(int32_t fd, uint32_t events, void *user_data) {
+    fd_log *l = (fd_log *)user_data;
+    int i;
+    l->calls++;
+    l->saw_in |= (events & SSMB_POLLIN) != 0;
+    l->saw_out |= (events & SSMB_POLLOUT) != 0;
+    for (i = 0; i < l->n && l->fd[i] != fd; i++) {}
+    if (i == l->n && l->n < 64) l->fd[l->n++] = fd;
+    if (i < 64) l->events[i] = events;
+}
+
+typedef struct reenter {
+    wsrec w;
+    ssmb_result process, tick, wait, next;
+    int destroy_tried;
+} reenter;
+
+static void on_event_reenter(ssmb_engine *eng, const ssmb_event *ev, void *user_data) {
+    reenter *re = (reenter *)user_data;
+    ssmb_event other;
+    re->process = ssmb_engine_process(eng, NULL, 0, now_ms());
+    re->tick = ssmb_engine_tick(eng, now_ms());
+    re->wait = ssmb_engine_wait(eng, 0);
+    re->next = ssmb_engine_next_event(eng, &other);
+    ssmb_engine_destroy(eng); /* refused: the engine lives on */
+    re->destroy_tried++;
+    on_event(eng, ev, NULL);
+}
+
+/* Inside event_fn: process, tick, wait and destroy are refused; fd_change_fn
+   hears of every descriptor and of its end. */
+SSMB_TEST(engine_reentrancy_and_fd_changes) {
+    helper srv;
+    reenter re;
+    fd_log fl;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    char url[128];
+    int i;
+    memset(&re, 0, sizeof re);
+    memset(&fl, 0, sizeof fl);
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    desc_init(&d, 0);
+    d.event_fn = on_event_reenter;
+    d.event_user_data = &re;
+    d.fd_change_fn = on_fd_change;
+    d.fd_change_user_data = &fl;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    snprintf(url, sizeof url, "%s://localhost:%d/close", scheme(), srv.port[0]);
+    if (eng) CHECK_EQ_INT(open_ws(eng, &re.w, url), SSMB_OK);
+    if (eng) CHECK(drive_one(eng, DRIVE_TICK, &re.w, 5000));
+    CHECK_EQ_INT(re.w.result, SSMB_CLOSED);
+    CHECK(re.destroy_tried >= 3); /* open, message, closed */
+    CHECK_EQ_INT(re.process, SSMB_ERR_INVALID_STATE);
+    CHECK_EQ_INT(re.tick, SSMB_ERR_INVALID_STATE);
+    CHECK_EQ_INT(re.wait, SSMB_ERR_INVALID_STATE);
+    CHECK_EQ_INT(re.next, SSMB_ERR_INVALID_STATE);
+    CHECK(fl.calls >= 2);
+    CHECK(fl.saw_in); /* POLLOUT may come and go inside one process call */
+    for (i = 0; i < fl.n; i++) CHECK_EQ_INT(fl.events[i], 0); /* every descriptor ended as "gone" */
+    ssmb_engine_destroy(eng);
+    helper_stop(&srv);
+    rec_free(&re.w);
+}
+
+/* Handles: {0}, stale after WS_CLOSED or abort, reused slots get new ones;
+   max_connections; a send before the upgrade gets SSMB_AGAIN, then
+   WS_OPEN and WS_WRITABLE. */
+SSMB_TEST(engine_handles_and_limits) {
+    helper srv;
+    ssmb_desc d;
+    ssmb_engine *eng = NULL;
+    wsrec w[3];
+    ssmb_ws zero, old;
+    char url[128];
+    size_t taken = 99;
+    uint64_t end;
+    memset(w, 0, sizeof w);
+    zero.id = 0;
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) return;
+    desc_init(&d, 1);
+    d.max_connections = 2;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    if (!eng) return;
+    snprintf(url, sizeof url, "%s://localhost:%d/echo", scheme(), srv.port[0]);
+    CHECK_EQ_INT(open_ws(eng, &w[0], url), SSMB_OK);
+    CHECK_EQ_INT(open_ws(eng, &w[1], url), SSMB_OK);
+    CHECK_EQ_INT(open_ws(eng, &w[2], url), SSMB_ERR_LIMIT);
+    CHECK_EQ_INT(w[2].ws.id, 0);
+    CHECK(w[0].ws.id != 0 && w[1].ws.id != 0 && w[0].ws.id != w[1].ws.id);
+    CHECK_EQ_INT(ssmb_engine_ws_send(eng, w[1].ws, SSMB_WS_TEXT, "early", 5, 1, &taken), SSMB_AGAIN);
+    CHECK_EQ_INT(taken, 0);
+    CHECK(ssmb_engine_ws_conn(eng, w[0].ws) != NULL);
+    /* Aborted: gone at once, no event, the handle is stale. */
+    old = w[0].ws;
+    ssmb_engine_ws_abort(eng, old);
+    CHECK(ssmb_engine_ws_conn(eng, old) == NULL);
+    CHECK_EQ_INT(ssmb_engine_ws_send(eng, old, SSMB_WS_TEXT, "x", 1, 1, NULL), SSMB_ERR_INVALID_STATE);
+    CHECK_EQ_INT(ssmb_engine_ws_close(eng, old, 1000, NULL, now_ms()), SSMB_ERR_INVALID_STATE);
+    CHECK_EQ_INT(ssmb_engine_ws_send_space(eng, old), 0);
+    CHECK_EQ_INT(ssmb_engine_ws_send(eng, zero, SSMB_WS_TEXT, "x", 1, 1, NULL), SSMB_ERR_INVALID_STATE);
+    CHECK(ssmb_engine_ws_conn(eng, zero) == NULL);
+    ssmb_engine_ws_abort(eng, zero);
+    ssmb_engine_ws_abort(eng, old);
+    /* The slot is free again, under a new handle. */
+    memset(&w[0], 0, sizeof w[0]);
+    CHECK_EQ_INT(open_ws(eng, &w[0], url), SSMB_OK);
+    CHECK(w[0].ws.id != old.id);
+    CHECK_EQ_INT(ssmb_engine_ws_close(eng, w[0].ws, 1000, NULL, now_ms()), SSMB_OK); /* before the upgrade */
+    /* The early sender: WS_OPEN, then WS_WRITABLE. */
+    end = now_ms() + 5000;
+    while ((!w[0].closed || !w[1].writable) && now_ms() < end) {
+        poll_turn(eng);
+        drain_events(eng);
+    }
+    CHECK_EQ_INT(w[0].result, SSMB_CLOSED);
+    CHECK_EQ_INT(w[0].opened, 0);
+    CHECK_EQ_INT(w[1].opened, 1);
+    CHECK_EQ_INT(w[1].writable, 1);
+    old = w[0].ws;
+    CHECK_EQ_INT(ssmb_engine_ws_send(eng, old, SSMB_WS_TEXT, "x", 1, 1, NULL), SSMB_ERR_INVALID_STATE);
+    ssmb_engine_destroy(eng); /* with w[1] still open */
+    helper_stop(&srv);
+    rec_free(&w[0]);
+    rec_free(&w[1]);
+}
