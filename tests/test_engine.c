@@ -1224,3 +1224,118 @@ SSMB_TEST(engine_handles_and_limits) {
     rec_free(&w[0]);
     rec_free(&w[1]);
 }
+
+/* ---- creation, defaults, arguments ---- */
+
+static void *only_alloc(size_t n, void *user_data) {
+    (void)user_data;
+    return malloc(n);
+}
+
+SSMB_TEST(engine_create_and_arguments) {
+    static const char *const bad_servers[] = {"bogus", "1.2.3.4:99999", "1.2.3.4:0", "[::1", "::1:53x",
+                                              "1.2.3.4,5.6.7.8,9.9.9.9,8.8.8.8", "1.2.3.4:", ","};
+    ssmb_desc d;
+    ssmb_engine *eng = (ssmb_engine *)&d;
+    const ssmb_desc *got;
+    ssmb_event ev;
+    ssmb_conn_desc cd;
+    ssmb_ws ws;
+    size_t i, count = 7;
+    char servers[] = "[::1]:5353, 127.0.0.1";
+    CHECK_EQ_INT(ssmb_engine_create(NULL, &eng), SSMB_ERR_INVALID_ARG);
+    CHECK(eng == NULL);
+    desc_init(&d, 1);
+    CHECK_EQ_INT(ssmb_engine_create(&d, NULL), SSMB_ERR_INVALID_ARG);
+    d.allocator.alloc_fn = only_alloc; /* half an allocator */
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_ERR_INVALID_ARG);
+    for (i = 0; i < COUNT(bad_servers); i++) {
+        desc_init(&d, 1);
+        d.dns_servers = bad_servers[i];
+        CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_ERR_INVALID_ARG);
+    }
+    desc_init(&d, 1);
+    d.trust = NULL;
+    d.ca_file = "/nonexistent/ca.pem"; /* named explicitly: its absence is an error */
+    CHECK(ssmb_engine_create(&d, &eng) < 0);
+    /* Defaults, and strings copied. */
+    memset(&d, 0, sizeof d);
+    d.https_proxy = "";
+    d.no_proxy = "";
+    d.dns_servers = servers;
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    if (!eng) return;
+    servers[0] = 'X';
+    got = ssmb_engine_desc(eng);
+    CHECK_EQ_INT(got->max_connections, 16);
+    CHECK_EQ_INT(got->connect_timeout_ms, 10000);
+    CHECK_EQ_INT(got->dns_timeout_ms, 5000);
+    CHECK_EQ_STR(got->resolv_conf, "/etc/resolv.conf");
+    CHECK_EQ_STR(got->hosts_file, "/etc/hosts");
+    CHECK_EQ_STR(got->ca_file, SSMB_SYSTEM_CA_BUNDLE);
+    CHECK_EQ_STR(got->dns_servers, "[::1]:5353, 127.0.0.1");
+    CHECK(got->random_fn == ssmb_random_system);
+    CHECK(got->utc_fn == ssmb_utc_system);
+    /* Nothing open: no descriptors, no timer. */
+    CHECK_EQ_INT(ssmb_engine_fds(eng, NULL, 0, &count), SSMB_OK);
+    CHECK_EQ_INT(count, 0);
+    CHECK_EQ_INT(ssmb_engine_timeout_ms(eng, 5, -1), -1);
+    CHECK_EQ_INT(ssmb_engine_timeout_ms(eng, 5, 70), 70);
+    CHECK_EQ_INT(ssmb_engine_wait(eng, -1), SSMB_OK); /* returns at once: nothing could wake it */
+    CHECK_EQ_INT(ssmb_engine_tick(eng, 1), SSMB_OK);
+    CHECK_EQ_INT(ssmb_engine_process(eng, NULL, 1, 1), SSMB_ERR_INVALID_ARG);
+    CHECK_EQ_INT(ssmb_engine_next_event(eng, &ev), SSMB_AGAIN);
+    CHECK_EQ_INT(ev.type, SSMB_EVENT_NONE);
+    /* Opens refused before they take a slot. */
+    memset(&cd, 0, sizeof cd);
+    CHECK_EQ_INT(ssmb_engine_ws_open(eng, &cd, NULL, 1, &ws), SSMB_ERR_INVALID_ARG);
+    cd.url = "ws://";
+    CHECK_EQ_INT(ssmb_engine_ws_open(eng, &cd, NULL, 1, &ws), SSMB_ERR_MALFORMED);
+    cd.url = "http://example.com/"; /* not a WebSocket URL: the conn refuses it */
+    CHECK_EQ_INT(ssmb_engine_ws_open(eng, &cd, NULL, 1, &ws), SSMB_ERR_INVALID_ARG);
+    cd.url = "ws://localhost:1/";
+    CHECK_EQ_INT(ssmb_engine_ws_open(eng, &cd, NULL, 1, NULL), SSMB_ERR_INVALID_ARG);
+    CHECK_EQ_INT(ssmb_engine_ws_open(NULL, &cd, NULL, 1, &ws), SSMB_ERR_INVALID_ARG);
+    CHECK_EQ_INT(ws.id, 0);
+    CHECK_EQ_INT(ssmb_engine_resolved(eng, 12345, NULL, 0), SSMB_ERR_INVALID_STATE);
+    ssmb_engine_destroy(eng);
+    /* With event_fn, events are not pulled. */
+    desc_init(&d, 0);
+    CHECK_EQ_INT(ssmb_engine_create(&d, &eng), SSMB_OK);
+    CHECK_EQ_INT(ssmb_engine_next_event(eng, &ev), SSMB_ERR_INVALID_STATE);
+    ssmb_engine_destroy(eng);
+    ssmb_engine_destroy(NULL);
+    CHECK_EQ_INT(ssmb_engine_tick(NULL, 1), SSMB_ERR_INVALID_ARG);
+    CHECK_EQ_INT(ssmb_engine_wait(NULL, 1), SSMB_ERR_INVALID_ARG);
+    CHECK(ssmb_engine_desc(NULL) == NULL);
+}
+
+/* ---- certificates ---- */
+
+/* A server certificate for another name, from a CA nobody trusts, or out
+   of date: refused with SSMB_ERR_TLS_CERT. */
+SSMB_TEST(engine_certificates_refused) {
+    static const char *const certs[] = {"wrong", "rogue", "expired"};
+    size_t i;
+    if (!tls_available()) {
+        printf("engine certificates: no TLS backend compiled in\n");
+        return;
+    }
+    for (i = 0; i < COUNT(certs); i++) {
+        helper srv;
+        ssmb_engine *eng;
+        wsrec w;
+        char url[128];
+        memset(&w, 0, sizeof w);
+        if (!CHECK(ws_server_start(&srv, certs[i]) == 0)) continue;
+        eng = engine_new(0);
+        snprintf(url, sizeof url, "wss://localhost:%d/echo", srv.port[0]);
+        if (eng) CHECK_EQ_INT(open_ws(eng, &w, url), SSMB_OK);
+        if (eng) CHECK(drive_one(eng, DRIVE_POLL, &w, 5000));
+        CHECK_EQ_INT(w.opened, 0);
+        if (w.result != SSMB_ERR_TLS_CERT) printf("  certificate %s: result %d\n", certs[i], (int)w.result);
+        CHECK_EQ_INT(w.result, SSMB_ERR_TLS_CERT);
+        ssmb_engine_destroy(eng);
+        helper_stop(&srv);
+    }
+}
