@@ -199,7 +199,7 @@ static void echo_flush(wsrec *w) {
     if (!w->rest_len && !w->rest_final) return;
     r = ssmb_engine_ws_send(w->eng, w->ws, w->rest_opcode, w->rest, w->rest_len, w->rest_final, &taken);
     if (r < 0) return;
-    memmove(w->rest, w->rest + taken, w->rest_len - taken);
+    if (taken) memmove(w->rest, w->rest + taken, w->rest_len - taken);
     w->rest_len -= taken;
     if (w->rest_len == 0 && r == SSMB_OK) w->rest_final = 0;
 }

@@ -51,7 +51,7 @@ static void flush(ssmb_engine *eng, echo *e) {
         fail(e, "send", r, 0);
         return;
     }
-    memmove(e->rest, e->rest + taken, e->rest_len - taken);
+    if (taken) memmove(e->rest, e->rest + taken, e->rest_len - taken);
     e->rest_len -= taken;
     e->pending = e->rest_len > 0;
 }
