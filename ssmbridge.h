@@ -45,6 +45,42 @@
        uint8_t frame[256]; size_t n;
        if (ssmb_msg_encode(&m, frame, sizeof frame, &n) == SSMB_OK) send_binary(frame, n);
 
+   QUICK START: POLL LOOP (a WebSocket through the engine)
+   ======================================================
+       ssmb_desc d = {0};                      // zero is default everywhere
+       ssmb_engine *eng;
+       ssmb_engine_create(&d, &eng);           // loads the system CA bundle
+       ssmb_conn_desc c = {0};
+       c.url = "wss://example.com/socket";
+       ssmb_ws ws;
+       ssmb_engine_ws_open(eng, &c, NULL, now_ms(), &ws);
+       for (;;) {
+           ssmb_engine_wait(eng, 1000);        // or your own poll/epoll
+           ssmb_engine_tick(eng, now_ms());
+           ssmb_event ev;
+           while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {
+               if (ev.type == SSMB_EVENT_WS_MESSAGE) use(ev.piece.data, ev.piece.len);
+               if (ev.type == SSMB_EVENT_WS_CLOSED) goto done;
+           }
+       }
+
+   QUICK START: YOUR OWN TRANSPORT (sans-I/O)
+   ==========================================
+   ssmb_conn speaks TLS, the HTTP upgrade and WebSocket over bytes you move:
+   see the comment above ssmb_conn_create for the loop. With
+   SSMB_TLS_EXTERNAL your transport provides the security (a TLS stack you
+   already have, a serial link inside a VPN).
+
+   TLS BACKENDS
+   ============
+   BearSSL (default, -lbearssl): allocates nothing; its engine maps directly
+   onto the conn's buffers. mbedTLS (SSMB_USE_MBEDTLS, -lmbedtls -lmbedx509
+   -lmbedcrypto): its own allocations follow your mbedTLS configuration (the
+   library never touches mbedTLS's process-wide allocator hook). None
+   (SSMB_NO_TLS): only SSMB_TLS_EXTERNAL conns. Certificates are always
+   verified: the chain to your trust anchors, the host name, the validity at
+   the time your utc hook gives. There is no switch to turn that off.
+
    COMPILE-TIME OPTIONS
    ====================
      SSMBRIDGE_IMPLEMENTATION  compile the implementation (one TU)
@@ -94,7 +130,8 @@
    RECENT CHANGES
    ==============
      0.1.0  L0 primitives: SHA-256, HMAC, base64, hex, UUID, SigV4, JSON,
-            ClientMessage codec and payloads.
+            ClientMessage codec and payloads, WebSocket framing, HTTP/1.1;
+            the sans-I/O WebSocket connection.
 
    LICENSE
    =======
