@@ -990,21 +990,33 @@ SSMB_API ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out)
 /* ---- trust: certificate authorities for TLS ------------------------------
    Immutable once made; share one between any number of conns and engines
    (it must outlive them). Verification is always on: there is no way to
-   turn it off. */
+   turn it off. The chain must reach an anchor, every certificate must be
+   valid at the configured UTC time, and the server name must be one of the
+   certificate's DNS names (dNSName SANs, else the CN): neither backend
+   matches IP-address SANs. TLS 1.2 is the version spoken. */
 
 #define SSMB_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
 typedef struct ssmb_trust ssmb_trust;
 
 /* Trust anchors from PEM text (one or more CERTIFICATE blocks; anything
-   between blocks is ignored). SSMB_ERR_MALFORMED when no certificate can be
-   read, SSMB_ERR_NOMEM, SSMB_ERR_UNSUPPORTED under SSMB_NO_TLS. Allocates. */
+   between blocks, private keys included, is ignored; a certificate that
+   does not decode is skipped). SSMB_ERR_MALFORMED when no certificate can
+   be read, SSMB_ERR_NOMEM, SSMB_ERR_INVALID_ARG for a half allocator,
+   SSMB_ERR_UNSUPPORTED under SSMB_NO_TLS. Allocates: with BearSSL, one
+   block from a holding everything; with mbedTLS, only the ssmb_trust
+   struct and a passing copy of the text come from a, while mbedTLS
+   allocates the parsed certificates itself (mbedtls_calloc, as the host's
+   mbedTLS build is configured). */
 SSMB_API ssmb_result ssmb_trust_create(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out);
 /* The same from a file (NULL: SSMB_SYSTEM_CA_BUNDLE). Reads the file: call
    it while setting up, not from inside the loop. SSMB_ERR_IO when it cannot
-   be read. */
+   be read, SSMB_ERR_LIMIT when it is over 16 MiB. The file's bytes are held
+   (through a) only during the call. */
 SSMB_API ssmb_result ssmb_trust_load(const ssmb_allocator *a, const char *path, ssmb_trust **out);
+/* Certificates kept (skipped ones not counted); 0 for NULL. */
 SSMB_API size_t ssmb_trust_count(const ssmb_trust *t);
+/* Frees through the allocator that made it; NULL is ignored. */
 SSMB_API void ssmb_trust_destroy(ssmb_trust *t);
 /* "bearssl", "mbedtls" or "none": the backend compiled in. */
 SSMB_API const char *ssmb_tls_backend(void);
@@ -5129,7 +5141,11 @@ typedef struct ssmb__tls_config {
 /* Bytes for one struct ssmb__tls with all its buffers (one allocation). */
 static SSMB__MAYBE_UNUSED size_t ssmb__tls_size(void);
 /* t points at ssmb__tls_size() bytes aligned for any type; starts the
-   handshake. SSMB_ERR_NO_RANDOM, SSMB_ERR_TLS, SSMB_ERR_UNSUPPORTED. */
+   handshake (the ClientHello waits in net_out). SSMB_ERR_INVALID_ARG (no
+   trust, or a server name empty or over 255 bytes), SSMB_ERR_NO_RANDOM,
+   SSMB_ERR_NOMEM (mbedTLS's own allocations), SSMB_ERR_TLS,
+   SSMB_ERR_UNSUPPORTED. After a failure nothing is held, and
+   ssmb__tls_free is still harmless. t must not move once initialised. */
 static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg);
 /* Releases what the backend holds outside t and wipes the keys. */
 static SSMB__MAYBE_UNUSED void ssmb__tls_free(ssmb__tls *t);
@@ -5146,9 +5162,11 @@ static SSMB__MAYBE_UNUSED void ssmb__tls_flush(ssmb__tls *t);
 static SSMB__MAYBE_UNUSED void ssmb__tls_close(ssmb__tls *t);
 /* 1 once the handshake has completed (application data may flow). */
 static SSMB__MAYBE_UNUSED int ssmb__tls_handshake_done(const ssmb__tls *t);
-/* SSMB_OK while healthy; SSMB_CLOSED after a clean close_notify;
-   SSMB_ERR_TLS_CERT when the certificate was refused; SSMB_ERR_TLS for any
-   other failure. *detail: the backend's own error code. */
+/* SSMB_OK while healthy; SSMB_CLOSED once both close_notify alerts have
+   passed and ours has left net_out; SSMB_ERR_TLS_CERT when the certificate
+   was refused; SSMB_ERR_TLS for any other failure. *detail: the backend's
+   own error code (BR_ERR_*, or the negative mbedTLS code). After a failure
+   net_out may still hold an alert for the peer. */
 static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail);
 
 // >>tls-bearssl
