@@ -5527,9 +5527,9 @@ static void ssmb__br_set_time(br_x509_minimal_context *xc, int64_t now_utc) {
     br_x509_minimal_set_time(xc, (uint32_t)days, (uint32_t)secs);
 }
 
-/* 32 bytes from the config's source. BearSSL also mixes in its own OS
-   seeder once per context when it was built with one (ssl_engine.c,
-   br_ssl_engine_init_rand); the injected bytes suffice without it. */
+/* 32 bytes from the config's source. BearSSL adds them to what it gets
+   from the OS when it was built with an OS seeder (bearssl_ssl.h,
+   br_ssl_engine_inject_entropy); they suffice without one. */
 static ssmb_result ssmb__br_seed(ssmb__tls *t, const ssmb__tls_config *cfg) {
     uint8_t seed[32];
     ssmb_result r = ssmb__tls_random_fn(cfg)(seed, sizeof seed, cfg->random_user_data);

@@ -32,6 +32,24 @@
 
 #define CERTS "build/certs"
 
+#if defined(SSMB_NO_TLS)
+/* Without a TLS library everything says so, and nothing is allocated. */
+SSMB_TEST(tls_none_unsupported) {
+    ssmb__tls t;
+    ssmb__tls_config cfg;
+    ssmb_trust *trust = NULL;
+    size_t n = 1;
+    memset(&cfg, 0, sizeof cfg);
+    CHECK_EQ_STR(ssmb_tls_backend(), "none");
+    CHECK_EQ_INT(ssmb__tls_init(&t, &cfg), SSMB_ERR_UNSUPPORTED);
+    CHECK(ssmb__tls_net_out_buf(&t, &n) == NULL && n == 0);
+    CHECK_EQ_INT(ssmb__tls_error(&t, NULL), SSMB_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(ssmb_trust_create(NULL, "x", 1, &trust), SSMB_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(ssmb_trust_load(NULL, NULL, &trust), SSMB_ERR_UNSUPPORTED);
+    CHECK(trust == NULL);
+}
+#else
+
 /* ---- helpers: certificates, clock, the peer process ---- */
 
 static int certs_ready(void) {
@@ -714,20 +732,25 @@ SSMB_TEST(trust_refuses_bad_input) {
 
 SSMB_TEST(trust_load_files) {
     ssmb_trust *t = NULL;
+    char empty[64], huge[64];
     FILE *f;
     CHECK_EQ_INT(ssmb_trust_load(NULL, CERTS "/no-such-file.pem", &t), SSMB_ERR_IO);
     CHECK(t == NULL);
-    CHECK_EQ_INT(ssmb_trust_load(NULL, CERTS, &t), SSMB_ERR_IO); /* a directory */
     if (!certs_ready()) return;
-    f = fopen(CERTS "/empty.pem", "wb");
+    CHECK_EQ_INT(ssmb_trust_load(NULL, CERTS, &t), SSMB_ERR_IO); /* a directory */
+    /* Scratch files named by PID: binaries may run side by side. */
+    snprintf(empty, sizeof empty, CERTS "/empty-%ld.pem", (long)getpid());
+    snprintf(huge, sizeof huge, CERTS "/huge-%ld.pem", (long)getpid());
+    f = fopen(empty, "wb");
     if (CHECK(f != NULL)) fclose(f);
-    CHECK_EQ_INT(ssmb_trust_load(NULL, CERTS "/empty.pem", &t), SSMB_ERR_MALFORMED);
+    CHECK_EQ_INT(ssmb_trust_load(NULL, empty, &t), SSMB_ERR_MALFORMED);
     /* 17 MiB (sparse): over the 16 MiB limit, refused before reading. */
-    f = fopen(CERTS "/huge.pem", "wb");
+    f = fopen(huge, "wb");
     if (CHECK(f != NULL)) fclose(f);
-    CHECK(truncate(CERTS "/huge.pem", 17L << 20) == 0);
-    CHECK_EQ_INT(ssmb_trust_load(NULL, CERTS "/huge.pem", &t), SSMB_ERR_LIMIT);
-    unlink(CERTS "/huge.pem");
+    CHECK(truncate(huge, 17L << 20) == 0);
+    CHECK_EQ_INT(ssmb_trust_load(NULL, huge, &t), SSMB_ERR_LIMIT);
+    unlink(empty);
+    unlink(huge);
     CHECK_EQ_INT(ssmb_trust_load(NULL, CERTS "/rogue-ca.pem", &t), SSMB_OK);
     CHECK_EQ_INT(ssmb_trust_count(t), 1);
     ssmb_trust_destroy(t);
@@ -780,3 +803,4 @@ SSMB_TEST(trust_allocator_failures) {
     CHECK(succeeded && total >= 2);
     ssmbt_report("trust with the Nth allocation failing", ok, total, "runs without a leak");
 }
+#endif /* !SSMB_NO_TLS */
