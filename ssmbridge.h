@@ -45,6 +45,42 @@
        uint8_t frame[256]; size_t n;
        if (ssmb_msg_encode(&m, frame, sizeof frame, &n) == SSMB_OK) send_binary(frame, n);
 
+   QUICK START: POLL LOOP (a WebSocket through the engine)
+   ======================================================
+       ssmb_desc d = {0};                      // zero is default everywhere
+       ssmb_engine *eng;
+       ssmb_engine_create(&d, &eng);           // loads the system CA bundle
+       ssmb_conn_desc c = {0};
+       c.url = "wss://example.com/socket";
+       ssmb_ws ws;
+       ssmb_engine_ws_open(eng, &c, NULL, now_ms(), &ws);
+       for (;;) {
+           ssmb_engine_wait(eng, 1000);        // or your own poll/epoll
+           ssmb_engine_tick(eng, now_ms());
+           ssmb_event ev;
+           while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {
+               if (ev.type == SSMB_EVENT_WS_MESSAGE) use(ev.piece.data, ev.piece.len);
+               if (ev.type == SSMB_EVENT_WS_CLOSED) goto done;
+           }
+       }
+
+   QUICK START: YOUR OWN TRANSPORT (sans-I/O)
+   ==========================================
+   ssmb_conn speaks TLS, the HTTP upgrade and WebSocket over bytes you move:
+   see the comment above ssmb_conn_create for the loop. With
+   SSMB_TLS_EXTERNAL your transport provides the security (a TLS stack you
+   already have, a serial link inside a VPN).
+
+   TLS BACKENDS
+   ============
+   BearSSL (default, -lbearssl): allocates nothing; its engine maps directly
+   onto the conn's buffers. mbedTLS (SSMB_USE_MBEDTLS, -lmbedtls -lmbedx509
+   -lmbedcrypto): its own allocations follow your mbedTLS configuration (the
+   library never touches mbedTLS's process-wide allocator hook). None
+   (SSMB_NO_TLS): only SSMB_TLS_EXTERNAL conns. Certificates are always
+   verified: the chain to your trust anchors, the host name, the validity at
+   the time your utc hook gives. There is no switch to turn that off.
+
    COMPILE-TIME OPTIONS
    ====================
      SSMBRIDGE_IMPLEMENTATION  compile the implementation (one TU)
@@ -94,7 +130,8 @@
    RECENT CHANGES
    ==============
      0.1.0  L0 primitives: SHA-256, HMAC, base64, hex, UUID, SigV4, JSON,
-            ClientMessage codec and payloads.
+            ClientMessage codec and payloads, WebSocket framing, HTTP/1.1;
+            the sans-I/O WebSocket connection.
 
    LICENSE
    =======
@@ -1004,21 +1041,33 @@ SSMB_API ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out)
 /* ---- trust: certificate authorities for TLS ------------------------------
    Immutable once made; share one between any number of conns and engines
    (it must outlive them). Verification is always on: there is no way to
-   turn it off. */
+   turn it off. The chain must reach an anchor, every certificate must be
+   valid at the configured UTC time, and the server name must be one of the
+   certificate's DNS names (dNSName SANs, else the CN): neither backend
+   matches IP-address SANs. TLS 1.2 is the version spoken. */
 
 #define SSMB_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
 typedef struct ssmb_trust ssmb_trust;
 
 /* Trust anchors from PEM text (one or more CERTIFICATE blocks; anything
-   between blocks is ignored). SSMB_ERR_MALFORMED when no certificate can be
-   read, SSMB_ERR_NOMEM, SSMB_ERR_UNSUPPORTED under SSMB_NO_TLS. Allocates. */
+   between blocks, private keys included, is ignored; a certificate that
+   does not decode is skipped). SSMB_ERR_MALFORMED when no certificate can
+   be read, SSMB_ERR_NOMEM, SSMB_ERR_INVALID_ARG for a half allocator,
+   SSMB_ERR_UNSUPPORTED under SSMB_NO_TLS. Allocates: with BearSSL, one
+   block from a holding everything; with mbedTLS, only the ssmb_trust
+   struct and a passing copy of the text come from a, while mbedTLS
+   allocates the parsed certificates itself (mbedtls_calloc, as the host's
+   mbedTLS build is configured). */
 SSMB_API ssmb_result ssmb_trust_create(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out);
 /* The same from a file (NULL: SSMB_SYSTEM_CA_BUNDLE). Reads the file: call
    it while setting up, not from inside the loop. SSMB_ERR_IO when it cannot
-   be read. */
+   be read, SSMB_ERR_LIMIT when it is over 16 MiB. The file's bytes are held
+   (through a) only during the call. */
 SSMB_API ssmb_result ssmb_trust_load(const ssmb_allocator *a, const char *path, ssmb_trust **out);
+/* Certificates kept (skipped ones not counted); 0 for NULL. */
 SSMB_API size_t ssmb_trust_count(const ssmb_trust *t);
+/* Frees through the allocator that made it; NULL is ignored. */
 SSMB_API void ssmb_trust_destroy(ssmb_trust *t);
 /* "bearssl", "mbedtls" or "none": the backend compiled in. */
 SSMB_API const char *ssmb_tls_backend(void);
@@ -5245,7 +5294,11 @@ typedef struct ssmb__tls_config {
 /* Bytes for one struct ssmb__tls with all its buffers (one allocation). */
 static SSMB__MAYBE_UNUSED size_t ssmb__tls_size(void);
 /* t points at ssmb__tls_size() bytes aligned for any type; starts the
-   handshake. SSMB_ERR_NO_RANDOM, SSMB_ERR_TLS, SSMB_ERR_UNSUPPORTED. */
+   handshake (the ClientHello waits in net_out). SSMB_ERR_INVALID_ARG (no
+   trust, or a server name empty or over 255 bytes), SSMB_ERR_NO_RANDOM,
+   SSMB_ERR_NOMEM (mbedTLS's own allocations), SSMB_ERR_TLS,
+   SSMB_ERR_UNSUPPORTED. After a failure nothing is held, and
+   ssmb__tls_free is still harmless. t must not move once initialised. */
 static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg);
 /* Releases what the backend holds outside t and wipes the keys. */
 static SSMB__MAYBE_UNUSED void ssmb__tls_free(ssmb__tls *t);
@@ -5262,22 +5315,930 @@ static SSMB__MAYBE_UNUSED void ssmb__tls_flush(ssmb__tls *t);
 static SSMB__MAYBE_UNUSED void ssmb__tls_close(ssmb__tls *t);
 /* 1 once the handshake has completed (application data may flow). */
 static SSMB__MAYBE_UNUSED int ssmb__tls_handshake_done(const ssmb__tls *t);
-/* SSMB_OK while healthy; SSMB_CLOSED after a clean close_notify;
-   SSMB_ERR_TLS_CERT when the certificate was refused; SSMB_ERR_TLS for any
-   other failure. *detail: the backend's own error code. */
+/* SSMB_OK while healthy; SSMB_CLOSED once both close_notify alerts have
+   passed and ours has left net_out; SSMB_ERR_TLS_CERT when the certificate
+   was refused; SSMB_ERR_TLS for any other failure. *detail: the backend's
+   own error code (BR_ERR_*, or the negative mbedTLS code). After a failure
+   net_out may still hold an alert for the peer. */
 static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail);
 
 // >>tls-bearssl
-/* (the BearSSL backend goes here) */
+/* ---- shared by the BearSSL and mbedTLS backends --------------------------
+   Argument checks, the default random source and reading a trust file;
+   the BearSSL backend itself follows below. */
+#if defined(SSMB_USE_BEARSSL) || defined(SSMB_USE_MBEDTLS)
+
+/* Largest file ssmb_trust_load reads (Debian's whole bundle is ~220 KB). */
+#define SSMB__TRUST_FILE_MAX ((size_t)16 << 20)
+
+/* Verification needs anchors and a name to check. 255 bytes is the
+   longest DNS name (RFC 1035 §2.3.4) and what BearSSL can hold. */
+static ssmb_result ssmb__tls_check_config(const ssmb__tls_config *cfg) {
+    size_t n;
+    if (!cfg || !cfg->trust || !cfg->server_name) return SSMB_ERR_INVALID_ARG;
+    n = strlen(cfg->server_name);
+    if (n == 0 || n > 255) return SSMB_ERR_INVALID_ARG;
+    return ssmb_trust_count(cfg->trust) > 0 ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+static ssmb_random_fn ssmb__tls_random_fn(const ssmb__tls_config *cfg) {
+    return cfg->random_fn ? cfg->random_fn : ssmb_random_system;
+}
+
+/* The common checks of ssmb_trust_create: *out is cleared first. */
+static ssmb_result ssmb__trust_args(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out) {
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    *out = NULL;
+    if (a && !ssmb__allocator_valid(a)) return SSMB_ERR_INVALID_ARG;
+    return (pem || len == 0) ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+/* A trust keeps a copy of the allocator that made it (all zero: defaults). */
+static void ssmb__trust_keep_allocator(ssmb_allocator *dst, const ssmb_allocator *a) {
+    if (a) *dst = *a;
+    else memset(dst, 0, sizeof *dst);
+}
+
+/* Size of an open file, from the start. A first byte is read before
+   seeking so that a directory (which fopen accepts on Linux) fails as
+   unreadable rather than reporting a size. */
+static ssmb_result ssmb__trust_file_size(FILE *f, size_t *size) {
+    long n;
+    if (fgetc(f) == EOF && ferror(f)) return SSMB_ERR_IO;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) return SSMB_ERR_IO;
+    if ((unsigned long)n > SSMB__TRUST_FILE_MAX) return SSMB_ERR_LIMIT;
+    *size = (size_t)n;
+    return SSMB_OK;
+}
+
+/* The whole file in one allocation of *size bytes (none when it is empty). */
+static ssmb_result ssmb__trust_read_file(const ssmb_allocator *a, const char *path, uint8_t **data, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    ssmb_result r;
+    *data = NULL;
+    *size = 0;
+    if (!f) return SSMB_ERR_IO;
+    r = ssmb__trust_file_size(f, size);
+    if (r == SSMB_OK && *size > 0) {
+        *data = (uint8_t *)ssmb__alloc(a, *size);
+        if (!*data) r = SSMB_ERR_NOMEM;
+        else if (fread(*data, 1, *size, f) != *size) r = SSMB_ERR_IO;
+    }
+    fclose(f);
+    if (r != SSMB_OK) {
+        ssmb__free(a, *data, *size);
+        *data = NULL;
+    }
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_trust_load(const ssmb_allocator *a, const char *path, ssmb_trust **out) {
+    uint8_t *data;
+    size_t size;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    *out = NULL;
+    if (a && !ssmb__allocator_valid(a)) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__trust_read_file(a, path ? path : SSMB_SYSTEM_CA_BUNDLE, &data, &size);
+    if (r != SSMB_OK) return r;
+    r = ssmb_trust_create(a, data, size, out);
+    ssmb__free(a, data, size);
+    return r;
+}
+#endif
+
+#if defined(SSMB_USE_BEARSSL)
+#include <bearssl.h>
+
+/* ---- trust anchors (BearSSL) ---------------------------------------------
+   BearSSL validates a chain against br_x509_trust_anchor records: the
+   subject DN and public key of each CA (bearssl_x509.h). They are decoded
+   from the PEM in two passes over the text, one measuring and one filling,
+   so that everything lives in ONE allocation:
+       [struct ssmb_trust][anchors[count]][DN and key bytes]
+   BearSSL itself allocates nothing. */
+struct ssmb_trust {
+    ssmb_allocator alloc;           /* the allocator that made the block */
+    size_t block_size;              /* bytes of the block, for free_fn */
+    size_t count;                   /* anchors */
+    size_t skipped;                 /* CERTIFICATE blocks that did not decode */
+    br_x509_trust_anchor *anchors;  /* count entries inside the block */
+};
+
+/* Where the anchor array starts: just past the struct, rounded up to the
+   anchor's alignment (measured with offsetof: C99 has no alignof). */
+typedef struct ssmb__ta_align {
+    char c;
+    br_x509_trust_anchor ta;
+} ssmb__ta_align;
+
+static size_t ssmb__trust_anchor_offset(void) {
+    size_t align = offsetof(ssmb__ta_align, ta);
+    return (sizeof(struct ssmb_trust) + align - 1) / align * align;
+}
+
+/* One pass over PEM text. The PEM decoder's output streams into the X.509
+   decoder, whose subject DN streams into the byte area. When measuring
+   (bytes == NULL) only sizes are counted; when filling, nothing is written
+   past what the measuring pass found. A certificate's DN is taken before
+   the decoder knows whether the certificate is good, so a bad one rolls
+   `used` back to where it began. */
+typedef struct ssmb__ta_walk {
+    br_pem_decoder_context pem;
+    br_x509_decoder_context x509;
+    br_x509_trust_anchor *anchors;  /* filling: max_count entries */
+    uint8_t *bytes;                 /* filling: bytes_cap bytes */
+    size_t max_count, bytes_cap;
+    size_t count, skipped;          /* anchors kept, certificates skipped */
+    size_t used;                    /* bytes of the kept anchors, then of the current one */
+    size_t cert_start;              /* `used` when the current certificate began */
+    int in_cert;                    /* inside a CERTIFICATE block */
+    int lost;                       /* filling: a byte of this certificate found no room */
+} ssmb__ta_walk;
+
+static void ssmb__ta_walk_init(ssmb__ta_walk *w, br_x509_trust_anchor *anchors, size_t max_count, uint8_t *bytes,
+                               size_t bytes_cap) {
+    memset(w, 0, sizeof *w);
+    w->anchors = anchors;
+    w->max_count = max_count;
+    w->bytes = bytes;
+    w->bytes_cap = bytes_cap;
+}
+
+/* Accounts for n bytes of the current certificate. Filling, it copies them
+   and returns where they went; measuring, it returns NULL. Invariant when
+   filling: used <= bytes_cap. */
+static uint8_t *ssmb__ta_append(ssmb__ta_walk *w, const void *src, size_t n) {
+    uint8_t *dst;
+    if (!w->bytes) {
+        w->used += n; /* cannot wrap: these bytes are a part of the PEM's own bytes */
+        return NULL;
+    }
+    if (n > w->bytes_cap - w->used) {
+        w->lost = 1;
+        return NULL;
+    }
+    dst = w->bytes + w->used;
+    if (n) memcpy(dst, src, n);
+    w->used += n;
+    return dst;
+}
+
+static void ssmb__ta_dn(void *ctx, const void *buf, size_t len) {
+    (void)ssmb__ta_append((ssmb__ta_walk *)ctx, buf, len);
+}
+
+static void ssmb__ta_der(void *ctx, const void *buf, size_t len) {
+    br_x509_decoder_push(&((ssmb__ta_walk *)ctx)->x509, buf, len);
+}
+
+/* Forgets the current certificate, if any, as one that did not decode. */
+static void ssmb__ta_drop(ssmb__ta_walk *w) {
+    if (!w->in_cert) return;
+    w->in_cert = 0;
+    w->skipped++;
+    w->used = w->cert_start;
+}
+
+/* Only CERTIFICATE blocks (RFC 7468 §5.1); keys and the rest pass by.
+   BearSSL 0.6 leaves the trailing dashes in the name when the line ends in
+   CR LF ("CERTIFICATE-----"), so those are allowed. */
+static int ssmb__ta_is_cert(const char *name) {
+    static const char label[] = "CERTIFICATE";
+    if (strncmp(name, label, sizeof label - 1) != 0) return 0;
+    for (name += sizeof label - 1; *name == '-'; name++) continue;
+    return *name == '\0';
+}
+
+static void ssmb__ta_begin(ssmb__ta_walk *w) {
+    ssmb__ta_drop(w);
+    if (!ssmb__ta_is_cert(br_pem_decoder_name(&w->pem))) {
+        br_pem_decoder_setdest(&w->pem, NULL, NULL);
+        return;
+    }
+    w->in_cert = 1;
+    w->cert_start = w->used;
+    w->lost = 0;
+    br_x509_decoder_init(&w->x509, ssmb__ta_dn, w);
+    br_pem_decoder_setdest(&w->pem, ssmb__ta_der, w);
+}
+
+/* Copies the key after the DN and records the anchor. 0 for a key type
+   BearSSL does not know, or (filling) when something found no room. The
+   decoder's key points into the decoder, hence the copy. */
+static int ssmb__ta_keep(ssmb__ta_walk *w, const br_x509_pkey *pk) {
+    br_x509_trust_anchor ta;
+    memset(&ta, 0, sizeof ta);
+    ta.dn.len = w->used - w->cert_start;
+    /* A CA anchor may sign chains; any other is trusted only as the very
+       server certificate it is ("direct trust", bearssl_x509.h). */
+    ta.flags = br_x509_decoder_isCA(&w->x509) ? BR_X509_TA_CA : 0;
+    ta.pkey.key_type = pk->key_type;
+    if (pk->key_type == BR_KEYTYPE_RSA) {
+        ta.pkey.key.rsa.nlen = pk->key.rsa.nlen;
+        ta.pkey.key.rsa.elen = pk->key.rsa.elen;
+        ta.pkey.key.rsa.n = ssmb__ta_append(w, pk->key.rsa.n, pk->key.rsa.nlen);
+        ta.pkey.key.rsa.e = ssmb__ta_append(w, pk->key.rsa.e, pk->key.rsa.elen);
+    } else if (pk->key_type == BR_KEYTYPE_EC) {
+        ta.pkey.key.ec.curve = pk->key.ec.curve;
+        ta.pkey.key.ec.qlen = pk->key.ec.qlen;
+        ta.pkey.key.ec.q = ssmb__ta_append(w, pk->key.ec.q, pk->key.ec.qlen);
+    } else {
+        return 0;
+    }
+    if (w->bytes) {
+        if (w->lost || w->count >= w->max_count) return 0;
+        ta.dn.data = w->bytes + w->cert_start;
+        w->anchors[w->count] = ta;
+    }
+    w->count++;
+    return 1;
+}
+
+static void ssmb__ta_end(ssmb__ta_walk *w) {
+    const br_x509_pkey *pk;
+    if (!w->in_cert) return;
+    pk = br_x509_decoder_get_pkey(&w->x509);
+    if (!pk || !ssmb__ta_keep(w, pk)) {
+        ssmb__ta_drop(w);
+        return;
+    }
+    w->in_cert = 0;
+}
+
+/* A block that failed to decode. BearSSL 0.6 keeps the bytes it decoded
+   before the error and hands them to the next object; a fresh decoder
+   forgets them, and it starts at a line start since the failing line is
+   consumed (bearssl_pem.h, BR_PEM_ERROR). */
+static void ssmb__ta_error(ssmb__ta_walk *w) {
+    ssmb__ta_drop(w);
+    br_pem_decoder_init(&w->pem);
+}
+
+/* br_pem_decoder_push stops at each event and takes nothing more until the
+   event is read (bearssl_pem.h), so every round reads one. */
+static void ssmb__ta_push(ssmb__ta_walk *w, const uint8_t *p, size_t len) {
+    while (len > 0) {
+        size_t n = br_pem_decoder_push(&w->pem, p, len);
+        int event = br_pem_decoder_event(&w->pem);
+        p += n;
+        len -= n;
+        if (event == BR_PEM_BEGIN_OBJ) ssmb__ta_begin(w);
+        else if (event == BR_PEM_END_OBJ) ssmb__ta_end(w);
+        else if (event == BR_PEM_ERROR) ssmb__ta_error(w);
+        else if (n == 0) break; /* neither progress nor event: not expected, but never spin */
+    }
+}
+
+static void ssmb__ta_run(ssmb__ta_walk *w, const uint8_t *text, size_t len) {
+    br_pem_decoder_init(&w->pem);
+    ssmb__ta_push(w, text, len);
+    /* The decoder acts at line ends: a last line without its newline
+       would stay pending. */
+    ssmb__ta_push(w, (const uint8_t *)"\n", 1);
+    ssmb__ta_drop(w); /* a block the text cut short */
+}
+
+/* The second pass, into one block of `size` bytes holding `count` anchors
+   and `bytes` bytes of DNs and keys (the first pass's findings). */
+static ssmb_result ssmb__trust_fill(const ssmb_allocator *a, ssmb__ta_walk *w, const uint8_t *text, size_t len,
+                                    size_t size, size_t count, size_t bytes, ssmb_trust **out) {
+    ssmb_trust *t = (ssmb_trust *)ssmb__alloc(a, size);
+    uint8_t *base = (uint8_t *)t;
+    if (!t) return SSMB_ERR_NOMEM;
+    memset(t, 0, sizeof *t);
+    ssmb__trust_keep_allocator(&t->alloc, a);
+    t->block_size = size;
+    t->anchors = (br_x509_trust_anchor *)(void *)(base + ssmb__trust_anchor_offset());
+    ssmb__ta_walk_init(w, t->anchors, count, (uint8_t *)(t->anchors + count), bytes);
+    ssmb__ta_run(w, text, len);
+    if (w->count != count || w->used != bytes) { /* the same text decodes the same way */
+        ssmb__free(a, t, size);
+        return SSMB_ERR_INTERNAL;
+    }
+    t->count = count;
+    t->skipped = w->skipped;
+    *out = t;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_trust_create(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out) {
+    ssmb__ta_walk w;
+    size_t count, bytes, size;
+    ssmb_result r = ssmb__trust_args(a, pem, len, out);
+    if (r != SSMB_OK) return r;
+    ssmb__ta_walk_init(&w, NULL, 0, NULL, 0);
+    ssmb__ta_run(&w, (const uint8_t *)pem, len);
+    if (w.count == 0) return SSMB_ERR_MALFORMED;
+    count = w.count;
+    bytes = w.used;
+    if (ssmb_size_mul(count, sizeof(br_x509_trust_anchor), &size) != SSMB_OK ||
+        ssmb_size_add(size, ssmb__trust_anchor_offset(), &size) != SSMB_OK ||
+        ssmb_size_add(size, bytes, &size) != SSMB_OK)
+        return SSMB_ERR_OVERFLOW;
+    return ssmb__trust_fill(a, &w, (const uint8_t *)pem, len, size, count, bytes, out);
+}
+
+SSMB_APIDEF size_t ssmb_trust_count(const ssmb_trust *t) { return t ? t->count : 0; }
+
+SSMB_APIDEF void ssmb_trust_destroy(ssmb_trust *t) {
+    ssmb_allocator a;
+    if (!t) return;
+    a = t->alloc;
+    ssmb__free(&a, t, t->block_size);
+}
+
+SSMB_APIDEF const char *ssmb_tls_backend(void) { return "bearssl"; }
+
+/* ---- the TLS engine (BearSSL) --------------------------------------------
+   One block: the client context, the X.509 validator and the record
+   buffer (BR_SSL_BUFSIZE_BIDI: a record each way, so sending never waits
+   for receiving). The engine keeps pointers into the block: it must not
+   move once initialised. The contract maps one to one onto BearSSL's
+   sans-I/O engine (bearssl_ssl.h): net_in = recvrec, net_out = sendrec,
+   app_in = recvapp, app_out = sendapp. */
+struct ssmb__tls {
+    br_ssl_client_context sc;
+    br_x509_minimal_context xc;
+    int handshake_seen;             /* application data could flow once (sticky) */
+    unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
+};
+
+static size_t ssmb__tls_size(void) { return sizeof(ssmb__tls); }
+
+/* BearSSL counts days from January 1st of year 0 (proleptic Gregorian,
+   bearssl_x509.h), so 1970-01-01 is day 719528. */
+static void ssmb__br_set_time(br_x509_minimal_context *xc, int64_t now_utc) {
+    int64_t days = now_utc / 86400, secs = now_utc % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days -= 1;
+    }
+    days += 719528;
+    if (days < 0) days = 0;
+    if (days > (int64_t)UINT32_MAX) days = (int64_t)UINT32_MAX;
+    br_x509_minimal_set_time(xc, (uint32_t)days, (uint32_t)secs);
+}
+
+/* 32 bytes from the config's source. BearSSL adds them to what it gets
+   from the OS when it was built with an OS seeder (bearssl_ssl.h,
+   br_ssl_engine_inject_entropy); they suffice without one. */
+static ssmb_result ssmb__br_seed(ssmb__tls *t, const ssmb__tls_config *cfg) {
+    uint8_t seed[32];
+    ssmb_result r = ssmb__tls_random_fn(cfg)(seed, sizeof seed, cfg->random_user_data);
+    if (r == SSMB_OK) br_ssl_engine_inject_entropy(&t->sc.eng, seed, sizeof seed);
+    ssmb__wipe(seed, sizeof seed);
+    return r == SSMB_OK ? SSMB_OK : SSMB_ERR_NO_RANDOM;
+}
+
+static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
+    ssmb_result r = ssmb__tls_check_config(cfg);
+    t->handshake_seen = 0;
+    if (r != SSMB_OK) return r;
+    br_ssl_client_init_full(&t->sc, &t->xc, cfg->trust->anchors, cfg->trust->count);
+    /* TLS 1.2 only: 1.0 and 1.1 are deprecated (RFC 8996) and BearSSL 0.6
+       has no 1.3. */
+    br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
+    br_ssl_engine_set_buffer(&t->sc.eng, t->iobuf, sizeof t->iobuf, 1);
+    ssmb__br_set_time(&t->xc, cfg->now_utc);
+    r = ssmb__br_seed(t, cfg);
+    if (r != SSMB_OK) return r;
+    /* The name goes into SNI and turns on the name check of the server
+       certificate. BearSSL's minimal X.509 engine matches it against DNS
+       names (dNSName SANs, else the CN), never against IP-address SANs, so
+       a server reached by IP must carry that IP as a DNS name. */
+    if (!br_ssl_client_reset(&t->sc, cfg->server_name, 0)) return SSMB_ERR_TLS;
+    return SSMB_OK;
+}
+
+static void ssmb__tls_free(ssmb__tls *t) { ssmb__wipe(t, sizeof *t); }
+
+/* Once SENDAPP or RECVAPP shows, the handshake is over; the flags come and
+   go after that (a record being sent hides SENDAPP), hence the note. */
+static void ssmb__br_note(ssmb__tls *t) {
+    if (br_ssl_engine_current_state(&t->sc.eng) & (BR_SSL_SENDAPP | BR_SSL_RECVAPP)) t->handshake_seen = 1;
+}
+
+static uint8_t *ssmb__tls_net_in_buf(ssmb__tls *t, size_t *cap) { return br_ssl_engine_recvrec_buf(&t->sc.eng, cap); }
+
+static void ssmb__tls_net_in_ack(ssmb__tls *t, size_t n) {
+    if (n == 0) return;
+    br_ssl_engine_recvrec_ack(&t->sc.eng, n);
+    ssmb__br_note(t);
+}
+
+static const uint8_t *ssmb__tls_net_out_buf(ssmb__tls *t, size_t *len) {
+    return br_ssl_engine_sendrec_buf(&t->sc.eng, len);
+}
+
+static void ssmb__tls_net_out_ack(ssmb__tls *t, size_t n) {
+    if (n == 0) return;
+    br_ssl_engine_sendrec_ack(&t->sc.eng, n);
+    ssmb__br_note(t);
+}
+
+static uint8_t *ssmb__tls_app_in_buf(ssmb__tls *t, size_t *len) { return br_ssl_engine_recvapp_buf(&t->sc.eng, len); }
+
+static void ssmb__tls_app_in_ack(ssmb__tls *t, size_t n) {
+    if (n == 0) return;
+    br_ssl_engine_recvapp_ack(&t->sc.eng, n);
+    ssmb__br_note(t);
+}
+
+static uint8_t *ssmb__tls_app_out_buf(ssmb__tls *t, size_t *cap) { return br_ssl_engine_sendapp_buf(&t->sc.eng, cap); }
+
+/* A full buffer becomes a record at once; less waits for the flush. */
+static void ssmb__tls_app_out_ack(ssmb__tls *t, size_t n) {
+    if (n == 0) return;
+    br_ssl_engine_sendapp_ack(&t->sc.eng, n);
+    ssmb__br_note(t);
+}
+
+static void ssmb__tls_flush(ssmb__tls *t) {
+    br_ssl_engine_flush(&t->sc.eng, 0);
+    ssmb__br_note(t);
+}
+
+/* close_notify goes out; the engine then waits for the peer's and
+   discards application data meanwhile (RFC 5246 §7.2.1). */
+static void ssmb__tls_close(ssmb__tls *t) { br_ssl_engine_close(&t->sc.eng); }
+
+static int ssmb__tls_handshake_done(const ssmb__tls *t) {
+    return t->handshake_seen || (br_ssl_engine_current_state(&t->sc.eng) & (BR_SSL_SENDAPP | BR_SSL_RECVAPP)) != 0;
+}
+
+/* The error stays until reset (bearssl_ssl.h); X.509 codes are the 32..63
+   range (bearssl_x509.h). */
+static ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail) {
+    int err = br_ssl_engine_last_error(&t->sc.eng);
+    if (detail) *detail = err;
+    if (err == BR_ERR_OK) return br_ssl_engine_current_state(&t->sc.eng) == BR_SSL_CLOSED ? SSMB_CLOSED : SSMB_OK;
+    return (err >= BR_ERR_X509_OK && err < 64) ? SSMB_ERR_TLS_CERT : SSMB_ERR_TLS;
+}
+#endif
 
 // >>tls-mbedtls
-/* (the mbedTLS backend goes here) */
+#if defined(SSMB_USE_MBEDTLS)
+#include <mbedtls/entropy.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+/* ---- trust anchors (mbedTLS) ---------------------------------------------
+   An mbedtls_x509_crt chain. Only this struct comes from the ssmb
+   allocator: mbedTLS allocates the certificates itself with its own
+   mbedtls_calloc, as the host's mbedTLS build is configured. */
+struct ssmb_trust {
+    ssmb_allocator alloc;           /* the allocator that made this struct */
+    size_t count;                   /* certificates parsed */
+    /* mbedtls_ssl_conf_ca_chain takes a non-const chain though it only
+       reads it; the pointer (to `first`) spares a const cast. */
+    mbedtls_x509_crt *chain;
+    mbedtls_x509_crt first;
+};
+
+/* mbedtls_x509_crt_parse takes text as PEM only when it contains this
+   header, and as one DER certificate otherwise; ssmb_trust_create reads
+   PEM only, like the BearSSL backend. */
+static int ssmb__mbed_has_pem_cert(const void *text, size_t len) {
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    const uint8_t *p = (const uint8_t *)text;
+    size_t n = sizeof begin - 1, i;
+    for (i = 0; i + n <= len; i++) {
+        if (p[i] == '-' && memcmp(p + i, begin, n) == 0) return 1;
+    }
+    return 0;
+}
+
+static size_t ssmb__mbed_chain_count(const mbedtls_x509_crt *c) {
+    size_t n = 0;
+    for (; c; c = c->next) n += c->raw.len > 0;
+    return n;
+}
+
+/* mbedTLS reads PEM only from NUL-terminated text (x509_crt.h,
+   mbedtls_x509_crt_parse), so the text is copied once. Certificates that
+   fail to parse are skipped; the call fails only when none parses. */
+static ssmb_result ssmb__mbed_parse_pem(ssmb_trust *t, const ssmb_allocator *a, const void *pem, size_t len) {
+    size_t n;
+    int rc;
+    uint8_t *text;
+    if (ssmb_size_add(len, 1, &n) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    text = (uint8_t *)ssmb__alloc(a, n);
+    if (!text) return SSMB_ERR_NOMEM;
+    memcpy(text, pem, len);
+    text[len] = 0;
+    rc = mbedtls_x509_crt_parse(t->chain, text, n);
+    ssmb__free(a, text, n);
+    if (rc == MBEDTLS_ERR_X509_ALLOC_FAILED) return SSMB_ERR_NOMEM;
+    t->count = ssmb__mbed_chain_count(t->chain);
+    return t->count > 0 ? SSMB_OK : SSMB_ERR_MALFORMED;
+}
+
+SSMB_APIDEF ssmb_result ssmb_trust_create(const ssmb_allocator *a, const void *pem, size_t len, ssmb_trust **out) {
+    ssmb_trust *t;
+    ssmb_result r = ssmb__trust_args(a, pem, len, out);
+    if (r != SSMB_OK) return r;
+    if (!ssmb__mbed_has_pem_cert(pem, len)) return SSMB_ERR_MALFORMED;
+    t = (ssmb_trust *)ssmb__alloc(a, sizeof *t);
+    if (!t) return SSMB_ERR_NOMEM;
+    memset(t, 0, sizeof *t);
+    ssmb__trust_keep_allocator(&t->alloc, a);
+    t->chain = &t->first;
+    mbedtls_x509_crt_init(t->chain);
+    r = ssmb__mbed_parse_pem(t, a, pem, len);
+    if (r != SSMB_OK) {
+        ssmb_trust_destroy(t);
+        return r;
+    }
+    *out = t;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF size_t ssmb_trust_count(const ssmb_trust *t) { return t ? t->count : 0; }
+
+SSMB_APIDEF void ssmb_trust_destroy(ssmb_trust *t) {
+    ssmb_allocator a;
+    if (!t) return;
+    mbedtls_x509_crt_free(t->chain);
+    a = t->alloc;
+    ssmb__free(&a, t, sizeof *t);
+}
+
+SSMB_APIDEF const char *ssmb_tls_backend(void) { return "mbedtls"; }
+
+/* ---- the TLS engine (mbedTLS) --------------------------------------------
+   mbedTLS wants a transport to call; it gets two rings of ciphertext
+   instead (mbedtls_ssl_set_bio), and an empty or full ring answers
+   WANT_READ / WANT_WRITE. The contract calls then run the handshake,
+   mbedtls_ssl_read and mbedtls_ssl_write over those rings: app_in is a
+   record decrypted ahead into a buffer, app_out collects plaintext that
+   becomes records when it is full or flushed (BearSSL's sendapp rules).
+   mbedTLS keeps its own record buffers (allocated by mbedTLS in
+   mbedtls_ssl_setup), so the rings need not hold a whole record; 17 KiB
+   keeps the transport's reads and writes large. Written for mbedTLS 2.28,
+   whose context fields (out_left) are public. */
+#define SSMB__MBED_NET 17408
+/* A record's largest plaintext: 2^14 bytes (RFC 5246 §6.2.1). */
+#define SSMB__MBED_PLAIN 16384
+
+/* Invariants: len <= SSMB__MBED_NET, head < SSMB__MBED_NET, head == 0 when
+   len == 0; the bytes are buf[head..] wrapping round to buf[0..]. */
+typedef struct ssmb__mbed_ring {
+    size_t head, len;
+    uint8_t buf[SSMB__MBED_NET];
+} ssmb__mbed_ring;
+
+struct ssmb__tls {
+    mbedtls_ssl_context ssl;
+    mbedtls_ssl_config conf;
+    ssmb_random_fn random_fn;
+    void *random_user_data;
+    int64_t now_utc;
+    int32_t err;                /* sticky mbedTLS error; 0 while healthy */
+    uint8_t handshake_done;
+    uint8_t flush_asked;        /* app_out is to become records however little it holds */
+    uint8_t close_asked, close_sent, peer_closed;
+    size_t in_head, in_len;     /* plaintext not yet taken: app_in[in_head, in_head + in_len) */
+    size_t out_len;             /* plaintext not yet in records: app_out[0, out_len) */
+    size_t out_retry;           /* length of the write that got WANT_WRITE; 0: none */
+    ssmb__mbed_ring net_in, net_out;
+    uint8_t app_in[SSMB__MBED_PLAIN];
+    uint8_t app_out[SSMB__MBED_PLAIN];
+};
+
+static size_t ssmb__tls_size(void) { return sizeof(ssmb__tls); }
+
+/* ---- rings ---- */
+
+/* The contiguous bytes at the head. */
+static uint8_t *ssmb__ring_data(ssmb__mbed_ring *r, size_t *n) {
+    *n = SSMB__MIN(r->len, SSMB__MBED_NET - r->head);
+    return r->buf + r->head;
+}
+
+/* The contiguous room after the last byte. */
+static uint8_t *ssmb__ring_room(ssmb__mbed_ring *r, size_t *n) {
+    size_t tail = (r->head + r->len) % SSMB__MBED_NET;
+    if (r->len == SSMB__MBED_NET) *n = 0;
+    else if (tail >= r->head) *n = SSMB__MBED_NET - tail;
+    else *n = r->head - tail;
+    return r->buf + tail;
+}
+
+static void ssmb__ring_consume(ssmb__mbed_ring *r, size_t n) {
+    n = SSMB__MIN(n, r->len);
+    r->head = (r->head + n) % SSMB__MBED_NET;
+    r->len -= n;
+    if (r->len == 0) r->head = 0;
+}
+
+/* Appends up to n bytes (clamped to the room, keeping the invariants). */
+static void ssmb__ring_produce(ssmb__mbed_ring *r, size_t n) { r->len += SSMB__MIN(n, SSMB__MBED_NET - r->len); }
+
+static size_t ssmb__ring_put(ssmb__mbed_ring *r, const uint8_t *src, size_t n) {
+    size_t done = 0, room;
+    while (done < n) {
+        uint8_t *p = ssmb__ring_room(r, &room);
+        if (room == 0) break;
+        room = SSMB__MIN(room, n - done);
+        memcpy(p, src + done, room);
+        ssmb__ring_produce(r, room);
+        done += room;
+    }
+    return done;
+}
+
+static size_t ssmb__ring_get(ssmb__mbed_ring *r, uint8_t *dst, size_t n) {
+    size_t done = 0, have;
+    while (done < n) {
+        const uint8_t *p = ssmb__ring_data(r, &have);
+        if (have == 0) break;
+        have = SSMB__MIN(have, n - done);
+        memcpy(dst + done, p, have);
+        ssmb__ring_consume(r, have);
+        done += have;
+    }
+    return done;
+}
+
+/* ---- what mbedTLS calls ---- */
+
+/* The transport (mbedtls_ssl_set_bio). A ring holds less than INT_MAX
+   bytes, so the counts fit the int results. */
+static int ssmb__mbed_send(void *ctx, const unsigned char *buf, size_t len) {
+    size_t n;
+    if (len == 0) return 0;
+    n = ssmb__ring_put(&((ssmb__tls *)ctx)->net_out, buf, len);
+    return n ? (int)n : MBEDTLS_ERR_SSL_WANT_WRITE;
+}
+
+static int ssmb__mbed_recv(void *ctx, unsigned char *buf, size_t len) {
+    size_t n;
+    if (len == 0) return 0;
+    n = ssmb__ring_get(&((ssmb__tls *)ctx)->net_in, buf, len);
+    return n ? (int)n : MBEDTLS_ERR_SSL_WANT_READ;
+}
+
+static int ssmb__mbed_random(void *ctx, unsigned char *out, size_t len) {
+    const ssmb__tls *t = (const ssmb__tls *)ctx;
+    return t->random_fn(out, len, t->random_user_data) == SSMB_OK ? 0 : MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
+}
+
+/* Seconds since the Unix epoch of a time mbedTLS has parsed and checked
+   (x509.c, x509_date_is_valid); dates before 1970 come out negative. */
+static int64_t ssmb__mbed_unix_time(const mbedtls_x509_time *tm) {
+    int64_t days = ssmb__days_before_year(tm->year) + (tm->day - 1);
+    int m;
+    for (m = 1; m < tm->mon; m++) days += ssmb__days_in_month(tm->year, m);
+    return days * 86400 + (int64_t)tm->hour * 3600 + tm->min * 60 + tm->sec;
+}
+
+/* Validity at the configured time, not at mbedTLS's clock: mbedTLS sets
+   EXPIRED and FUTURE from time() for every certificate of the chain, the
+   trusted root included, then calls this for each (mbedtls_ssl_conf_verify)
+   before it judges the flags. The two flags are replaced by the verdict
+   at now_utc; every other flag stays. */
+static int ssmb__mbed_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+    const ssmb__tls *t = (const ssmb__tls *)ctx;
+    (void)depth;
+    *flags &= ~(uint32_t)(MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE);
+    if (t->now_utc < ssmb__mbed_unix_time(&crt->valid_from)) *flags |= MBEDTLS_X509_BADCERT_FUTURE;
+    if (t->now_utc > ssmb__mbed_unix_time(&crt->valid_to)) *flags |= MBEDTLS_X509_BADCERT_EXPIRED;
+    return 0;
+}
+
+/* ---- the steps ---- */
+
+/* Keeps the first real failure; WANT_READ / WANT_WRITE only mean "later". */
+static void ssmb__mbed_check(ssmb__tls *t, int rc) {
+    if (rc >= 0 || rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return;
+    if (t->err == 0) t->err = rc;
+}
+
+/* Both close_notify alerts have passed and the last byte has left. */
+static int ssmb__mbed_closed(const ssmb__tls *t) {
+    return t->close_sent && t->peer_closed && t->ssl.out_left == 0 && t->net_out.len == 0;
+}
+
+/* Turns app_out into records: when it is full, or once flushed. A write
+   that got WANT_WRITE has built its record, and mbedtls_ssl_write must be
+   called again with the same length: with bytes pending it only flushes
+   them and reports that length written (ssl_msg.c, ssl_write_real). So a
+   fresh write never starts while another record's bytes are pending. */
+static void ssmb__mbed_send_app(ssmb__tls *t) {
+    while (t->err == 0 && t->out_len > 0 && (t->flush_asked || t->out_len == SSMB__MBED_PLAIN)) {
+        size_t n = t->out_retry ? t->out_retry : t->out_len;
+        int rc;
+        if (!t->out_retry && t->ssl.out_left) return;
+        rc = mbedtls_ssl_write(&t->ssl, t->app_out, n);
+        if (rc <= 0) {
+            if (rc == MBEDTLS_ERR_SSL_WANT_WRITE) t->out_retry = n;
+            ssmb__mbed_check(t, rc);
+            return;
+        }
+        t->out_retry = 0;
+        memmove(t->app_out, t->app_out + rc, t->out_len - (size_t)rc);
+        t->out_len -= (size_t)rc;
+    }
+    if (t->out_len == 0) t->flush_asked = 0;
+}
+
+/* Decrypts the next record once the last one has been taken. While we
+   close, data is dropped, as BearSSL does, so the peer's close_notify
+   can be reached. */
+static void ssmb__mbed_recv_app(ssmb__tls *t) {
+    int rc;
+    if (t->err || t->peer_closed || t->in_len > 0) return;
+    rc = mbedtls_ssl_read(&t->ssl, t->app_in, sizeof t->app_in);
+    if (rc > 0 && !t->close_asked) {
+        t->in_head = 0;
+        t->in_len = (size_t)rc;
+    } else if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+        t->peer_closed = 1;
+        t->close_asked = 1; /* answered with ours (RFC 5246 §7.2.1) */
+    } else {
+        ssmb__mbed_check(t, rc);
+    }
+}
+
+/* close_notify once asked for and the plaintext before it is in records.
+   mbedtls_ssl_close_notify only flushes when older bytes are pending
+   (ssl_msg.c), so it waits until none are. WANT_WRITE means the alert is
+   built and pending. */
+static void ssmb__mbed_send_close(ssmb__tls *t) {
+    int rc;
+    if (t->err || !t->close_asked || t->close_sent) return;
+    if (t->out_len > 0 || t->out_retry || t->ssl.out_left) return;
+    rc = mbedtls_ssl_close_notify(&t->ssl);
+    if (rc == 0 || rc == MBEDTLS_ERR_SSL_WANT_WRITE) t->close_sent = 1;
+    else ssmb__mbed_check(t, rc);
+}
+
+/* Pushes on the rest of a record no write is waiting on (an alert, the
+   close_notify): with bytes pending, a zero-length mbedtls_ssl_write only
+   flushes them (ssl_msg.c, ssl_write_real). */
+static void ssmb__mbed_push_pending(ssmb__tls *t) {
+    if (t->err || t->out_retry || t->ssl.out_left == 0) return;
+    ssmb__mbed_check(t, mbedtls_ssl_write(&t->ssl, t->app_out, 0));
+}
+
+/* Moves everything that can move now; every contract call ends here. */
+static void ssmb__mbed_pump(ssmb__tls *t) {
+    if (t->err || ssmb__mbed_closed(t)) return;
+    if (!t->handshake_done) {
+        int rc = mbedtls_ssl_handshake(&t->ssl);
+        if (rc != 0) {
+            ssmb__mbed_check(t, rc);
+            return;
+        }
+        t->handshake_done = 1;
+    }
+    ssmb__mbed_send_app(t);
+    ssmb__mbed_recv_app(t);
+    ssmb__mbed_send_close(t);
+    ssmb__mbed_push_pending(t);
+}
+
+/* ---- the contract ---- */
+
+static ssmb_result ssmb__mbed_configure(ssmb__tls *t, const ssmb__tls_config *cfg) {
+    mbedtls_ssl_config *c = &t->conf;
+    t->random_fn = ssmb__tls_random_fn(cfg);
+    t->random_user_data = cfg->random_user_data;
+    t->now_utc = cfg->now_utc;
+    if (mbedtls_ssl_config_defaults(c, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                    MBEDTLS_SSL_PRESET_DEFAULT) != 0)
+        return SSMB_ERR_TLS;
+    /* TLS 1.2 at least: 1.0 and 1.1 are deprecated (RFC 8996). */
+    mbedtls_ssl_conf_min_version(c, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_authmode(c, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(c, cfg->trust->chain, NULL);
+    mbedtls_ssl_conf_verify(c, ssmb__mbed_verify, t);
+    mbedtls_ssl_conf_rng(c, ssmb__mbed_random, t);
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__mbed_start(ssmb__tls *t, const char *server_name) {
+    int rc = mbedtls_ssl_setup(&t->ssl, &t->conf);
+    /* The name goes into SNI and is what the certificate must carry.
+       mbedTLS 2.28 matches it against DNS names (dNSName SANs, else the
+       CN), never against IP-address SANs. */
+    if (rc == 0) rc = mbedtls_ssl_set_hostname(&t->ssl, server_name);
+    if (rc == MBEDTLS_ERR_SSL_ALLOC_FAILED) return SSMB_ERR_NOMEM;
+    if (rc != 0) return SSMB_ERR_TLS;
+    mbedtls_ssl_set_bio(&t->ssl, t, ssmb__mbed_send, ssmb__mbed_recv, NULL);
+    ssmb__mbed_pump(t); /* the ClientHello */
+    if (t->err == MBEDTLS_ERR_ENTROPY_SOURCE_FAILED) return SSMB_ERR_NO_RANDOM;
+    return t->err ? SSMB_ERR_TLS : SSMB_OK;
+}
+
+/* On failure nothing stays held (and ssmb__tls_free is still safe). */
+static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
+    ssmb_result r;
+    memset(t, 0, sizeof *t);
+    mbedtls_ssl_init(&t->ssl);
+    mbedtls_ssl_config_init(&t->conf);
+    r = ssmb__tls_check_config(cfg);
+    if (r == SSMB_OK) r = ssmb__mbed_configure(t, cfg);
+    if (r == SSMB_OK) r = ssmb__mbed_start(t, cfg->server_name);
+    if (r != SSMB_OK) ssmb__tls_free(t);
+    return r;
+}
+
+/* mbedtls_ssl_free wipes the keys and frees mbedTLS's buffers; the wipe
+   takes the plaintext and leaves t all zero, so a second free is harmless. */
+static void ssmb__tls_free(ssmb__tls *t) {
+    mbedtls_ssl_free(&t->ssl);
+    mbedtls_ssl_config_free(&t->conf);
+    ssmb__wipe(t, sizeof *t);
+}
+
+static uint8_t *ssmb__tls_net_in_buf(ssmb__tls *t, size_t *cap) {
+    uint8_t *p = ssmb__ring_room(&t->net_in, cap);
+    if (t->err || ssmb__mbed_closed(t)) *cap = 0;
+    return *cap ? p : NULL;
+}
+
+static void ssmb__tls_net_in_ack(ssmb__tls *t, size_t n) {
+    ssmb__ring_produce(&t->net_in, n);
+    ssmb__mbed_pump(t);
+}
+
+/* Still given after a failure: the alert mbedTLS sent may go out. */
+static const uint8_t *ssmb__tls_net_out_buf(ssmb__tls *t, size_t *len) {
+    const uint8_t *p = ssmb__ring_data(&t->net_out, len);
+    return *len ? p : NULL;
+}
+
+static void ssmb__tls_net_out_ack(ssmb__tls *t, size_t n) {
+    ssmb__ring_consume(&t->net_out, n);
+    ssmb__mbed_pump(t);
+}
+
+static uint8_t *ssmb__tls_app_in_buf(ssmb__tls *t, size_t *len) {
+    if (t->in_len == 0) ssmb__mbed_pump(t);
+    *len = t->in_len;
+    return t->in_len ? t->app_in + t->in_head : NULL;
+}
+
+static void ssmb__tls_app_in_ack(ssmb__tls *t, size_t n) {
+    n = SSMB__MIN(n, t->in_len);
+    t->in_head += n;
+    t->in_len -= n;
+    if (t->in_len == 0) {
+        t->in_head = 0;
+        ssmb__mbed_pump(t);
+    }
+}
+
+static uint8_t *ssmb__tls_app_out_buf(ssmb__tls *t, size_t *cap) {
+    *cap = 0;
+    if (!t->handshake_done || t->err || t->close_asked) return NULL;
+    *cap = SSMB__MBED_PLAIN - t->out_len;
+    return *cap ? t->app_out + t->out_len : NULL;
+}
+
+static void ssmb__tls_app_out_ack(ssmb__tls *t, size_t n) {
+    t->out_len += SSMB__MIN(n, SSMB__MBED_PLAIN - t->out_len);
+    ssmb__mbed_pump(t);
+}
+
+static void ssmb__tls_flush(ssmb__tls *t) {
+    if (t->out_len > 0) t->flush_asked = 1;
+    ssmb__mbed_pump(t);
+}
+
+/* Plaintext already given still goes out first; plaintext not yet taken
+   is dropped, as BearSSL does once closing. */
+static void ssmb__tls_close(ssmb__tls *t) {
+    t->close_asked = 1;
+    t->flush_asked = t->out_len > 0;
+    t->in_len = 0;
+    t->in_head = 0;
+    ssmb__mbed_pump(t);
+}
+
+static int ssmb__tls_handshake_done(const ssmb__tls *t) { return t->handshake_done; }
+
+/* mbedTLS codes are negative: -(high-level part + low-level part), the
+   high part in bits 7..14, X.509's being 0x2080..0x3000 (error.h). */
+static int ssmb__mbed_cert_error(int32_t code) {
+    uint32_t high = (0u - (uint32_t)code) & 0x7F80u;
+    return high >= 0x2080u && high <= 0x3000u;
+}
+
+static ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail) {
+    if (detail) *detail = t->err;
+    if (t->err == 0) return ssmb__mbed_closed(t) ? SSMB_CLOSED : SSMB_OK;
+    return ssmb__mbed_cert_error(t->err) ? SSMB_ERR_TLS_CERT : SSMB_ERR_TLS;
+}
+#endif
 
 // >>tls-none
 /* No TLS library: internal TLS cannot be had (conns run with
    SSMB_TLS_EXTERNAL: the host's transport secures the bytes). Every call
    reports SSMB_ERR_UNSUPPORTED; the conn never moves bytes through it. */
-#if 1 /* the BearSSL and mbedTLS rooms take over their configurations */
+#if defined(SSMB_NO_TLS)
 struct ssmb__tls {
     int32_t unused;
 };
