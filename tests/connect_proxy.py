@@ -89,9 +89,8 @@ async def handle(reader, writer):
         writer.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
         writer.close()
         return
-    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-    if MODE == "early":
-        writer.write(b"surprise")
+    # early: the bytes of its own go in the same write as the reply
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n" + (b"surprise" if MODE == "early" else b""))
     await writer.drain()
     await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
 

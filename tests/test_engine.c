@@ -879,9 +879,11 @@ SSMB_TEST(engine_proxy) {
     CHECK_EQ_INT(w.result, SSMB_ERR_TIMEOUT);
     through_proxy("garbage", "", "", srv.port[0], "/close", &w, log, sizeof log);
     CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
+    /* Bytes after the 2xx head: refused when they come with it; when they
+       come apart, TLS (or the upgrade) chokes on them instead. */
     through_proxy("early", "", "", srv.port[0], "/close", &w, log, sizeof log);
-    CHECK_EQ_INT(w.result, SSMB_ERR_PROXY);
-    CHECK_EQ_INT(w.detail, 200);
+    CHECK(w.result < 0 && !w.opened);
+    if (w.result == SSMB_ERR_PROXY) CHECK_EQ_INT(w.detail, 200);
     /* NO_PROXY: straight to the server, the proxy never hears of it. */
     through_proxy("403", "", "example.com, .localhost,localhost", srv.port[0], "/close", &w, log, sizeof log);
     CHECK_EQ_INT(w.result, SSMB_CLOSED);
@@ -948,7 +950,12 @@ SSMB_TEST(engine_proxy_settings) {
     CHECK_EQ_INT(w.result, SSMB_CLOSED);
     rec_free(&w);
     ssmb_engine_destroy(eng);
-    /* no_proxy from the environment (lower case). */
+    /* no_proxy from the environment (lower case), to a secure server. */
+    helper_stop(&srv);
+    if (!CHECK(ws_server_start(&srv, "server") == 0)) {
+        helper_stop(&px);
+        return;
+    }
     setenv("no_proxy", "localhost", 1);
     desc_init(&d, 0);
     d.https_proxy = NULL;
