@@ -1307,10 +1307,21 @@ SSMB_API const ssmb_desc *ssmb_engine_desc(const ssmb_engine *eng);
 /* Opens a WebSocket: resolve, connect (through the proxy if one applies),
    TLS, upgrade. The conn desc's allocator, logger, random and clock are
    the engine's; its trust defaults to the engine's. Allocates the
-   connection now; SSMB_ERR_LIMIT when max_connections are open. */
+   connection now; SSMB_ERR_LIMIT when max_connections are open. Returned
+   at once: SSMB_ERR_MALFORMED URL, SSMB_ERR_PROXY for a malformed proxy
+   setting, the conn's own refusals, SSMB_ERR_NOMEM. Anything later comes
+   as WS_CLOSED: SSMB_ERR_DNS (detail: the DNS RCODE, 3 for no such name),
+   SSMB_ERR_CONNECT (detail: errno), SSMB_ERR_TIMEOUT (DNS, connect or
+   tunnel), SSMB_ERR_PROXY (detail: the proxy's HTTP status), then the
+   conn's. Addresses are tried in turn: the hosts file's in its order, DNS
+   answers IPv4 first. The proxy applies to wss:// only. */
 SSMB_API ssmb_result ssmb_engine_ws_open(ssmb_engine *eng, const ssmb_conn_desc *desc, void *user_data,
                                          uint64_t now_ms, ssmb_ws *out);
-/* As ssmb_conn_send_message / ssmb_conn_send_space. */
+/* As ssmb_conn_send_message / ssmb_conn_send_space; before WS_OPEN a send
+   gets SSMB_AGAIN. After a send that took less than given (or
+   SSMB_AGAIN), WS_WRITABLE comes once there is room, and until then no
+   further piece of an incoming message is handed out for this WebSocket:
+   a host that forwards what it receives never holds more than one piece. */
 SSMB_API ssmb_result ssmb_engine_ws_send(ssmb_engine *eng, ssmb_ws ws, uint32_t opcode, const void *data,
                                          size_t len, int final, size_t *accepted);
 SSMB_API size_t ssmb_engine_ws_send_space(ssmb_engine *eng, ssmb_ws ws);
@@ -1332,9 +1343,15 @@ SSMB_API ssmb_result ssmb_engine_tick(ssmb_engine *eng, uint64_t now_ms);
 /* How long you may sleep: 0 now, -1 no timer, at most max_ms (when >= 0). */
 SSMB_API int ssmb_engine_timeout_ms(ssmb_engine *eng, uint64_t now_ms, int max_ms);
 /* The one call that blocks: poll() on the engine's descriptors for at most
-   max_ms (retried on EINTR). Only you call it; the library never does. */
+   max_ms (retried on EINTR). Only you call it; the library never does. It
+   has no clock: timers are measured from the now_ms of the last process
+   or tick. With nothing to wait for and max_ms < 0 it returns at once. */
 SSMB_API ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms);
-/* The next event when no event_fn is set: SSMB_OK or SSMB_AGAIN. */
+/* The next event when no event_fn is set: SSMB_OK or SSMB_AGAIN
+   (SSMB_ERR_INVALID_STATE with event_fn). Take events until SSMB_AGAIN
+   before you sleep: a connection reads on only once its pieces are taken.
+   Events of several connections come round robin; a piece's data is valid
+   until the next engine call, and WS_CLOSED makes the handle stale. */
 SSMB_API ssmb_result ssmb_engine_next_event(ssmb_engine *eng, ssmb_event *out);
 /* Completes a resolve_fn request: n addresses (0: the name does not exist). */
 SSMB_API ssmb_result ssmb_engine_resolved(ssmb_engine *eng, uint32_t request, const ssmb_address *addrs, size_t n);
@@ -7747,6 +7764,7 @@ static ssmb__dns_outcome ssmb__dns_reply_read(const uint8_t *m, size_t n, uint16
     char name[SSMB__DNS_NAME_MAX + 1];
     size_t pos, count;
     *got = 0;
+    if (ssmb__net_host(host).len > SSMB__DNS_NAME_MAX) return SSMB__DNS_IGNORE; /* never asked */
     if (n < 12 || ssmb__dns_get16(m) != id) return SSMB__DNS_IGNORE;
     if (!(m[2] & 0x80) || (m[2] & 0x78)) return SSMB__DNS_IGNORE; /* QR = 1, OPCODE = 0 (QUERY) */
     if (!ssmb__dns_question_is(m, n, host, qtype, &pos)) return SSMB__DNS_IGNORE;
@@ -7995,6 +8013,8 @@ typedef struct ssmb__slot {
 struct ssmb_engine {
     ssmb_desc desc;                 /* defaults filled in; strings point into this block */
     size_t block_size;
+    uint8_t *strings;               /* the copied strings, to the end of the block (wiped on free:
+                                       the proxy text and its Basic value carry a password) */
     ssmb_trust *own_trust;          /* loaded from ca_file when desc.trust was not given */
     ssmb_result trust_error;        /* why none could be loaded, for opens that need one */
     ssmb__proxy proxy;
@@ -8077,6 +8097,7 @@ static void ssmb__eng_place(ssmb_engine *eng, const ssmb_desc *d, size_t size) {
     eng->slots = (ssmb__slot *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(ssmb__slot)));
     eng->pfd = (struct pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(struct pollfd)));
     eng->ready = (ssmb_pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(ssmb_pollfd)));
+    eng->strings = cur;
     for (i = 0; (s = ssmb__eng_desc_string(&eng->desc, (int)i)) != NULL; i++) {
         if (!*s) continue;
         *s = (const char *)memcpy(ssmb__eng_take(&cur, strlen(*s) + 1), *s, strlen(*s) + 1);
@@ -8114,7 +8135,7 @@ static ssmb_result ssmb__eng_setup(ssmb_engine *eng, int ca_file_given) {
 static void ssmb__eng_free(ssmb_engine *eng) {
     ssmb_allocator a = eng->desc.allocator;
     if (eng->own_trust) ssmb_trust_destroy(eng->own_trust);
-    ssmb__wipe(eng->proxy.auth, (size_t)((uint8_t *)eng + eng->block_size - (uint8_t *)eng->proxy.auth));
+    ssmb__wipe(eng->strings, (size_t)((uint8_t *)eng + eng->block_size - eng->strings));
     ssmb__free(&a, eng, eng->block_size);
 }
 

@@ -20,6 +20,9 @@ Names (case-insensitive):
   junk.test     random bytes (a wrong id): to be ignored
   spoof.test    right id, but the question of another name: to be ignored
   silent.test   no answer at all
+  fuzz-N.test   a CNAME chain and addresses with bytes after the question
+                changed or cut, deterministically from N: the client must
+                end every lookup without crashing or hanging
 anything else   NXDOMAIN
 """
 import os, select, socket, struct, sys, time
@@ -52,6 +55,19 @@ def reply(qid, question, answers=b"", count=0, rcode=0, flags=0x8180):
     return struct.pack("!HHHHHH", qid, flags | rcode, 1, count, 0, 0) + question + answers
 
 
+def mutated(qid, question, qtype, n):
+    mid = name_wire("m.test")
+    data = socket.inet_pton(socket.AF_INET, "127.0.0.1") if qtype == A else socket.inet_pton(socket.AF_INET6, "::1")
+    out = bytearray(reply(qid, question, rr(b"\xc0\x0c", CNAME, mid) + rr(mid, qtype, data), 2))
+    start = 12 + len(question)
+    span = len(out) - start
+    for k in range(1 + n % 3):
+        out[start + (n * 7 + k * 11) % span] = (n * 13 + k * 29) & 0xff
+    if n % 5 == 0:
+        del out[start + (n * 3) % span:]
+    return bytes(out)
+
+
 def answer(msg):
     qid = struct.unpack("!H", msg[:2])[0]
     name, qtype, question = parse_question(msg)
@@ -61,6 +77,8 @@ def answer(msg):
     v6 = socket.inet_pton(socket.AF_INET6, "::1")
     if name == "silent.test":
         return None
+    if name.startswith("fuzz-") and name.endswith(".test"):
+        return mutated(qid, question, qtype, int(name[5:-5] or 0))
     if name == "junk.test":
         return os.urandom(40)
     if name == "spoof.test":
