@@ -7408,9 +7408,7 @@ static ssmb_str ssmb__net_host(ssmb_str s) {
 #define SSMB__LINE_MAX 512u         /* longer lines of hosts and resolv.conf are skipped */
 #define SSMB__TEXT_FILE_MAX (4u << 20) /* bytes of a configuration file read at most */
 
-/* Calls fn for each line of the file at path (without its line break) until
-   fn returns 1. Reads through a fixed buffer: no allocation, bounded work.
-   SSMB_ERR_IO when the file cannot be opened. */
+/* Told each line of a file (without its line break); returns 1 to stop. */
 typedef int (*ssmb__net_line_fn)(ssmb_str line, void *ctx);
 
 static ssmb_str ssmb__net_view(const char *p, size_t n) {
@@ -7439,11 +7437,17 @@ static int ssmb__net_lines_feed(const char *p, size_t n, char *line, size_t *hav
     return 0;
 }
 
+/* Calls fn for each line of the file at path until fn returns 1. Reads
+   through fixed buffers: no allocation, and at most SSMB__TEXT_FILE_MAX
+   bytes. SSMB_ERR_IO when the file cannot be opened. */
 static ssmb_result ssmb__net_read_lines(const char *path, ssmb__net_line_fn fn, void *ctx) {
     char chunk[1024], line[SSMB__LINE_MAX];
     size_t have = 0, total = 0;
     int stopped = 0, fd = open(path, O_RDONLY | SSMB__O_CLOEXEC);
     if (fd < 0) return SSMB_ERR_IO;
+#if SSMB__O_CLOEXEC == 0
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
     while (!stopped && total < SSMB__TEXT_FILE_MAX) {
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR) continue;
@@ -7542,7 +7546,8 @@ typedef struct ssmb__ns_list {
     size_t n;
 } ssmb__ns_list;
 
-/* "nameserver ADDRESS" lines of resolv.conf(5); '#' and ';' start comments.
+/* "nameserver ADDRESS" lines of resolv.conf(5) (lines of comments, with '#'
+   or ';', and other keywords say nothing here).
    Link-local servers with a zone ("fe80::1%eth0") are skipped. */
 static int ssmb__resolv_line(ssmb_str line, void *ctx) {
     ssmb__ns_list *l = (ssmb__ns_list *)ctx;
@@ -7808,7 +7813,8 @@ static int ssmb__no_proxy_entry(ssmb_str entry, ssmb_str host) {
     ssmb_str h;
     uint16_t port;
     if (entry.len == 1 && entry.ptr[0] == '*') return 1;
-    if (entry.len >= 2 && entry.ptr[0] == '*' && entry.ptr[1] == '.') entry = ssmb__net_view(entry.ptr + 1, entry.len - 1);
+    if (entry.len >= 2 && entry.ptr[0] == '*' && entry.ptr[1] == '.')
+        entry = ssmb__net_view(entry.ptr + 1, entry.len - 1); /* "*.example.com" as ".example.com" */
     if (entry.len && entry.ptr[0] == '.') entry = ssmb__net_view(entry.ptr + 1, entry.len - 1);
     if (ssmb__net_hostport(entry, &h, &port)) entry = h; /* a port, if any, is not compared */
     entry = ssmb__net_host(entry);
@@ -7884,14 +7890,16 @@ static void ssmb__proxy_parse(ssmb__proxy *p, const char *text) {
     p->auth[0] = '\0';
     if (s.len == 0) return;
     p->state = -1;
-    if (s.len >= 7 && ssmb__net_ieq(ssmb__net_view(s.ptr, 7), ssmb_str_c("http://"))) s = ssmb__net_view(s.ptr + 7, s.len - 7);
+    if (s.len >= 7 && ssmb__net_ieq(ssmb__net_view(s.ptr, 7), ssmb_str_c("http://")))
+        s = ssmb__net_view(s.ptr + 7, s.len - 7);
     else if (ssmb__proxy_has(s, "://")) return; /* https://, socks5://: not spoken here */
     for (i = 0; i < s.len && !sep; i++)
         if (s.ptr[i] == '/' || s.ptr[i] == '?' || s.ptr[i] == '#') sep = s.ptr + i;
     if (sep) s.len = (size_t)(sep - s.ptr); /* a path after the authority says nothing */
-    for (at = NULL, i = 0; i < s.len; i++)
+    at = NULL;
+    for (i = 0; i < s.len; i++) /* the last '@' ends the user information */
         if (s.ptr[i] == '@') at = s.ptr + i;
-    if (at && !ssmb__proxy_auth(p, ssmb__net_view(s.ptr, (size_t)(at - s.ptr)))) return;
+    if (at && at > s.ptr && !ssmb__proxy_auth(p, ssmb__net_view(s.ptr, (size_t)(at - s.ptr)))) return;
     if (at) s = ssmb__net_view(at + 1, s.len - (size_t)(at + 1 - s.ptr));
     if (!ssmb__net_hostport(s, &host, &p->port)) return;
     if (s.ptr[0] != '[' && memchr(host.ptr, ':', host.len)) return; /* IPv6 takes brackets (RFC 3986 §3.2.2) */

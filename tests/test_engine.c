@@ -278,7 +278,8 @@ static void poll_turn(ssmb_engine *eng) {
     if (ssmb_engine_fds(eng, fds, COUNT(fds), &n) != SSMB_OK) n = 0;
     for (i = 0; i < n; i++) {
         p[i].fd = fds[i].fd;
-        p[i].events = (short)(((fds[i].events & SSMB_POLLIN) ? POLLIN : 0) | ((fds[i].events & SSMB_POLLOUT) ? POLLOUT : 0));
+        p[i].events = (short)(((fds[i].events & SSMB_POLLIN) ? POLLIN : 0) |
+                              ((fds[i].events & SSMB_POLLOUT) ? POLLOUT : 0));
         p[i].revents = 0;
     }
     t = ssmb_engine_timeout_ms(eng, now_ms(), 50);
