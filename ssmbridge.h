@@ -1135,9 +1135,11 @@ SSMB_API ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms);
 /* One complete WebSocket message. Binary (and text, as the reference reads
    it) is a ClientMessage; a text message that is not one may be a bare JSON
    start/pause_publication or channel_closed (§13 item 2). Bad frames are
-   dropped and counted, never an error. SSMB_AGAIN: events are waiting; poll
-   them first and pass this message again. SSMB_CLOSED (or the sticky
-   error) once the channel is over. */
+   dropped and counted, never an error. Events it causes may point into
+   frame: keep it until you polled them. SSMB_AGAIN: events of an earlier
+   message still wait (or kept messages are due): poll, then pass this
+   message again. SSMB_CLOSED (or the sticky error) once the channel is
+   over. */
 SSMB_API ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
                                        uint64_t now_ms);
 /* The next event: SSMB_OK, SSMB_AGAIN (none), SSMB_CLOSED (none, and over). */
@@ -5448,7 +5450,9 @@ struct ssmb_channel {
     uint8_t ack_frame[SSMB__CHAN_ACK_FRAME_MAX];
 
     ssmb_channel_event events[SSMB__CHAN_EVENTS];
-    uint32_t ev_front, ev_count;
+    uint8_t ev_borrowed[SSMB__CHAN_EVENTS];  /* 1: its data points into the caller's frame */
+    uint32_t ev_front, ev_count, borrowed;
+    int on_wire;                        /* handling a payload that sits in the caller's frame */
 
     ssmb_rto rto;
     ssmb_channel_metrics m;
@@ -5560,8 +5564,13 @@ static uint64_t ssmb__chan_since(const ssmb_channel *ch, uint64_t t) { return ch
 static ssmb_channel_event *ssmb__chan_push(ssmb_channel *ch, uint32_t type) {
     ssmb_channel_event *ev;
     uint32_t limit = type == SSMB_CHANNEL_EVENT_CLOSED ? SSMB__CHAN_EVENTS : SSMB__CHAN_EVENTS - 1;
+    uint32_t at = (ch->ev_front + ch->ev_count) % SSMB__CHAN_EVENTS;
+    int borrows = ch->on_wire && (type == SSMB_CHANNEL_EVENT_DATA || type == SSMB_CHANNEL_EVENT_EXIT_CODE);
     if (ch->ev_count >= limit) return NULL;
-    ev = &ch->events[(ch->ev_front + ch->ev_count++) % SSMB__CHAN_EVENTS];
+    ch->ev_count++;
+    ch->ev_borrowed[at] = (uint8_t)borrows;
+    ch->borrowed += (uint32_t)borrows;
+    ev = &ch->events[at];
     memset(ev, 0, sizeof *ev);
     ev->type = type;
     ev->session_type = ev->properties = ev->agent_version = ssmb__str_empty();
@@ -6166,7 +6175,7 @@ static void ssmb__chan_on_data(ssmb_channel *ch, uint32_t type, const uint8_t *p
         ssmb__chan_become_ready(ch);
     }
     ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_DATA);
-    if (!ev) return; /* cannot happen: messages are handled only with the queue empty */
+    if (!ev) return; /* cannot happen: a message is handled only with room for its events */
     ev->payload_type = type;
     ev->data = p;
     ev->len = n;
@@ -6328,7 +6337,9 @@ static void ssmb__chan_on_stream(ssmb_channel *ch, const ssmb_msg *m) {
     } else {
         (void)ssmb__chan_queue_ack(ch, m); /* before acting on it (§3.3, §14 item 6) */
         ch->expected++;
+        ch->on_wire = 1;
         ssmb__chan_handle(ch, m->payload_type, m->payload, m->payload_size, seq);
+        ch->on_wire = 0;
     }
 }
 
@@ -6601,11 +6612,12 @@ SSMB_APIDEF ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms) {
 
 /* ---- input, events ---- */
 
-/* Events wait, or a kept payload is next in order: poll first. */
+/* Poll first when a waiting event still points into the caller's last
+   frame, when a kept payload is next in order, or when one message's
+   events (three at most) might not fit. */
 static int ssmb__chan_busy(ssmb_channel *ch) {
-    if (ch->ev_count) return 1;
-    ssmb__chan_release_held(ch);
-    return ssmb__chan_slot_find(ch, ch->expected) >= 0;
+    if (ch->ev_count == 0) ssmb__chan_release_held(ch);
+    return ch->borrowed || ch->ev_count > SSMB__CHAN_EVENTS - 4 || ssmb__chan_slot_find(ch, ch->expected) >= 0;
 }
 
 SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
@@ -6631,6 +6643,7 @@ SSMB_APIDEF ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *
     }
     if (ch->ev_count) {
         *ev = ch->events[ch->ev_front];
+        ch->borrowed -= ch->ev_borrowed[ch->ev_front];
         ch->ev_front = (ch->ev_front + 1) % SSMB__CHAN_EVENTS;
         ch->ev_count--;
         return SSMB_OK;

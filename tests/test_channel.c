@@ -528,6 +528,9 @@ typedef struct sim_side {
     int64_t seq_cap;
     long resends, early_resends;
     events ev;                  /* non-DATA events, kept */
+    int capture;                /* 1: DATA is recorded as "[type]bytes", not checked */
+    char captured[512];
+    size_t captured_len;
     uint8_t scratch[SSMB_CHANNEL_MAX_PAYLOAD];
 } sim_side;
 
@@ -630,9 +633,23 @@ static void sim_feed_app(sim_side *x) {
     }
 }
 
+static void sim_capture(sim_side *x, const ssmb_channel_event *ev) {
+    char tag[16];
+    size_t n = (size_t)snprintf(tag, sizeof tag, "[%u]", (unsigned)ev->payload_type);
+    if (x->captured_len + n + ev->len >= sizeof x->captured) return;
+    memcpy(x->captured + x->captured_len, tag, n);
+    memcpy(x->captured + x->captured_len + n, ev->data, ev->len);
+    x->captured_len += n + ev->len;
+    x->captured[x->captured_len] = '\0';
+}
+
 static void sim_on_data(sim_side *x, const ssmb_channel_event *ev) {
     size_t i;
     x->data_events++;
+    if (x->capture) {
+        sim_capture(x, ev);
+        return;
+    }
     if (ev->payload_type != SSMB_PAYLOAD_OUTPUT) return;
     for (i = 0; i < ev->len; i++)
         if (ev->data[i] != stream_byte(x->peer_seed, x->got + i)) x->mismatches++;
@@ -713,6 +730,11 @@ static void sim_run(sim *s, long max_steps) {
     while (s->steps < max_steps && (s->ca.n || s->ac.n) && sim_step(s)) {}
 }
 
+/* Runs until nothing is in flight and no timer is set. */
+static void sim_settle(sim *s, long max_steps) {
+    while (s->steps < max_steps && sim_step(s)) {}
+}
+
 static void sim_side_init(sim_side *x, ssmb_channel *ch, uint32_t seed, uint32_t peer_seed, uint64_t bytes,
                           uint32_t payload) {
     x->ch = ch;
@@ -759,19 +781,11 @@ static void sim_lanes(sim *s, uint32_t delay, uint32_t jitter, uint32_t loss, ui
     }
 }
 
-/* MB each way for the bulk transfers: 20, unless SSMB_CHANNEL_MB says
-   otherwise (sanitizer builds take 4 by default to stay quick). */
+/* MB each way for the bulk transfers: 20, or SSMB_CHANNEL_MB (about a
+   second under ASan at 20, so every build runs the full size). */
 static uint64_t bulk_bytes(void) {
     const char *e = getenv("SSMB_CHANNEL_MB");
-    long mb = 20;
-#if defined(__SANITIZE_ADDRESS__)
-    mb = 4;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    mb = 4;
-#endif
-#endif
-    if (e && *e) mb = atol(e);
+    long mb = e && *e ? atol(e) : 20;
     if (mb < 1) mb = 1;
     return (uint64_t)mb << 20;
 }
@@ -1047,7 +1061,7 @@ SSMB_TEST(channel_first_output_names_the_session) {
     ssmb_channel_desc d;
     ssmb_channel *ch;
     events ev;
-    frame f;
+    frame f, g;
     const got_event *ready, *data;
     size_t acc;
     memset(&ev, 0, sizeof ev);
@@ -1057,6 +1071,7 @@ SSMB_TEST(channel_first_output_names_the_session) {
     poll_all(ch, &ev);
     CHECK(!ssmb_channel_is_ready(ch) && ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "a", 1, &acc) == SSMB_AGAIN);
     CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_OUTPUT, "sh-5.2$ "), 2) == SSMB_OK);
+    CHECK(feed(ch, out_data(&g, 2, SSMB_PAYLOAD_OUTPUT, "more"), 2) == SSMB_AGAIN); /* DATA points into f */
     poll_all(ch, &ev);
     ready = find_event(&ev, SSMB_CHANNEL_EVENT_READY);
     data = find_event(&ev, SSMB_CHANNEL_EVENT_DATA);
@@ -1311,7 +1326,7 @@ SSMB_TEST(channel_text_control_frames) {
     client_desc(&d);
     ch = make(&d, 0);
     CHECK(feed_text(ch, "{\"MessageType\":\"pause_publication\",\"SchemaVersion\":1}", 1) == SSMB_OK);
-    CHECK(feed_text(ch, "{}", 1) == SSMB_AGAIN); /* the PAUSED event waits */
+    CHECK(feed_text(ch, "{}", 1) == SSMB_OK); /* PAUSED points into nothing: no need to wait */
     poll_all(ch, &ev);
     CHECK(feed_text(ch, "{\"messageType\":\"start_publication\"}", 2) == SSMB_OK);
     poll_all(ch, &ev);
@@ -1320,7 +1335,7 @@ SSMB_TEST(channel_text_control_frames) {
     CHECK(feed_text(ch, "{\"MessageType\":7}", 3) == SSMB_OK);
     poll_all(ch, &ev);
     CHECK(ev.n == 2 && ev.e[0].ev.type == SSMB_CHANNEL_EVENT_PAUSED && ev.e[1].ev.type == SSMB_CHANNEL_EVENT_RESUMED);
-    CHECK_EQ_INT(metrics(ch).dropped_invalid, 3);
+    CHECK_EQ_INT(metrics(ch).dropped_invalid, 4);
     /* a ClientMessage in a text frame is read as the reference reads it */
     out_data(&f, 0, SSMB_PAYLOAD_OUTPUT, "t");
     CHECK(ssmb_channel_recv(ch, f.bytes, f.len, 1, 4) == SSMB_OK);
@@ -1675,4 +1690,209 @@ SSMB_TEST(channel_agent_handshake_refused_or_late) {
     poll_all(ch, &ev);
     CHECK(ev.n == 1 && ev.e[0].ev.type == SSMB_CHANNEL_EVENT_CLOSED && ev.e[0].ev.result == SSMB_ERR_TIMEOUT);
     ssmb_channel_destroy(ch);
+}
+
+/* ---- client and agent together ---- */
+
+/* NonInteractiveCommands: StdErr and ExitCode arrive apart from Output
+   (§7.2); a Flag from the agent is an event (§2.9). */
+SSMB_TEST(channel_pair_stderr_exit_code_flag) {
+    ssmb_channel_desc cd, ad;
+    sim *s;
+    const got_event *ready = NULL, *exit_ev = NULL, *flag = NULL;
+    size_t acc;
+    int i;
+    client_desc(&cd);
+    agent_desc(&ad, "NonInteractiveCommands");
+    s = sim_new(&cd, &ad, 0);
+    s->c.capture = 1;
+    sim_lanes(s, 5, 0, 0, 0);
+    sim_settle(s, 1000);
+    CHECK(ssmb_channel_is_ready(s->c.ch) && ssmb_channel_is_ready(s->a.ch));
+    CHECK(ssmb_channel_send(s->a.ch, SSMB_PAYLOAD_OUTPUT, "out\n", 4, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send(s->a.ch, SSMB_PAYLOAD_STDERR, "err\n", 4, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send(s->a.ch, SSMB_PAYLOAD_EXIT_CODE, "EXIT_CODE: 3", 12, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send_flag(s->a.ch, SSMB_FLAG_CONNECT_TO_PORT_ERROR) == SSMB_OK);
+    CHECK(ssmb_channel_send(s->c.ch, SSMB_PAYLOAD_OUTPUT, "\x03", 1, &acc) == SSMB_OK);
+    sim_settle(s, 2000);
+    CHECK_EQ_STR(s->c.captured, "[1]out\n[11]err\n");
+    for (i = 0; i < s->c.ev.n; i++) {
+        const got_event *g = &s->c.ev.e[i];
+        if (g->ev.type == SSMB_CHANNEL_EVENT_READY) ready = g;
+        if (g->ev.type == SSMB_CHANNEL_EVENT_EXIT_CODE) exit_ev = g;
+        if (g->ev.type == SSMB_CHANNEL_EVENT_FLAG) flag = g;
+    }
+    CHECK(ready && ssmb_str_eq(ready->ev.session_type, "NonInteractiveCommands") &&
+          ssmb_str_eq(ready->ev.properties, "null") && ssmb_str_eq(ready->ev.agent_version, "3.3.987.0"));
+    CHECK(exit_ev && exit_ev->ev.result == SSMB_OK && exit_ev->ev.exit_code == 3);
+    CHECK(flag && flag->ev.result == SSMB_OK && flag->ev.flag == SSMB_FLAG_CONNECT_TO_PORT_ERROR);
+    CHECK_EQ_INT(s->a.data_events, 1); /* the client's Ctrl-C */
+    CHECK(metrics(s->c.ch).handshake_us == 10000 && metrics(s->a.ch).handshake_us == 10000);
+    CHECK_EQ_INT(s->early_data, 0);
+    sim_free(s);
+}
+
+/* An agent that asks for KMS is refused by this build's client, and ends. */
+SSMB_TEST(channel_pair_kms_refused) {
+    ssmb_channel_desc cd, ad;
+    sim *s;
+    int i, saw_response = 0, saw_closed = 0;
+    client_desc(&cd);
+    agent_desc(&ad, "Standard_Stream");
+    ad.kms_key_id = "alias/session-key";
+    s = sim_new(&cd, &ad, 0);
+    sim_lanes(s, 5, 0, 0, 0);
+    sim_settle(s, 1000);
+    for (i = 0; i < s->a.ev.n; i++) {
+        const ssmb_channel_event *e = &s->a.ev.e[i].ev;
+        if (e->type == SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE)
+            saw_response = e->result == SSMB_ERR_SSM_PROTOCOL && strstr(e->message.ptr, "KMS session encryption") != NULL;
+        if (e->type == SSMB_CHANNEL_EVENT_CLOSED) saw_closed = e->result == SSMB_ERR_SSM_PROTOCOL;
+    }
+    CHECK(saw_response && saw_closed);
+    CHECK(!ssmb_channel_is_ready(s->c.ch) && !ssmb_channel_is_ready(s->a.ch));
+    CHECK(ssmb_channel_last_error(s->c.ch) == SSMB_OK); /* the client waits for channel_closed */
+    sim_free(s);
+}
+
+/* A HandshakeRequest without a SessionType action: the answer lists none,
+   and HandshakeComplete then ends the client (§5.4). */
+SSMB_TEST(channel_handshake_without_session_type) {
+    ssmb_channel_desc d;
+    ssmb_channel *ch;
+    wire *w = wire_new();
+    events ev;
+    frame f;
+    memset(&ev, 0, sizeof ev);
+    client_desc(&d);
+    ch = make(&d, 0);
+    CHECK(feed(ch, out_data(&f, 0, SSMB_PAYLOAD_HANDSHAKE_REQUEST,
+                            "{\"AgentVersion\":\"3.3.987.0\",\"RequestedClientActions\":null}"),
+               1) == SSMB_OK);
+    wire_take(w, ch, 1);
+    CHECK(w->n == 2 && payload_is(&w->m[1], "{\"ClientVersion\":\"1.2.764.0\",\"ProcessedClientActions\":[],"
+                                             "\"Errors\":null}"));
+    CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, "{\"HandshakeTimeToComplete\":1}"), 2) == SSMB_OK);
+    poll_all(ch, &ev);
+    CHECK(ev.n == 1 && ev.e[0].ev.type == SSMB_CHANNEL_EVENT_CLOSED && ev.e[0].ev.result == SSMB_ERR_SSM_PROTOCOL);
+    ssmb_channel_destroy(ch);
+    free(w);
+}
+
+/* ---- hostile input ---- */
+
+/* Seed frames of every kind the channel reads. */
+static int hostile_seeds(frame *seeds, int role_client) {
+    const char *data = role_client ? SSMB_MSG_OUTPUT_STREAM_DATA : SSMB_MSG_INPUT_STREAM_DATA;
+    const char *own = role_client ? SSMB_MSG_INPUT_STREAM_DATA : SSMB_MSG_OUTPUT_STREAM_DATA;
+    int n = 0, i;
+    for (i = 0; i < 6; i++) frame_build(&seeds[n++], data, i, SSMB_PAYLOAD_OUTPUT, "payload bytes", 13);
+    frame_build(&seeds[n++], data, 0, SSMB_PAYLOAD_HANDSHAKE_REQUEST, port_request, strlen(port_request));
+    frame_build(&seeds[n++], data, 1, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, "{\"HandshakeTimeToComplete\":9}", 29);
+    frame_build(&seeds[n++], data, 0, SSMB_PAYLOAD_HANDSHAKE_RESPONSE,
+                "{\"ClientVersion\":\"1.2.764.0\",\"ProcessedClientActions\":[{\"ActionType\":\"SessionType\","
+                "\"ActionStatus\":1}],\"Errors\":null}",
+                97);
+    frame_build(&seeds[n++], data, 2, SSMB_PAYLOAD_EXIT_CODE, "EXIT_CODE: 1", 12);
+    frame_build(&seeds[n++], data, 3, SSMB_PAYLOAD_FLAG, "\0\0\0\3", 4);
+    frame_build(&seeds[n++], data, 4, SSMB_PAYLOAD_SIZE, "{\"cols\":1,\"rows\":2}", 19);
+    for (i = 0; i < 3; i++) ack_for(&seeds[n++], own, i);
+    frame_build(&seeds[n++], SSMB_MSG_CHANNEL_CLOSED, 0, 0, closed_json, strlen(closed_json));
+    frame_build(&seeds[n++], SSMB_MSG_PAUSE_PUBLICATION, 0, 0, NULL, 0);
+    frame_build(&seeds[n++], SSMB_MSG_START_PUBLICATION, 0, 0, NULL, 0);
+    return n;
+}
+
+/* One hostile message: random bytes, or a seed truncated, corrupted, or
+   with an extreme sequence number. */
+static size_t hostile_message(uint32_t *rng, const frame *seeds, int nseeds, uint8_t *out, int *is_text) {
+    const frame *s = &seeds[xorshift(rng) % (uint32_t)nseeds];
+    size_t n = s->len, i, k;
+    uint32_t how = xorshift(rng) % 5;
+    *is_text = xorshift(rng) % 8 == 0;
+    if (how == 0) {
+        n = xorshift(rng) % 400;
+        for (i = 0; i < n; i++) out[i] = (uint8_t)xorshift(rng);
+        return n;
+    }
+    memcpy(out, s->bytes, n);
+    if (how == 1) return xorshift(rng) % (n + 1);
+    if (how == 2) {
+        for (k = xorshift(rng) % 4 + 1; k > 0; k--) out[xorshift(rng) % n] ^= (uint8_t)(1u << (xorshift(rng) % 8));
+        return n;
+    }
+    if (how == 3) {
+        static const uint64_t seqs[] = {0x7fffffffffffffffull, 0x8000000000000000ull, 0xffffffffffffffffull,
+                                        4096, 4097, 1ull << 40};
+        uint64_t v = seqs[xorshift(rng) % COUNT_OF(seqs)];
+        for (i = 0; i < 8; i++) out[48 + i] = (uint8_t)(v >> (56 - 8 * i));
+        return n;
+    }
+    memcpy(out, s->bytes, n); /* a valid seed, to keep the state moving */
+    return n;
+}
+
+/* Takes every frame out; each must be a valid ClientMessage. */
+static long drain_valid(ssmb_channel *ch, uint64_t now) {
+    const uint8_t *p;
+    size_t n;
+    long bad = 0;
+    ssmb_msg m;
+    while (ssmb_channel_next_frame(ch, &p, &n) == SSMB_OK) {
+        if (ssmb_msg_decode(p, n, &m) != SSMB_OK || ssmb_msg_validate(&m) != SSMB_OK || m.payload_size == 0) bad++;
+        ssmb_channel_frame_sent(ch, now);
+    }
+    return bad;
+}
+
+/* Random bytes, truncations, bit flips, sequence numbers at the int64
+   edges, for both roles: no crash, no allocation, only valid frames out,
+   every frame counted. */
+SSMB_TEST(channel_hostile_input) {
+    static frame seeds[32];
+    static uint8_t msg[20000];
+    ssmb_channel_desc d;
+    ssmb_channel_event ev;
+    counting k;
+    uint32_t rng = 0xbad5eedu;
+    long creates = 0, bad_frames = 0, fed = 0, accepted = 0, iterations = 0;
+    int role;
+    memset(&k, 0, sizeof k);
+    for (role = 0; role < 2; role++) {
+        int nseeds = hostile_seeds(seeds, role == 0);
+        ssmb_channel *ch = NULL;
+        uint64_t now = 0;
+        long i;
+        for (i = 0; i < 20000; i++, iterations++) {
+            int is_text = 0;
+            size_t n;
+            ssmb_result r;
+            if (!ch) {
+                if (role == 0) client_desc(&d);
+                else agent_desc(&d, xorshift(&rng) % 2 ? "Standard_Stream" : NULL);
+                use_counting(&d, &k);
+                d.max_resend_attempts = 4;
+                ch = make(&d, now);
+                creates++;
+            }
+            n = hostile_message(&rng, seeds, nseeds, msg, &is_text);
+            now += xorshift(&rng) % 50;
+            r = ssmb_channel_recv(ch, msg, n, is_text, now);
+            fed++;
+            accepted += r == SSMB_OK;
+            while (ssmb_channel_poll(ch, &ev) == SSMB_OK) {}
+            bad_frames += drain_valid(ch, now);
+            if (xorshift(&rng) % 4 == 0) ssmb_channel_tick(ch, now);
+            if (ssmb_channel_last_error(ch) != SSMB_OK) {
+                ssmb_channel_destroy(ch);
+                ch = NULL;
+            }
+        }
+        ssmb_channel_destroy(ch);
+    }
+    CHECK_EQ_INT(bad_frames, 0);
+    CHECK_EQ_INT(k.allocs, creates);
+    CHECK_EQ_INT(k.live, 0);
+    CHECK_EQ_INT(accepted, fed); /* polled after each: never SSMB_AGAIN */
+    printf("channel hostile input: %ld messages, %ld channels, %ld accepted\n", iterations, creates, accepted);
 }
