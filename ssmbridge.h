@@ -1003,6 +1003,12 @@ SSMB_API int64_t ssmb_utc_system(void *user_data);
    After a new WebSocket replaces a lost one: send ssmb_channel_open_frame's
    text first, then call ssmb_channel_reconnected (§4.5: nothing resets).
 
+   Every in-order message is acknowledged when it arrives (§3.3). Back-
+   pressure is yours: while you leave its events unpolled, recv says
+   SSMB_AGAIN, so you stop reading the socket and the peer slows down.
+   Messages that come early are acknowledged and kept while the reorder
+   buffer has room, else dropped unacknowledged (the peer sends them again).
+
    One allocation at create; nothing after it allocates. Nothing here reads
    a clock (now_ms is your monotonic milliseconds; CreatedDate comes from
    utc_fn, read once at start) or prints. A hostile peer can make it drop
@@ -1154,13 +1160,14 @@ SSMB_API ssmb_result ssmb_channel_frame_sent(ssmb_channel *ch, uint64_t now_ms);
 
 /* Queues application data (client: Output; agent: Output, StdErr or
    ExitCode), cut into payloads of payload_size. Takes what fits
-   (*accepted), SSMB_OK when that is anything (or len is 0: nothing is
-   sent, §2.5); SSMB_AGAIN when nothing fits, before READY (§5.1, §14
-   item 8) or while paused (§8.1). Never drops data. Handshake and
-   acknowledge types are the channel's own: SSMB_ERR_INVALID_ARG. */
+   (*accepted): SSMB_OK when that is anything (len 0 sends nothing, §2.5);
+   SSMB_AGAIN when nothing fits, before READY (§5.1, §14 item 8) or while
+   paused (§8.1). Never drops data. Handshake and acknowledge payload
+   types are the channel's own: SSMB_ERR_INVALID_ARG. */
 SSMB_API ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_type, const void *data, size_t len,
                                        size_t *accepted);
-/* Payload bytes ssmb_channel_send would take now. */
+/* The most payload bytes (up to payload_size) one message could take now:
+   a send of at most this much is taken whole. 0 while send says AGAIN. */
 SSMB_API size_t ssmb_channel_send_space(const ssmb_channel *ch);
 /* A Size message {"cols":N,"rows":M} (§7.2); SSMB_AGAIN as for send. */
 SSMB_API ssmb_result ssmb_channel_send_size(ssmb_channel *ch, uint32_t cols, uint32_t rows);
