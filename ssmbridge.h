@@ -5360,12 +5360,15 @@ SSMB_APIDEF ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, in
    ring (encoded frames awaiting their first send or their ack), the reorder
    store (payloads that arrived ahead of order) and the ack queue. */
 
-#define SSMB__CHAN_CONTROL_MAX 2048u        /* payload room a handshake message may use */
+/* Payload room a handshake message may use: a HandshakeResponse of
+   SSMB__CHAN_MAX_ACTIONS actions with names and errors cut to size and
+   nothing to escape stays well under it. */
+#define SSMB__CHAN_CONTROL_MAX 2048u
 #define SSMB__CHAN_ACK_FRAME_MAX 384u       /* an acknowledge frame: 120 + about 200 bytes of JSON */
 #define SSMB__CHAN_EVENTS 8u                /* events waiting for ssmb_channel_poll */
 #define SSMB__CHAN_RANDOM_POOL 256u         /* random bytes drawn at once for MessageIds */
 #define SSMB__CHAN_REORDER_WINDOW 4096      /* messages further ahead than this are not kept */
-#define SSMB__CHAN_MAX_ACTIONS 8u           /* handshake actions answered */
+#define SSMB__CHAN_MAX_ACTIONS 4u           /* handshake actions answered (agents send 1 or 2) */
 #define SSMB__CHAN_ERROR_MAX 160u           /* one action's error text */
 #define SSMB__CHAN_HANDSHAKE_MS 15000u      /* agent: wait for the HandshakeResponse (§5.5) */
 #define SSMB__CHAN_MAX_QUEUE 65536u         /* most messages a buffer may be sized for */
@@ -5517,14 +5520,15 @@ static void ssmb__chan_copy_json(char *dst, size_t cap, ssmb_str raw) {
     dst[0] = '\0';
 }
 
-/* dst = a then b, cut to fit; bytes of b outside printable ASCII become '?'
-   (peer text echoed into our JSON must stay valid UTF-8). */
+/* dst = a then b, cut to fit; bytes of b outside printable ASCII, quotes
+   and backslashes become '?' (peer text echoed into our JSON stays valid
+   UTF-8 and never grows when escaped). */
 static void ssmb__chan_join(char *dst, size_t cap, const char *a, ssmb_str b) {
     size_t n = SSMB__MIN(strlen(a), cap - 1), i;
     memcpy(dst, a, n);
     for (i = 0; i < b.len && n < cap - 1; i++) {
         unsigned char c = (unsigned char)b.ptr[i];
-        dst[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+        dst[n++] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
     }
     dst[n] = '\0';
 }

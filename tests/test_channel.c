@@ -1896,3 +1896,42 @@ SSMB_TEST(channel_hostile_input) {
     CHECK_EQ_INT(accepted, fed); /* polled after each: never SSMB_AGAIN */
     printf("channel hostile input: %ld messages, %ld channels, %ld accepted\n", iterations, creates, accepted);
 }
+
+/* A HandshakeRequest built to make the answer large: many actions with
+   long, quote-filled names. The answer stays bounded and valid. */
+SSMB_TEST(channel_handshake_answer_bounded) {
+    char request[4096], name[80];
+    ssmb_channel_desc d;
+    ssmb_channel *ch;
+    wire *w = wire_new();
+    ssmb_json_token tok[128];
+    ssmb_json doc;
+    frame f;
+    size_t n = 0;
+    int i;
+    memset(name, 0, sizeof name);
+    for (i = 0; i < 70; i++) name[i] = i % 3 ? 'q' : '"';
+    n += (size_t)snprintf(request + n, sizeof request - n, "{\"AgentVersion\":\"%s\",\"RequestedClientActions\":[",
+                          "3.3.987.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0");
+    for (i = 0; i < 10; i++) {
+        int k;
+        n += (size_t)snprintf(request + n, sizeof request - n, "%s{\"ActionType\":\"", i ? "," : "");
+        for (k = 0; name[k]; k++) n += (size_t)snprintf(request + n, sizeof request - n, "%s", name[k] == '"' ? "\\\"" : "q");
+        n += (size_t)snprintf(request + n, sizeof request - n, "\",\"ActionParameters\":{}}");
+    }
+    n += (size_t)snprintf(request + n, sizeof request - n, "]}");
+    client_desc(&d);
+    ch = make(&d, 0);
+    CHECK(feed(ch, frame_build(&f, SSMB_MSG_OUTPUT_STREAM_DATA, 0, SSMB_PAYLOAD_HANDSHAKE_REQUEST, request, n), 1) ==
+          SSMB_OK);
+    wire_take(w, ch, 1);
+    CHECK_EQ_INT(w->n, 2);
+    CHECK(ssmb_channel_last_error(ch) == SSMB_OK);
+    if (w->n == 2) {
+        CHECK(ssmb_json_parse(&doc, (const char *)w->m[1].payload, w->m[1].payload_size, tok, 128) == SSMB_OK);
+        CHECK_EQ_INT(ssmb_json_size(&doc, ssmb_json_find(&doc, 0, "ProcessedClientActions")), 4);
+        CHECK(w->m[1].payload_size < 2048);
+    }
+    ssmb_channel_destroy(ch);
+    free(w);
+}
