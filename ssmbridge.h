@@ -1131,7 +1131,7 @@ SSMB_API size_t ssmb_channel_memory_size(const ssmb_channel_desc *desc);
 /* Allocates everything, draws the ClientId. SSMB_ERR_INVALID_ARG for a bad
    desc (the log names the field), SSMB_ERR_NOMEM, SSMB_ERR_NO_RANDOM. */
 SSMB_API ssmb_result ssmb_channel_create(const ssmb_channel_desc *desc, ssmb_channel **out);
-/* Frees it; calls nothing back. */
+/* Wipes and frees it; calls nothing back. */
 SSMB_API void ssmb_channel_destroy(ssmb_channel *ch);
 /* Starts the clock (reads utc_fn once); the agent role queues its
    HandshakeRequest. Every other call but create, destroy and the queries
@@ -1153,7 +1153,8 @@ SSMB_API ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev)
 
 /* The next frame to send as one binary message: acknowledgements first,
    then retransmissions, then new messages. It stays the same (and valid)
-   until ssmb_channel_frame_sent says it went out. SSMB_AGAIN: none now. */
+   until ssmb_channel_frame_sent says it went out, or a reconnect drops it.
+   SSMB_AGAIN: none now; SSMB_CLOSED (or the sticky error) once over. */
 SSMB_API ssmb_result ssmb_channel_next_frame(ssmb_channel *ch, const uint8_t **frame, size_t *len);
 /* The frame from ssmb_channel_next_frame was handed to the transport. */
 SSMB_API ssmb_result ssmb_channel_frame_sent(ssmb_channel *ch, uint64_t now_ms);
@@ -1180,7 +1181,8 @@ SSMB_API ssmb_result ssmb_channel_tick(ssmb_channel *ch, uint64_t now_ms);
 /* When ssmb_channel_tick must next run, or SSMB_NO_DEADLINE. */
 SSMB_API uint64_t ssmb_channel_next_deadline(const ssmb_channel *ch);
 /* A new WebSocket replaced the old one (§4.5): every unacknowledged frame
-   is due again at once; counters and buffers carry on. */
+   is due again at once; counters and buffers carry on. A pause ends (the
+   service announces it again on the new connection if it lasts). */
 SSMB_API ssmb_result ssmb_channel_reconnected(ssmb_channel *ch, uint64_t now_ms);
 /* The OpenDataChannelInput text (§4.2) with this channel's ClientId and
    ClientVersion and a fresh RequestId; NUL-terminated when it fits. */
