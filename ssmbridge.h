@@ -1020,6 +1020,250 @@ typedef int64_t (*ssmb_utc_fn)(void *user_data);
 SSMB_API ssmb_result ssmb_random_system(void *buf, size_t len, void *user_data);
 SSMB_API int64_t ssmb_utc_system(void *user_data);
 
+/* ---- channel: the Session Manager data channel, sans-I/O (L1) -------------
+   The state machine between a WebSocket (whole messages in, whole messages
+   out) and the session logic, for either end: the client (what users run)
+   or the agent (the simulated far end of tests and of the local emulator).
+   It numbers and acknowledges stream messages, retransmits on an RTT-based
+   timeout, puts early messages back in order, runs the handshake (§5),
+   honours pause/start_publication (§8.1) and reports channel_closed (§8.2).
+   Section numbers (§) are those of PROTOCOL.md.
+
+   The loop:
+       ssmb_channel_start(ch, now);
+       on every WebSocket message:  ssmb_channel_recv(ch, data, len, is_text, now);
+                                    then ssmb_channel_poll until SSMB_AGAIN
+       to write:    while (ssmb_channel_next_frame(ch, &f, &n) == SSMB_OK) {
+                        send f as one binary message; ssmb_channel_frame_sent(ch, now); }
+       timers:      ssmb_channel_tick(ch, now) by ssmb_channel_next_deadline(ch)
+       application: ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, bytes, n, &taken)
+   After a new WebSocket replaces a lost one: send ssmb_channel_open_frame's
+   text first, then call ssmb_channel_reconnected (§4.5: nothing resets).
+
+   Every in-order message is acknowledged when it arrives (§3.3). Back-
+   pressure is yours: while you leave its events unpolled, recv says
+   SSMB_AGAIN, so you stop reading the socket and the peer slows down.
+   Messages that come early are acknowledged and kept while the reorder
+   buffer has room, else dropped unacknowledged (the peer sends them again).
+
+   One allocation at create; nothing after it allocates. Nothing here reads
+   a clock (now_ms is your monotonic milliseconds; CreatedDate comes from
+   utc_fn, read once at start) or prints. A hostile peer can make it drop
+   frames (counted in the metrics) but never allocate, loop or crash. */
+
+typedef struct ssmb_channel ssmb_channel;
+
+typedef enum ssmb_channel_role {
+    SSMB_CHANNEL_CLIENT = 0,        /* sends input_stream_data, answers the handshake */
+    SSMB_CHANNEL_AGENT = 1,         /* sends output_stream_data, asks for the handshake */
+    SSMB__CHANNEL_ROLE_FORCE_32 = 0x7fffffff
+} ssmb_channel_role;
+
+/* Whether a payload's SHA-256 is checked on receipt (§2.4 rule 4). */
+typedef enum ssmb_digest_check {
+    SSMB_DIGEST_CHECK_DEFAULT = 0,  /* the reference's choice: the client checks, the agent does not */
+    SSMB_DIGEST_CHECK_ON = 1,
+    SSMB_DIGEST_CHECK_OFF = 2,
+    SSMB__DIGEST_CHECK_FORCE_32 = 0x7fffffff
+} ssmb_digest_check;
+
+#define SSMB_CHANNEL_CLIENT_VERSION "1.2.764.0"     /* §14 item 10: the minimum AWS supports */
+#define SSMB_CHANNEL_AGENT_VERSION "3.3.987.0"
+#define SSMB_CHANNEL_MAX_PAYLOAD 32768u
+#define SSMB_CHANNEL_VERSION_MAX 47u                /* longest version string kept */
+#define SSMB_CHANNEL_PROPERTIES_MAX 1023u           /* longest Properties JSON kept */
+#define SSMB_CHANNEL_TEXT_MAX 511u                  /* longest CustomerMessage / close reason kept */
+
+typedef struct ssmb_channel_desc {
+    uint32_t role;                      /* ssmb_channel_role, default SSMB_CHANNEL_CLIENT */
+    ssmb_allocator allocator;           /* default SSMB_MALLOC / SSMB_FREE */
+    ssmb_logger logger;                 /* default silent */
+    ssmb_random_fn random_fn;           /* MessageIds, ClientId, RequestIds; default ssmb_random_system */
+    void *random_user_data;
+    ssmb_utc_fn utc_fn;                 /* wall clock for CreatedDate, read once by ssmb_channel_start
+                                           and then advanced with now_ms; default ssmb_utc_system */
+    void *utc_user_data;
+    uint64_t start_epoch_ms;            /* default 0 (use utc_fn): CreatedDate at ssmb_channel_start */
+    const char *client_version;         /* default SSMB_CHANNEL_CLIENT_VERSION; copied */
+    const char *agent_version;          /* agent role: default SSMB_CHANNEL_AGENT_VERSION; copied */
+    const char *session_type;           /* agent role: SessionType of its HandshakeRequest;
+                                           default NULL: no handshake, output starts at once (§5.1) */
+    const char *session_properties;     /* agent role: Properties JSON (default null); copied */
+    const char *kms_key_id;             /* agent role: also request KMSEncryption (default none) */
+    const char *customer_message;       /* agent role: HandshakeComplete's CustomerMessage (default "") */
+    uint32_t payload_size;              /* outgoing data is cut into payloads of this many bytes,
+                                           default 1024 (§3.6), at most SSMB_CHANNEL_MAX_PAYLOAD */
+    uint32_t send_buffer_bytes;         /* frames queued or awaiting an ack, default 16384 (raised
+                                           to hold at least one full frame and a handshake message) */
+    uint32_t send_buffer_messages;      /* default 32 */
+    uint32_t reorder_buffer_bytes;      /* payloads that arrived ahead of order, default 8192 */
+    uint32_t reorder_buffer_messages;   /* default 16 */
+    uint32_t max_frame;                 /* longer incoming frames are dropped, default 16384 + 120 */
+    uint32_t max_resend_attempts;       /* then the channel gives up, default 3000 (§3.5) */
+    uint32_t digest_check;              /* ssmb_digest_check, default SSMB_DIGEST_CHECK_DEFAULT */
+} ssmb_channel_desc;
+
+typedef enum ssmb_channel_event_type {
+    SSMB_CHANNEL_EVENT_NONE = 0,
+    SSMB_CHANNEL_EVENT_READY = 1,       /* the session type is known; data may be sent now */
+    SSMB_CHANNEL_EVENT_DATA = 2,        /* stream payload bytes, in order */
+    SSMB_CHANNEL_EVENT_EXIT_CODE = 3,   /* ExitCode payload (NonInteractiveCommands) */
+    SSMB_CHANNEL_EVENT_FLAG = 4,        /* Flag payload (§2.9), e.g. ConnectToPortError */
+    SSMB_CHANNEL_EVENT_PAUSED = 5,      /* pause_publication: sending is held */
+    SSMB_CHANNEL_EVENT_RESUMED = 6,     /* start_publication: sending goes on */
+    SSMB_CHANNEL_EVENT_CLOSED = 7,      /* the channel is over (the last event) */
+    SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE = 8, /* agent role: the client answered the handshake */
+    SSMB__CHANNEL_EVENT_FORCE_32 = 0x7fffffff
+} ssmb_channel_event_type;
+
+/* One event. String views are NUL-terminated and live as long as the
+   channel; data is valid until the next ssmb_channel_poll or
+   ssmb_channel_recv (it may point into the frame you passed to recv). */
+typedef struct ssmb_channel_event {
+    uint32_t type;                      /* ssmb_channel_event_type */
+    uint32_t payload_type;              /* DATA: the message's ssmb_payload_type (client role: Output,
+                                           StdErr, ...; agent role: Output, Size, ...) */
+    const uint8_t *data;                /* DATA, EXIT_CODE: the payload */
+    size_t len;
+    int64_t sequence_number;            /* DATA, EXIT_CODE, FLAG: the message's */
+    int32_t exit_code;                  /* EXIT_CODE: the number of "EXIT_CODE: <n>" */
+    uint32_t flag;                      /* FLAG: SSMB_FLAG_* */
+    int32_t result;                     /* CLOSED: SSMB_CLOSED after channel_closed, else the error
+                                           (SSMB_ERR_TIMEOUT: resend limit); EXIT_CODE and FLAG: the
+                                           parse result; HANDSHAKE_RESPONSE: SSMB_OK or the failure */
+    uint32_t terminate_session;         /* CLOSED: 1 when you should call the TerminateSession API (§3.5) */
+    ssmb_str session_type;              /* READY: as negotiated, "Standard_Stream" without handshake */
+    ssmb_str properties;                /* READY: the Properties JSON, or empty */
+    ssmb_str agent_version;             /* READY: the agent's (empty without handshake) */
+    ssmb_str client_version;            /* HANDSHAKE_RESPONSE: the client's */
+    ssmb_str message;                   /* READY: CustomerMessage; CLOSED: the reason; HANDSHAKE_RESPONSE:
+                                           the first action error */
+} ssmb_channel_event;
+
+/* Counters since create. "Frames" are whole ClientMessages. */
+typedef struct ssmb_channel_metrics {
+    uint64_t frames_in, bytes_in;       /* every message passed to recv */
+    uint64_t frames_out, bytes_out;     /* every frame sent: acks and retransmissions too */
+    uint64_t data_in, data_bytes_in;    /* stream messages handled in order; their payload bytes */
+    uint64_t data_out, data_bytes_out;  /* stream messages queued (each counted once); payload bytes */
+    uint64_t acks_in, acks_out;
+    uint64_t retransmissions;
+    uint64_t duplicates;                /* stream messages seen before (acknowledged again) */
+    uint64_t reordered;                 /* arrived ahead of order and kept */
+    uint64_t dropped_invalid;           /* undecodable, §2.4 rules 1-3, negative sequence number */
+    uint64_t dropped_digest;            /* §2.4 rule 4 */
+    uint64_t dropped_oversize;          /* longer than max_frame */
+    uint64_t dropped_no_room;           /* no room to keep it or to acknowledge it: not acknowledged */
+    uint64_t discarded;                 /* agent role: client data before the handshake ended (§5.1) */
+    uint64_t bad_payloads;              /* handled, but its payload could not be parsed */
+    uint64_t ignored;                   /* unknown types, acks for unknown sequence numbers */
+    uint64_t rtt_us, rttvar_us, rto_us; /* the estimator now (§3.5) */
+    uint64_t handshake_us;              /* client: HandshakeRequest to HandshakeComplete; agent:
+                                           start to HandshakeResponse; 0 without handshake */
+} ssmb_channel_metrics;
+
+/* Bytes of the one allocation ssmb_channel_create would make for desc
+   (0 when desc is invalid). */
+SSMB_API size_t ssmb_channel_memory_size(const ssmb_channel_desc *desc);
+/* Allocates everything, draws the ClientId. SSMB_ERR_INVALID_ARG for a bad
+   desc (the log names the field), SSMB_ERR_NOMEM, SSMB_ERR_NO_RANDOM. */
+SSMB_API ssmb_result ssmb_channel_create(const ssmb_channel_desc *desc, ssmb_channel **out);
+/* Wipes and frees it; calls nothing back. */
+SSMB_API void ssmb_channel_destroy(ssmb_channel *ch);
+/* Starts the clock (reads utc_fn once); the agent role queues its
+   HandshakeRequest. Every other call but create, destroy and the queries
+   needs it first (SSMB_ERR_INVALID_STATE). */
+SSMB_API ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms);
+
+/* One complete WebSocket message. Binary (and text, as the reference reads
+   it) is a ClientMessage; a text message that is not one may be a bare JSON
+   start/pause_publication or channel_closed (§13 item 2). Bad frames are
+   dropped and counted, never an error. Events it causes may point into
+   frame: keep it until you polled them. SSMB_AGAIN: events of an earlier
+   message still wait (or kept messages are due): poll, then pass this
+   message again. SSMB_CLOSED (or the sticky error) once the channel is
+   over. */
+SSMB_API ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
+                                       uint64_t now_ms);
+/* The next event: SSMB_OK, SSMB_AGAIN (none), SSMB_CLOSED (none, and over). */
+SSMB_API ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev);
+
+/* The next frame to send as one binary message: acknowledgements first,
+   then retransmissions, then new messages. It stays the same (and valid)
+   until ssmb_channel_frame_sent says it went out, or a reconnect drops it.
+   SSMB_AGAIN: none now; SSMB_CLOSED (or the sticky error) once over. */
+SSMB_API ssmb_result ssmb_channel_next_frame(ssmb_channel *ch, const uint8_t **frame, size_t *len);
+/* The frame from ssmb_channel_next_frame was handed to the transport. */
+SSMB_API ssmb_result ssmb_channel_frame_sent(ssmb_channel *ch, uint64_t now_ms);
+
+/* Queues application data (client: Output; agent: Output, StdErr or
+   ExitCode), cut into payloads of payload_size. Takes what fits
+   (*accepted): SSMB_OK when that is anything (len 0 sends nothing, §2.5);
+   SSMB_AGAIN when nothing fits, before READY (§5.1, §14 item 8) or while
+   paused (§8.1). Never drops data. Handshake and acknowledge payload
+   types are the channel's own: SSMB_ERR_INVALID_ARG. */
+SSMB_API ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_type, const void *data, size_t len,
+                                       size_t *accepted);
+/* The most payload bytes (up to payload_size) one message could take now:
+   a send of at most this much is taken whole. 0 while send says AGAIN. */
+SSMB_API size_t ssmb_channel_send_space(const ssmb_channel *ch);
+/* A Size message {"cols":N,"rows":M} (§7.2); SSMB_AGAIN as for send. */
+SSMB_API ssmb_result ssmb_channel_send_size(ssmb_channel *ch, uint32_t cols, uint32_t rows);
+/* A Flag message, 4 bytes big-endian (§2.9); SSMB_AGAIN as for send. */
+SSMB_API ssmb_result ssmb_channel_send_flag(ssmb_channel *ch, uint32_t flag);
+
+/* Runs the retransmission timers; after max_resend_attempts the channel
+   closes with SSMB_ERR_TIMEOUT (and says to call TerminateSession). */
+SSMB_API ssmb_result ssmb_channel_tick(ssmb_channel *ch, uint64_t now_ms);
+/* When ssmb_channel_tick must next run, or SSMB_NO_DEADLINE. */
+SSMB_API uint64_t ssmb_channel_next_deadline(const ssmb_channel *ch);
+/* A new WebSocket replaced the old one (§4.5): every unacknowledged frame
+   is due again at once; counters and buffers carry on. A pause ends (the
+   service announces it again on the new connection if it lasts). */
+SSMB_API ssmb_result ssmb_channel_reconnected(ssmb_channel *ch, uint64_t now_ms);
+/* The OpenDataChannelInput text (§4.2) with this channel's ClientId and
+   ClientVersion and a fresh RequestId; NUL-terminated when it fits. */
+SSMB_API ssmb_result ssmb_channel_open_frame(ssmb_channel *ch, const char *token, char *out, size_t cap,
+                                             size_t *out_len);
+
+SSMB_API void ssmb_channel_get_metrics(const ssmb_channel *ch, ssmb_channel_metrics *out);
+/* SSMB_OK while open; SSMB_CLOSED after channel_closed; else the error. */
+SSMB_API ssmb_result ssmb_channel_last_error(const ssmb_channel *ch);
+/* 1 once READY was queued (data may be sent). */
+SSMB_API int ssmb_channel_is_ready(const ssmb_channel *ch);
+
+/* The retransmission timeout estimator (§3.5, RFC 6298 with the reference
+   constants), in integer nanoseconds: RTTVAR from the old RTT, then RTT,
+   then RTO = RTT + max(10 ms, 4 RTTVAR) capped at 1 s, each truncated. */
+typedef struct ssmb_rto {
+    int64_t rtt_ns;                     /* initially 100 ms */
+    int64_t rttvar_ns;                  /* initially 0 */
+    int64_t rto_ns;                     /* initially 200 ms */
+} ssmb_rto;
+SSMB_API void ssmb_rto_init(ssmb_rto *r);
+SSMB_API void ssmb_rto_sample(ssmb_rto *r, int64_t sample_ns);
+
+/* Version gates (§7.6): 1 when a > b, both dotted decimal with the same
+   number of parts; any parse error gives 0. */
+SSMB_API int ssmb_version_gt(const char *a, const char *b);
+
+typedef enum ssmb_agent_feature {
+    SSMB_AGENT_TERMINATE_FLAG = 1,      /* Flag TerminateSession understood: agent > 2.3.722.0 */
+    SSMB_AGENT_MUX = 2,                 /* smux port forwarding: agent > 3.0.196.0 */
+    SSMB_AGENT_NO_SMUX_KEEPALIVE = 3,   /* the client turns smux keep-alive off: agent > 3.1.1511.0 */
+    SSMB__AGENT_FEATURE_FORCE_32 = 0x7fffffff
+} ssmb_agent_feature;
+/* The client-side decision for an AgentVersion (NULL or empty: 0). */
+SSMB_API int ssmb_agent_has(const char *agent_version, uint32_t feature);
+
+/* Log items of the channel (40-59). */
+enum {
+    SSMB_LOGITEM_CHANNEL_DROPPED = 40,  /* an incoming frame was dropped; msg says why */
+    SSMB_LOGITEM_CHANNEL_HANDSHAKE = 41,
+    SSMB_LOGITEM_CHANNEL_CLOSED = 42,
+    SSMB_LOGITEM_CHANNEL_GAVE_UP = 43   /* max_resend_attempts reached */
+};
+
 /* ---- url ----------------------------------------------------------------- */
 
 /* A parsed absolute URL; views into the text. */
@@ -5184,6 +5428,1548 @@ SSMB_APIDEF ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, in
     if (neg) *code = v == 0x80000000u ? INT32_MIN : -(int32_t)v;
     else *code = v > (uint64_t)INT32_MAX ? (int32_t)((int64_t)v - 0x100000000) : (int32_t)v;
     return SSMB_OK;
+}
+
+// >>channel
+/* The Session Manager data channel (PROTOCOL.md §3, §5, §8), sans-I/O, for
+   the client and the agent end. One allocation holds the struct, the send
+   ring (encoded frames awaiting their first send or their ack), the reorder
+   store (payloads that arrived ahead of order) and the ack queue. */
+
+/* Payload room a handshake message may use: a HandshakeResponse of
+   SSMB__CHAN_MAX_ACTIONS actions with names and errors cut to size and
+   nothing to escape stays well under it. */
+#define SSMB__CHAN_CONTROL_MAX 2048u
+#define SSMB__CHAN_ACK_FRAME_MAX 384u       /* an acknowledge frame: 120 + about 200 bytes of JSON */
+#define SSMB__CHAN_EVENTS 8u                /* events waiting for ssmb_channel_poll */
+#define SSMB__CHAN_RANDOM_POOL 256u         /* random bytes drawn at once for MessageIds */
+#define SSMB__CHAN_REORDER_WINDOW 4096      /* messages further ahead than this are not kept */
+#define SSMB__CHAN_MAX_ACTIONS 4u           /* handshake actions answered (agents send 1 or 2) */
+#define SSMB__CHAN_ERROR_MAX 160u           /* one action's error text */
+#define SSMB__CHAN_HANDSHAKE_MS 15000u      /* agent: wait for the HandshakeResponse (§5.5) */
+#define SSMB__CHAN_MAX_QUEUE 65536u         /* most messages a buffer may be sized for */
+#define SSMB__CHAN_MAX_SAMPLE_NS ((int64_t)3600 * 1000000000) /* RTT samples are capped at an hour */
+
+/* Send ring entry states. Unsent entries are always a suffix of the ring. */
+enum { SSMB__CHAN_UNSENT = 0, SSMB__CHAN_INFLIGHT = 1, SSMB__CHAN_RESEND = 2, SSMB__CHAN_ACKED = 3 };
+enum { SSMB__CHAN_IDLE = 0, SSMB__CHAN_OPEN = 1, SSMB__CHAN_OVER = 2 };
+/* What ssmb_channel_next_frame handed out last. */
+enum { SSMB__CHAN_CUR_NONE = 0, SSMB__CHAN_CUR_ACK = 1, SSMB__CHAN_CUR_ENTRY = 2 };
+
+/* One sequenced outgoing message (its sequence number follows from its
+   place in the ring). */
+typedef struct ssmb__chan_entry {
+    uint64_t sent_ms;       /* the latest transmission */
+    uint32_t off, len;      /* the frame in send_bytes */
+    uint32_t attempts;      /* retransmissions so far */
+    uint32_t state;         /* SSMB__CHAN_UNSENT ... */
+} ssmb__chan_entry;
+
+/* An acknowledgement waiting to go out. */
+typedef struct ssmb__chan_ack {
+    int64_t seq;
+    ssmb_uuid id;
+} ssmb__chan_ack;
+
+/* A payload that arrived ahead of order. */
+typedef struct ssmb__chan_slot {
+    int64_t seq;
+    uint32_t off, len;      /* in reorder_bytes */
+    uint32_t payload_type;
+} ssmb__chan_slot;
+
+/* The desc with its defaults filled in. */
+typedef struct ssmb__chan_cfg {
+    uint32_t role, payload_size, max_frame, max_attempts, check_digest;
+    uint32_t send_msgs, reorder_msgs, ack_cap;
+    size_t send_bytes, reorder_bytes;
+} ssmb__chan_cfg;
+
+/* Where the parts sit inside the one allocation. */
+typedef struct ssmb__chan_layout {
+    size_t send_bytes, send, reorder, slots, acks, total;
+} ssmb__chan_layout;
+
+struct ssmb_channel {
+    size_t mem_size;                    /* the one allocation, for free_fn */
+    ssmb_allocator alloc;
+    ssmb_logger logger;
+    ssmb_random_fn random_fn;
+    void *random_user_data;
+    ssmb_utc_fn utc_fn;
+    void *utc_user_data;
+    uint64_t start_epoch_ms;
+    ssmb__chan_cfg cfg;
+
+    uint32_t state;                     /* SSMB__CHAN_IDLE, _OPEN, _OVER */
+    ssmb_result error;                  /* SSMB_OK while open; SSMB_CLOSED or the error after */
+    int ready;                          /* READY queued: data may be sent */
+    int paused;                         /* pause_publication seen (§8.1) */
+    int handshake_seen;                 /* client: a HandshakeRequest arrived */
+    int handshake_asked;                /* agent: a HandshakeRequest was queued */
+    uint64_t now, epoch_ms, now_base;   /* CreatedDate = epoch_ms + (now - now_base) */
+    uint64_t handshake_start;
+    ssmb_uuid client_id;
+
+    /* The send ring: entry i (0 <= i < send_count) is
+       send[(send_front + i) % send_msgs] and carries sequence send_base + i.
+       Entries [0, send_sent) went out at least once. */
+    uint8_t *send_bytes;
+    ssmb__chan_entry *send;
+    uint32_t send_front, send_count, send_sent, resend_count;
+    int64_t send_base;
+    uint32_t cur_kind;                  /* SSMB__CHAN_CUR_*: the frame handed out */
+    int64_t cur_seq;                    /* ... when it is an entry */
+
+    /* Incoming: the next sequence number to handle, and the reorder store
+       (payloads packed from offset 0; invariant: reorder_used <= cap). */
+    int64_t expected;
+    uint8_t *reorder_bytes;
+    ssmb__chan_slot *slots;
+    uint32_t slot_count;
+    size_t reorder_used;
+    int32_t held_slot;                  /* a slot an event still points into, or -1 */
+
+    ssmb__chan_ack *acks;               /* ring: acks[(ack_front + i) % ack_cap] */
+    uint32_t ack_front, ack_count;
+    size_t ack_frame_len;               /* 0: ack_frame not built for acks[ack_front] */
+    uint8_t ack_frame[SSMB__CHAN_ACK_FRAME_MAX];
+
+    ssmb_channel_event events[SSMB__CHAN_EVENTS];
+    uint8_t ev_borrowed[SSMB__CHAN_EVENTS];  /* 1: its data points into the caller's frame */
+    uint32_t ev_front, ev_count, borrowed;
+    int on_wire;                        /* handling a payload that sits in the caller's frame */
+
+    ssmb_rto rto;
+    ssmb_channel_metrics m;
+    uint8_t pool[SSMB__CHAN_RANDOM_POOL];
+    size_t pool_used;                   /* invariant: <= SSMB__CHAN_RANDOM_POOL */
+
+    /* Client: its own version and the agent's; agent: the other way round. */
+    char client_version[SSMB_CHANNEL_VERSION_MAX + 1];
+    char agent_version[SSMB_CHANNEL_VERSION_MAX + 1];
+    char session_type[SSMB_CHANNEL_VERSION_MAX + 1];
+    char properties[SSMB_CHANNEL_PROPERTIES_MAX + 1];
+    char kms_key_id[256];
+    char message[SSMB_CHANNEL_TEXT_MAX + 1];    /* CustomerMessage */
+    char reason[SSMB_CHANNEL_TEXT_MAX + 1];     /* why the channel ended */
+};
+
+static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq);
+
+/* ---- logging, text ---- */
+
+static void ssmb__chan_log(const ssmb_channel *ch, uint32_t level, uint32_t item, const char *msg, uint32_t line) {
+    if (ch->logger.log_fn) ch->logger.log_fn("ssmb.channel", level, item, msg, line, ch->logger.user_data);
+}
+#define SSMB__CHAN_LOG(ch, level, item, msg) ssmb__chan_log((ch), (level), (item), (msg), (uint32_t)__LINE__)
+
+/* Length of s[0..n) without a UTF-8 sequence cut short at its end. */
+static size_t ssmb__chan_utf8_whole(const char *s, size_t n) {
+    size_t i = n, tail = 0, need;
+    unsigned char lead;
+    while (i > 0 && tail < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        tail++;
+    }
+    if (i == 0) return n;
+    lead = (unsigned char)s[i - 1];
+    need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return tail + 1 >= need ? n : i - 1;
+}
+
+/* A raw JSON string value decoded into dst (cap bytes with the NUL), cut
+   at a character boundary when it is too long; empty when undecodable. */
+static void ssmb__chan_copy_json(char *dst, size_t cap, ssmb_str raw) {
+    ssmb_str v = raw;
+    size_t n = 0;
+    int tries;
+    if (v.len > cap - 1) v.len = cap - 1;
+    for (tries = 0; tries < 12; tries++) { /* a cut may split an escape: back off */
+        if (ssmb_json_unescape(v, dst, cap, &n) == SSMB_OK) {
+            dst[v.len < raw.len ? ssmb__chan_utf8_whole(dst, n) : n] = '\0';
+            return;
+        }
+        if (v.len == 0) break;
+        v.len--;
+    }
+    dst[0] = '\0';
+}
+
+/* dst = a then b, cut to fit; bytes of b outside printable ASCII, quotes
+   and backslashes become '?' (peer text echoed into our JSON stays valid
+   UTF-8 and never grows when escaped). */
+static void ssmb__chan_join(char *dst, size_t cap, const char *a, ssmb_str b) {
+    size_t n = SSMB__MIN(strlen(a), cap - 1), i;
+    memcpy(dst, a, n);
+    for (i = 0; i < b.len && n < cap - 1; i++) {
+        unsigned char c = (unsigned char)b.ptr[i];
+        dst[n++] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
+    }
+    dst[n] = '\0';
+}
+
+/* A C string of at most max printable ASCII characters (NULL is fine). */
+static int ssmb__chan_ascii_ok(const char *s, size_t max) {
+    size_t i;
+    if (!s) return 1;
+    for (i = 0; s[i]; i++)
+        if (i >= max || (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f) return 0;
+    return 1;
+}
+
+static void ssmb__chan_copy_c(char *dst, size_t cap, const char *s) {
+    size_t n = s ? SSMB__MIN(strlen(s), cap - 1) : 0;
+    if (n) memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+/* ---- randomness and time ---- */
+
+/* A fresh version-4 MessageId from the pool; 0 when the source failed. */
+static int ssmb__chan_uuid(ssmb_channel *ch, ssmb_uuid *out) {
+    if (ch->pool_used + 16 > SSMB__CHAN_RANDOM_POOL) {
+        if (ch->random_fn(ch->pool, sizeof ch->pool, ch->random_user_data) != SSMB_OK) return 0;
+        ch->pool_used = 0;
+    }
+    ssmb_uuid_v4(ch->pool + ch->pool_used, out);
+    ch->pool_used += 16;
+    return 1;
+}
+
+/* CreatedDate (§2.1): epoch milliseconds, never zero (§14 item 4). */
+static uint64_t ssmb__chan_created(const ssmb_channel *ch) {
+    return ch->epoch_ms + (ch->now > ch->now_base ? ch->now - ch->now_base : 0);
+}
+
+static uint64_t ssmb__chan_since(const ssmb_channel *ch, uint64_t t) { return ch->now > t ? ch->now - t : 0; }
+
+/* ---- events ---- */
+
+/* A cleared event at the back of the queue; NULL when full. The last place
+   is kept for CLOSED, so the end is always reported. */
+static ssmb_channel_event *ssmb__chan_push(ssmb_channel *ch, uint32_t type) {
+    ssmb_channel_event *ev;
+    uint32_t limit = type == SSMB_CHANNEL_EVENT_CLOSED ? SSMB__CHAN_EVENTS : SSMB__CHAN_EVENTS - 1;
+    uint32_t at = (ch->ev_front + ch->ev_count) % SSMB__CHAN_EVENTS;
+    int borrows = ch->on_wire && (type == SSMB_CHANNEL_EVENT_DATA || type == SSMB_CHANNEL_EVENT_EXIT_CODE);
+    if (ch->ev_count >= limit) return NULL;
+    ch->ev_count++;
+    ch->ev_borrowed[at] = (uint8_t)borrows;
+    ch->borrowed += (uint32_t)borrows;
+    ev = &ch->events[at];
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    ev->session_type = ev->properties = ev->agent_version = ssmb__str_empty();
+    ev->client_version = ev->message = ssmb__str_empty();
+    return ev;
+}
+
+/* The end: sticky result, a CLOSED event, nothing sent any more. */
+static void ssmb__chan_close(ssmb_channel *ch, ssmb_result why, const char *reason, int terminate) {
+    ssmb_channel_event *ev;
+    if (ch->state == SSMB__CHAN_OVER) return;
+    ch->state = SSMB__CHAN_OVER;
+    ch->error = why;
+    if (reason != ch->reason) ssmb__chan_copy_c(ch->reason, sizeof ch->reason, reason);
+    ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_CLOSED);
+    if (ev) {
+        ev->result = why;
+        ev->terminate_session = (uint32_t)terminate;
+        ev->message = ssmb_str_c(ch->reason);
+    }
+    SSMB__CHAN_LOG(ch, why < 0 ? SSMB_LOG_WARN : SSMB_LOG_INFO, SSMB_LOGITEM_CHANNEL_CLOSED, ch->reason);
+}
+
+/* Sending becomes possible: the session type is known (§5.1, §11). */
+static void ssmb__chan_become_ready(ssmb_channel *ch) {
+    ssmb_channel_event *ev;
+    if (ch->ready) return;
+    ch->ready = 1;
+    ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_READY);
+    if (!ev) return;
+    ev->session_type = ssmb_str_c(ch->session_type);
+    ev->properties = ssmb_str_c(ch->properties);
+    ev->agent_version = ssmb_str_c(ch->agent_version);
+    ev->message = ssmb_str_c(ch->message);
+}
+
+/* The peer's stream message type, and ours. */
+static const char *ssmb__chan_peer_type(const ssmb_channel *ch) {
+    return ch->cfg.role == SSMB_CHANNEL_CLIENT ? SSMB_MSG_OUTPUT_STREAM_DATA : SSMB_MSG_INPUT_STREAM_DATA;
+}
+
+static const char *ssmb__chan_own_type(const ssmb_channel *ch) {
+    return ch->cfg.role == SSMB_CHANNEL_CLIENT ? SSMB_MSG_INPUT_STREAM_DATA : SSMB_MSG_OUTPUT_STREAM_DATA;
+}
+
+/* ---- the send ring ---- */
+
+static ssmb__chan_entry *ssmb__chan_at(const ssmb_channel *ch, uint32_t i) {
+    return &ch->send[(ch->send_front + i) % ch->cfg.send_msgs];
+}
+
+/* The entry of a sequence number, or NULL when it is not in the ring. */
+static ssmb__chan_entry *ssmb__chan_entry_of(const ssmb_channel *ch, int64_t seq) {
+    if (seq < ch->send_base || seq - ch->send_base >= (int64_t)ch->send_count) return NULL;
+    return ssmb__chan_at(ch, (uint32_t)(seq - ch->send_base));
+}
+
+/* Free room in the ring: *at_end bytes after the newest frame (up to the
+   oldest or the end), *at_start bytes before the oldest when the newest
+   can wrap to offset 0. Frames never straddle the end. */
+static void ssmb__chan_room(const ssmb_channel *ch, size_t *at_end, size_t *at_start, size_t *end) {
+    const ssmb__chan_entry *first, *last;
+    *at_start = 0;
+    *end = 0;
+    if (ch->send_count == ch->cfg.send_msgs) {
+        *at_end = 0;
+        return;
+    }
+    if (ch->send_count == 0) {
+        *at_end = ch->cfg.send_bytes;
+        return;
+    }
+    first = ssmb__chan_at(ch, 0);
+    last = ssmb__chan_at(ch, ch->send_count - 1);
+    *end = (size_t)last->off + last->len;
+    if (last->off < first->off) { /* wrapped: the gap lies between them */
+        *at_end = first->off - *end;
+    } else {
+        *at_end = ch->cfg.send_bytes - *end;
+        *at_start = first->off;
+    }
+}
+
+/* Contiguous room for an n-byte frame; NULL when the ring is full. */
+static uint8_t *ssmb__chan_reserve(ssmb_channel *ch, size_t n, uint32_t *off) {
+    size_t at_end, at_start, end;
+    ssmb__chan_room(ch, &at_end, &at_start, &end);
+    if (n <= at_end) *off = (uint32_t)end;
+    else if (n <= at_start) *off = 0;
+    else return NULL;
+    return ch->send_bytes + *off;
+}
+
+/* The largest frame a reserve would take now. */
+static size_t ssmb__chan_largest_room(const ssmb_channel *ch) {
+    size_t at_end, at_start, end;
+    ssmb__chan_room(ch, &at_end, &at_start, &end);
+    return at_end > at_start ? at_end : at_start;
+}
+
+/* Encodes a reserved frame whose n payload bytes already sit at dst + 120
+   and appends it as the next sequence number (§3.1: one counter for every
+   stream message). The agent marks sequence 0 with SYN (§2.8). */
+static ssmb_result ssmb__chan_seal(ssmb_channel *ch, uint8_t *dst, uint32_t off, uint32_t payload_type, size_t n) {
+    ssmb_msg m;
+    ssmb__chan_entry *e;
+    size_t len = 0;
+    memset(&m, 0, sizeof m);
+    m.type = ssmb_str_c(ssmb__chan_own_type(ch));
+    m.schema_version = 1;
+    m.created_date_ms = ssmb__chan_created(ch);
+    m.sequence_number = ch->send_base + (int64_t)ch->send_count;
+    m.flags = ch->cfg.role == SSMB_CHANNEL_AGENT && m.sequence_number == 0 ? SSMB_MSG_FLAG_SYN : 0;
+    m.payload_type = payload_type;
+    m.payload = dst + SSMB_MSG_HEADER_SIZE;
+    m.payload_size = n;
+    if (!ssmb__chan_uuid(ch, &m.message_id)) return SSMB_ERR_NO_RANDOM;
+    if (ssmb_msg_encode(&m, dst, SSMB_MSG_HEADER_SIZE + n, &len) != SSMB_OK) return SSMB_ERR_INTERNAL;
+    e = ssmb__chan_at(ch, ch->send_count++);
+    memset(e, 0, sizeof *e);
+    e->off = off;
+    e->len = (uint32_t)len;
+    ch->m.data_out++;
+    ch->m.data_bytes_out += n;
+    return SSMB_OK;
+}
+
+/* Queues one stream message (n > 0). SSMB_AGAIN when it does not fit. */
+static ssmb_result ssmb__chan_enqueue(ssmb_channel *ch, uint32_t payload_type, const void *payload, size_t n) {
+    uint32_t off = 0;
+    uint8_t *dst = ssmb__chan_reserve(ch, SSMB_MSG_HEADER_SIZE + n, &off);
+    if (!dst) return SSMB_AGAIN;
+    memcpy(dst + SSMB_MSG_HEADER_SIZE, payload, n);
+    return ssmb__chan_seal(ch, dst, off, payload_type, n);
+}
+
+/* Acknowledged entries leave from the front, except the one handed out
+   (its bytes stay valid until ssmb_channel_frame_sent). */
+static void ssmb__chan_reclaim(ssmb_channel *ch) {
+    while (ch->send_count && ssmb__chan_at(ch, 0)->state == SSMB__CHAN_ACKED &&
+           !(ch->cur_kind == SSMB__CHAN_CUR_ENTRY && ch->cur_seq == ch->send_base)) {
+        ch->send_front = (ch->send_front + 1) % ch->cfg.send_msgs;
+        ch->send_count--;
+        ch->send_sent--;
+        ch->send_base++;
+    }
+}
+
+/* A failure of our own (no random bytes, an encoder refusal) ends it. */
+static void ssmb__chan_fail(ssmb_channel *ch, ssmb_result r) {
+    if (r < 0) ssmb__chan_close(ch, r, ssmb_result_str(r), 0);
+}
+
+/* ---- acknowledgements out (§3.2) ---- */
+
+/* Queues an ack for a stream message; duplicates of one already queued are
+   folded. 0 when the queue is full. */
+static int ssmb__chan_queue_ack(ssmb_channel *ch, const ssmb_msg *m) {
+    uint32_t i;
+    ssmb__chan_ack *a;
+    for (i = 0; i < ch->ack_count; i++)
+        if (ch->acks[(ch->ack_front + i) % ch->cfg.ack_cap].seq == m->sequence_number) return 1;
+    if (ch->ack_count == ch->cfg.ack_cap) return 0;
+    a = &ch->acks[(ch->ack_front + ch->ack_count++) % ch->cfg.ack_cap];
+    a->seq = m->sequence_number;
+    a->id = m->message_id;
+    return 1;
+}
+
+/* The frame for the oldest queued ack (§3.2): type acknowledge, sequence 0,
+   flags SYN|FIN, payload type 0, a fresh MessageId, Go's key order. */
+static ssmb_result ssmb__chan_build_ack(ssmb_channel *ch) {
+    const ssmb__chan_ack *a = &ch->acks[ch->ack_front];
+    uint8_t *json = ch->ack_frame + SSMB_MSG_HEADER_SIZE;
+    ssmb_ack p;
+    ssmb_msg m;
+    size_t n = 0;
+    p.message_type = ssmb_str_c(ssmb__chan_peer_type(ch));
+    p.message_id = a->id;
+    p.sequence_number = a->seq;
+    p.is_sequential = 1;
+    if (ssmb_ack_build(&p, (char *)json, sizeof ch->ack_frame - SSMB_MSG_HEADER_SIZE, &n) != SSMB_OK)
+        return SSMB_ERR_INTERNAL;
+    memset(&m, 0, sizeof m);
+    m.type = ssmb_str_c(SSMB_MSG_ACKNOWLEDGE);
+    m.schema_version = 1;
+    m.created_date_ms = ssmb__chan_created(ch);
+    m.flags = SSMB_MSG_FLAG_SYN | SSMB_MSG_FLAG_FIN;
+    m.payload_type = SSMB_PAYLOAD_NONE;
+    m.payload = json;
+    m.payload_size = n;
+    if (!ssmb__chan_uuid(ch, &m.message_id)) return SSMB_ERR_NO_RANDOM;
+    return ssmb_msg_encode(&m, ch->ack_frame, sizeof ch->ack_frame, &ch->ack_frame_len);
+}
+
+/* ---- acknowledgements in, RTT (§3.2, §3.5) ---- */
+
+SSMB_APIDEF void ssmb_rto_init(ssmb_rto *r) {
+    if (!r) return;
+    r->rtt_ns = 100000000;      /* DefaultRoundTripTime */
+    r->rttvar_ns = 0;
+    r->rto_ns = 200000000;      /* DefaultTransmissionTimeout */
+}
+
+/* RFC 6298 §2.3 with alpha 1/8, beta 1/4, K 4, G 10 ms and a 1 s cap, in
+   the reference's order (RTTVAR uses the old RTT). Integer nanoseconds,
+   truncated; the reference's float64 differs by under 2 ns. */
+SSMB_APIDEF void ssmb_rto_sample(ssmb_rto *r, int64_t sample_ns) {
+    int64_t delta, four;
+    if (!r) return;
+    if (sample_ns < 0) sample_ns = 0;
+    if (sample_ns > SSMB__CHAN_MAX_SAMPLE_NS) sample_ns = SSMB__CHAN_MAX_SAMPLE_NS;
+    delta = r->rtt_ns > sample_ns ? r->rtt_ns - sample_ns : sample_ns - r->rtt_ns;
+    r->rttvar_ns = (3 * r->rttvar_ns + delta) / 4;
+    r->rtt_ns = (7 * r->rtt_ns + sample_ns) / 8;
+    four = 4 * r->rttvar_ns;
+    r->rto_ns = r->rtt_ns + (four > 10000000 ? four : 10000000);
+    if (r->rto_ns > 1000000000) r->rto_ns = 1000000000;
+}
+
+/* Only AcknowledgedMessageSequenceNumber matters (§3.2). Karn's rule: a
+   retransmitted message gives no RTT sample (the reference takes one). */
+static void ssmb__chan_on_ack(ssmb_channel *ch, const ssmb_msg *m) {
+    ssmb_ack a;
+    ssmb__chan_entry *e;
+    if (ssmb_ack_parse(m->payload, m->payload_size, &a) != SSMB_OK) {
+        ch->m.bad_payloads++;
+        return;
+    }
+    ch->m.acks_in++;
+    e = ssmb__chan_entry_of(ch, a.sequence_number);
+    if (!e || (e->state != SSMB__CHAN_INFLIGHT && e->state != SSMB__CHAN_RESEND)) {
+        ch->m.ignored++; /* unknown, already acked, or never sent: a no-op */
+        return;
+    }
+    if (e->attempts == 0) ssmb_rto_sample(&ch->rto, (int64_t)SSMB__MIN(ssmb__chan_since(ch, e->sent_ms), 3600000u) * 1000000);
+    if (e->state == SSMB__CHAN_RESEND) ch->resend_count--;
+    e->state = SSMB__CHAN_ACKED;
+    ssmb__chan_reclaim(ch);
+}
+
+/* ---- retransmission timers (§3.5) ---- */
+
+/* Whole milliseconds after the last send at which an entry is due: the
+   reference resends when now - sent > RTO. */
+static uint64_t ssmb__chan_due_ms(const ssmb_channel *ch) { return (uint64_t)(ch->rto.rto_ns / 1000000) + 1; }
+
+static void ssmb__chan_give_up(ssmb_channel *ch) {
+    int client = ch->cfg.role == SSMB_CHANNEL_CLIENT;
+    SSMB__CHAN_LOG(ch, SSMB_LOG_ERROR, SSMB_LOGITEM_CHANNEL_GAVE_UP, "max_resend_attempts reached");
+    ssmb__chan_close(ch, SSMB_ERR_TIMEOUT,
+                     client ? "no acknowledgement after max_resend_attempts retransmissions: call TerminateSession"
+                            : "no acknowledgement after max_resend_attempts retransmissions",
+                     client);
+}
+
+/* Marks every in-flight entry whose timeout expired (not only the oldest,
+   unlike the reference); gives up past max_resend_attempts. Nothing is
+   resent while paused (§8.1, as the agent does). */
+static void ssmb__chan_timers(ssmb_channel *ch) {
+    uint32_t i;
+    if (ch->handshake_asked && !ch->ready &&
+        ssmb__chan_since(ch, ch->handshake_start) >= SSMB__CHAN_HANDSHAKE_MS) {
+        ssmb__chan_close(ch, SSMB_ERR_TIMEOUT, "no HandshakeResponse within 15 s (PROTOCOL.md 5.5)", 0);
+        return;
+    }
+    if (ch->paused) return;
+    for (i = 0; i < ch->send_sent; i++) {
+        ssmb__chan_entry *e = ssmb__chan_at(ch, i);
+        if (e->state != SSMB__CHAN_INFLIGHT || ssmb__chan_since(ch, e->sent_ms) < ssmb__chan_due_ms(ch)) continue;
+        if (e->attempts >= ch->cfg.max_attempts) {
+            ssmb__chan_give_up(ch);
+            return;
+        }
+        e->state = SSMB__CHAN_RESEND;
+        ch->resend_count++;
+    }
+}
+
+/* ---- outgoing frames ---- */
+
+/* Picks the next frame: acks, then retransmissions, then new messages. */
+static void ssmb__chan_choose(ssmb_channel *ch) {
+    uint32_t i;
+    if (ch->ack_count) {
+        ch->cur_kind = SSMB__CHAN_CUR_ACK;
+        return;
+    }
+    if (ch->paused) return;
+    for (i = 0; ch->resend_count && i < ch->send_sent; i++) {
+        if (ssmb__chan_at(ch, i)->state == SSMB__CHAN_RESEND) {
+            ch->cur_kind = SSMB__CHAN_CUR_ENTRY;
+            ch->cur_seq = ch->send_base + (int64_t)i;
+            return;
+        }
+    }
+    if (ch->send_sent < ch->send_count) {
+        ch->cur_kind = SSMB__CHAN_CUR_ENTRY;
+        ch->cur_seq = ch->send_base + (int64_t)ch->send_sent;
+    }
+}
+
+/* The entry handed out went out (or went out again). */
+static void ssmb__chan_entry_sent(ssmb_channel *ch, ssmb__chan_entry *e) {
+    if (e->state == SSMB__CHAN_UNSENT) {
+        ch->send_sent++;
+    } else if (e->state == SSMB__CHAN_RESEND) {
+        ch->resend_count--;
+        e->attempts++;
+        ch->m.retransmissions++;
+    }
+    if (e->state != SSMB__CHAN_ACKED) e->state = SSMB__CHAN_INFLIGHT;
+    e->sent_ms = ch->now;
+    ch->m.frames_out++;
+    ch->m.bytes_out += e->len;
+}
+
+/* ---- the handshake, client side (§5.2, §5.3, §5.4) ---- */
+
+/* The answers to one HandshakeRequest, in the request's order. */
+typedef struct ssmb__chan_answer {
+    ssmb_processed_action actions[SSMB__CHAN_MAX_ACTIONS];
+    char names[SSMB__CHAN_MAX_ACTIONS][SSMB_CHANNEL_VERSION_MAX + 1];
+    char errors[SSMB__CHAN_MAX_ACTIONS][SSMB__CHAN_ERROR_MAX];
+    size_t count;
+} ssmb__chan_answer;
+
+static int ssmb__chan_known_session_type(ssmb_str t) {
+    return ssmb_str_eq(t, "Standard_Stream") || ssmb_str_eq(t, "InteractiveCommands") ||
+           ssmb_str_eq(t, "NonInteractiveCommands") || ssmb_str_eq(t, "Port");
+}
+
+/* SessionType: the four types the reference knows. The reference runs the
+   three shell types with one handler; the name is kept as sent here, so a
+   NonInteractiveCommands session can be told apart. */
+static void ssmb__chan_session_action(ssmb_channel *ch, const ssmb_handshake_request *req,
+                                      ssmb_processed_action *a, char *err) {
+    a->status = SSMB_ACTION_FAILED;
+    if (!ssmb__chan_known_session_type(req->session_type)) {
+        ssmb__chan_join(err, SSMB__CHAN_ERROR_MAX, "Failed to process action SessionType: Unknown session type ",
+                        req->session_type);
+        return;
+    }
+    if (req->properties.len > SSMB_CHANNEL_PROPERTIES_MAX) {
+        ssmb__chan_join(err, SSMB__CHAN_ERROR_MAX,
+                        "Failed to process action SessionType: Properties longer than 1023 bytes", ssmb__str_empty());
+        return;
+    }
+    ssmb__chan_join(ch->session_type, sizeof ch->session_type, "", req->session_type);
+    memcpy(ch->properties, req->properties.ptr, req->properties.len);
+    ch->properties[req->properties.len] = '\0';
+    a->status = SSMB_ACTION_SUCCESS;
+}
+
+/* KMSEncryption (§5.3, §6): the place where a data key would be generated
+   with KMS, ActionResult set to {"KMSCipherTextKey":..., "KMSCipherTextHash":
+   null} and encryption switched on after the response is queued. This
+   build has no KMS client, so the action fails and the agent ends the
+   session. */
+static void ssmb__chan_kms_action(ssmb_channel *ch, const ssmb_handshake_request *req, ssmb_processed_action *a,
+                                  char *err) {
+    (void)ch;
+    (void)req;
+    a->status = SSMB_ACTION_FAILED;
+    ssmb__chan_join(err, SSMB__CHAN_ERROR_MAX,
+                    "Failed to process action KMSEncryption: KMS session encryption is not supported by this build",
+                    ssmb__str_empty());
+}
+
+/* One ProcessedClientAction. Unknown actions say Unsupported (3); the
+   reference leaves the status 0 there, which the agent also refuses. */
+static void ssmb__chan_one_action(ssmb_channel *ch, const ssmb_handshake_request *req, ssmb_str type,
+                                  ssmb__chan_answer *ans) {
+    size_t k = ans->count++;
+    ssmb_processed_action *a = &ans->actions[k];
+    memset(a, 0, sizeof *a);
+    ans->errors[k][0] = '\0';
+    ssmb__chan_join(ans->names[k], sizeof ans->names[k], "", type);
+    if (ssmb_str_eq(type, "SessionType")) {
+        ssmb__chan_session_action(ch, req, a, ans->errors[k]);
+    } else if (ssmb_str_eq(type, "KMSEncryption")) {
+        ssmb__chan_kms_action(ch, req, a, ans->errors[k]);
+    } else {
+        a->status = SSMB_ACTION_UNSUPPORTED;
+        ssmb__chan_join(ans->errors[k], SSMB__CHAN_ERROR_MAX, "Unsupported action type ", type);
+    }
+    a->action_type = ssmb_str_c(ans->names[k]);
+    a->result_json = ssmb__str_empty();
+    a->error = ssmb_str_c(ans->errors[k]);
+}
+
+/* Walks RequestedClientActions in order (the L0 parser already checked the
+   shape; it keeps values, not the order). */
+static void ssmb__chan_process_actions(ssmb_channel *ch, const uint8_t *p, size_t n,
+                                       const ssmb_handshake_request *req, ssmb__chan_answer *ans) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    int32_t list, i, count = 0;
+    ans->count = 0;
+    if (ssmb_json_parse(&doc, (const char *)p, n, tokens, SSMB__PAYLOAD_TOKENS) != SSMB_OK) return;
+    list = ssmb_json_find(&doc, 0, "RequestedClientActions");
+    if (ssmb_json_kind(&doc, list) == SSMB_JSON_ARRAY) count = ssmb_json_size(&doc, list);
+    for (i = 0; i < count && ans->count < SSMB__CHAN_MAX_ACTIONS; i++) {
+        ssmb_str type = ssmb__str_empty();
+        (void)ssmb_json_get_str(&doc, ssmb_json_find(&doc, ssmb_json_at(&doc, list, i), "ActionType"), &type);
+        ssmb__chan_one_action(ch, req, type, ans);
+    }
+}
+
+/* A handshake message's JSON goes straight into a reserved frame; the
+   room was checked before its trigger was acknowledged. */
+static uint8_t *ssmb__chan_reserve_control(ssmb_channel *ch, uint32_t *off) {
+    uint8_t *dst = ssmb__chan_reserve(ch, SSMB_MSG_HEADER_SIZE + SSMB__CHAN_CONTROL_MAX, off);
+    if (!dst) SSMB__CHAN_LOG(ch, SSMB_LOG_WARN, SSMB_LOGITEM_CHANNEL_HANDSHAKE, "no room for a handshake message");
+    return dst;
+}
+
+/* HandshakeResponse (§5.3): ClientVersion, the actions, Errors null. */
+static void ssmb__chan_send_response(ssmb_channel *ch, const ssmb__chan_answer *ans) {
+    ssmb_handshake_response resp;
+    uint32_t off = 0;
+    size_t n = 0;
+    uint8_t *dst = ssmb__chan_reserve_control(ch, &off);
+    ssmb_result r;
+    if (!dst) return;
+    memset(&resp, 0, sizeof resp);
+    resp.client_version = ssmb_str_c(ch->client_version);
+    resp.actions = ans->actions;
+    resp.action_count = ans->count;
+    r = ssmb_handshake_response_build(&resp, (char *)dst + SSMB_MSG_HEADER_SIZE, SSMB__CHAN_CONTROL_MAX, &n);
+    if (r == SSMB_OK) r = ssmb__chan_seal(ch, dst, off, SSMB_PAYLOAD_HANDSHAKE_RESPONSE, n);
+    ssmb__chan_fail(ch, r);
+}
+
+/* Records AgentVersion and the session type, answers every action. */
+static void ssmb__chan_on_handshake_request(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    ssmb_handshake_request req;
+    ssmb__chan_answer ans;
+    if (ssmb_handshake_request_parse(p, n, &req) != SSMB_OK) {
+        ch->m.bad_payloads++;
+        SSMB__CHAN_LOG(ch, SSMB_LOG_WARN, SSMB_LOGITEM_CHANNEL_HANDSHAKE, "HandshakeRequest unreadable");
+        return;
+    }
+    if (!ch->handshake_seen) ch->handshake_start = ch->now;
+    ch->handshake_seen = 1;
+    ssmb__chan_copy_json(ch->agent_version, sizeof ch->agent_version, req.agent_version);
+    ssmb__chan_process_actions(ch, p, n, &req, &ans);
+    ssmb__chan_send_response(ch, &ans);
+}
+
+/* §5.4: the session starts; without an accepted SessionType the reference
+   fails ("unable to determine SessionType"), and so does this. */
+static void ssmb__chan_on_handshake_complete(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    ssmb_handshake_complete c;
+    if (ssmb_handshake_complete_parse(p, n, &c) != SSMB_OK) {
+        ch->m.bad_payloads++;
+        return;
+    }
+    if (ch->ready) {
+        ch->m.ignored++;
+        return;
+    }
+    if (!ch->session_type[0]) {
+        ssmb__chan_close(ch, SSMB_ERR_SSM_PROTOCOL, "HandshakeComplete without an accepted SessionType", 0);
+        return;
+    }
+    ssmb__chan_copy_json(ch->message, sizeof ch->message, c.customer_message);
+    ch->m.handshake_us = ssmb__chan_since(ch, ch->handshake_start) * 1000;
+    ssmb__chan_become_ready(ch);
+}
+
+/* ---- the handshake, agent side ---- */
+
+/* HandshakeRequest (§5.2): SessionType first, then KMSEncryption. */
+static ssmb_result ssmb__chan_send_request(ssmb_channel *ch) {
+    ssmb_json_writer w;
+    uint32_t off = 0;
+    size_t n = 0;
+    uint8_t *dst = ssmb__chan_reserve_control(ch, &off);
+    ssmb_result r;
+    if (!dst) return SSMB_ERR_INTERNAL;
+    ssmb_json_writer_init(&w, (char *)dst + SSMB_MSG_HEADER_SIZE, SSMB__CHAN_CONTROL_MAX);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_member_str(&w, "AgentVersion", ssmb_str_c(ch->agent_version));
+    ssmb__jw_key(&w, "RequestedClientActions");
+    ssmb_json_writer_begin_array(&w);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_member_str(&w, "ActionType", ssmb_str_c("SessionType"));
+    ssmb__jw_key(&w, "ActionParameters");
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_member_str(&w, "SessionType", ssmb_str_c(ch->session_type));
+    ssmb__jw_key(&w, "Properties");
+    if (ch->properties[0]) ssmb_json_writer_raw(&w, ch->properties, strlen(ch->properties));
+    else ssmb_json_writer_null(&w);
+    ssmb_json_writer_end_object(&w);
+    ssmb_json_writer_end_object(&w);
+    if (ch->kms_key_id[0]) {
+        ssmb_json_writer_begin_object(&w);
+        ssmb__jw_member_str(&w, "ActionType", ssmb_str_c("KMSEncryption"));
+        ssmb__jw_key(&w, "ActionParameters");
+        ssmb_json_writer_begin_object(&w);
+        ssmb__jw_member_str(&w, "KMSKeyId", ssmb_str_c(ch->kms_key_id));
+        ssmb_json_writer_end_object(&w);
+        ssmb_json_writer_end_object(&w);
+    }
+    ssmb_json_writer_end_array(&w);
+    ssmb_json_writer_end_object(&w);
+    r = ssmb_json_writer_finish(&w, &n);
+    return r == SSMB_OK ? ssmb__chan_seal(ch, dst, off, SSMB_PAYLOAD_HANDSHAKE_REQUEST, n) : r;
+}
+
+/* HandshakeComplete (§5.4): HandshakeTimeToComplete in nanoseconds. */
+static ssmb_result ssmb__chan_send_complete(ssmb_channel *ch) {
+    ssmb_json_writer w;
+    uint32_t off = 0;
+    size_t n = 0;
+    uint8_t *dst = ssmb__chan_reserve_control(ch, &off);
+    ssmb_result r;
+    if (!dst) return SSMB_ERR_INTERNAL;
+    ssmb_json_writer_init(&w, (char *)dst + SSMB_MSG_HEADER_SIZE, SSMB__CHAN_CONTROL_MAX);
+    ssmb_json_writer_begin_object(&w);
+    ssmb__jw_key(&w, "HandshakeTimeToComplete");
+    ssmb_json_writer_u64(&w, ch->m.handshake_us * 1000);
+    ssmb__jw_member_str(&w, "CustomerMessage", ssmb_str_c(ch->message));
+    ssmb_json_writer_end_object(&w);
+    r = ssmb_json_writer_finish(&w, &n);
+    return r == SSMB_OK ? ssmb__chan_seal(ch, dst, off, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, n) : r;
+}
+
+/* One ProcessedClientAction as the agent checks it: status 1 or failure. */
+static ssmb_result ssmb__chan_check_action(ssmb_channel *ch, const ssmb_json *doc, int32_t a, int *first) {
+    uint32_t status = 0;
+    ssmb_str err;
+    if (ssmb_json_kind(doc, a) != SSMB_JSON_OBJECT ||
+        ssmb_json_get_u32(doc, ssmb_json_find(doc, a, "ActionStatus"), &status) != SSMB_OK)
+        return SSMB_ERR_JSON;
+    if (status == SSMB_ACTION_SUCCESS) return SSMB_OK;
+    if (*first && ssmb__json_opt_str(doc, a, "Error", &err) == SSMB_OK) {
+        ssmb__chan_copy_json(ch->reason, sizeof ch->reason, err);
+        *first = 0;
+    }
+    return SSMB_ERR_SSM_PROTOCOL;
+}
+
+/* Reads a HandshakeResponse: ClientVersion, and every action's status. */
+static ssmb_result ssmb__chan_read_response(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_str version;
+    int32_t list, i, count = 0;
+    int first = 1;
+    ssmb_result r = ssmb__payload_open(&doc, tokens, p, n), worst = SSMB_OK;
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "ClientVersion", &version);
+    if (r != SSMB_OK) return r;
+    ssmb__chan_copy_json(ch->client_version, sizeof ch->client_version, version);
+    list = ssmb_json_find(&doc, 0, "ProcessedClientActions");
+    if (ssmb_json_kind(&doc, list) == SSMB_JSON_ARRAY) count = ssmb_json_size(&doc, list);
+    else if (!ssmb_json_is_null(&doc, list)) return SSMB_ERR_JSON;
+    for (i = 0; i < count; i++) {
+        r = ssmb__chan_check_action(ch, &doc, ssmb_json_at(&doc, list, i), &first);
+        if (r == SSMB_ERR_JSON) return r;
+        if (r != SSMB_OK) worst = r;
+    }
+    return worst;
+}
+
+/* The agent accepts the client only when every action succeeded (§5.3),
+   then sends HandshakeComplete and may send data. */
+static void ssmb__chan_on_handshake_response(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    ssmb_channel_event *ev;
+    ssmb_result r;
+    if (!ch->handshake_asked || ch->ready) {
+        ch->m.ignored++;
+        return;
+    }
+    ch->reason[0] = '\0';
+    r = ssmb__chan_read_response(ch, p, n);
+    if (r == SSMB_ERR_JSON || r == SSMB_ERR_LIMIT) ch->m.bad_payloads++;
+    ch->m.handshake_us = ssmb__chan_since(ch, ch->handshake_start) * 1000;
+    ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE);
+    if (ev) {
+        ev->result = r;
+        ev->client_version = ssmb_str_c(ch->client_version);
+        ev->message = ssmb_str_c(ch->reason);
+    }
+    if (r != SSMB_OK) {
+        ssmb__chan_close(ch, SSMB_ERR_SSM_PROTOCOL, ch->reason[0] ? ch->reason : "handshake refused", 0);
+        return;
+    }
+    r = ssmb__chan_send_complete(ch);
+    if (r != SSMB_OK) ssmb__chan_fail(ch, r);
+    else ssmb__chan_become_ready(ch);
+}
+
+/* ---- stream payloads, in order ---- */
+
+static void ssmb__chan_on_data(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq) {
+    ssmb_channel_event *ev;
+    /* §5.1, §11: without a handshake the first Output names the session. */
+    if (ch->cfg.role == SSMB_CHANNEL_CLIENT && !ch->ready && !ch->handshake_seen && type == SSMB_PAYLOAD_OUTPUT) {
+        ssmb__chan_copy_c(ch->session_type, sizeof ch->session_type, "Standard_Stream");
+        ssmb__chan_become_ready(ch);
+    }
+    ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_DATA);
+    if (!ev) return; /* cannot happen: a message is handled only with room for its events */
+    ev->payload_type = type;
+    ev->data = p;
+    ev->len = n;
+    ev->sequence_number = seq;
+}
+
+/* ExitCode (§7.2), "EXIT_CODE: <n>", apart from the output. */
+static void ssmb__chan_on_exit_code(ssmb_channel *ch, const uint8_t *p, size_t n, int64_t seq) {
+    ssmb_channel_event *ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_EXIT_CODE);
+    if (!ev) return;
+    ev->payload_type = SSMB_PAYLOAD_EXIT_CODE;
+    ev->result = ssmb_exit_code_parse(p, n, &ev->exit_code);
+    ev->data = p;
+    ev->len = n;
+    ev->sequence_number = seq;
+    if (ev->result != SSMB_OK) ch->m.bad_payloads++;
+}
+
+/* Flag (§2.9): four bytes, big-endian. */
+static void ssmb__chan_on_flag(ssmb_channel *ch, const uint8_t *p, size_t n, int64_t seq) {
+    ssmb_channel_event *ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_FLAG);
+    if (!ev) return;
+    ev->payload_type = SSMB_PAYLOAD_FLAG;
+    ev->result = ssmb_flag_decode(p, n, &ev->flag);
+    ev->sequence_number = seq;
+    if (ev->result != SSMB_OK) ch->m.bad_payloads++;
+}
+
+static void ssmb__chan_handle_client(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq) {
+    switch (type) {
+    case SSMB_PAYLOAD_HANDSHAKE_REQUEST: ssmb__chan_on_handshake_request(ch, p, n); break;
+    case SSMB_PAYLOAD_HANDSHAKE_COMPLETE: ssmb__chan_on_handshake_complete(ch, p, n); break;
+    case SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST: ch->m.ignored++; break; /* KMS was refused (§6.5) */
+    case SSMB_PAYLOAD_EXIT_CODE: ssmb__chan_on_exit_code(ch, p, n, seq); break;
+    case SSMB_PAYLOAD_FLAG: ssmb__chan_on_flag(ch, p, n, seq); break;
+    default: ssmb__chan_on_data(ch, type, p, n, seq); break;
+    }
+}
+
+/* §5.1 agent gating: before the handshake ended, client data other than
+   the handshake's own is acknowledged and dropped. */
+static void ssmb__chan_handle_agent(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq) {
+    if (type == SSMB_PAYLOAD_HANDSHAKE_RESPONSE) ssmb__chan_on_handshake_response(ch, p, n);
+    else if (!ch->ready) ch->m.discarded++;
+    else if (type == SSMB_PAYLOAD_FLAG) ssmb__chan_on_flag(ch, p, n, seq);
+    else ssmb__chan_on_data(ch, type, p, n, seq);
+}
+
+/* Every in-order payload comes here, from the wire or from the reorder
+   store alike (the reference misroutes kept handshake messages, §3.3). */
+static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq) {
+    ch->m.data_in++;
+    ch->m.data_bytes_in += n;
+    if (ch->cfg.role == SSMB_CHANNEL_CLIENT) ssmb__chan_handle_client(ch, type, p, n, seq);
+    else ssmb__chan_handle_agent(ch, type, p, n, seq);
+}
+
+/* ---- the reorder store ---- */
+
+static int32_t ssmb__chan_slot_find(const ssmb_channel *ch, int64_t seq) {
+    uint32_t i;
+    for (i = 0; i < ch->slot_count; i++)
+        if (ch->slots[i].seq == seq) return (int32_t)i;
+    return -1;
+}
+
+/* Keeps a payload that came early; 0 when it is too far ahead or does not
+   fit (then it is not acknowledged and the peer sends it again). */
+static int ssmb__chan_keep(ssmb_channel *ch, const ssmb_msg *m) {
+    ssmb__chan_slot *s;
+    if (m->sequence_number - ch->expected > SSMB__CHAN_REORDER_WINDOW) return 0;
+    if (ch->slot_count == ch->cfg.reorder_msgs || m->payload_size > ch->cfg.reorder_bytes - ch->reorder_used)
+        return 0;
+    s = &ch->slots[ch->slot_count++];
+    s->seq = m->sequence_number;
+    s->off = (uint32_t)ch->reorder_used;
+    s->len = (uint32_t)m->payload_size;
+    s->payload_type = m->payload_type;
+    if (m->payload_size) memcpy(ch->reorder_bytes + s->off, m->payload, m->payload_size);
+    ch->reorder_used += m->payload_size;
+    return 1;
+}
+
+/* Frees a slot and packs the store again (it is small: a memmove). */
+static void ssmb__chan_release(ssmb_channel *ch, int32_t i) {
+    ssmb__chan_slot s = ch->slots[i];
+    uint32_t k;
+    memmove(ch->reorder_bytes + s.off, ch->reorder_bytes + s.off + s.len, ch->reorder_used - s.off - s.len);
+    ch->reorder_used -= s.len;
+    ch->slots[i] = ch->slots[--ch->slot_count];
+    for (k = 0; k < ch->slot_count; k++)
+        if (ch->slots[k].off > s.off) ch->slots[k].off -= s.len;
+}
+
+static void ssmb__chan_release_held(ssmb_channel *ch) {
+    if (ch->held_slot >= 0) ssmb__chan_release(ch, ch->held_slot);
+    ch->held_slot = -1;
+}
+
+/* Kept payloads that are now next in order, one at a time while nothing
+   waits to be polled. The slot stays until the event is consumed. */
+static void ssmb__chan_advance(ssmb_channel *ch) {
+    while (ch->ev_count == 0 && ch->state == SSMB__CHAN_OPEN) {
+        int32_t i = ssmb__chan_slot_find(ch, ch->expected);
+        ssmb__chan_slot s;
+        if (i < 0) return;
+        s = ch->slots[i];
+        ch->expected++;
+        ssmb__chan_handle(ch, s.payload_type, ch->reorder_bytes + s.off, s.len, s.seq);
+        if (ch->ev_count) ch->held_slot = i;
+        else ssmb__chan_release(ch, i);
+    }
+}
+
+/* ---- incoming frames ---- */
+
+static void ssmb__chan_drop(ssmb_channel *ch, uint64_t *counter, const char *why) {
+    (*counter)++;
+    SSMB__CHAN_LOG(ch, SSMB_LOG_DEBUG, SSMB_LOGITEM_CHANNEL_DROPPED, why);
+}
+
+/* Room to acknowledge it, and for the handshake message it will cause. */
+static int ssmb__chan_can_accept(const ssmb_channel *ch, uint32_t type) {
+    int reply = ch->cfg.role == SSMB_CHANNEL_CLIENT ? type == SSMB_PAYLOAD_HANDSHAKE_REQUEST
+                                                    : type == SSMB_PAYLOAD_HANDSHAKE_RESPONSE;
+    if (ch->ack_count == ch->cfg.ack_cap) return 0;
+    return !reply || ssmb__chan_largest_room(ch) >= SSMB_MSG_HEADER_SIZE + SSMB__CHAN_CONTROL_MAX;
+}
+
+static void ssmb__chan_on_ahead(ssmb_channel *ch, const ssmb_msg *m) {
+    if (ssmb__chan_slot_find(ch, m->sequence_number) >= 0) {
+        ch->m.duplicates++;
+        (void)ssmb__chan_queue_ack(ch, m);
+        return;
+    }
+    if (ch->ack_count == ch->cfg.ack_cap || !ssmb__chan_keep(ch, m)) {
+        ssmb__chan_drop(ch, &ch->m.dropped_no_room, "ahead of order, no room to keep it");
+        return;
+    }
+    (void)ssmb__chan_queue_ack(ch, m);
+    ch->m.reordered++;
+}
+
+/* §3.3 with its recommendations: in order -> acknowledged, then handled;
+   early -> kept and acknowledged when there is room, else dropped; seen
+   before -> acknowledged again (a lost ack would otherwise stall a peer
+   that resends only its oldest message). */
+static void ssmb__chan_on_stream(ssmb_channel *ch, const ssmb_msg *m) {
+    int64_t seq = m->sequence_number;
+    if (seq < 0) {
+        ssmb__chan_drop(ch, &ch->m.dropped_invalid, "negative sequence number");
+    } else if (seq < ch->expected) {
+        ch->m.duplicates++;
+        (void)ssmb__chan_queue_ack(ch, m);
+    } else if (seq > ch->expected) {
+        ssmb__chan_on_ahead(ch, m);
+    } else if (!ssmb__chan_can_accept(ch, m->payload_type)) {
+        ssmb__chan_drop(ch, &ch->m.dropped_no_room, "no room to acknowledge or answer");
+    } else {
+        (void)ssmb__chan_queue_ack(ch, m); /* before acting on it (§3.3, §14 item 6) */
+        ch->expected++;
+        ch->on_wire = 1;
+        ssmb__chan_handle(ch, m->payload_type, m->payload, m->payload_size, seq);
+        ch->on_wire = 0;
+    }
+}
+
+/* §8.2: not acknowledged; an unreadable payload still ends the session. */
+static void ssmb__chan_on_closed(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    ssmb_channel_closed c;
+    if (ssmb_channel_closed_parse(p, n, &c) == SSMB_OK) {
+        ssmb__chan_copy_json(ch->reason, sizeof ch->reason, c.output);
+    } else {
+        ch->m.bad_payloads++;
+        ch->reason[0] = '\0';
+    }
+    ssmb__chan_close(ch, SSMB_CLOSED, ch->reason, 0);
+}
+
+/* §8.1: pause holds new data and retransmissions; start resumes. */
+static void ssmb__chan_on_publication(ssmb_channel *ch, int start) {
+    if (ch->paused == !start) return;
+    ch->paused = !start;
+    (void)ssmb__chan_push(ch, start ? SSMB_CHANNEL_EVENT_RESUMED : SSMB_CHANNEL_EVENT_PAUSED);
+}
+
+/* §13 item 2: the control messages may come as bare JSON text, e.g.
+   {"MessageType":"channel_closed","Output":"..."}. 1 when it was one. */
+static int ssmb__chan_text_control(ssmb_channel *ch, const uint8_t *text, size_t len) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_str type, output;
+    int32_t t;
+    if (ssmb__payload_open(&doc, tokens, text, len) != SSMB_OK) return 0;
+    t = ssmb_json_find(&doc, 0, "MessageType");
+    if (t < 0) t = ssmb_json_find(&doc, 0, "messageType");
+    if (t < 0 || ssmb_json_get_str(&doc, t, &type) != SSMB_OK) return 0;
+    if (ssmb_str_eq(type, SSMB_MSG_START_PUBLICATION) || ssmb_str_eq(type, SSMB_MSG_PAUSE_PUBLICATION)) {
+        ssmb__chan_on_publication(ch, ssmb_str_eq(type, SSMB_MSG_START_PUBLICATION));
+        return 1;
+    }
+    if (!ssmb_str_eq(type, SSMB_MSG_CHANNEL_CLOSED)) return 0;
+    if (ssmb__json_opt_str(&doc, 0, "Output", &output) != SSMB_OK) output = ssmb__str_empty();
+    ssmb__chan_copy_json(ch->reason, sizeof ch->reason, output);
+    ssmb__chan_close(ch, SSMB_CLOSED, ch->reason, 0);
+    return 1;
+}
+
+/* §2.4 rules 1-3, and rule 4 (the digest) when configured. */
+static ssmb_result ssmb__chan_validate(const ssmb_channel *ch, const ssmb_msg *m) {
+    ssmb_msg head;
+    if (ch->cfg.check_digest) return ssmb_msg_validate(m);
+    head = *m;
+    head.payload_length = 0;
+    head.payload_size = 0;
+    return ssmb_msg_validate(&head);
+}
+
+static void ssmb__chan_dispatch(ssmb_channel *ch, const ssmb_msg *m) {
+    if (ssmb_msg_type_is(m, ssmb__chan_peer_type(ch))) ssmb__chan_on_stream(ch, m);
+    else if (ssmb_msg_type_is(m, SSMB_MSG_ACKNOWLEDGE)) ssmb__chan_on_ack(ch, m);
+    else if (ssmb_msg_type_is(m, SSMB_MSG_CHANNEL_CLOSED)) ssmb__chan_on_closed(ch, m->payload, m->payload_size);
+    else ch->m.ignored++; /* §2.6: unknown types are ignored, not acknowledged */
+}
+
+static void ssmb__chan_input(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text) {
+    ssmb_msg m;
+    ssmb_result r;
+    if (ssmb_msg_decode(frame, len, &m) != SSMB_OK) {
+        if (!is_text || !ssmb__chan_text_control(ch, frame, len))
+            ssmb__chan_drop(ch, &ch->m.dropped_invalid, "undecodable frame");
+        return;
+    }
+    /* §2.4 rule 0, §13 item 3: publication messages are never validated
+       and never acknowledged. */
+    if (ssmb_msg_type_is(&m, SSMB_MSG_START_PUBLICATION) || ssmb_msg_type_is(&m, SSMB_MSG_PAUSE_PUBLICATION)) {
+        ssmb__chan_on_publication(ch, ssmb_msg_type_is(&m, SSMB_MSG_START_PUBLICATION));
+        return;
+    }
+    r = ssmb__chan_validate(ch, &m);
+    if (r == SSMB_ERR_DIGEST) ssmb__chan_drop(ch, &ch->m.dropped_digest, "payload digest mismatch");
+    else if (r != SSMB_OK) ssmb__chan_drop(ch, &ch->m.dropped_invalid, "frame breaks PROTOCOL.md 2.4");
+    else ssmb__chan_dispatch(ch, &m);
+}
+
+/* ---- create, destroy ---- */
+
+/* Text the JSON writer takes (valid UTF-8 of at most max bytes). */
+static int ssmb__chan_text_ok(const char *s, size_t max) {
+    ssmb_json_writer w;
+    if (!s) return 1;
+    if (strlen(s) > max) return 0;
+    ssmb_json_writer_init(&w, NULL, 0);
+    ssmb_json_writer_string(&w, s, strlen(s));
+    return w.error != SSMB_ERR_MALFORMED;
+}
+
+/* Properties for the agent's HandshakeRequest: a JSON object or null. */
+static int ssmb__chan_properties_ok(const char *s) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    if (!s || !*s) return 1;
+    if (strlen(s) > SSMB_CHANNEL_PROPERTIES_MAX) return 0;
+    if (ssmb_json_parse(&doc, s, strlen(s), tokens, SSMB__PAYLOAD_TOKENS) != SSMB_OK) return 0;
+    return ssmb_json_kind(&doc, 0) == SSMB_JSON_OBJECT || ssmb_json_is_null(&doc, 0);
+}
+
+static int ssmb__chan_desc_ok(const ssmb_channel_desc *d) {
+    if (d->role > SSMB_CHANNEL_AGENT || d->digest_check > SSMB_DIGEST_CHECK_OFF) return 0;
+    if (!ssmb__allocator_valid(&d->allocator) || d->payload_size > SSMB_CHANNEL_MAX_PAYLOAD) return 0;
+    if (d->send_buffer_messages > SSMB__CHAN_MAX_QUEUE || d->reorder_buffer_messages > SSMB__CHAN_MAX_QUEUE) return 0;
+    if (!ssmb__chan_ascii_ok(d->client_version, SSMB_CHANNEL_VERSION_MAX) ||
+        !ssmb__chan_ascii_ok(d->agent_version, SSMB_CHANNEL_VERSION_MAX) ||
+        !ssmb__chan_ascii_ok(d->session_type, SSMB_CHANNEL_VERSION_MAX) || !ssmb__chan_ascii_ok(d->kms_key_id, 255))
+        return 0;
+    return ssmb__chan_text_ok(d->customer_message, SSMB_CHANNEL_TEXT_MAX) &&
+           ssmb__chan_properties_ok(d->session_properties);
+}
+
+static uint32_t ssmb__chan_or(uint32_t v, uint32_t def) { return v ? v : def; }
+
+static void ssmb__chan_defaults(const ssmb_channel_desc *d, ssmb__chan_cfg *c) {
+    size_t least;
+    c->role = d->role;
+    c->payload_size = ssmb__chan_or(d->payload_size, 1024);
+    c->max_frame = ssmb__chan_or(d->max_frame, 16384 + SSMB_MSG_HEADER_SIZE);
+    c->max_attempts = ssmb__chan_or(d->max_resend_attempts, 3000);
+    c->send_msgs = ssmb__chan_or(d->send_buffer_messages, 32);
+    c->reorder_msgs = ssmb__chan_or(d->reorder_buffer_messages, 16);
+    c->ack_cap = c->reorder_msgs + 32;
+    c->reorder_bytes = ssmb__chan_or(d->reorder_buffer_bytes, 8192);
+    /* room for one full data frame and for any handshake message */
+    least = SSMB_MSG_HEADER_SIZE + (c->payload_size > SSMB__CHAN_CONTROL_MAX ? c->payload_size : SSMB__CHAN_CONTROL_MAX);
+    c->send_bytes = ssmb__chan_or(d->send_buffer_bytes, 16384);
+    if (c->send_bytes < least) c->send_bytes = least;
+    c->check_digest = d->digest_check == SSMB_DIGEST_CHECK_ON ||
+                      (d->digest_check == SSMB_DIGEST_CHECK_DEFAULT && d->role == SSMB_CHANNEL_CLIENT);
+}
+
+/* Appends an n-byte part, 16-aligned; 0 on overflow. */
+static int ssmb__chan_part(size_t *at, size_t n, size_t *off) {
+    size_t start = (*at + 15) & ~(size_t)15;
+    if (start < *at || ssmb_size_add(start, n, at) != SSMB_OK) return 0;
+    *off = start;
+    return 1;
+}
+
+static int ssmb__chan_measure(const ssmb__chan_cfg *c, ssmb__chan_layout *l) {
+    size_t at = sizeof(ssmb_channel), entries = 0, slots = 0, acks = 0;
+    if (ssmb_size_mul(c->send_msgs, sizeof(ssmb__chan_entry), &entries) != SSMB_OK ||
+        ssmb_size_mul(c->reorder_msgs, sizeof(ssmb__chan_slot), &slots) != SSMB_OK ||
+        ssmb_size_mul(c->ack_cap, sizeof(ssmb__chan_ack), &acks) != SSMB_OK)
+        return 0;
+    if (!ssmb__chan_part(&at, c->send_bytes, &l->send_bytes) || !ssmb__chan_part(&at, entries, &l->send) ||
+        !ssmb__chan_part(&at, c->reorder_bytes, &l->reorder) || !ssmb__chan_part(&at, slots, &l->slots) ||
+        !ssmb__chan_part(&at, acks, &l->acks))
+        return 0;
+    l->total = at;
+    return 1;
+}
+
+static void ssmb__chan_strings(ssmb_channel *ch, const ssmb_channel_desc *d) {
+    const char *cv = d->client_version && *d->client_version ? d->client_version : SSMB_CHANNEL_CLIENT_VERSION;
+    const char *av = d->agent_version && *d->agent_version ? d->agent_version : SSMB_CHANNEL_AGENT_VERSION;
+    if (d->role == SSMB_CHANNEL_CLIENT) {
+        ssmb__chan_copy_c(ch->client_version, sizeof ch->client_version, cv);
+        return;
+    }
+    ssmb__chan_copy_c(ch->agent_version, sizeof ch->agent_version, av);
+    ssmb__chan_copy_c(ch->session_type, sizeof ch->session_type, d->session_type);
+    ssmb__chan_copy_c(ch->properties, sizeof ch->properties, d->session_properties);
+    ssmb__chan_copy_c(ch->kms_key_id, sizeof ch->kms_key_id, d->kms_key_id);
+    ssmb__chan_copy_c(ch->message, sizeof ch->message, d->customer_message);
+}
+
+static void ssmb__chan_init(ssmb_channel *ch, const ssmb_channel_desc *d, const ssmb__chan_cfg *c,
+                            const ssmb__chan_layout *l) {
+    uint8_t *base = (uint8_t *)ch;
+    memset(ch, 0, l->total);
+    ch->mem_size = l->total;
+    ch->alloc = d->allocator;
+    ch->logger = d->logger;
+    ch->random_fn = d->random_fn ? d->random_fn : ssmb_random_system;
+    ch->random_user_data = d->random_user_data;
+    ch->utc_fn = d->utc_fn ? d->utc_fn : ssmb_utc_system;
+    ch->utc_user_data = d->utc_user_data;
+    ch->start_epoch_ms = d->start_epoch_ms;
+    ch->cfg = *c;
+    ch->send_bytes = base + l->send_bytes;
+    ch->send = (ssmb__chan_entry *)(void *)(base + l->send);
+    ch->reorder_bytes = base + l->reorder;
+    ch->slots = (ssmb__chan_slot *)(void *)(base + l->slots);
+    ch->acks = (ssmb__chan_ack *)(void *)(base + l->acks);
+    ch->held_slot = -1;
+    ch->pool_used = SSMB__CHAN_RANDOM_POOL;
+    ssmb_rto_init(&ch->rto);
+    ssmb__chan_strings(ch, d);
+}
+
+SSMB_APIDEF size_t ssmb_channel_memory_size(const ssmb_channel_desc *desc) {
+    ssmb__chan_cfg c;
+    ssmb__chan_layout l;
+    if (!desc || !ssmb__chan_desc_ok(desc)) return 0;
+    ssmb__chan_defaults(desc, &c);
+    return ssmb__chan_measure(&c, &l) ? l.total : 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_create(const ssmb_channel_desc *d, ssmb_channel **out) {
+    ssmb__chan_cfg c;
+    ssmb__chan_layout l;
+    ssmb_channel *ch;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!d) return SSMB_ERR_INVALID_ARG;
+    if (!ssmb__chan_desc_ok(d)) {
+        if (d->logger.log_fn)
+            d->logger.log_fn("ssmb.channel", SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
+                             "ssmb_channel_desc: role, allocator, payload_size, a buffer size, a version, "
+                             "session_type, session_properties or customer_message invalid",
+                             (uint32_t)__LINE__, d->logger.user_data);
+        return SSMB_ERR_INVALID_ARG;
+    }
+    ssmb__chan_defaults(d, &c);
+    if (!ssmb__chan_measure(&c, &l)) return SSMB_ERR_OVERFLOW;
+    ch = (ssmb_channel *)ssmb__alloc(&d->allocator, l.total);
+    if (!ch) return SSMB_ERR_NOMEM;
+    ssmb__chan_init(ch, d, &c, &l);
+    if (!ssmb__chan_uuid(ch, &ch->client_id)) { /* one ClientId per run (§4.2) */
+        ssmb__free(&d->allocator, ch, l.total);
+        return SSMB_ERR_NO_RANDOM;
+    }
+    *out = ch;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_channel_destroy(ssmb_channel *ch) {
+    ssmb_allocator alloc;
+    size_t size;
+    if (!ch) return;
+    alloc = ch->alloc;
+    size = ch->mem_size;
+    ssmb__wipe(ch, size); /* session payloads go with it */
+    ssmb__free(&alloc, ch, size);
+}
+
+/* The agent opens with its HandshakeRequest, or is ready at once. */
+static ssmb_result ssmb__chan_start_agent(ssmb_channel *ch) {
+    ssmb_result r;
+    if (!ch->session_type[0]) {
+        ssmb__chan_copy_c(ch->session_type, sizeof ch->session_type, "Standard_Stream");
+        ssmb__chan_become_ready(ch);
+        return SSMB_OK;
+    }
+    ch->handshake_asked = 1;
+    ch->handshake_start = ch->now;
+    r = ssmb__chan_send_request(ch);
+    ssmb__chan_fail(ch, r);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms) {
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    if (ch->state != SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    ch->now = ch->now_base = now_ms;
+    if (ch->start_epoch_ms) {
+        ch->epoch_ms = ch->start_epoch_ms;
+    } else {
+        int64_t utc = ch->utc_fn(ch->utc_user_data);
+        ch->epoch_ms = utc > 0 ? (uint64_t)utc * 1000 : 1; /* never zero (§14 item 4) */
+    }
+    ch->state = SSMB__CHAN_OPEN;
+    return ch->cfg.role == SSMB_CHANNEL_AGENT ? ssmb__chan_start_agent(ch) : SSMB_OK;
+}
+
+/* ---- input, events ---- */
+
+/* Poll first when a waiting event still points into the caller's last
+   frame, when a kept payload is next in order, or when one message's
+   events (three at most) might not fit. */
+static int ssmb__chan_busy(ssmb_channel *ch) {
+    if (ch->ev_count == 0) ssmb__chan_release_held(ch);
+    return ch->borrowed || ch->ev_count > SSMB__CHAN_EVENTS - 4 || ssmb__chan_slot_find(ch, ch->expected) >= 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
+                                          uint64_t now_ms) {
+    if (!ch || (!frame && len)) return SSMB_ERR_INVALID_ARG;
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    if (ssmb__chan_busy(ch)) return SSMB_AGAIN;
+    ch->now = now_ms;
+    ch->m.frames_in++;
+    ch->m.bytes_in += len;
+    if (len > ch->cfg.max_frame) ssmb__chan_drop(ch, &ch->m.dropped_oversize, "frame longer than max_frame");
+    else ssmb__chan_input(ch, frame, len, is_text);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev) {
+    if (!ch || !ev) return SSMB_ERR_INVALID_ARG;
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->ev_count == 0) {
+        ssmb__chan_release_held(ch);
+        ssmb__chan_advance(ch);
+    }
+    if (ch->ev_count) {
+        *ev = ch->events[ch->ev_front];
+        ch->borrowed -= ch->ev_borrowed[ch->ev_front];
+        ch->ev_front = (ch->ev_front + 1) % SSMB__CHAN_EVENTS;
+        ch->ev_count--;
+        return SSMB_OK;
+    }
+    memset(ev, 0, sizeof *ev);
+    return ch->state == SSMB__CHAN_OVER ? SSMB_CLOSED : SSMB_AGAIN;
+}
+
+/* ---- output ---- */
+
+SSMB_APIDEF ssmb_result ssmb_channel_next_frame(ssmb_channel *ch, const uint8_t **frame, size_t *len) {
+    ssmb__chan_entry *e;
+    ssmb_result r;
+    if (!ch || !frame || !len) return SSMB_ERR_INVALID_ARG;
+    *frame = NULL;
+    *len = 0;
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    if (ch->cur_kind == SSMB__CHAN_CUR_NONE) ssmb__chan_choose(ch);
+    if (ch->cur_kind == SSMB__CHAN_CUR_ACK) {
+        if (!ch->ack_frame_len && (r = ssmb__chan_build_ack(ch)) != SSMB_OK) {
+            ssmb__chan_fail(ch, r);
+            return ch->error;
+        }
+        *frame = ch->ack_frame;
+        *len = ch->ack_frame_len;
+        return SSMB_OK;
+    }
+    e = ch->cur_kind == SSMB__CHAN_CUR_ENTRY ? ssmb__chan_entry_of(ch, ch->cur_seq) : NULL;
+    if (!e) return SSMB_AGAIN;
+    *frame = ch->send_bytes + e->off;
+    *len = e->len;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_frame_sent(ssmb_channel *ch, uint64_t now_ms) {
+    ssmb__chan_entry *e;
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    if (ch->cur_kind == SSMB__CHAN_CUR_NONE) return SSMB_ERR_INVALID_STATE;
+    ch->now = now_ms;
+    if (ch->cur_kind == SSMB__CHAN_CUR_ACK) {
+        ch->ack_front = (ch->ack_front + 1) % ch->cfg.ack_cap;
+        ch->ack_count--;
+        ch->m.acks_out++;
+        ch->m.frames_out++;
+        ch->m.bytes_out += ch->ack_frame_len;
+        ch->ack_frame_len = 0;
+    } else if ((e = ssmb__chan_entry_of(ch, ch->cur_seq)) != NULL) {
+        ssmb__chan_entry_sent(ch, e);
+    }
+    ch->cur_kind = SSMB__CHAN_CUR_NONE;
+    ssmb__chan_reclaim(ch);
+    return SSMB_OK;
+}
+
+/* SSMB_OK when data may be queued now, else why not (§5.1, §8.1). */
+static ssmb_result ssmb__chan_can_send(const ssmb_channel *ch) {
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    return ch->ready && !ch->paused ? SSMB_OK : SSMB_AGAIN;
+}
+
+/* Payload types the channel sends by itself. */
+static int ssmb__chan_own_payload(uint32_t t) {
+    return t == SSMB_PAYLOAD_NONE || (t >= SSMB_PAYLOAD_HANDSHAKE_REQUEST && t <= SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE);
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_type, const void *data, size_t len,
+                                          size_t *accepted) {
+    const uint8_t *p = (const uint8_t *)data;
+    size_t done = 0;
+    ssmb_result r;
+    if (accepted) *accepted = 0;
+    if (!ch || (!data && len) || ssmb__chan_own_payload(payload_type)) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__chan_can_send(ch);
+    while (r == SSMB_OK && done < len) { /* never an empty payload (§2.5) */
+        size_t n = SSMB__MIN(len - done, (size_t)ch->cfg.payload_size);
+        r = ssmb__chan_enqueue(ch, payload_type, p + done, n);
+        if (r == SSMB_OK) done += n;
+    }
+    if (accepted) *accepted = done;
+    if (r < 0 && ch->state == SSMB__CHAN_OPEN) ssmb__chan_fail(ch, r);
+    if (r < 0 || r == SSMB_CLOSED) return r;
+    return done > 0 || (r == SSMB_OK && len == 0) ? SSMB_OK : SSMB_AGAIN;
+}
+
+SSMB_APIDEF size_t ssmb_channel_send_space(const ssmb_channel *ch) {
+    size_t room;
+    if (!ch || ssmb__chan_can_send(ch) != SSMB_OK) return 0;
+    room = ssmb__chan_largest_room(ch);
+    return room > SSMB_MSG_HEADER_SIZE ? SSMB__MIN(room - SSMB_MSG_HEADER_SIZE, (size_t)ch->cfg.payload_size) : 0;
+}
+
+/* One small control payload, whole or not at all. */
+static ssmb_result ssmb__chan_send_small(ssmb_channel *ch, uint32_t type, const void *p, size_t n) {
+    ssmb_result r;
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__chan_can_send(ch);
+    if (r == SSMB_OK) r = ssmb__chan_enqueue(ch, type, p, n);
+    if (r < 0 && ch->state == SSMB__CHAN_OPEN) ssmb__chan_fail(ch, r);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_send_size(ssmb_channel *ch, uint32_t cols, uint32_t rows) {
+    char json[64];
+    size_t n = 0;
+    if (ssmb_terminal_size_build(cols, rows, json, sizeof json, &n) != SSMB_OK) return SSMB_ERR_INTERNAL;
+    return ssmb__chan_send_small(ch, SSMB_PAYLOAD_SIZE, json, n);
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_send_flag(ssmb_channel *ch, uint32_t flag) {
+    uint8_t bytes[4];
+    ssmb_flag_encode(flag, bytes);
+    return ssmb__chan_send_small(ch, SSMB_PAYLOAD_FLAG, bytes, sizeof bytes);
+}
+
+/* ---- time, reconnects, queries ---- */
+
+SSMB_APIDEF ssmb_result ssmb_channel_tick(ssmb_channel *ch, uint64_t now_ms) {
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    ch->now = now_ms;
+    ssmb__chan_timers(ch);
+    return ch->state == SSMB__CHAN_OVER ? ch->error : SSMB_OK;
+}
+
+SSMB_APIDEF uint64_t ssmb_channel_next_deadline(const ssmb_channel *ch) {
+    uint64_t best = SSMB_NO_DEADLINE;
+    uint32_t i;
+    if (!ch || ch->state != SSMB__CHAN_OPEN) return best;
+    if (ch->handshake_asked && !ch->ready) best = ch->handshake_start + SSMB__CHAN_HANDSHAKE_MS;
+    if (ch->paused) return best;
+    for (i = 0; i < ch->send_sent; i++) {
+        const ssmb__chan_entry *e = ssmb__chan_at(ch, i);
+        if (e->state == SSMB__CHAN_INFLIGHT && e->sent_ms + ssmb__chan_due_ms(ch) < best)
+            best = e->sent_ms + ssmb__chan_due_ms(ch);
+    }
+    return best;
+}
+
+/* §4.5: the old socket took whatever was in flight with it. A new
+   connection starts unpaused (a lasting pause is announced again). */
+SSMB_APIDEF ssmb_result ssmb_channel_reconnected(ssmb_channel *ch, uint64_t now_ms) {
+    uint32_t i;
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    ch->now = now_ms;
+    ch->cur_kind = SSMB__CHAN_CUR_NONE;
+    ch->ack_frame_len = 0;
+    for (i = 0; i < ch->send_sent; i++) {
+        ssmb__chan_entry *e = ssmb__chan_at(ch, i);
+        if (e->state != SSMB__CHAN_INFLIGHT) continue;
+        e->state = SSMB__CHAN_RESEND;
+        ch->resend_count++;
+    }
+    ssmb__chan_on_publication(ch, 1);
+    ssmb__chan_reclaim(ch);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_open_frame(ssmb_channel *ch, const char *token, char *out, size_t cap,
+                                                size_t *out_len) {
+    ssmb_open_data_channel o;
+    if (!ch || !token) return SSMB_ERR_INVALID_ARG;
+    memset(&o, 0, sizeof o);
+    o.token_value = ssmb_str_c(token);
+    o.client_id = ch->client_id;
+    o.client_version = ssmb_str_c(ch->cfg.role == SSMB_CHANNEL_CLIENT ? ch->client_version : "");
+    if (!ssmb__chan_uuid(ch, &o.request_id)) return SSMB_ERR_NO_RANDOM; /* fresh per (re)connect (§4.2) */
+    return ssmb_open_data_channel_build(&o, out, cap, out_len);
+}
+
+SSMB_APIDEF void ssmb_channel_get_metrics(const ssmb_channel *ch, ssmb_channel_metrics *out) {
+    if (!out) return;
+    if (!ch) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = ch->m;
+    out->rtt_us = (uint64_t)ch->rto.rtt_ns / 1000;
+    out->rttvar_us = (uint64_t)ch->rto.rttvar_ns / 1000;
+    out->rto_us = (uint64_t)ch->rto.rto_ns / 1000;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_last_error(const ssmb_channel *ch) {
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    return ch->state == SSMB__CHAN_OVER ? ch->error : SSMB_OK;
+}
+
+SSMB_APIDEF int ssmb_channel_is_ready(const ssmb_channel *ch) { return ch && ch->ready; }
+
+/* ---- version gates (§7.6) ---- */
+
+/* One dotted part as Go's strconv.Atoi reads it: an optional sign, then
+   decimal digits, within int64. */
+static int ssmb__version_part(const char *s, size_t n, int64_t *out) {
+    size_t i = 0;
+    int neg = n > 0 && s[0] == '-';
+    uint64_t v = 0, limit;
+    if (n > 0 && (s[0] == '+' || s[0] == '-')) i = 1;
+    if (i == n) return 0;
+    limit = (uint64_t)INT64_MAX + (uint64_t)neg;
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9 || v > (limit - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    *out = !neg ? (int64_t)v : v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v;
+    return 1;
+}
+
+/* Same number of parts, every part a number, a > b at the first part
+   that differs; the reference's rule (PLUGIN versionutil). */
+SSMB_APIDEF int ssmb_version_gt(const char *a, const char *b) {
+    int cmp = 0;
+    if (!a || !b) return 0;
+    for (;;) {
+        size_t na = strcspn(a, "."), nb = strcspn(b, ".");
+        int64_t va, vb;
+        if (!ssmb__version_part(a, na, &va) || !ssmb__version_part(b, nb, &vb)) return 0;
+        if (cmp == 0 && va != vb) cmp = va > vb ? 1 : -1;
+        a += na;
+        b += nb;
+        if (*a != *b) return 0; /* one has more parts */
+        if (*a == '\0') return cmp > 0;
+        a++;
+        b++;
+    }
+}
+
+SSMB_APIDEF int ssmb_agent_has(const char *agent_version, uint32_t feature) {
+    switch (feature) {
+    case SSMB_AGENT_TERMINATE_FLAG: return ssmb_version_gt(agent_version, "2.3.722.0");
+    case SSMB_AGENT_MUX: return ssmb_version_gt(agent_version, "3.0.196.0");
+    case SSMB_AGENT_NO_SMUX_KEEPALIVE: return ssmb_version_gt(agent_version, "3.1.1511.0");
+    default: return 0;
+    }
 }
 
 // >>url
