@@ -21,13 +21,12 @@ TEST_ALL  := tests/impl.c tests/runner.c $(TEST_SRCS)
 TEST_BINS := $(BUILD)/test-gcc $(BUILD)/test-clang $(BUILD)/test-asan $(BUILD)/test-cpp-gcc $(BUILD)/test-cpp-clang \
              $(BUILD)/test-mbedtls
 CHECK_OBJS := $(BUILD)/impl-gcc.o $(BUILD)/static-gcc.o $(BUILD)/config-cells.stamp
-TOOLS := $(BUILD)/bench $(BUILD)/ws-echo
 
 FUZZ_TARGETS := msg json ws http conn
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay-%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test deps bench clean fuzz soak
+.PHONY: all test deps bench clean fuzz
 all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(FUZZ_REPLAY)
 
 deps:
@@ -100,14 +99,15 @@ test: deps
 	@$(MAKE) --no-print-directory -j2 all
 	@sh tests/run.sh $(BUILD)
 
-$(BUILD)/bench: tools/bench.c $(HDR) | $(BUILD)
-	$(GCC) $(C99) -Wno-missing-prototypes -O2 -D_POSIX_C_SOURCE=200809L tools/bench.c -o $@ -lbearssl -lcrypto
+$(BUILD)/bench: tools/bench.c tools/bench_net.c $(HDR) | $(BUILD)
+	$(GCC) $(C99) -Wno-missing-prototypes -O2 -D_POSIX_C_SOURCE=200809L tools/bench.c -o $@ -lbearssl -lssl -lcrypto
 
 # Echoes every message of a WebSocket server back (the outside check's client).
 $(BUILD)/ws-echo: tools/ws-echo.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ws-echo.c -o $@ $(TLSLIB)
 
 bench: deps $(BUILD)/bench
+	@sh tests/certs.sh $(BUILD)/certs
 	@$(BUILD)/bench
 
 clean:
