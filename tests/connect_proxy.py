@@ -84,7 +84,10 @@ async def handle(reader, writer):
         return
     host, port = target.rsplit(":", 1)
     try:
-        up_r, up_w = await asyncio.open_connection(host.strip("[]"), int(port))
+        # "localhost" is answered here (RFC 6761), as the library's own
+        # resolver does: a minimal root may have no /etc/hosts at all.
+        target = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
+        up_r, up_w = await asyncio.open_connection(target, int(port))
     except Exception:
         writer.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
         writer.close()
