@@ -4,15 +4,10 @@
    independent peer, Python's ssl module (tests/tls_echo_server.py), with
    the certificates of tests/certs.sh; then the trust anchors.
 
-   The implementation is compiled static into this file. Public functions
-   whose rooms are still declarations only are then static and undefined
-   here; GCC reports those at the end of the file whatever the pragma state
-   at their declaration, hence the file-wide pragma. */
+   The implementation is compiled static into this file, so the contract's
+   private functions can be called. */
 #define SSMBRIDGE_STATIC
 #define SSMBRIDGE_IMPLEMENTATION
-#if defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wunused-function"
-#endif
 #include "../ssmbridge.h"
 #include "ssmb_test.h"
 
