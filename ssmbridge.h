@@ -1349,13 +1349,19 @@ SSMB_API const char *ssmb_tls_backend(void);
 #define SSMB_KMS_CHALLENGE_MAX 256u     /* longest challenge plaintext taken */
 
 /* One side's session keys. Plain data with the same layout in every
-   configuration; zero it (or call ssmb_kms_keys_clear) and it is unusable
-   (SSMB_ERR_INVALID_STATE) until ssmb_kms_keys_init. */
+   configuration (copy it freely); zero it (or call ssmb_kms_keys_clear)
+   and it is unusable (SSMB_ERR_INVALID_STATE) until ssmb_kms_keys_init. */
 typedef struct ssmb_kms_keys {
     uint8_t send_key[32];       /* encrypts what this side sends */
     uint8_t recv_key[32];       /* decrypts what this side receives */
     uint32_t role;              /* ssmb_channel_role */
     uint32_t ready;             /* 1 after ssmb_kms_keys_init */
+    /* The backend's AES and GHASH code for this CPU, chosen once by
+       ssmb_kms_keys_init (asking the CPU costs microseconds under
+       virtualisation, more than sealing a payload); opaque, NULL when the
+       backend chooses by itself. */
+    const void *aes_impl;
+    void (*ghash_impl)(void);
 } ssmb_kms_keys;
 
 /* Splits the data key (§6.2): bytes 0-31 carry agent -> client, bytes
@@ -1376,7 +1382,8 @@ SSMB_API int ssmb_kms_encrypts(uint32_t role, uint32_t payload_type);
 SSMB_API int ssmb_kms_decrypts(uint32_t role, uint32_t payload_type);
 
 /* AES-256-GCM in the §6.3 layout with a raw 32-byte key (key_len != 32:
-   SSMB_ERR_INVALID_ARG). Seal writes nonce || ciphertext || tag, len + 28
+   SSMB_ERR_INVALID_ARG). These two ask the CPU for its AES support on
+   every call; ssmb_kms_keys asks once. Seal writes nonce || ciphertext || tag, len + 28
    bytes; *out_len is that size, also on SSMB_ERR_BUFFER_TOO_SMALL.
    SSMB_ERR_LIMIT past GCM's 2^36 - 32 bytes, SSMB_ERR_OVERFLOW when
    len + 28 wraps. */
@@ -8248,6 +8255,13 @@ SSMB_APIDEF const char *ssmb_tls_backend(void) { return "none"; }
 /* GCM's bound on one message: 2^32 - 2 blocks of 16 bytes (SP 800-38D). */
 #define SSMB__GCM_MAX_LEN ((uint64_t)0xFFFFFFFE * 16u)
 
+/* Which code the backend runs (BearSSL: its AES-NI vtable and PCLMUL
+   GHASH, or NULL for the portable ones); kept in ssmb_kms_keys. */
+typedef struct ssmb__gcm_choice {
+    const void *aes;
+    void (*ghash)(void);
+} ssmb__gcm_choice;
+
 #if defined(SSMB_USE_BEARSSL)
 /* <bearssl.h> is included by >>tls-bearssl. AES-NI with PCLMUL GHASH when
    the CPU has them, else the constant-time 64-bit code. */
@@ -8258,21 +8272,29 @@ typedef struct ssmb__gcm {
     br_gcm_context gcm;
 } ssmb__gcm;
 
-static void ssmb__gcm_setup(ssmb__gcm *g, const uint8_t key[32], const uint8_t nonce[12]) {
-    const br_block_ctr_class *ni = br_aes_x86ni_ctr_get_vtable();
-    br_ghash gh = br_ghash_pclmul_get();
+/* Both getters run CPUID; the answers are kept in ssmb_kms_keys. NULL
+   means the portable code. (void (*)(void) holds any function pointer.) */
+static void ssmb__gcm_pick(ssmb__gcm_choice *c) {
+    c->aes = (const void *)br_aes_x86ni_ctr_get_vtable();
+    c->ghash = (void (*)(void))br_ghash_pclmul_get();
+}
+
+static void ssmb__gcm_setup(ssmb__gcm *g, const ssmb__gcm_choice *c, const uint8_t key[32],
+                            const uint8_t nonce[12]) {
+    const br_block_ctr_class *ni = (const br_block_ctr_class *)c->aes;
+    br_ghash gh = c->ghash ? (br_ghash)c->ghash : br_ghash_ctmul64;
     if (ni) ni->init(&g->aes.vtable, key, 32);
     else br_aes_ct64_ctr_init(&g->aes.c_ct64, key, 32);
-    br_gcm_init(&g->gcm, &g->aes.vtable, gh ? gh : br_ghash_ctmul64);
+    br_gcm_init(&g->gcm, &g->aes.vtable, gh);
     br_gcm_reset(&g->gcm, nonce, 12);
     br_gcm_flip(&g->gcm);
 }
 
 /* Encrypts buf in place and writes the tag. */
-static ssmb_result ssmb__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], uint8_t *buf, size_t len,
-                                  uint8_t tag[16]) {
+static ssmb_result ssmb__gcm_seal(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, uint8_t tag[16]) {
     ssmb__gcm g;
-    ssmb__gcm_setup(&g, key, nonce);
+    ssmb__gcm_setup(&g, c, key, nonce);
     br_gcm_run(&g.gcm, 1, buf, len);
     br_gcm_get_tag(&g.gcm, tag);
     ssmb__wipe(&g, sizeof g);
@@ -8281,11 +8303,11 @@ static ssmb_result ssmb__gcm_seal(const uint8_t key[32], const uint8_t nonce[12]
 
 /* Decrypts buf in place; SSMB_ERR_AUTH when the tag differs
    (br_gcm_check_tag compares in constant time). */
-static ssmb_result ssmb__gcm_open(const uint8_t key[32], const uint8_t nonce[12], uint8_t *buf, size_t len,
-                                  const uint8_t tag[16]) {
+static ssmb_result ssmb__gcm_open(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, const uint8_t tag[16]) {
     ssmb__gcm g;
     uint32_t ok;
-    ssmb__gcm_setup(&g, key, nonce);
+    ssmb__gcm_setup(&g, c, key, nonce);
     br_gcm_run(&g.gcm, 0, buf, len);
     ok = br_gcm_check_tag(&g.gcm, tag);
     ssmb__wipe(&g, sizeof g);
@@ -8296,16 +8318,23 @@ static ssmb_result ssmb__gcm_open(const uint8_t key[32], const uint8_t nonce[12]
 #include <mbedtls/gcm.h>
 #define SSMB__KMS_HAVE_GCM 1
 
+/* mbedTLS picks AES-NI and PCLMUL by itself. */
+static void ssmb__gcm_pick(ssmb__gcm_choice *c) {
+    c->aes = NULL;
+    c->ghash = NULL;
+}
+
 static ssmb_result ssmb__gcm_mbed_error(int rc) {
     if (rc == MBEDTLS_ERR_GCM_AUTH_FAILED) return SSMB_ERR_AUTH;
     if (rc == MBEDTLS_ERR_CIPHER_ALLOC_FAILED) return SSMB_ERR_NOMEM;
     return SSMB_ERR_INTERNAL;
 }
 
-static ssmb_result ssmb__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], uint8_t *buf, size_t len,
-                                  uint8_t tag[16]) {
+static ssmb_result ssmb__gcm_seal(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, uint8_t tag[16]) {
     mbedtls_gcm_context g;
     int rc;
+    (void)c;
     mbedtls_gcm_init(&g);
     rc = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
     if (rc == 0) rc = mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, len, nonce, 12, NULL, 0, buf, buf, 16, tag);
@@ -8315,10 +8344,11 @@ static ssmb_result ssmb__gcm_seal(const uint8_t key[32], const uint8_t nonce[12]
 
 /* mbedtls_gcm_auth_decrypt compares the tag in constant time and zeroes
    the output when it differs. */
-static ssmb_result ssmb__gcm_open(const uint8_t key[32], const uint8_t nonce[12], uint8_t *buf, size_t len,
-                                  const uint8_t tag[16]) {
+static ssmb_result ssmb__gcm_open(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, const uint8_t tag[16]) {
     mbedtls_gcm_context g;
     int rc;
+    (void)c;
     mbedtls_gcm_init(&g);
     rc = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
     if (rc == 0) rc = mbedtls_gcm_auth_decrypt(&g, len, nonce, 12, NULL, 0, tag, 16, buf, buf);
@@ -8329,8 +8359,14 @@ static ssmb_result ssmb__gcm_open(const uint8_t key[32], const uint8_t nonce[12]
 #elif defined(SSMB_NO_TLS)
 #define SSMB__KMS_HAVE_GCM 0
 
-static ssmb_result ssmb__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], uint8_t *buf, size_t len,
-                                  uint8_t tag[16]) {
+static void ssmb__gcm_pick(ssmb__gcm_choice *c) {
+    c->aes = NULL;
+    c->ghash = NULL;
+}
+
+static ssmb_result ssmb__gcm_seal(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, uint8_t tag[16]) {
+    (void)c;
     (void)key;
     (void)nonce;
     (void)buf;
@@ -8338,8 +8374,9 @@ static ssmb_result ssmb__gcm_seal(const uint8_t key[32], const uint8_t nonce[12]
     (void)tag;
     return SSMB_ERR_UNSUPPORTED;
 }
-static ssmb_result ssmb__gcm_open(const uint8_t key[32], const uint8_t nonce[12], uint8_t *buf, size_t len,
-                                  const uint8_t tag[16]) {
+static ssmb_result ssmb__gcm_open(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, const uint8_t tag[16]) {
+    (void)c;
     (void)key;
     (void)nonce;
     (void)buf;
@@ -8355,9 +8392,9 @@ SSMB_APIDEF int ssmb_kms_supported(void) { return SSMB__KMS_HAVE_GCM; }
 
 /* ---- the cipher in the §6.3 layout ---- */
 
-SSMB_APIDEF ssmb_result ssmb_aes256_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t nonce[12],
-                                             const void *plain, size_t len, uint8_t *out, size_t cap,
-                                             size_t *out_len) {
+static ssmb_result ssmb__aes256_gcm_seal(const ssmb__gcm_choice *c, const uint8_t *key, size_t key_len,
+                                        const uint8_t nonce[12], const void *plain, size_t len, uint8_t *out,
+                                        size_t cap, size_t *out_len) {
     uint8_t n12[12];
     size_t need;
     ssmb_result r;
@@ -8370,13 +8407,13 @@ SSMB_APIDEF ssmb_result ssmb_aes256_gcm_seal(const uint8_t *key, size_t key_len,
     memcpy(n12, nonce, 12); /* the nonce or the plaintext may sit where the output goes */
     if (len) memmove(out + 12, plain, len);
     memcpy(out, n12, 12);
-    r = ssmb__gcm_seal(key, n12, out + 12, len, out + 12 + len);
+    r = ssmb__gcm_seal(c, key, n12, out + 12, len, out + 12 + len);
     if (r != SSMB_OK) ssmb__wipe(out, need);
     return r;
 }
 
-SSMB_APIDEF ssmb_result ssmb_aes256_gcm_open(const uint8_t *key, size_t key_len, const void *in, size_t len,
-                                             uint8_t *out, size_t cap, size_t *out_len) {
+static ssmb_result ssmb__aes256_gcm_open(const ssmb__gcm_choice *c, const uint8_t *key, size_t key_len,
+                                        const void *in, size_t len, uint8_t *out, size_t cap, size_t *out_len) {
     const uint8_t *p = (const uint8_t *)in;
     uint8_t n12[12], tag[16];
     size_t n;
@@ -8392,12 +8429,29 @@ SSMB_APIDEF ssmb_result ssmb_aes256_gcm_open(const uint8_t *key, size_t key_len,
     memcpy(n12, p, 12);
     memcpy(tag, p + 12 + n, 16);
     if (n) memmove(out, p + 12, n);
-    r = ssmb__gcm_open(key, n12, out, n, tag);
+    r = ssmb__gcm_open(c, key, n12, out, n, tag);
     if (r != SSMB_OK) {
         if (n) ssmb__wipe(out, n);
         if (out_len) *out_len = 0;
     }
     return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_aes256_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t nonce[12],
+                                             const void *plain, size_t len, uint8_t *out, size_t cap,
+                                             size_t *out_len) {
+    ssmb__gcm_choice c;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    ssmb__gcm_pick(&c);
+    return ssmb__aes256_gcm_seal(&c, key, key_len, nonce, plain, len, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_aes256_gcm_open(const uint8_t *key, size_t key_len, const void *in, size_t len,
+                                             uint8_t *out, size_t cap, size_t *out_len) {
+    ssmb__gcm_choice c;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    ssmb__gcm_pick(&c);
+    return ssmb__aes256_gcm_open(&c, key, key_len, in, len, out, cap, out_len);
 }
 
 /* ---- session keys (§6.2) ---- */
@@ -8411,6 +8465,12 @@ SSMB_APIDEF ssmb_result ssmb_kms_keys_init(ssmb_kms_keys *k, uint32_t role, cons
     memcpy(k->recv_key, role == SSMB_CHANNEL_CLIENT ? d : d + 32, 32);
     k->role = role;
     k->ready = 1;
+    {
+        ssmb__gcm_choice c;
+        ssmb__gcm_pick(&c);
+        k->aes_impl = c.aes;
+        k->ghash_impl = c.ghash;
+    }
     return SSMB_OK;
 }
 
@@ -8438,7 +8498,12 @@ SSMB_APIDEF ssmb_result ssmb_kms_encrypt_payload(const ssmb_kms_keys *k, const v
     if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
     if (!k) return SSMB_ERR_INVALID_ARG;
     if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
-    return ssmb_aes256_gcm_seal(k->send_key, 32, nonce, plain, len, out, cap, out_len);
+    {
+        ssmb__gcm_choice c;
+        c.aes = k->aes_impl;
+        c.ghash = k->ghash_impl;
+        return ssmb__aes256_gcm_seal(&c, k->send_key, 32, nonce, plain, len, out, cap, out_len);
+    }
 }
 
 SSMB_APIDEF ssmb_result ssmb_kms_decrypt_payload(const ssmb_kms_keys *k, const void *in, size_t len, uint8_t *out,
@@ -8446,7 +8511,12 @@ SSMB_APIDEF ssmb_result ssmb_kms_decrypt_payload(const ssmb_kms_keys *k, const v
     if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
     if (!k) return SSMB_ERR_INVALID_ARG;
     if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
-    return ssmb_aes256_gcm_open(k->recv_key, 32, in, len, out, cap, out_len);
+    {
+        ssmb__gcm_choice c;
+        c.aes = k->aes_impl;
+        c.ghash = k->ghash_impl;
+        return ssmb__aes256_gcm_open(&c, k->recv_key, 32, in, len, out, cap, out_len);
+    }
 }
 
 /* ---- the encryption challenge (§6.5) ---- */
