@@ -1316,6 +1316,142 @@ SSMB_API void ssmb_trust_destroy(ssmb_trust *t);
 /* "bearssl", "mbedtls" or "none": the backend compiled in. */
 SSMB_API const char *ssmb_tls_backend(void);
 
+/* ---- kms: session encryption (PROTOCOL.md §6) -----------------------------
+   AES-256-GCM over Session Manager payloads, keyed from the 64 bytes of a
+   KMS GenerateDataKey Plaintext. An encrypted payload is
+   nonce (12) || ciphertext || tag (16): 28 bytes longer than the plaintext,
+   no additional authenticated data (§6.3).
+
+   The cipher comes from the compiled-in TLS backend: BearSSL (AES-NI and
+   PCLMUL when the CPU has them, constant-time portable code otherwise) or
+   mbedTLS (mbedtls_gcm_*; its setkey allocates the AES context through
+   mbedtls_calloc for the length of each call, as the host's mbedTLS build
+   is configured, and a failure there is SSMB_ERR_NOMEM). Under SSMB_NO_TLS
+   every function that encrypts or decrypts returns SSMB_ERR_UNSUPPORTED;
+   the key split, the payload-type rules, the nonce counter and the
+   ActionResult builder work in every configuration.
+
+   Nothing here reads a clock or a random source: nonces are arguments
+   (the client draws 12 fresh random bytes per payload; the agent uses the
+   counter below). Nothing allocates (but see mbedTLS above). Key
+   schedules live on the stack for one call and are wiped before it
+   returns; the keys themselves stay in your ssmb_kms_keys until
+   ssmb_kms_keys_clear. Tags are compared in constant time; a payload whose
+   tag does not match is SSMB_ERR_AUTH and its output is wiped, never
+   returned. Input and output may overlap (in place works). */
+
+#define SSMB_KMS_DATA_KEY_SIZE 64u      /* GenerateDataKey NumberOfBytes (§6.2) */
+#define SSMB_KMS_KEY_SIZE 32u           /* one AES-256 key, half the data key */
+#define SSMB_KMS_NONCE_SIZE 12u
+#define SSMB_KMS_TAG_SIZE 16u
+#define SSMB_KMS_OVERHEAD 28u           /* nonce + tag */
+#define SSMB_KMS_CHALLENGE_SIZE 64u     /* random bytes of an EncChallengeRequest (§6.5) */
+#define SSMB_KMS_CHALLENGE_MAX 256u     /* longest challenge plaintext taken */
+
+/* One side's session keys. Plain data with the same layout in every
+   configuration (copy it freely); zero it (or call ssmb_kms_keys_clear)
+   and it is unusable (SSMB_ERR_INVALID_STATE) until ssmb_kms_keys_init. */
+typedef struct ssmb_kms_keys {
+    uint8_t send_key[32];       /* encrypts what this side sends */
+    uint8_t recv_key[32];       /* decrypts what this side receives */
+    uint32_t role;              /* ssmb_channel_role */
+    uint32_t ready;             /* 1 after ssmb_kms_keys_init */
+    /* The backend's AES and GHASH code for this CPU, chosen once by
+       ssmb_kms_keys_init (asking the CPU costs microseconds under
+       virtualisation, more than sealing a payload); opaque, NULL when the
+       backend chooses by itself. */
+    const void *aes_impl;
+    void (*ghash_impl)(void);
+} ssmb_kms_keys;
+
+/* Splits the data key (§6.2): bytes 0-31 carry agent -> client, bytes
+   32-63 client -> agent. So SSMB_CHANNEL_CLIENT sends with 32-63 and
+   receives with 0-31; SSMB_CHANNEL_AGENT the other way round.
+   SSMB_ERR_INVALID_ARG for NULL, a role that is neither, or len != 64. */
+SSMB_API ssmb_result ssmb_kms_keys_init(ssmb_kms_keys *k, uint32_t role, const void *data_key, size_t len);
+/* Wipes the keys (NULL is ignored). */
+SSMB_API void ssmb_kms_keys_clear(ssmb_kms_keys *k);
+/* 1 when this build can encrypt (a TLS backend is compiled in). */
+SSMB_API int ssmb_kms_supported(void);
+
+/* §6.4: 1 when a payload of this type is encrypted by `role` when it sends
+   (client: Output; agent: Output, StdErr, ExitCode), and when it must be
+   decrypted by `role` when it arrives (client: Output, StdErr, ExitCode;
+   agent: Output). Handshake payloads, Size and Flag are always clear. */
+SSMB_API int ssmb_kms_encrypts(uint32_t role, uint32_t payload_type);
+SSMB_API int ssmb_kms_decrypts(uint32_t role, uint32_t payload_type);
+
+/* AES-256-GCM in the §6.3 layout with a raw 32-byte key (key_len != 32:
+   SSMB_ERR_INVALID_ARG). These two ask the CPU for its AES support on
+   every call; ssmb_kms_keys asks once. Seal writes nonce || ciphertext || tag, len + 28
+   bytes; *out_len is that size, also on SSMB_ERR_BUFFER_TOO_SMALL.
+   SSMB_ERR_LIMIT past GCM's 2^36 - 32 bytes, SSMB_ERR_OVERFLOW when
+   len + 28 wraps. */
+SSMB_API ssmb_result ssmb_aes256_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t nonce[12],
+                                          const void *plain, size_t len, uint8_t *out, size_t cap,
+                                          size_t *out_len);
+/* Open takes nonce || ciphertext || tag and writes the plaintext, len - 28
+   bytes (*out_len, also on SSMB_ERR_BUFFER_TOO_SMALL). SSMB_ERR_TRUNCATED
+   when len < 28; SSMB_ERR_AUTH when the tag does not match (any change to
+   nonce, ciphertext or tag, or the wrong key): the output bytes are then
+   zeroed and *out_len is 0. */
+SSMB_API ssmb_result ssmb_aes256_gcm_open(const uint8_t *key, size_t key_len, const void *in, size_t len,
+                                          uint8_t *out, size_t cap, size_t *out_len);
+
+/* The same with this side's send key / receive key. */
+SSMB_API ssmb_result ssmb_kms_encrypt_payload(const ssmb_kms_keys *k, const void *plain, size_t len,
+                                              const uint8_t nonce[12], uint8_t *out, size_t cap, size_t *out_len);
+SSMB_API ssmb_result ssmb_kms_decrypt_payload(const ssmb_kms_keys *k, const void *in, size_t len, uint8_t *out,
+                                              size_t cap, size_t *out_len);
+
+/* The encryption challenge (§6.5), client side: takes the
+   EncChallengeRequest payload {"Challenge":"<base64>"}, decrypts it with
+   the receive key and writes the EncChallengeResponse payload: the same
+   plaintext encrypted with the send key and nonce (12 fresh random
+   bytes). JSON and base64 errors as ssmb_challenge_parse;
+   SSMB_ERR_TRUNCATED, SSMB_ERR_AUTH as ssmb_aes256_gcm_open; SSMB_ERR_LIMIT
+   for a challenge longer than SSMB_KMS_CHALLENGE_MAX. The text is written
+   as ssmb_challenge_build writes it (*out_len, NUL when it fits). */
+SSMB_API ssmb_result ssmb_kms_challenge_answer(const ssmb_kms_keys *k, const void *request_json, size_t len,
+                                               const uint8_t nonce[12], char *out, size_t cap, size_t *out_len);
+/* Agent side: the EncChallengeRequest payload for n random bytes (the
+   agent sends SSMB_KMS_CHALLENGE_SIZE; at most SSMB_KMS_CHALLENGE_MAX),
+   encrypted with the send key and nonce. */
+SSMB_API ssmb_result ssmb_kms_challenge_request(const ssmb_kms_keys *k, const uint8_t *challenge, size_t n,
+                                                const uint8_t nonce[12], char *out, size_t cap, size_t *out_len);
+/* Agent side: SSMB_OK when the EncChallengeResponse payload decrypts with
+   the receive key to exactly the n challenge bytes (compared in constant
+   time); SSMB_ERR_AUTH when the tag or the bytes differ; JSON, base64 and
+   length errors as for ssmb_kms_challenge_answer. */
+SSMB_API ssmb_result ssmb_kms_challenge_verify(const ssmb_kms_keys *k, const uint8_t *challenge, size_t n,
+                                               const void *response_json, size_t len);
+
+/* The KMSEncryption ActionResult of the HandshakeResponse (§5.3):
+   {"KMSCipherTextKey":"<base64 of the CiphertextBlob bytes>",
+   "KMSCipherTextHash":null} and, when challenge_acknowledged (the data key
+   was generated with the aws:ssm:RandomChallenge context, §6.6),
+   ,"ChallengeAcknowledgement":true before the closing brace. An empty blob
+   is SSMB_ERR_INVALID_ARG. Text rules as every builder (*out_len, NUL). */
+SSMB_API ssmb_result ssmb_kms_action_result_build(const void *ciphertext_blob, size_t n, int challenge_acknowledged,
+                                                  char *out, size_t cap, size_t *out_len);
+/* Agent side: reads that ActionResult. KMSCipherTextKey is required and is
+   decoded into blob (strict base64, SSMB_ERR_MALFORMED otherwise);
+   ChallengeAcknowledgement may be absent (0). */
+SSMB_API ssmb_result ssmb_kms_action_result_parse(const void *json, size_t len, uint8_t *blob, size_t cap,
+                                                  size_t *blob_len, int *challenge_acknowledged);
+
+/* The agent's nonces (§6.3): a 96-bit counter kept as three 32-bit words,
+   emitted little-endian word by word, then incremented by one (word 0
+   first, carrying into words 1 and 2, wrapping after all ones). */
+typedef struct ssmb_kms_nonce_counter {
+    uint32_t word[3];
+} ssmb_kms_nonce_counter;
+/* Starts from 12 random bytes read as three little-endian words, so the
+   first nonce equals them. */
+SSMB_API void ssmb_kms_nonce_init(ssmb_kms_nonce_counter *c, const uint8_t random12[12]);
+/* Writes the current nonce and advances the counter. */
+SSMB_API void ssmb_kms_nonce_next(ssmb_kms_nonce_counter *c, uint8_t nonce[12]);
+
 /* ---- conn: one WebSocket connection, sans-I/O (L1) -------------------------
    Bytes in, bytes out, time passed in; no sockets, no callbacks. TLS runs
    inside (or your transport secures the bytes), then the HTTP upgrade
@@ -8109,6 +8245,420 @@ SSMB_APIDEF size_t ssmb_trust_count(const ssmb_trust *t) {
 SSMB_APIDEF void ssmb_trust_destroy(ssmb_trust *t) { (void)t; }
 SSMB_APIDEF const char *ssmb_tls_backend(void) { return "none"; }
 #endif
+
+// >>kms
+/* KMS session encryption (PROTOCOL.md §6): AES-256-GCM from the TLS
+   backend, the key split, the payload-type rules, the challenge and the
+   agent's nonce counter. Each call sets up the cipher on its own stack
+   and wipes it before returning, so ssmb_kms_keys stays plain data. */
+
+/* GCM's bound on one message: 2^32 - 2 blocks of 16 bytes (SP 800-38D). */
+#define SSMB__GCM_MAX_LEN ((uint64_t)0xFFFFFFFE * 16u)
+
+/* Which code the backend runs (BearSSL: its AES-NI vtable and PCLMUL
+   GHASH, or NULL for the portable ones); kept in ssmb_kms_keys. */
+typedef struct ssmb__gcm_choice {
+    const void *aes;
+    void (*ghash)(void);
+} ssmb__gcm_choice;
+
+#if defined(SSMB_USE_BEARSSL)
+/* <bearssl.h> is included by >>tls-bearssl. AES-NI with PCLMUL GHASH when
+   the CPU has them, else the constant-time 64-bit code. */
+#define SSMB__KMS_HAVE_GCM 1
+
+typedef struct ssmb__gcm {
+    br_aes_gen_ctr_keys aes;
+    br_gcm_context gcm;
+} ssmb__gcm;
+
+/* Both getters run CPUID; the answers are kept in ssmb_kms_keys. NULL
+   means the portable code. (void (*)(void) holds any function pointer.) */
+static void ssmb__gcm_pick(ssmb__gcm_choice *c) {
+    c->aes = (const void *)br_aes_x86ni_ctr_get_vtable();
+    c->ghash = (void (*)(void))br_ghash_pclmul_get();
+}
+
+static void ssmb__gcm_setup(ssmb__gcm *g, const ssmb__gcm_choice *c, const uint8_t key[32],
+                            const uint8_t nonce[12]) {
+    const br_block_ctr_class *ni = (const br_block_ctr_class *)c->aes;
+    br_ghash gh = c->ghash ? (br_ghash)c->ghash : br_ghash_ctmul64;
+    if (ni) ni->init(&g->aes.vtable, key, 32);
+    else br_aes_ct64_ctr_init(&g->aes.c_ct64, key, 32);
+    br_gcm_init(&g->gcm, &g->aes.vtable, gh);
+    br_gcm_reset(&g->gcm, nonce, 12);
+    br_gcm_flip(&g->gcm);
+}
+
+/* Encrypts buf in place and writes the tag. */
+static ssmb_result ssmb__gcm_seal(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, uint8_t tag[16]) {
+    ssmb__gcm g;
+    ssmb__gcm_setup(&g, c, key, nonce);
+    br_gcm_run(&g.gcm, 1, buf, len);
+    br_gcm_get_tag(&g.gcm, tag);
+    ssmb__wipe(&g, sizeof g);
+    return SSMB_OK;
+}
+
+/* Decrypts buf in place; SSMB_ERR_AUTH when the tag differs
+   (br_gcm_check_tag compares in constant time). */
+static ssmb_result ssmb__gcm_open(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, const uint8_t tag[16]) {
+    ssmb__gcm g;
+    uint32_t ok;
+    ssmb__gcm_setup(&g, c, key, nonce);
+    br_gcm_run(&g.gcm, 0, buf, len);
+    ok = br_gcm_check_tag(&g.gcm, tag);
+    ssmb__wipe(&g, sizeof g);
+    return ok ? SSMB_OK : SSMB_ERR_AUTH;
+}
+
+#elif defined(SSMB_USE_MBEDTLS)
+#include <mbedtls/gcm.h>
+#define SSMB__KMS_HAVE_GCM 1
+
+/* mbedTLS picks AES-NI and PCLMUL by itself. */
+static void ssmb__gcm_pick(ssmb__gcm_choice *c) {
+    c->aes = NULL;
+    c->ghash = NULL;
+}
+
+static ssmb_result ssmb__gcm_mbed_error(int rc) {
+    if (rc == MBEDTLS_ERR_GCM_AUTH_FAILED) return SSMB_ERR_AUTH;
+    if (rc == MBEDTLS_ERR_CIPHER_ALLOC_FAILED) return SSMB_ERR_NOMEM;
+    return SSMB_ERR_INTERNAL;
+}
+
+static ssmb_result ssmb__gcm_seal(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, uint8_t tag[16]) {
+    mbedtls_gcm_context g;
+    int rc;
+    (void)c;
+    mbedtls_gcm_init(&g);
+    rc = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
+    if (rc == 0) rc = mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, len, nonce, 12, NULL, 0, buf, buf, 16, tag);
+    mbedtls_gcm_free(&g);
+    return rc == 0 ? SSMB_OK : ssmb__gcm_mbed_error(rc);
+}
+
+/* mbedtls_gcm_auth_decrypt compares the tag in constant time and zeroes
+   the output when it differs. */
+static ssmb_result ssmb__gcm_open(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, const uint8_t tag[16]) {
+    mbedtls_gcm_context g;
+    int rc;
+    (void)c;
+    mbedtls_gcm_init(&g);
+    rc = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
+    if (rc == 0) rc = mbedtls_gcm_auth_decrypt(&g, len, nonce, 12, NULL, 0, tag, 16, buf, buf);
+    mbedtls_gcm_free(&g);
+    return rc == 0 ? SSMB_OK : ssmb__gcm_mbed_error(rc);
+}
+
+#elif defined(SSMB_NO_TLS)
+#define SSMB__KMS_HAVE_GCM 0
+
+static void ssmb__gcm_pick(ssmb__gcm_choice *c) {
+    c->aes = NULL;
+    c->ghash = NULL;
+}
+
+static ssmb_result ssmb__gcm_seal(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, uint8_t tag[16]) {
+    (void)c;
+    (void)key;
+    (void)nonce;
+    (void)buf;
+    (void)len;
+    (void)tag;
+    return SSMB_ERR_UNSUPPORTED;
+}
+static ssmb_result ssmb__gcm_open(const ssmb__gcm_choice *c, const uint8_t key[32], const uint8_t nonce[12],
+                                  uint8_t *buf, size_t len, const uint8_t tag[16]) {
+    (void)c;
+    (void)key;
+    (void)nonce;
+    (void)buf;
+    (void)len;
+    (void)tag;
+    return SSMB_ERR_UNSUPPORTED;
+}
+#else
+#error "invalid TLS backend"
+#endif
+
+SSMB_APIDEF int ssmb_kms_supported(void) { return SSMB__KMS_HAVE_GCM; }
+
+/* ---- the cipher in the §6.3 layout ---- */
+
+static ssmb_result ssmb__aes256_gcm_seal(const ssmb__gcm_choice *c, const uint8_t *key, size_t key_len,
+                                        const uint8_t nonce[12], const void *plain, size_t len, uint8_t *out,
+                                        size_t cap, size_t *out_len) {
+    uint8_t n12[12];
+    size_t need;
+    ssmb_result r;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!key || key_len != 32 || !nonce || (!plain && len)) return SSMB_ERR_INVALID_ARG;
+    if ((uint64_t)len > SSMB__GCM_MAX_LEN) return SSMB_ERR_LIMIT;
+    if (ssmb_size_add(len, 28, &need) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    if (out_len) *out_len = need;
+    if (!out || cap < need) return SSMB_ERR_BUFFER_TOO_SMALL;
+    memcpy(n12, nonce, 12); /* the nonce or the plaintext may sit where the output goes */
+    if (len) memmove(out + 12, plain, len);
+    memcpy(out, n12, 12);
+    r = ssmb__gcm_seal(c, key, n12, out + 12, len, out + 12 + len);
+    if (r != SSMB_OK) ssmb__wipe(out, need);
+    return r;
+}
+
+static ssmb_result ssmb__aes256_gcm_open(const ssmb__gcm_choice *c, const uint8_t *key, size_t key_len,
+                                        const void *in, size_t len, uint8_t *out, size_t cap, size_t *out_len) {
+    const uint8_t *p = (const uint8_t *)in;
+    uint8_t n12[12], tag[16];
+    size_t n;
+    ssmb_result r;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!key || key_len != 32 || (!in && len)) return SSMB_ERR_INVALID_ARG;
+    if (len < 28) return SSMB_ERR_TRUNCATED;
+    n = len - 28;
+    if ((uint64_t)n > SSMB__GCM_MAX_LEN) return SSMB_ERR_LIMIT;
+    if (out_len) *out_len = n;
+    if ((!out && n) || cap < n) return SSMB_ERR_BUFFER_TOO_SMALL;
+    /* Nonce and tag first: the plaintext may overwrite them (in place). */
+    memcpy(n12, p, 12);
+    memcpy(tag, p + 12 + n, 16);
+    if (n) memmove(out, p + 12, n);
+    r = ssmb__gcm_open(c, key, n12, out, n, tag);
+    if (r != SSMB_OK) {
+        if (n) ssmb__wipe(out, n);
+        if (out_len) *out_len = 0;
+    }
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_aes256_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t nonce[12],
+                                             const void *plain, size_t len, uint8_t *out, size_t cap,
+                                             size_t *out_len) {
+    ssmb__gcm_choice c;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    ssmb__gcm_pick(&c);
+    return ssmb__aes256_gcm_seal(&c, key, key_len, nonce, plain, len, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_aes256_gcm_open(const uint8_t *key, size_t key_len, const void *in, size_t len,
+                                             uint8_t *out, size_t cap, size_t *out_len) {
+    ssmb__gcm_choice c;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    ssmb__gcm_pick(&c);
+    return ssmb__aes256_gcm_open(&c, key, key_len, in, len, out, cap, out_len);
+}
+
+/* ---- session keys (§6.2) ---- */
+
+SSMB_APIDEF ssmb_result ssmb_kms_keys_init(ssmb_kms_keys *k, uint32_t role, const void *data_key, size_t len) {
+    const uint8_t *d = (const uint8_t *)data_key;
+    if (!k || !d || len != SSMB_KMS_DATA_KEY_SIZE) return SSMB_ERR_INVALID_ARG;
+    if (role != SSMB_CHANNEL_CLIENT && role != SSMB_CHANNEL_AGENT) return SSMB_ERR_INVALID_ARG;
+    /* Bytes 0-31 carry agent -> client, bytes 32-63 client -> agent. */
+    memcpy(k->send_key, role == SSMB_CHANNEL_CLIENT ? d + 32 : d, 32);
+    memcpy(k->recv_key, role == SSMB_CHANNEL_CLIENT ? d : d + 32, 32);
+    k->role = role;
+    k->ready = 1;
+    {
+        ssmb__gcm_choice c;
+        ssmb__gcm_pick(&c);
+        k->aes_impl = c.aes;
+        k->ghash_impl = c.ghash;
+    }
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_kms_keys_clear(ssmb_kms_keys *k) {
+    if (k) ssmb__wipe(k, sizeof *k);
+}
+
+/* §6.4. Each side encrypts what the other decrypts. */
+SSMB_APIDEF int ssmb_kms_encrypts(uint32_t role, uint32_t payload_type) {
+    if (payload_type == SSMB_PAYLOAD_OUTPUT) return role == SSMB_CHANNEL_CLIENT || role == SSMB_CHANNEL_AGENT;
+    if (payload_type == SSMB_PAYLOAD_STDERR || payload_type == SSMB_PAYLOAD_EXIT_CODE)
+        return role == SSMB_CHANNEL_AGENT;
+    return 0;
+}
+
+SSMB_APIDEF int ssmb_kms_decrypts(uint32_t role, uint32_t payload_type) {
+    if (role == SSMB_CHANNEL_CLIENT) return ssmb_kms_encrypts(SSMB_CHANNEL_AGENT, payload_type);
+    if (role == SSMB_CHANNEL_AGENT) return ssmb_kms_encrypts(SSMB_CHANNEL_CLIENT, payload_type);
+    return 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_kms_encrypt_payload(const ssmb_kms_keys *k, const void *plain, size_t len,
+                                                 const uint8_t nonce[12], uint8_t *out, size_t cap,
+                                                 size_t *out_len) {
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!k) return SSMB_ERR_INVALID_ARG;
+    if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
+    {
+        ssmb__gcm_choice c;
+        c.aes = k->aes_impl;
+        c.ghash = k->ghash_impl;
+        return ssmb__aes256_gcm_seal(&c, k->send_key, 32, nonce, plain, len, out, cap, out_len);
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_kms_decrypt_payload(const ssmb_kms_keys *k, const void *in, size_t len, uint8_t *out,
+                                                 size_t cap, size_t *out_len) {
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!k) return SSMB_ERR_INVALID_ARG;
+    if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
+    {
+        ssmb__gcm_choice c;
+        c.aes = k->aes_impl;
+        c.ghash = k->ghash_impl;
+        return ssmb__aes256_gcm_open(&c, k->recv_key, 32, in, len, out, cap, out_len);
+    }
+}
+
+/* ---- the encryption challenge (§6.5) ---- */
+
+/* Reads {"Challenge":"<base64>"} and decrypts it with the receive key into
+   plain (SSMB_KMS_CHALLENGE_MAX bytes). */
+static ssmb_result ssmb__kms_challenge_open(const ssmb_kms_keys *k, const void *json, size_t len, uint8_t *plain,
+                                            size_t *plain_len) {
+    uint8_t sealed[SSMB_KMS_CHALLENGE_MAX + SSMB_KMS_OVERHEAD];
+    size_t n = 0;
+    ssmb_result r = ssmb_challenge_parse(json, len, sealed, sizeof sealed, &n);
+    if (r == SSMB_ERR_BUFFER_TOO_SMALL) return SSMB_ERR_LIMIT;
+    if (r == SSMB_OK) r = ssmb_kms_decrypt_payload(k, sealed, n, plain, SSMB_KMS_CHALLENGE_MAX, plain_len);
+    ssmb__wipe(sealed, sizeof sealed);
+    return r;
+}
+
+/* Encrypts n challenge bytes with the send key into {"Challenge":"..."}. */
+static ssmb_result ssmb__kms_challenge_seal(const ssmb_kms_keys *k, const uint8_t *plain, size_t n,
+                                            const uint8_t nonce[12], char *out, size_t cap, size_t *out_len) {
+    uint8_t sealed[SSMB_KMS_CHALLENGE_MAX + SSMB_KMS_OVERHEAD];
+    size_t sn = 0;
+    ssmb_result r = ssmb_kms_encrypt_payload(k, plain, n, nonce, sealed, sizeof sealed, &sn);
+    if (r == SSMB_OK) r = ssmb_challenge_build(sealed, sn, out, cap, out_len);
+    ssmb__wipe(sealed, sizeof sealed);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_kms_challenge_answer(const ssmb_kms_keys *k, const void *request_json, size_t len,
+                                                  const uint8_t nonce[12], char *out, size_t cap,
+                                                  size_t *out_len) {
+    uint8_t plain[SSMB_KMS_CHALLENGE_MAX];
+    size_t n = 0;
+    ssmb_result r;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!k || !nonce) return SSMB_ERR_INVALID_ARG;
+    if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
+    r = ssmb__kms_challenge_open(k, request_json, len, plain, &n);
+    if (r == SSMB_OK) r = ssmb__kms_challenge_seal(k, plain, n, nonce, out, cap, out_len);
+    ssmb__wipe(plain, sizeof plain);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_kms_challenge_request(const ssmb_kms_keys *k, const uint8_t *challenge, size_t n,
+                                                   const uint8_t nonce[12], char *out, size_t cap,
+                                                   size_t *out_len) {
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!k || !nonce || (!challenge && n)) return SSMB_ERR_INVALID_ARG;
+    if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
+    if (n > SSMB_KMS_CHALLENGE_MAX) return SSMB_ERR_LIMIT;
+    return ssmb__kms_challenge_seal(k, challenge, n, nonce, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_kms_challenge_verify(const ssmb_kms_keys *k, const uint8_t *challenge, size_t n,
+                                                  const void *response_json, size_t len) {
+    uint8_t plain[SSMB_KMS_CHALLENGE_MAX];
+    size_t got = 0;
+    ssmb_result r;
+    if (!SSMB__KMS_HAVE_GCM) return SSMB_ERR_UNSUPPORTED;
+    if (!k || (!challenge && n)) return SSMB_ERR_INVALID_ARG;
+    if (k->ready != 1) return SSMB_ERR_INVALID_STATE;
+    if (n > SSMB_KMS_CHALLENGE_MAX) return SSMB_ERR_LIMIT;
+    r = ssmb__kms_challenge_open(k, response_json, len, plain, &got);
+    /* The length is public (it shows in the payload); the bytes are not. */
+    if (r == SSMB_OK && (got != n || !ssmb_equal_ct(plain, challenge, n))) r = SSMB_ERR_AUTH;
+    ssmb__wipe(plain, sizeof plain);
+    return r;
+}
+
+/* ---- the KMSEncryption ActionResult (§5.3, §6.6) ---- */
+
+SSMB_APIDEF ssmb_result ssmb_kms_action_result_build(const void *ciphertext_blob, size_t n, int challenge_acknowledged,
+                                                     char *out, size_t cap, size_t *out_len) {
+    static const char head[] = "{\"KMSCipherTextKey\":\"", tail[] = "\",\"KMSCipherTextHash\":null",
+                      ack[] = ",\"ChallengeAcknowledgement\":true", end[] = "}";
+    size_t b64 = ssmb_base64_encoded_len(n), fixed, need, o;
+    if (!ciphertext_blob || n == 0) return SSMB_ERR_INVALID_ARG;
+    fixed = sizeof head - 1 + sizeof tail - 1 + sizeof end - 1 + (challenge_acknowledged ? sizeof ack - 1 : 0);
+    if (b64 == 0 || ssmb_size_add(b64, fixed, &need) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    if (out_len) *out_len = need;
+    if (!out || cap < need) return SSMB_ERR_BUFFER_TOO_SMALL;
+    memcpy(out, head, sizeof head - 1);
+    o = sizeof head - 1;
+    (void)ssmb_base64_encode(ciphertext_blob, n, out + o, cap - o, NULL);
+    o += b64;
+    memcpy(out + o, tail, sizeof tail - 1);
+    o += sizeof tail - 1;
+    if (challenge_acknowledged) {
+        memcpy(out + o, ack, sizeof ack - 1);
+        o += sizeof ack - 1;
+    }
+    memcpy(out + o, end, sizeof end - 1);
+    if (need < cap) out[need] = '\0';
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_kms_action_result_parse(const void *json, size_t len, uint8_t *blob, size_t cap,
+                                                     size_t *blob_len, int *challenge_acknowledged) {
+    ssmb_json_token tokens[SSMB__PAYLOAD_TOKENS];
+    ssmb_json doc;
+    ssmb_str b64;
+    int32_t v;
+    int ack = 0;
+    ssmb_result r = ssmb__payload_open(&doc, tokens, json, len);
+    if (r == SSMB_OK) r = ssmb__json_req_str(&doc, 0, "KMSCipherTextKey", &b64);
+    if (r != SSMB_OK) return r;
+    v = ssmb_json_find(&doc, 0, "ChallengeAcknowledgement");
+    if (v >= 0 && !ssmb_json_is_null(&doc, v)) {
+        r = ssmb_json_get_bool(&doc, v, &ack);
+        if (r != SSMB_OK) return r;
+    }
+    if (memchr(b64.ptr, '\\', b64.len)) return SSMB_ERR_MALFORMED;
+    r = ssmb_base64_decode(b64.ptr, b64.len, blob, cap, blob_len);
+    if (r == SSMB_OK && challenge_acknowledged) *challenge_acknowledged = ack;
+    return r;
+}
+
+/* ---- the agent's nonce counter (§6.3) ---- */
+
+SSMB_APIDEF void ssmb_kms_nonce_init(ssmb_kms_nonce_counter *c, const uint8_t random12[12]) {
+    int i;
+    for (i = 0; i < 3; i++) {
+        const uint8_t *p = random12 + 4 * i;
+        c->word[i] = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    }
+}
+
+SSMB_APIDEF void ssmb_kms_nonce_next(ssmb_kms_nonce_counter *c, uint8_t nonce[12]) {
+    int i;
+    for (i = 0; i < 3; i++) {
+        uint32_t w = c->word[i];
+        nonce[4 * i] = (uint8_t)w;
+        nonce[4 * i + 1] = (uint8_t)(w >> 8);
+        nonce[4 * i + 2] = (uint8_t)(w >> 16);
+        nonce[4 * i + 3] = (uint8_t)(w >> 24);
+    }
+    /* Plus one, word 0 lowest; a word that wraps to 0 carries. */
+    for (i = 0; i < 3; i++) {
+        c->word[i] = (uint32_t)(c->word[i] + 1u);
+        if (c->word[i] != 0) break;
+    }
+}
 
 // >>conn
 /* The sans-I/O WebSocket connection: TLS (internal or the host's), the
