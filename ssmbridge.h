@@ -1613,9 +1613,12 @@ typedef struct ssmb_creds_desc {
 /* Walks the chain. SSMB_OK with result->step and the plan; otherwise a
    negative result with result->error set: SSMB_ERR_CREDENTIALS (a profile
    missing or unusable, a role chain that loops or is too deep, partial
-   keys), SSMB_ERR_MALFORMED (a file line that cannot be read), SSMB_ERR_LIMIT
-   (a file or value too large), SSMB_ERR_IO (a named file unreadable),
-   SSMB_ERR_NOMEM, SSMB_ERR_INVALID_ARG. A missing default file is no error. */
+   keys), SSMB_ERR_MALFORMED (a file line that cannot be read, a bad
+   variable), SSMB_ERR_LIMIT (a file or value too large), SSMB_ERR_IO (a file
+   that opens but cannot be read), SSMB_ERR_NOMEM, SSMB_ERR_INVALID_ARG. A
+   missing file is no error. The shared files are read (for the region)
+   whichever source wins, so a malformed file is an error even beside
+   explicit or environment keys, as with the AWS command line tools. */
 SSMB_API ssmb_result ssmb_creds_resolve(const ssmb_creds_desc *desc, ssmb_creds_result *result);
 SSMB_API void ssmb_creds_result_wipe(ssmb_creds_result *r);
 
@@ -9308,7 +9311,9 @@ static int ssmb__creds_ieq(ssmb_str a, const char *b) {
     return 1;
 }
 
-static int ssmb__creds_eq(ssmb_str a, ssmb_str b) { return a.len == b.len && (a.len == 0 || !memcmp(a.ptr, b.ptr, a.len)); }
+static int ssmb__creds_eq(ssmb_str a, ssmb_str b) {
+    return a.len == b.len && (a.len == 0 || !memcmp(a.ptr, b.ptr, a.len));
+}
 
 /* 1 when the text is free of control characters (header values, file names). */
 static int ssmb__creds_printable(ssmb_str v) {
@@ -9511,6 +9516,12 @@ SSMB_APIDEF ssmb_result ssmb_creds_imds_token_request(const ssmb_creds_imds *m, 
     return ssmb__creds_imds_write(m, "PUT", ssmb_str_c("/latest/api/token"), &h, out, cap, out_len);
 }
 
+/* IAM role names: letters, digits and "+=,.@_-". */
+static int ssmb__creds_role_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("+=,.@_-", c) != NULL);
+}
+
 SSMB_APIDEF ssmb_result ssmb_creds_imds_creds_request(const ssmb_creds_imds *m, ssmb_str token, ssmb_str role,
                                                       char *out, size_t cap, size_t *out_len) {
     static const char base[] = "/latest/meta-data/iam/security-credentials/";
@@ -9520,8 +9531,7 @@ SSMB_APIDEF ssmb_result ssmb_creds_imds_creds_request(const ssmb_creds_imds *m, 
     if (!ssmb__str_valid(token) || !ssmb__str_valid(role) || token.len == 0) return SSMB_ERR_INVALID_ARG;
     if (role.len >= SSMB_CREDS_NAME_MAX) return SSMB_ERR_LIMIT;
     for (i = 0; i < role.len; i++)
-        if (!ssmb__is_unreserved((unsigned char)role.ptr[i]) && !strchr("+=,@", role.ptr[i]))
-            return SSMB_ERR_INVALID_ARG;
+        if (!ssmb__creds_role_char(role.ptr[i])) return SSMB_ERR_INVALID_ARG;
     memcpy(target, base, sizeof base - 1);
     if (role.len) memcpy(target + sizeof base - 1, role.ptr, role.len);
     h.name = ssmb_str_c("X-aws-ec2-metadata-token");
@@ -9535,9 +9545,7 @@ SSMB_APIDEF ssmb_result ssmb_creds_imds_role_parse(const char *text, size_t len,
     if (!text || !role) return SSMB_ERR_INVALID_ARG;
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) i++;
     for (n = 0; i + n < len && text[i + n] != '\r' && text[i + n] != '\n'; n++) {
-        char c = text[i + n];
-        if (!ssmb__is_unreserved((unsigned char)c) && !strchr("+=,@", c)) return SSMB_ERR_MALFORMED;
-        if (c == '~' || c == '\0') return SSMB_ERR_MALFORMED;
+        if (!ssmb__creds_role_char(text[i + n])) return SSMB_ERR_MALFORMED;
     }
     if (n == 0) return SSMB_ERR_CREDENTIALS;
     if (n >= SSMB_CREDS_NAME_MAX) return SSMB_ERR_LIMIT;
@@ -9837,6 +9845,7 @@ static ssmb_result ssmb__creds_xml_tag(ssmb__creds_xml *x, const char *p, const 
     const char *q, *name;
     int closing = 0, self_closing = 0, attrs = 0;
     ssmb_str n;
+    if (x->field && end - p >= 2 && (p[1] == '?' || p[1] == '!')) return SSMB_ERR_MALFORMED; /* inside a value */
     if (end - p >= 2 && p[1] == '?') {
         q = ssmb__creds_find(p + 2, end, "?>");
         if (!q) return SSMB_ERR_TRUNCATED;
@@ -9920,7 +9929,8 @@ SSMB_APIDEF ssmb_result ssmb_creds_sts_parse(const char *text, size_t len, ssmb_
         const char *lt = (const char *)memchr(p, '<', (size_t)(end - p));
         if (!lt) {
             for (; p < end; p++) /* only whitespace may follow the root */
-                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') r = x.depth ? SSMB_ERR_TRUNCATED : SSMB_ERR_MALFORMED;
+                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                    r = x.depth ? SSMB_ERR_TRUNCATED : SSMB_ERR_MALFORMED;
             break;
         }
         if (x.depth == 0) { /* text outside the root must be whitespace */
@@ -10006,7 +10016,7 @@ static int ssmb__ini_parse_line(const ssmb__creds_file *f, ssmb_str raw, ssmb__i
             out->name = ssmb__trim(ssmb__creds_sv(name.ptr + 8, name.len - 8));
         }
         for (i = 0; out->profile && i < out->name.len; i++)
-            if (ssmb__creds_blank(out->name.ptr[i])) return *reason = "profile name with a space", 0;
+            if (ssmb__creds_blank(out->name.ptr[i])) out->profile = 0; /* not a valid profile name: read past */
         return 1;
     }
     {
@@ -10052,7 +10062,8 @@ static int ssmb__ini_check(const ssmb__creds_file *f, uint32_t *bad_line, const 
         if (l.kind == SSMB__INI_SECTION) in_section = 1, has_setting = 0;
         else if (l.kind == SSMB__INI_SETTING && !in_section) return *reason = "setting before any section", 0;
         else if (l.kind == SSMB__INI_SETTING) has_setting = 1;
-        else if (l.kind == SSMB__INI_NESTED && !has_setting) return *reason = "indented line without a setting above it", 0;
+        else if (l.kind == SSMB__INI_NESTED && !has_setting)
+            return *reason = "indented line without a setting above it", 0;
     }
     return 1;
 }
@@ -10240,8 +10251,16 @@ static int ssmb__creds_url(ssmb_str u, uint32_t *https, char *host, size_t host_
 
 /* Plain-HTTP full URIs may only reach the container agent or this host. */
 static int ssmb__creds_ecs_host_ok(const char *host) {
+    size_t i, dots = 0;
+    if (!strncmp(host, "127.", 4)) { /* 127.0.0.0/8, written as a dotted address */
+        for (i = 0; host[i]; i++) {
+            if (host[i] == '.') dots++;
+            else if (host[i] < '0' || host[i] > '9') return 0;
+        }
+        return dots == 3;
+    }
     return !strcmp(host, "169.254.170.2") || !strcmp(host, "169.254.170.23") || !strcmp(host, "fd00:ec2::23") ||
-           !strcmp(host, "localhost") || !strcmp(host, "::1") || !strncmp(host, "127.", 4);
+           !strcmp(host, "localhost") || !strcmp(host, "::1");
 }
 
 /* ECS from the environment: SSMB_AGAIN when it does not apply. */
@@ -10495,7 +10514,8 @@ static ssmb_result ssmb__creds_path(ssmb__creds_ctx *c, const char *given, const
         ssmb__put_z(&s, home);
         ssmb__put_z(&s, rel);
     }
-    if (ssmb__sink_finish(&s, NULL) != SSMB_OK) return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, "file path too long");
+    if (ssmb__sink_finish(&s, NULL) != SSMB_OK)
+        return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, "file path too long");
     return SSMB_OK;
 }
 

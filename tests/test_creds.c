@@ -151,7 +151,8 @@ SSMB_TEST(creds_refresh_rule) {
 
 /* ---- the sources and their order ---- */
 
-static const char cr_profile_file[] = "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = PROFSECRET\n";
+static const char cr_profile_file[] =
+    "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = PROFSECRET\n";
 
 SSMB_TEST(creds_precedence_table) {
     static cr_case c;
@@ -313,12 +314,18 @@ SSMB_TEST(creds_shared_file_rules) {
     c.desc.profile = "corp"; /* an sso-session section is not a profile */
     CHECK_EQ_INT(ssmb_creds_resolve(&c.desc, &cr_res), SSMB_ERR_CREDENTIALS);
     cr_teardown(&c);
+    /* "[profile x]" in the credentials file names a profile "profile x": read past */
+    cr_setup(&c, "rules", "[profile dev]\naws_access_key_id = A\naws_secret_access_key = B\n", NULL);
+    c.desc.profile = "dev";
+    CHECK_EQ_INT(ssmb_creds_resolve(&c.desc, &cr_res), SSMB_ERR_CREDENTIALS);
+    cr_teardown(&c);
 
     /* paths from the environment, and ~ from HOME */
     cr_setup(&c, "rules", NULL, NULL);
     mkdir("build/creds-home", 0700);
     mkdir("build/creds-home/.aws", 0700);
-    cr_write("build/creds-home/.aws/credentials", "[default]\naws_access_key_id = AKIDHOME\naws_secret_access_key = H\n");
+    cr_write("build/creds-home/.aws/credentials",
+             "[default]\naws_access_key_id = AKIDHOME\naws_secret_access_key = H\n");
     c.desc.credentials_file = NULL;
     c.desc.config_file = NULL;
     cr_set(&c.env, "HOME", "build/creds-home");
@@ -633,6 +640,13 @@ SSMB_TEST(creds_process_output) {
 
 /* ---- ECS and IMDS ---- */
 
+static ssmb_str cr_view(const char *p, size_t n) {
+    ssmb_str v;
+    v.ptr = p;
+    v.len = n;
+    return v;
+}
+
 SSMB_TEST(creds_ecs_requests_and_bodies) {
     static cr_case c;
     char buf[1024];
@@ -678,6 +692,10 @@ SSMB_TEST(creds_ecs_requests_and_bodies) {
     CHECK_EQ_INT(ssmb_creds_resolve(&c.desc, &cr_res), SSMB_OK);
     CHECK_EQ_INT(ssmb_creds_ecs_request(&cr_res.ecs, ssmb_str_c(""), buf, sizeof buf, &n), SSMB_OK);
     CHECK(strstr(buf, "Host: [fd00:ec2::23]\r\n") != NULL);
+    c.env.value[0] = "http://127.evil.example.com/x";
+    CHECK_EQ_INT(ssmb_creds_resolve(&c.desc, &cr_res), SSMB_ERR_CREDENTIALS);
+    c.env.value[0] = "http://127.0.0.9/x";
+    CHECK_EQ_INT(ssmb_creds_resolve(&c.desc, &cr_res), SSMB_OK);
     c.env.value[0] = "ftp://127.0.0.1/x";
     CHECK_EQ_INT(ssmb_creds_resolve(&c.desc, &cr_res), SSMB_ERR_MALFORMED);
     c.env.value[0] = "http://user@127.0.0.1/x";
@@ -733,6 +751,9 @@ SSMB_TEST(creds_imds_requests_and_bodies) {
     CHECK_EQ_INT(n, 102);
     CHECK_EQ_INT(ssmb_creds_imds_role_parse("\n", 1, &role), SSMB_ERR_CREDENTIALS);
     CHECK_EQ_INT(ssmb_creds_imds_role_parse("a/b\n", 4, &role), SSMB_ERR_MALFORMED);
+    CHECK_EQ_INT(ssmb_creds_imds_role_parse("a\0b\n", 4, &role), SSMB_ERR_MALFORMED);
+    CHECK_EQ_INT(ssmb_creds_imds_creds_request(&cr_res.imds, ssmb_str_c("T"), cr_view("a\0b", 3), buf,
+                                               sizeof buf, &n), SSMB_ERR_INVALID_ARG);
 
     {
         static char full[512];
@@ -938,6 +959,7 @@ SSMB_TEST(creds_sts_responses) {
             "<A><Credentials><AccessKeyId x=\"1\">A</AccessKeyId></Credentials></A>",
             "<A><Credentials><AccessKeyId>A<b/></AccessKeyId></Credentials></A>",
             "<A><Credentials><AccessKeyId>&bogus;</AccessKeyId></Credentials></A>",
+            "<A><Credentials><AccessKeyId>A<!-- c --></AccessKeyId></Credentials></A>",
             "<A><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey>"
             "<SessionToken>T</SessionToken><Expiration>later</Expiration></Credentials></A>",
             "<A><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey></Credentials></A>",
