@@ -1585,6 +1585,241 @@ SSMB_API ssmb_result ssmb_conn_last_error(const ssmb_conn *c, int32_t *detail);
 /* The close code and reason the peer sent (1005 and empty when none). */
 SSMB_API uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason);
 
+/* ---- creds: AWS credential sources ---------------------------------------
+   The credential chain, in this order (the first that applies wins):
+     1. explicit keys in the desc;
+     2. the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+        AWS_SESSION_TOKEN;
+     3. web identity from the environment: AWS_ROLE_ARN and
+        AWS_WEB_IDENTITY_TOKEN_FILE (AWS_ROLE_SESSION_NAME optional);
+     4. the profile (desc.profile, else AWS_PROFILE, else "default") in the
+        shared files: ~/.aws/credentials ([name] sections) and ~/.aws/config
+        ([default] and [profile name]); AWS_SHARED_CREDENTIALS_FILE and
+        AWS_CONFIG_FILE move them. The credentials file wins over the config
+        file key by key. In a profile: role_arn (with source_profile,
+        credential_source or web_identity_token_file) first, then
+        aws_access_key_id + aws_secret_access_key, then credential_process;
+     5. ECS containers: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (on
+        http://169.254.170.2) or AWS_CONTAINER_CREDENTIALS_FULL_URI, with
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN;
+     6. EC2 instance metadata (IMDSv2) unless AWS_EC2_METADATA_DISABLED is
+        "true"; AWS_EC2_METADATA_SERVICE_ENDPOINT moves it.
+   ssmb_creds_resolve reads only the environment (through getenv_fn) and the
+   two small files; it never opens a socket, runs a program or reads a clock.
+   What needs the network or a process comes back as a plan: the base step
+   (credentials ready, or a process, web identity, ECS or IMDS step) and then
+   the roles to assume in order. The request builders and response parsers
+   below do each step's bytes; the engine moves them. Secrets are never
+   logged; ssmb_creds_result_wipe and ssmb_creds_wipe clear them. */
+
+#define SSMB_CREDS_KEY_MAX 128u         /* bytes of an access key id or a secret key, NUL included */
+#define SSMB_CREDS_TOKEN_MAX 4096u      /* bytes of a session token, NUL included */
+#define SSMB_CREDS_TEXT_MAX 1024u       /* bytes of a path, command, URL or ARN, NUL included */
+#define SSMB_CREDS_NAME_MAX 128u        /* bytes of a profile, role session name, region, NUL included */
+#define SSMB_CREDS_MAX_ROLES 8u         /* roles in one chain (source_profile depth limit) */
+#define SSMB_CREDS_DEFAULT_FILE_MAX 65536u
+#define SSMB_CREDS_DEFAULT_REFRESH_S 300u
+#define SSMB_CREDS_DEFAULT_DURATION_S 3600u
+
+/* getenv-like: the value of name, or NULL when unset. The default,
+   ssmb_getenv_system, calls getenv. */
+typedef const char *(*ssmb_getenv_fn)(const char *name, void *user_data);
+SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
+
+/* Credentials with their own storage (NUL-terminated texts). */
+typedef struct ssmb_creds {
+    char access_key_id[SSMB_CREDS_KEY_MAX];
+    char secret_access_key[SSMB_CREDS_KEY_MAX];   /* secret: never logged */
+    char session_token[SSMB_CREDS_TOKEN_MAX];     /* secret; "" for long-term keys */
+    int64_t expiration;                           /* Unix seconds UTC, when has_expiration */
+    uint32_t has_expiration;
+    uint32_t refresh_before_s;                    /* refresh this long before expiry (0 = 300) */
+} ssmb_creds;
+
+/* Views for the signer (ssmb_sigv4_params.creds); valid while c lives. */
+SSMB_API ssmb_aws_credentials ssmb_creds_view(const ssmb_creds *c);
+/* Overwrites every byte. */
+SSMB_API void ssmb_creds_wipe(ssmb_creds *c);
+/* 1 when c must be fetched again before signing at now_utc: empty, or
+   expiring within c->refresh_before_s (default 5 minutes). Credentials
+   without an expiry never need it. */
+SSMB_API int ssmb_creds_needs_refresh(const ssmb_creds *c, int64_t now_utc);
+/* ISO 8601 date-time as AWS writes expirations: "2024-05-01T12:00:00Z",
+   with optional fractional seconds ("...:00.123Z") and an offset in place of
+   Z ("+02:00", "-0530"). SSMB_ERR_MALFORMED otherwise. */
+SSMB_API ssmb_result ssmb_creds_time_parse(const char *text, size_t len, int64_t *unix_seconds);
+
+/* Where a problem was found: code, file and 1-based line (0 when not about a
+   line, file "" when not about a file), and a short static reason. */
+typedef struct ssmb_creds_error {
+    ssmb_result code;
+    uint32_t line;
+    const char *reason;                 /* static text, never NULL after an error, never a secret */
+    char file[SSMB_CREDS_TEXT_MAX];
+} ssmb_creds_error;
+
+typedef enum ssmb_creds_source {
+    SSMB_CREDS_SOURCE_NONE = 0,
+    SSMB_CREDS_SOURCE_EXPLICIT = 1,
+    SSMB_CREDS_SOURCE_ENV = 2,
+    SSMB_CREDS_SOURCE_ENV_WEB_IDENTITY = 3,
+    SSMB_CREDS_SOURCE_PROFILE = 4,
+    SSMB_CREDS_SOURCE_ECS = 5,
+    SSMB_CREDS_SOURCE_IMDS = 6,
+    SSMB__CREDS_SOURCE_FORCE_32 = 0x7fffffff
+} ssmb_creds_source;
+
+/* The first thing to do. */
+typedef enum ssmb_creds_step {
+    SSMB_CREDS_STEP_READY = 0,          /* result.creds holds the base credentials */
+    SSMB_CREDS_STEP_PROCESS = 1,        /* run result.process_command, parse with ssmb_creds_process_parse */
+    SSMB_CREDS_STEP_WEB_IDENTITY = 2,   /* STS AssumeRoleWithWebIdentity with result.web_identity */
+    SSMB_CREDS_STEP_ECS = 3,            /* GET result.ecs, parse with ssmb_creds_http_parse */
+    SSMB_CREDS_STEP_IMDS = 4,           /* the IMDSv2 exchange on result.imds */
+    SSMB__CREDS_STEP_FORCE_32 = 0x7fffffff
+} ssmb_creds_step;
+
+/* One STS AssumeRole call: the credentials so far sign it. */
+typedef struct ssmb_creds_role {
+    char role_arn[SSMB_CREDS_TEXT_MAX];
+    char session_name[SSMB_CREDS_NAME_MAX];     /* role_session_name, default "ssmbridge-session" */
+    char external_id[SSMB_CREDS_TEXT_MAX + 256]; /* "" when none (STS allows 1224 bytes) */
+    uint32_t duration_s;                        /* duration_seconds, default 3600 */
+    char profile[SSMB_CREDS_NAME_MAX];          /* the profile that named the role */
+} ssmb_creds_role;
+
+typedef struct ssmb_creds_web_identity {
+    char role_arn[SSMB_CREDS_TEXT_MAX];
+    char token_file[SSMB_CREDS_TEXT_MAX];       /* read it before each call (it is rotated) */
+    char session_name[SSMB_CREDS_NAME_MAX];     /* default "ssmbridge-session" */
+    uint32_t duration_s;                        /* default 3600 */
+} ssmb_creds_web_identity;
+
+/* An ECS container endpoint, split for the connection and the request. */
+typedef struct ssmb_creds_ecs {
+    char url[SSMB_CREDS_TEXT_MAX];              /* the full URL */
+    char host[SSMB_CREDS_NAME_MAX * 2];         /* without brackets */
+    uint16_t port;
+    uint32_t https;                             /* 1: TLS to the endpoint */
+    char target[SSMB_CREDS_TEXT_MAX];           /* path and query */
+    char auth_token[SSMB_CREDS_TOKEN_MAX];      /* secret: AWS_CONTAINER_AUTHORIZATION_TOKEN or "" */
+    char auth_token_file[SSMB_CREDS_TEXT_MAX];  /* wins over auth_token; read before each request */
+} ssmb_creds_ecs;
+
+/* The instance metadata endpoint (default 169.254.169.254 port 80). */
+typedef struct ssmb_creds_imds {
+    char host[SSMB_CREDS_NAME_MAX * 2];         /* without brackets */
+    uint16_t port;
+} ssmb_creds_imds;
+
+/* What the chain found. Large (about 40 KB): keep it off small stacks.
+   Plain data; copy it freely, wipe it when done. */
+typedef struct ssmb_creds_result {
+    ssmb_creds_source source;
+    ssmb_creds_step step;
+    ssmb_creds creds;                           /* READY: the base credentials */
+    char profile[SSMB_CREDS_NAME_MAX];          /* the profile read (also when it gave nothing) */
+    char region[SSMB_CREDS_NAME_MAX];           /* the profile's region, or "" */
+    char process_command[SSMB_CREDS_TEXT_MAX];  /* PROCESS: the command line, for a shell */
+    ssmb_creds_web_identity web_identity;       /* WEB_IDENTITY */
+    ssmb_creds_ecs ecs;                         /* ECS */
+    ssmb_creds_imds imds;                       /* IMDS */
+    uint32_t role_count;                        /* then AssumeRole roles[0], roles[1], ... in order */
+    ssmb_creds_role roles[SSMB_CREDS_MAX_ROLES];
+    ssmb_creds_error error;                     /* set when resolve fails */
+} ssmb_creds_result;
+
+/* Zero means default everywhere. */
+typedef struct ssmb_creds_desc {
+    ssmb_allocator allocator;           /* one block for reading the files, freed before return */
+    ssmb_logger logger;                 /* which source was chosen, never a secret */
+    ssmb_getenv_fn getenv_fn;           /* default ssmb_getenv_system */
+    void *getenv_user_data;
+    ssmb_aws_credentials explicit_creds; /* used first when access_key_id is not empty */
+    const char *profile;                /* default AWS_PROFILE, then "default" */
+    const char *credentials_file;       /* default AWS_SHARED_CREDENTIALS_FILE, then ~/.aws/credentials */
+    const char *config_file;            /* default AWS_CONFIG_FILE, then ~/.aws/config */
+    uint32_t max_file_size;             /* bytes per file, default SSMB_CREDS_DEFAULT_FILE_MAX */
+    uint32_t refresh_before_s;          /* copied into creds, default 300 */
+    uint32_t max_chain_depth;           /* roles, default and at most SSMB_CREDS_MAX_ROLES */
+    uint32_t no_files;                  /* 1: skip the shared files */
+    uint32_t no_remote;                 /* 1: skip ECS and IMDS (nothing found is then an error) */
+} ssmb_creds_desc;
+
+/* Walks the chain. SSMB_OK with result->step and the plan; otherwise a
+   negative result with result->error set: SSMB_ERR_CREDENTIALS (a profile
+   missing or unusable, a role chain that loops or is too deep, partial
+   keys), SSMB_ERR_MALFORMED (a file line that cannot be read, a bad
+   variable), SSMB_ERR_LIMIT (a file or value too large), SSMB_ERR_IO (a file
+   that opens but cannot be read), SSMB_ERR_NOMEM, SSMB_ERR_INVALID_ARG. A
+   missing file is no error. The shared files are read (for the region)
+   whichever source wins, so a malformed file is an error even beside
+   explicit or environment keys, as with the AWS command line tools. */
+SSMB_API ssmb_result ssmb_creds_resolve(const ssmb_creds_desc *desc, ssmb_creds_result *result);
+SSMB_API void ssmb_creds_result_wipe(ssmb_creds_result *r);
+
+/* Reads a small file (a web identity or ECS token) into out with a NUL,
+   trailing whitespace removed; SSMB_ERR_IO when it cannot be read,
+   SSMB_ERR_LIMIT when it does not fit in cap. */
+SSMB_API ssmb_result ssmb_creds_read_token_file(const char *path, char *out, size_t cap, size_t *out_len);
+
+/* credential_process output: {"Version": 1, "AccessKeyId", "SecretAccessKey",
+   "SessionToken" (optional), "Expiration" (optional, ISO 8601)}.
+   SSMB_ERR_JSON for malformed JSON or a key missing or of the wrong type,
+   SSMB_ERR_UNSUPPORTED for another Version, SSMB_ERR_MALFORMED for a bad
+   date, SSMB_ERR_LIMIT for a value too long. out is wiped on failure. */
+SSMB_API ssmb_result ssmb_creds_process_parse(const char *text, size_t len, ssmb_creds *out);
+/* ECS and IMDS bodies: {"AccessKeyId", "SecretAccessKey", "Token",
+   "Expiration"} (and "Code", which must be "Success" when present:
+   SSMB_ERR_AWS_API otherwise). Results as ssmb_creds_process_parse. */
+SSMB_API ssmb_result ssmb_creds_http_parse(const char *text, size_t len, ssmb_creds *out);
+/* A whole HTTP response: SSMB_OK and *body when the status is 200 and the
+   body is complete (Content-Length, or all that follows the head);
+   SSMB_AGAIN for more; SSMB_ERR_HTTP with *status for another status or a
+   malformed head. */
+SSMB_API ssmb_result ssmb_creds_http_body(const char *in, size_t len, uint32_t *status, ssmb_str *body);
+
+/* ECS: GET target, Host, Accept: application/json, Authorization:
+   auth_token when not empty. Results as ssmb_http_request_write. */
+SSMB_API ssmb_result ssmb_creds_ecs_request(const ssmb_creds_ecs *e, ssmb_str auth_token, char *out, size_t cap,
+                                            size_t *out_len);
+/* IMDSv2: PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds
+   (ttl_s, 0 = 21600); then GET /latest/meta-data/iam/security-credentials/
+   (role empty: the role list) or .../<role> with X-aws-ec2-metadata-token. */
+SSMB_API ssmb_result ssmb_creds_imds_token_request(const ssmb_creds_imds *m, uint32_t ttl_s, char *out, size_t cap,
+                                                   size_t *out_len);
+SSMB_API ssmb_result ssmb_creds_imds_creds_request(const ssmb_creds_imds *m, ssmb_str token, ssmb_str role,
+                                                   char *out, size_t cap, size_t *out_len);
+/* The first role name of a role list body; SSMB_ERR_CREDENTIALS when empty,
+   SSMB_ERR_MALFORMED for characters other than letters, digits and
+   "+=,.@_-". */
+SSMB_API ssmb_result ssmb_creds_imds_role_parse(const char *text, size_t len, ssmb_str *role);
+
+/* STS query protocol, POST / to sts.<region>.amazonaws.com (sts.amazonaws.com
+   when region is empty, signed for us-east-1), form body
+   Action=...&Version=2011-06-15&... with every value URL-encoded.
+   AssumeRole is SigV4-signed with base at now_utc; AssumeRoleWithWebIdentity
+   is not signed and carries the token. Results as ssmb_http_request_write,
+   plus the signer's. */
+SSMB_API ssmb_result ssmb_creds_sts_assume_role_request(const ssmb_creds_role *role, const ssmb_creds *base,
+                                                        const char *region, int64_t now_utc, char *out,
+                                                        size_t cap, size_t *out_len);
+SSMB_API ssmb_result ssmb_creds_sts_web_identity_request(const ssmb_creds_web_identity *w, ssmb_str token,
+                                                         const char *region, char *out, size_t cap,
+                                                         size_t *out_len);
+/* An STS response body (AssumeRoleResponse or
+   AssumeRoleWithWebIdentityResponse): Credentials/AccessKeyId,
+   SecretAccessKey, SessionToken, Expiration. A tiny tag matcher, not an XML
+   parser: it finds the first <Credentials> element and the four elements
+   directly inside it, skips other elements, comments and processing
+   instructions, decodes the five predefined entities and numeric character
+   references, and refuses CDATA, DOCTYPE, attributes on these elements,
+   unbalanced tags and nesting deeper than 16. SSMB_ERR_AWS_API for an
+   <ErrorResponse> (error_code gets <Code> when not NULL), SSMB_ERR_TRUNCATED
+   when the text ends early, SSMB_ERR_MALFORMED otherwise. */
+SSMB_API ssmb_result ssmb_creds_sts_parse(const char *text, size_t len, ssmb_creds *out, char *error_code,
+                                          size_t error_code_cap);
+
 /* ---- engine: sockets, timers, and your poll loop (L3) ----------------------
    The engine owns non-blocking sockets and the connections on them. Drive
    it in one of two ways:
@@ -9519,6 +9754,1486 @@ SSMB_APIDEF uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason) 
         reason->len = c ? c->peer_reason_len : 0;
     }
     return c ? c->peer_close_code : (uint32_t)SSMB_WS_CLOSE_NO_STATUS;
+}
+
+// >>creds
+/* The credential chain (see the declarations for the order). Everything here
+   is sans-I/O except reading the two shared files and token files, which
+   are small and bounded; the environment comes only through getenv_fn. The
+   one allocation is the block the files are read into, wiped and freed
+   before ssmb_creds_resolve returns. */
+#include <stdlib.h>
+
+#define SSMB__CREDS_JSON_TOKENS 128
+#define SSMB__CREDS_XML_DEPTH 16
+#define SSMB__CREDS_DEFAULT_SESSION "ssmbridge-session"
+
+SSMB_APIDEF const char *ssmb_getenv_system(const char *name, void *user_data) {
+    (void)user_data;
+    return name ? getenv(name) : NULL;
+}
+
+/* ---- values ---- */
+
+SSMB_APIDEF ssmb_aws_credentials ssmb_creds_view(const ssmb_creds *c) {
+    ssmb_aws_credentials v;
+    memset(&v, 0, sizeof v);
+    if (!c) return v;
+    v.access_key_id = ssmb_str_c(c->access_key_id);
+    v.secret_access_key = ssmb_str_c(c->secret_access_key);
+    v.session_token = ssmb_str_c(c->session_token);
+    return v;
+}
+
+SSMB_APIDEF void ssmb_creds_wipe(ssmb_creds *c) {
+    if (c) ssmb__wipe(c, sizeof *c);
+}
+
+SSMB_APIDEF int ssmb_creds_needs_refresh(const ssmb_creds *c, int64_t now_utc) {
+    int64_t before;
+    if (!c || !c->access_key_id[0] || !c->secret_access_key[0]) return 1;
+    if (!c->has_expiration) return 0;
+    before = c->refresh_before_s ? (int64_t)c->refresh_before_s : (int64_t)SSMB_CREDS_DEFAULT_REFRESH_S;
+    return now_utc >= c->expiration - before;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS", optional ".fraction", then "Z" or an offset. The
+   fraction is dropped (expiry is kept to the second, rounded down). */
+SSMB_APIDEF ssmb_result ssmb_creds_time_parse(const char *text, size_t len, int64_t *unix_seconds) {
+    char basic[21];
+    size_t i = 19;
+    int64_t t, offset = 0;
+    if (!text || !unix_seconds) return SSMB_ERR_INVALID_ARG;
+    if (len < 20 || !ssmb__match_pattern(text, 19, "dddd-dd-ddTdd:dd:dd")) return SSMB_ERR_MALFORMED;
+    if (text[i] == '.') {
+        size_t digits = 0;
+        for (i++; i < len && text[i] >= '0' && text[i] <= '9'; i++) digits++;
+        if (digits == 0 || digits > 12) return SSMB_ERR_MALFORMED;
+    }
+    if (i + 1 == len && (text[i] == 'Z' || text[i] == 'z')) {
+        offset = 0;
+    } else if (i < len && (text[i] == '+' || text[i] == '-')) {
+        const char *o = text + i + 1;
+        size_t n = len - i - 1;
+        int64_t h, m;
+        if (ssmb__match_pattern(o, n, "dd:dd") || ssmb__match_pattern(o, n, "dddd")) {
+            h = ssmb__read_digits(o, 2);
+            m = ssmb__read_digits(o + (n == 5 ? 3 : 2), 2);
+        } else if (ssmb__match_pattern(o, n, "dd")) {
+            h = ssmb__read_digits(o, 2);
+            m = 0;
+        } else {
+            return SSMB_ERR_MALFORMED;
+        }
+        if (h > 23 || m > 59) return SSMB_ERR_MALFORMED;
+        offset = (h * 60 + m) * 60 * (text[i] == '-' ? -1 : 1);
+    } else {
+        return SSMB_ERR_MALFORMED;
+    }
+    memcpy(basic, text, 19);
+    basic[19] = 'Z';
+    basic[20] = '\0';
+    if (ssmb_amz_date_parse(basic, 20, &t) != SSMB_OK) return SSMB_ERR_MALFORMED;
+    *unix_seconds = t - offset; /* local time minus its offset is UTC */
+    return SSMB_OK;
+}
+
+/* Copies v with a NUL; 0 when it does not fit. */
+static int ssmb__creds_copy(char *dst, size_t cap, ssmb_str v) {
+    if (v.len >= cap) return 0;
+    if (v.len) memcpy(dst, v.ptr, v.len);
+    dst[v.len] = '\0';
+    return 1;
+}
+
+static ssmb_str ssmb__creds_sv(const char *p, size_t n) {
+    ssmb_str v;
+    v.ptr = p;
+    v.len = n;
+    return v;
+}
+
+static int ssmb__creds_ieq(ssmb_str a, const char *b) {
+    size_t i, n = strlen(b);
+    if (a.len != n) return 0;
+    for (i = 0; i < n; i++)
+        if (ssmb__ascii_lower((unsigned char)a.ptr[i]) != ssmb__ascii_lower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
+static int ssmb__creds_eq(ssmb_str a, ssmb_str b) {
+    return a.len == b.len && (a.len == 0 || !memcmp(a.ptr, b.ptr, a.len));
+}
+
+/* 1 when the text is free of control characters (header values, file names). */
+static int ssmb__creds_printable(ssmb_str v) {
+    size_t i;
+    for (i = 0; i < v.len; i++)
+        if ((unsigned char)v.ptr[i] < 0x20 || v.ptr[i] == 0x7f) return 0;
+    return 1;
+}
+
+/* ---- JSON bodies: credential_process output, ECS and IMDS ---- */
+
+/* The string under key into dst (unescaped); SSMB_ERR_JSON when absent or
+   not a string unless optional (then dst is ""). */
+static ssmb_result ssmb__creds_json_str(const ssmb_json *doc, const char *key, int optional, char *dst, size_t cap,
+                                        int *present) {
+    int32_t tok = ssmb_json_find(doc, 0, key);
+    ssmb_str raw;
+    size_t n = 0;
+    ssmb_result r;
+    dst[0] = '\0';
+    if (present) *present = 0;
+    if (tok < 0 || (optional && ssmb_json_is_null(doc, tok))) return optional ? SSMB_OK : SSMB_ERR_JSON;
+    if (ssmb_json_get_str(doc, tok, &raw) != SSMB_OK) return SSMB_ERR_JSON;
+    r = ssmb_json_unescape(raw, dst, cap, &n);
+    if (r == SSMB_ERR_BUFFER_TOO_SMALL || n >= cap) {
+        ssmb__wipe(dst, cap);
+        return SSMB_ERR_LIMIT;
+    }
+    if (r != SSMB_OK) return SSMB_ERR_JSON;
+    if (present) *present = 1;
+    return SSMB_OK;
+}
+
+/* Shared by both body forms: token_key names the session token's key. */
+static ssmb_result ssmb__creds_json_parse(const char *text, size_t len, ssmb_creds *out, int process) {
+    ssmb_json_token toks[SSMB__CREDS_JSON_TOKENS];
+    ssmb_json doc;
+    char date[64];
+    int has_date = 0;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__wipe(out, sizeof *out);
+    if (!text) return SSMB_ERR_INVALID_ARG;
+    r = ssmb_json_parse(&doc, text, len, toks, SSMB__COUNT_OF(toks));
+    if (r != SSMB_OK) return r;
+    if (ssmb_json_kind(&doc, 0) != SSMB_JSON_OBJECT) return SSMB_ERR_JSON;
+    if (process) {
+        int64_t version = 0;
+        int32_t v = ssmb_json_find(&doc, 0, "Version");
+        if (v < 0 || ssmb_json_get_i64(&doc, v, &version) != SSMB_OK) return SSMB_ERR_JSON;
+        if (version != 1) return SSMB_ERR_UNSUPPORTED;
+    } else {
+        char code[64];
+        int has_code = 0;
+        r = ssmb__creds_json_str(&doc, "Code", 1, code, sizeof code, &has_code);
+        if (r == SSMB_ERR_LIMIT || (r == SSMB_OK && has_code && strcmp(code, "Success") != 0)) return SSMB_ERR_AWS_API;
+        if (r != SSMB_OK) return r;
+    }
+    r = ssmb__creds_json_str(&doc, "AccessKeyId", 0, out->access_key_id, sizeof out->access_key_id, NULL);
+    if (r == SSMB_OK)
+        r = ssmb__creds_json_str(&doc, "SecretAccessKey", 0, out->secret_access_key, sizeof out->secret_access_key,
+                                 NULL);
+    if (r == SSMB_OK)
+        r = ssmb__creds_json_str(&doc, process ? "SessionToken" : "Token", 1, out->session_token,
+                                 sizeof out->session_token, NULL);
+    if (r == SSMB_OK) {
+        r = ssmb__creds_json_str(&doc, "Expiration", 1, date, sizeof date, &has_date);
+        if (r == SSMB_ERR_LIMIT) r = SSMB_ERR_MALFORMED; /* no date is that long */
+    }
+    if (r == SSMB_OK && (!out->access_key_id[0] || !out->secret_access_key[0])) r = SSMB_ERR_JSON;
+    if (r == SSMB_OK && has_date) {
+        if (ssmb_creds_time_parse(date, strlen(date), &out->expiration) != SSMB_OK) r = SSMB_ERR_MALFORMED;
+        else out->has_expiration = 1;
+    }
+    if (r != SSMB_OK) ssmb__wipe(out, sizeof *out);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_process_parse(const char *text, size_t len, ssmb_creds *out) {
+    return ssmb__creds_json_parse(text, len, out, 1);
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_http_parse(const char *text, size_t len, ssmb_creds *out) {
+    return ssmb__creds_json_parse(text, len, out, 0);
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_http_body(const char *in, size_t len, uint32_t *status, ssmb_str *body) {
+    ssmb_http_header headers[32];
+    ssmb_http_response resp;
+    uint64_t cl = 0;
+    int present = 0;
+    ssmb_result r;
+    if (!in || !status || !body) return SSMB_ERR_INVALID_ARG;
+    *status = 0;
+    body->ptr = NULL;
+    body->len = 0;
+    r = ssmb_http_response_parse(in, len, headers, SSMB__COUNT_OF(headers), 0, &resp);
+    if (r == SSMB_AGAIN) return SSMB_AGAIN;
+    if (r != SSMB_OK) return SSMB_ERR_HTTP;
+    *status = resp.status;
+    if (resp.status != 200) return SSMB_ERR_HTTP;
+    if (ssmb_http_header_find(&resp, "Transfer-Encoding", NULL)) return SSMB_ERR_HTTP; /* not used by these services */
+    if (ssmb_http_content_length(&resp, &present, &cl) != SSMB_OK) return SSMB_ERR_HTTP;
+    if (present && cl > (uint64_t)(len - resp.head_len)) return SSMB_AGAIN;
+    body->ptr = in + resp.head_len;
+    body->len = present ? (size_t)cl : len - resp.head_len;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_read_token_file(const char *path, char *out, size_t cap, size_t *out_len) {
+    FILE *f;
+    size_t n;
+    ssmb_result r;
+    if (!path || !out || cap == 0) return SSMB_ERR_INVALID_ARG;
+    out[0] = '\0';
+    if (out_len) *out_len = 0;
+    f = fopen(path, "rb");
+    if (!f) return SSMB_ERR_IO;
+    n = fread(out, 1, cap - 1, f);
+    r = ferror(f) ? SSMB_ERR_IO : (n == cap - 1 && fgetc(f) != EOF) ? SSMB_ERR_LIMIT : SSMB_OK;
+    fclose(f);
+    if (r != SSMB_OK) {
+        ssmb__wipe(out, cap);
+        return r;
+    }
+    while (n && ((unsigned char)out[n - 1] <= ' ')) n--;
+    out[n] = '\0';
+    if (out_len) *out_len = n;
+    return SSMB_OK;
+}
+
+/* ---- HTTP requests: ECS, IMDSv2 ---- */
+
+/* "host" or "[v6]" and ":port" when not the scheme's default, for Host. */
+static ssmb_result ssmb__creds_host_header(const char *host, uint16_t port, int https, char *out, size_t cap) {
+    ssmb__sink s;
+    char digits[8];
+    int v6 = strchr(host, ':') != NULL, i = 7;
+    ssmb__sink_init(&s, out, cap);
+    if (v6) ssmb__put_c(&s, '[');
+    ssmb__put_z(&s, host);
+    if (v6) ssmb__put_c(&s, ']');
+    if (port != (https ? 443 : 80)) {
+        unsigned v = port;
+        digits[i] = '\0';
+        do digits[--i] = (char)('0' + v % 10); while ((v /= 10) != 0);
+        ssmb__put_c(&s, ':');
+        ssmb__put_z(&s, digits + i);
+    }
+    return ssmb__sink_finish(&s, NULL) == SSMB_OK ? SSMB_OK : SSMB_ERR_LIMIT;
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_ecs_request(const ssmb_creds_ecs *e, ssmb_str auth_token, char *out, size_t cap,
+                                               size_t *out_len) {
+    char host[SSMB_CREDS_NAME_MAX * 2 + 16];
+    ssmb_http_header h[2];
+    ssmb_http_request req;
+    if (!e || !e->host[0] || !ssmb__str_valid(auth_token)) return SSMB_ERR_INVALID_ARG;
+    if (ssmb__creds_host_header(e->host, e->port, (int)e->https, host, sizeof host) != SSMB_OK)
+        return SSMB_ERR_INVALID_ARG;
+    memset(&req, 0, sizeof req);
+    req.method = ssmb_str_c("GET");
+    req.target = ssmb_str_c(e->target[0] ? e->target : "/");
+    req.host = ssmb_str_c(host);
+    h[0].name = ssmb_str_c("Accept");
+    h[0].value = ssmb_str_c("application/json");
+    h[1].name = ssmb_str_c("Authorization");
+    h[1].value = auth_token;
+    req.headers = h;
+    req.header_count = auth_token.len ? 2 : 1;
+    return ssmb_http_request_write(&req, out, cap, out_len);
+}
+
+static ssmb_result ssmb__creds_imds_write(const ssmb_creds_imds *m, const char *method, ssmb_str target,
+                                          const ssmb_http_header *h, char *out, size_t cap, size_t *out_len) {
+    char host[SSMB_CREDS_NAME_MAX * 2 + 16];
+    ssmb_http_request req;
+    if (!m || !m->host[0]) return SSMB_ERR_INVALID_ARG;
+    if (ssmb__creds_host_header(m->host, m->port ? m->port : 80, 0, host, sizeof host) != SSMB_OK)
+        return SSMB_ERR_INVALID_ARG;
+    memset(&req, 0, sizeof req);
+    req.method = ssmb_str_c(method);
+    req.target = target;
+    req.host = ssmb_str_c(host);
+    req.headers = h;
+    req.header_count = 1;
+    return ssmb_http_request_write(&req, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_imds_token_request(const ssmb_creds_imds *m, uint32_t ttl_s, char *out, size_t cap,
+                                                      size_t *out_len) {
+    char digits[12];
+    int i = 11;
+    ssmb_http_header h;
+    uint32_t v = ttl_s ? ttl_s : 21600u;
+    digits[i] = '\0';
+    do digits[--i] = (char)('0' + v % 10); while ((v /= 10) != 0);
+    h.name = ssmb_str_c("X-aws-ec2-metadata-token-ttl-seconds");
+    h.value = ssmb_str_c(digits + i);
+    return ssmb__creds_imds_write(m, "PUT", ssmb_str_c("/latest/api/token"), &h, out, cap, out_len);
+}
+
+/* IAM role names: letters, digits and "+=,.@_-". */
+static int ssmb__creds_role_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("+=,.@_-", c) != NULL);
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_imds_creds_request(const ssmb_creds_imds *m, ssmb_str token, ssmb_str role,
+                                                      char *out, size_t cap, size_t *out_len) {
+    static const char base[] = "/latest/meta-data/iam/security-credentials/";
+    char target[sizeof base + SSMB_CREDS_NAME_MAX];
+    ssmb_http_header h;
+    size_t i;
+    if (!ssmb__str_valid(token) || !ssmb__str_valid(role) || token.len == 0) return SSMB_ERR_INVALID_ARG;
+    if (role.len >= SSMB_CREDS_NAME_MAX) return SSMB_ERR_LIMIT;
+    for (i = 0; i < role.len; i++)
+        if (!ssmb__creds_role_char(role.ptr[i])) return SSMB_ERR_INVALID_ARG;
+    memcpy(target, base, sizeof base - 1);
+    if (role.len) memcpy(target + sizeof base - 1, role.ptr, role.len);
+    h.name = ssmb_str_c("X-aws-ec2-metadata-token");
+    h.value = token;
+    return ssmb__creds_imds_write(m, "GET", ssmb__creds_sv(target, sizeof base - 1 + role.len), &h, out, cap,
+                                  out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_imds_role_parse(const char *text, size_t len, ssmb_str *role) {
+    size_t i = 0, n;
+    if (!text || !role) return SSMB_ERR_INVALID_ARG;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) i++;
+    for (n = 0; i + n < len && text[i + n] != '\r' && text[i + n] != '\n'; n++) {
+        if (!ssmb__creds_role_char(text[i + n])) return SSMB_ERR_MALFORMED;
+    }
+    if (n == 0) return SSMB_ERR_CREDENTIALS;
+    if (n >= SSMB_CREDS_NAME_MAX) return SSMB_ERR_LIMIT;
+    role->ptr = text + i;
+    role->len = n;
+    return SSMB_OK;
+}
+
+/* ---- STS: AssumeRole, AssumeRoleWithWebIdentity (query protocol) ---- */
+
+static void ssmb__creds_form(ssmb__sink *s, const char *name, const char *value) {
+    ssmb__put_c(s, '&');
+    ssmb__put_z(s, name);
+    ssmb__put_c(s, '=');
+    ssmb__put_uri(s, value, strlen(value), 0, 0);
+}
+
+static void ssmb__creds_form_u32(ssmb__sink *s, const char *name, uint32_t v) {
+    char digits[12];
+    int i = 11;
+    digits[i] = '\0';
+    do digits[--i] = (char)('0' + v % 10); while ((v /= 10) != 0);
+    ssmb__creds_form(s, name, digits + i);
+}
+
+/* The form body; with web identity set, AssumeRoleWithWebIdentity. */
+static void ssmb__creds_sts_body(ssmb__sink *s, const ssmb_creds_role *role, const ssmb_creds_web_identity *w,
+                                 ssmb_str token) {
+    ssmb__put_z(s, w ? "Action=AssumeRoleWithWebIdentity" : "Action=AssumeRole");
+    ssmb__creds_form(s, "Version", "2011-06-15");
+    if (w) {
+        ssmb__creds_form(s, "RoleArn", w->role_arn);
+        ssmb__creds_form(s, "RoleSessionName", w->session_name[0] ? w->session_name : SSMB__CREDS_DEFAULT_SESSION);
+        ssmb__put_z(s, "&WebIdentityToken=");
+        ssmb__put_uri(s, token.ptr, token.len, 0, 0);
+        ssmb__creds_form_u32(s, "DurationSeconds", w->duration_s ? w->duration_s : SSMB_CREDS_DEFAULT_DURATION_S);
+    } else {
+        ssmb__creds_form(s, "RoleArn", role->role_arn);
+        ssmb__creds_form(s, "RoleSessionName",
+                         role->session_name[0] ? role->session_name : SSMB__CREDS_DEFAULT_SESSION);
+        if (role->external_id[0]) ssmb__creds_form(s, "ExternalId", role->external_id);
+        ssmb__creds_form_u32(s, "DurationSeconds",
+                             role->duration_s ? role->duration_s : SSMB_CREDS_DEFAULT_DURATION_S);
+    }
+}
+
+/* "sts.<region>.amazonaws.com", or the global name; SSMB_ERR_INVALID_ARG for
+   a region with other characters than letters, digits and '-'. */
+static ssmb_result ssmb__creds_sts_host(const char *region, char *host, size_t cap) {
+    ssmb__sink s;
+    size_t i, n = region ? strlen(region) : 0;
+    for (i = 0; i < n; i++) {
+        char c = region[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return SSMB_ERR_INVALID_ARG;
+    }
+    ssmb__sink_init(&s, host, cap);
+    ssmb__put_z(&s, "sts.");
+    if (n) {
+        ssmb__put_z(&s, region);
+        ssmb__put_c(&s, '.');
+    }
+    ssmb__put_z(&s, "amazonaws.com");
+    return ssmb__sink_finish(&s, NULL) == SSMB_OK ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+/* Head (with Content-Length) then the body streamed after it; the body is
+   produced twice (measured, then written) so nothing is gathered first. */
+static ssmb_result ssmb__creds_sts_write(ssmb_http_request *req, const ssmb_creds_role *role,
+                                         const ssmb_creds_web_identity *w, ssmb_str token, size_t body_len, char *out,
+                                         size_t cap, size_t *out_len) {
+    size_t head = 0, total;
+    ssmb__sink s;
+    ssmb_result r;
+    req->has_body = 1;
+    req->body = NULL;
+    req->body_len = body_len;
+    r = ssmb_http_request_write(req, out, cap, &head);
+    if (r != SSMB_OK && r != SSMB_ERR_BUFFER_TOO_SMALL) return r;
+    if (ssmb_size_add(head, body_len, &total) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    if (out_len) *out_len = total;
+    if (!out || total >= cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    ssmb__sink_init(&s, out + head, cap - head);
+    ssmb__creds_sts_body(&s, role, w, token);
+    return ssmb__sink_finish(&s, NULL);
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_sts_assume_role_request(const ssmb_creds_role *role, const ssmb_creds *base,
+                                                           const char *region, int64_t now_utc, char *out,
+                                                           size_t cap, size_t *out_len) {
+    char host[SSMB_CREDS_NAME_MAX + 32], authz[512], hash_hex[65];
+    uint8_t hash[32];
+    ssmb_sha256_ctx ctx;
+    ssmb__sink s;
+    ssmb_http_header sign_h[2], h[5];
+    ssmb_sigv4_request sreq;
+    ssmb_sigv4_params p;
+    ssmb_sigv4_output so;
+    ssmb_http_request req;
+    size_t n = 0;
+    ssmb_result r;
+    if (!role || !base || !role->role_arn[0] || !base->access_key_id[0] || !base->secret_access_key[0])
+        return SSMB_ERR_INVALID_ARG;
+    r = ssmb__creds_sts_host(region, host, sizeof host);
+    if (r != SSMB_OK) return r;
+    ssmb_sha256_init(&ctx);
+    ssmb__sink_init(&s, NULL, 0);
+    s.hash = &ctx;
+    ssmb__creds_sts_body(&s, role, NULL, ssmb_str_c(NULL));
+    ssmb_sha256_final(&ctx, hash);
+    ssmb_hex_encode(hash, 32, hash_hex, sizeof hash_hex);
+    sign_h[0].name = ssmb_str_c("Host");
+    sign_h[0].value = ssmb_str_c(host);
+    sign_h[1].name = ssmb_str_c("Content-Type");
+    sign_h[1].value = ssmb_str_c("application/x-www-form-urlencoded; charset=utf-8");
+    memset(&sreq, 0, sizeof sreq);
+    sreq.method = ssmb_str_c("POST");
+    sreq.path = ssmb_str_c("/");
+    sreq.headers = sign_h;
+    sreq.header_count = 2;
+    sreq.payload_hash = ssmb_str_c(hash_hex);
+    memset(&p, 0, sizeof p);
+    p.creds = ssmb_creds_view(base);
+    p.region = ssmb_str_c(region && region[0] ? region : "us-east-1");
+    p.service = ssmb_str_c("sts");
+    p.time = now_utc;
+    r = ssmb_sigv4_sign(&sreq, &p, authz, sizeof authz, &n, &so);
+    if (r != SSMB_OK) return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_ERR_LIMIT : r;
+    h[0] = sign_h[1];
+    h[1].name = ssmb_str_c("X-Amz-Date");
+    h[1].value = ssmb_str_c(so.amz_date);
+    h[2].name = ssmb_str_c("Authorization");
+    h[2].value = ssmb_str_c(authz);
+    h[3].name = ssmb_str_c("X-Amz-Security-Token");
+    h[3].value = ssmb_str_c(base->session_token);
+    memset(&req, 0, sizeof req);
+    req.method = ssmb_str_c("POST");
+    req.target = ssmb_str_c("/");
+    req.host = ssmb_str_c(host);
+    req.headers = h;
+    req.header_count = base->session_token[0] ? 4 : 3;
+    r = ssmb__creds_sts_write(&req, role, NULL, ssmb_str_c(NULL), s.len, out, cap, out_len);
+    ssmb__wipe(authz, sizeof authz);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_sts_web_identity_request(const ssmb_creds_web_identity *w, ssmb_str token,
+                                                            const char *region, char *out, size_t cap,
+                                                            size_t *out_len) {
+    char host[SSMB_CREDS_NAME_MAX + 32];
+    ssmb__sink s;
+    ssmb_http_header h[1];
+    ssmb_http_request req;
+    ssmb_result r;
+    if (!w || !w->role_arn[0] || !ssmb__str_valid(token) || token.len == 0) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__creds_sts_host(region, host, sizeof host);
+    if (r != SSMB_OK) return r;
+    ssmb__sink_init(&s, NULL, 0);
+    ssmb__creds_sts_body(&s, NULL, w, token);
+    h[0].name = ssmb_str_c("Content-Type");
+    h[0].value = ssmb_str_c("application/x-www-form-urlencoded; charset=utf-8");
+    memset(&req, 0, sizeof req);
+    req.method = ssmb_str_c("POST");
+    req.target = ssmb_str_c("/");
+    req.host = ssmb_str_c(host);
+    req.headers = h;
+    req.header_count = 1;
+    return ssmb__creds_sts_write(&req, NULL, w, token, s.len, out, cap, out_len);
+}
+
+/* ---- STS responses: a bounded tag matcher ---- */
+
+typedef struct ssmb__creds_xml {
+    ssmb_str stack[SSMB__CREDS_XML_DEPTH];
+    uint32_t depth;
+    int32_t creds_depth;        /* depth of the open <Credentials>, -1 when none is open */
+    int creds_done;             /* the first <Credentials> has closed */
+    int in_error;               /* root is <ErrorResponse> */
+    const char *value_start;    /* content of the open field element */
+    int field;                  /* which field is open: 1..4 key, secret, token, expiration; 5 error code */
+    int got[6];
+} ssmb__creds_xml;
+
+/* "#65" or "#x41" (the text between '&' and ';'): a Unicode scalar value. */
+static int ssmb__creds_xml_charref(ssmb_str ref, uint32_t *cp) {
+    size_t k = 1;
+    int hex;
+    if (ref.len < 2 || ref.len > 9 || ref.ptr[0] != '#') return 0;
+    hex = ref.ptr[1] == 'x';
+    if (hex) k++;
+    if (k == ref.len) return 0;
+    *cp = 0;
+    for (; k < ref.len; k++) {
+        int d = hex ? ssmb__hex_value(ref.ptr[k]) : (ref.ptr[k] >= '0' && ref.ptr[k] <= '9') ? ref.ptr[k] - '0' : -1;
+        if (d < 0) return 0;
+        *cp = *cp * (hex ? 16u : 10u) + (uint32_t)d;
+    }
+    return *cp != 0 && *cp <= 0x10ffff && !(*cp >= 0xd800 && *cp <= 0xdfff);
+}
+
+/* Decodes entity and character references of v into dst with a NUL; 0 on
+   a bad reference or when it does not fit. */
+static int ssmb__creds_xml_text(ssmb_str v, char *dst, size_t cap) {
+    size_t i = 0, o = 0;
+    while (i < v.len) {
+        uint32_t cp = (unsigned char)v.ptr[i];
+        int ref = v.ptr[i] == '&';
+        if (ref) {
+            const char *semi = (const char *)memchr(v.ptr + i, ';', v.len - i);
+            ssmb_str name;
+            if (!semi) return 0;
+            name = ssmb__creds_sv(v.ptr + i + 1, (size_t)(semi - v.ptr) - i - 1);
+            if (ssmb_str_eq(name, "lt")) cp = '<';
+            else if (ssmb_str_eq(name, "gt")) cp = '>';
+            else if (ssmb_str_eq(name, "amp")) cp = '&';
+            else if (ssmb_str_eq(name, "quot")) cp = '"';
+            else if (ssmb_str_eq(name, "apos")) cp = '\'';
+            else if (!ssmb__creds_xml_charref(name, &cp)) return 0;
+            i = (size_t)(semi - v.ptr) + 1;
+        } else {
+            i++;
+        }
+        if (o + 5 > cap) return 0;
+        if (!ref || cp < 0x80) {
+            dst[o++] = (char)cp; /* raw bytes of UTF-8 text are kept as they are */
+        } else if (cp < 0x800) {
+            dst[o++] = (char)(0xc0 | (cp >> 6));
+            dst[o++] = (char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            dst[o++] = (char)(0xe0 | (cp >> 12));
+            dst[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            dst[o++] = (char)(0x80 | (cp & 0x3f));
+        } else {
+            dst[o++] = (char)(0xf0 | (cp >> 18));
+            dst[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+            dst[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            dst[o++] = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    dst[o] = '\0';
+    return 1;
+}
+
+static int ssmb__creds_xml_name_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.' || c == ':';
+}
+
+/* Finds needle in [p, end); NULL when absent. */
+static const char *ssmb__creds_find(const char *p, const char *end, const char *needle) {
+    size_t n = strlen(needle);
+    for (; p + n <= end; p++)
+        if (memcmp(p, needle, n) == 0) return p;
+    return NULL;
+}
+
+/* Which field an element directly inside the open <Credentials> (or
+   <Error>) is; 0 for others. */
+static int ssmb__creds_xml_field(const ssmb__creds_xml *x, ssmb_str name) {
+    if (x->creds_depth >= 0 && (int32_t)x->depth == x->creds_depth + 1) {
+        if (ssmb_str_eq(name, "AccessKeyId")) return 1;
+        if (ssmb_str_eq(name, "SecretAccessKey")) return 2;
+        if (ssmb_str_eq(name, "SessionToken")) return 3;
+        if (ssmb_str_eq(name, "Expiration")) return 4;
+    }
+    if (x->in_error && x->depth >= 2 && ssmb_str_eq(x->stack[x->depth - 1], "Error") && ssmb_str_eq(name, "Code"))
+        return 5;
+    return 0;
+}
+
+/* One value element closed: copy its text where it belongs. */
+static ssmb_result ssmb__creds_xml_value(ssmb__creds_xml *x, ssmb_str v, ssmb_creds *out, char *code, size_t code_cap) {
+    char date[64];
+    int ok = 1;
+    v = ssmb__trim(v);
+    switch (x->field) {
+    case 1: ok = ssmb__creds_xml_text(v, out->access_key_id, sizeof out->access_key_id); break;
+    case 2: ok = ssmb__creds_xml_text(v, out->secret_access_key, sizeof out->secret_access_key); break;
+    case 3: ok = ssmb__creds_xml_text(v, out->session_token, sizeof out->session_token); break;
+    case 4:
+        ok = ssmb__creds_xml_text(v, date, sizeof date) &&
+             ssmb_creds_time_parse(date, strlen(date), &out->expiration) == SSMB_OK;
+        out->has_expiration = (uint32_t)ok;
+        break;
+    case 5:
+        if (code && code_cap && !ssmb__creds_xml_text(v, code, code_cap)) code[0] = '\0';
+        break;
+    default: break;
+    }
+    if (!ok) return SSMB_ERR_MALFORMED;
+    x->got[x->field] = 1;
+    return SSMB_OK;
+}
+
+/* One tag at p (p[0] == '<'); *next is after it. */
+static ssmb_result ssmb__creds_xml_tag(ssmb__creds_xml *x, const char *p, const char *end, const char **next,
+                                       ssmb_creds *out, char *code, size_t code_cap) {
+    const char *q, *name;
+    int closing = 0, self_closing = 0, attrs = 0;
+    ssmb_str n;
+    if (x->field && end - p >= 2 && (p[1] == '?' || p[1] == '!')) return SSMB_ERR_MALFORMED; /* inside a value */
+    if (end - p >= 2 && p[1] == '?') {
+        q = ssmb__creds_find(p + 2, end, "?>");
+        if (!q) return SSMB_ERR_TRUNCATED;
+        *next = q + 2;
+        return SSMB_OK;
+    }
+    if (end - p >= 4 && !memcmp(p, "<!--", 4)) {
+        q = ssmb__creds_find(p + 4, end, "-->");
+        if (!q) return SSMB_ERR_TRUNCATED;
+        *next = q + 3;
+        return SSMB_OK;
+    }
+    if (end - p >= 2 && p[1] == '!') return SSMB_ERR_MALFORMED; /* CDATA, DOCTYPE: not used by STS */
+    q = p + 1;
+    if (q < end && *q == '/') closing = 1, q++;
+    name = q;
+    while (q < end && ssmb__creds_xml_name_char(*q)) q++;
+    if (q == end) return SSMB_ERR_TRUNCATED;
+    n = ssmb__creds_sv(name, (size_t)(q - name));
+    if (n.len == 0) return SSMB_ERR_MALFORMED;
+    for (; q < end && *q != '>'; q++) { /* attributes, skipped (quoted values may hold '>') */
+        if (*q == '"' || *q == '\'') {
+            const char *close = (const char *)memchr(q + 1, *q, (size_t)(end - q - 1));
+            if (!close) return SSMB_ERR_TRUNCATED;
+            q = close;
+            attrs = 1;
+        } else if (*q == '/' && !closing) {
+            self_closing = 1;
+        } else if (*q == '<') {
+            return SSMB_ERR_MALFORMED;
+        } else if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n') {
+            if (self_closing || closing) return SSMB_ERR_MALFORMED;
+            attrs = 1;
+        }
+    }
+    if (q == end) return SSMB_ERR_TRUNCATED;
+    *next = q + 1;
+    if (closing) {
+        ssmb_result r = SSMB_OK;
+        if (attrs || x->depth == 0 || !ssmb__creds_eq(x->stack[x->depth - 1], n)) return SSMB_ERR_MALFORMED;
+        if (x->field) {
+            r = ssmb__creds_xml_value(x, ssmb__creds_sv(x->value_start, (size_t)(p - x->value_start)), out, code,
+                                      code_cap);
+            x->field = 0;
+        }
+        x->depth--;
+        if (x->creds_depth >= 0 && (int32_t)x->depth == x->creds_depth) {
+            x->creds_depth = -1;
+            x->creds_done = 1;
+        }
+        return r;
+    }
+    if (x->field) return SSMB_ERR_MALFORMED; /* an element inside a value */
+    if (self_closing) return SSMB_OK;
+    if (x->depth == SSMB__CREDS_XML_DEPTH) return SSMB_ERR_LIMIT;
+    if (x->depth == 0 && ssmb_str_eq(n, "ErrorResponse")) x->in_error = 1;
+    x->field = x->creds_done ? 0 : ssmb__creds_xml_field(x, n);
+    if (x->field && attrs) return SSMB_ERR_MALFORMED;
+    if (x->field) x->value_start = *next;
+    if (!x->creds_done && x->creds_depth < 0 && ssmb_str_eq(n, "Credentials") && !x->in_error)
+        x->creds_depth = (int32_t)x->depth;
+    x->stack[x->depth++] = n;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_sts_parse(const char *text, size_t len, ssmb_creds *out, char *error_code,
+                                             size_t error_code_cap) {
+    ssmb__creds_xml x;
+    const char *p, *end;
+    int seen_root = 0;
+    ssmb_result r = SSMB_OK;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__wipe(out, sizeof *out);
+    if (error_code && error_code_cap) error_code[0] = '\0';
+    if (!text) return SSMB_ERR_INVALID_ARG;
+    memset(&x, 0, sizeof x);
+    x.creds_depth = -1;
+    p = text;
+    end = text + len;
+    while (p < end && r == SSMB_OK) {
+        const char *lt = (const char *)memchr(p, '<', (size_t)(end - p));
+        if (!lt) {
+            for (; p < end; p++) /* only whitespace may follow the root */
+                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                    r = x.depth ? SSMB_ERR_TRUNCATED : SSMB_ERR_MALFORMED;
+            break;
+        }
+        if (x.depth == 0) { /* text outside the root must be whitespace */
+            for (; p < lt; p++)
+                if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') r = SSMB_ERR_MALFORMED;
+            if (r != SSMB_OK) break;
+            if (seen_root && lt + 1 < end && lt[1] != '?' && lt[1] != '!') {
+                r = SSMB_ERR_MALFORMED; /* a second root */
+                break;
+            }
+        }
+        r = ssmb__creds_xml_tag(&x, lt, end, &p, out, error_code, error_code_cap);
+        if (x.depth) seen_root = 1;
+    }
+    if (r == SSMB_OK && (x.depth || !seen_root)) r = SSMB_ERR_TRUNCATED;
+    if (r == SSMB_OK && x.in_error) r = SSMB_ERR_AWS_API;
+    if (r == SSMB_OK && !(x.got[1] && x.got[2] && x.got[3] && out->access_key_id[0] && out->secret_access_key[0]))
+        r = SSMB_ERR_MALFORMED;
+    if (r != SSMB_OK) ssmb__wipe(out, sizeof *out);
+    return r;
+}
+
+/* ---- the shared files: an INI reader with the AWS rules ----
+   Lines end in LF (a CR before it is dropped). Blank lines and lines whose
+   first visible character is '#' or ';' are comments. "[name]" opens a
+   section (a comment may follow the ']'); in the config file only
+   "[default]" and "[profile name]" are profiles, other sections (sso-session,
+   services) are read past. "key = value": key and value trimmed, a '#' or
+   ';' after whitespace in the value starts a comment. A line that starts
+   with a space or a tab continues the setting above it (nested
+   sub-settings such as "s3 =" followed by indented lines): it is skipped,
+   and a value is the text of its own line. Later settings win over earlier
+   ones; the credentials file wins over the config file. */
+
+typedef struct ssmb__creds_file {
+    const char *path;       /* for errors; NULL when there is no file */
+    const char *text;       /* NULL when the file is absent */
+    size_t len;
+    int config;             /* 1: the config file's section rules */
+} ssmb__creds_file;
+
+enum { SSMB__INI_SKIP = 0, SSMB__INI_SECTION = 1, SSMB__INI_SETTING = 2, SSMB__INI_NESTED = 3 };
+
+typedef struct ssmb__ini_line {
+    int kind;
+    int profile;            /* SECTION: 1 when it names a profile (name is set) */
+    ssmb_str name;          /* SECTION: the profile name; SETTING: the key */
+    ssmb_str value;         /* SETTING */
+} ssmb__ini_line;
+
+static int ssmb__creds_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* Parses one line (without its LF); *reason set when malformed. */
+static int ssmb__ini_parse_line(const ssmb__creds_file *f, ssmb_str raw, ssmb__ini_line *out, const char **reason) {
+    ssmb_str t;
+    size_t i;
+    memset(out, 0, sizeof *out);
+    if (raw.len && raw.ptr[raw.len - 1] == '\r') raw.len--;
+    if (memchr(raw.ptr, '\0', raw.len)) return *reason = "NUL byte in the line", 0;
+    t = ssmb__trim(raw);
+    if (t.len == 0 || t.ptr[0] == '#' || t.ptr[0] == ';') return 1;
+    if (ssmb__creds_blank(raw.ptr[0])) {
+        out->kind = SSMB__INI_NESTED;
+        return 1;
+    }
+    if (t.ptr[0] == '[') {
+        const char *close = (const char *)memchr(t.ptr, ']', t.len);
+        ssmb_str rest, name;
+        if (!close) return *reason = "section header without ']'", 0;
+        rest = ssmb__trim(ssmb__creds_sv(close + 1, t.len - (size_t)(close + 1 - t.ptr)));
+        if (rest.len && rest.ptr[0] != '#' && rest.ptr[0] != ';') return *reason = "text after ']'", 0;
+        name = ssmb__trim(ssmb__creds_sv(t.ptr + 1, (size_t)(close - t.ptr) - 1));
+        if (name.len == 0) return *reason = "empty section name", 0;
+        out->kind = SSMB__INI_SECTION;
+        if (!f->config) {
+            out->profile = 1;
+            out->name = name;
+        } else if (ssmb_str_eq(name, "default")) {
+            out->profile = 1;
+            out->name = name;
+        } else if (name.len > 7 && !memcmp(name.ptr, "profile", 7) && ssmb__creds_blank(name.ptr[7])) {
+            out->profile = 1;
+            out->name = ssmb__trim(ssmb__creds_sv(name.ptr + 8, name.len - 8));
+        }
+        for (i = 0; out->profile && i < out->name.len; i++)
+            if (ssmb__creds_blank(out->name.ptr[i])) out->profile = 0; /* not a valid profile name: read past */
+        return 1;
+    }
+    {
+        const char *eq = (const char *)memchr(t.ptr, '=', t.len);
+        ssmb_str v;
+        if (!eq) return *reason = "expected 'key = value'", 0;
+        out->name = ssmb__trim(ssmb__creds_sv(t.ptr, (size_t)(eq - t.ptr)));
+        if (out->name.len == 0) return *reason = "setting without a key", 0;
+        v = ssmb__trim(ssmb__creds_sv(eq + 1, t.len - (size_t)(eq + 1 - t.ptr)));
+        for (i = 1; i < v.len; i++)
+            if ((v.ptr[i] == '#' || v.ptr[i] == ';') && ssmb__creds_blank(v.ptr[i - 1])) {
+                v.len = i;
+                break;
+            }
+        out->value = ssmb__trim(v);
+        out->kind = SSMB__INI_SETTING;
+    }
+    return 1;
+}
+
+/* Walks the file line by line: *pos and *line advance. 0 at the end. */
+static int ssmb__ini_next(const ssmb__creds_file *f, size_t *pos, uint32_t *line, ssmb_str *raw) {
+    const char *nl;
+    if (!f->text || *pos >= f->len) return 0;
+    nl = (const char *)memchr(f->text + *pos, '\n', f->len - *pos);
+    raw->ptr = f->text + *pos;
+    raw->len = nl ? (size_t)(nl - raw->ptr) : f->len - *pos;
+    *pos += raw->len + (nl ? 1 : 0);
+    (*line)++;
+    return 1;
+}
+
+/* The whole file once: the first malformed line's number and reason. */
+static int ssmb__ini_check(const ssmb__creds_file *f, uint32_t *bad_line, const char **reason) {
+    size_t pos = 0;
+    uint32_t line = 0;
+    int in_section = 0, has_setting = 0;
+    ssmb_str raw;
+    ssmb__ini_line l;
+    while (ssmb__ini_next(f, &pos, &line, &raw)) {
+        *bad_line = line;
+        if (!ssmb__ini_parse_line(f, raw, &l, reason)) return 0;
+        if (l.kind == SSMB__INI_SECTION) in_section = 1, has_setting = 0;
+        else if (l.kind == SSMB__INI_SETTING && !in_section) return *reason = "setting before any section", 0;
+        else if (l.kind == SSMB__INI_SETTING) has_setting = 1;
+        else if (l.kind == SSMB__INI_NESTED && !has_setting)
+            return *reason = "indented line without a setting above it", 0;
+    }
+    return 1;
+}
+
+/* The last value of key in profile's sections of f; *line its line. */
+static int ssmb__ini_get(const ssmb__creds_file *f, ssmb_str profile, const char *key, ssmb_str *value,
+                         uint32_t *line_out) {
+    size_t pos = 0;
+    uint32_t line = 0;
+    int in_profile = 0, found = 0;
+    const char *reason = NULL;
+    ssmb_str raw;
+    ssmb__ini_line l;
+    while (ssmb__ini_next(f, &pos, &line, &raw)) {
+        if (!ssmb__ini_parse_line(f, raw, &l, &reason)) return 0; /* checked before: not reached */
+        if (l.kind == SSMB__INI_SECTION) in_profile = l.profile && ssmb__creds_eq(l.name, profile);
+        else if (l.kind == SSMB__INI_SETTING && in_profile && ssmb__creds_ieq(l.name, key)) {
+            *value = l.value;
+            *line_out = line;
+            found = 1;
+        }
+    }
+    return found;
+}
+
+static int ssmb__ini_has_profile(const ssmb__creds_file *f, ssmb_str profile) {
+    size_t pos = 0;
+    uint32_t line = 0;
+    const char *reason = NULL;
+    ssmb_str raw;
+    ssmb__ini_line l;
+    while (ssmb__ini_next(f, &pos, &line, &raw))
+        if (ssmb__ini_parse_line(f, raw, &l, &reason) && l.kind == SSMB__INI_SECTION && l.profile &&
+            ssmb__creds_eq(l.name, profile))
+            return 1;
+    return 0;
+}
+
+/* ---- the chain ---- */
+
+typedef struct ssmb__creds_val {
+    ssmb_str v;
+    const ssmb__creds_file *file;   /* NULL: not set */
+    uint32_t line;
+} ssmb__creds_val;
+
+typedef struct ssmb__creds_ctx {
+    const ssmb_creds_desc *d;
+    ssmb_creds_result *r;
+    ssmb__creds_file files[2];      /* credentials, then config */
+    char paths[2][SSMB_CREDS_TEXT_MAX];
+    ssmb_str visited[SSMB_CREDS_MAX_ROLES + 1];
+    uint32_t max_depth;
+} ssmb__creds_ctx;
+
+static void ssmb__creds_log(const ssmb__creds_ctx *c, uint32_t level, const char *msg) {
+    ssmb__log(&c->d->logger, level, SSMB_LOGITEM_NONE, msg, (uint32_t)__LINE__);
+}
+
+/* Records the error (file and line when about one) and returns code. */
+static ssmb_result ssmb__creds_fail(ssmb__creds_ctx *c, ssmb_result code, const ssmb__creds_file *f, uint32_t line,
+                                   const char *reason) {
+    ssmb_creds_error *e = &c->r->error;
+    size_t n = f && f->path ? strlen(f->path) : 0;
+    e->code = code;
+    e->line = f ? line : 0;
+    e->reason = reason;
+    if (n >= sizeof e->file) n = sizeof e->file - 1;
+    if (n) memcpy(e->file, f->path, n);
+    e->file[n] = '\0';
+    ssmb__creds_log(c, SSMB_LOG_ERROR, reason);
+    return code;
+}
+
+static ssmb_result ssmb__creds_fail_at(ssmb__creds_ctx *c, ssmb_result code, const ssmb__creds_val *v,
+                                      const char *reason) {
+    return ssmb__creds_fail(c, code, v->file, v->line, reason);
+}
+
+/* The environment variable, or NULL when unset or empty. */
+static const char *ssmb__creds_env(const ssmb__creds_ctx *c, const char *name) {
+    const char *v = c->d->getenv_fn ? c->d->getenv_fn(name, c->d->getenv_user_data) : ssmb_getenv_system(name, NULL);
+    return v && v[0] ? v : NULL;
+}
+
+/* key of profile: the credentials file first, then the config file. */
+static int ssmb__creds_get(const ssmb__creds_ctx *c, ssmb_str profile, const char *key, ssmb__creds_val *out) {
+    int i;
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < 2; i++)
+        if (ssmb__ini_get(&c->files[i], profile, key, &out->v, &out->line)) {
+            out->file = &c->files[i];
+            return 1;
+        }
+    return 0;
+}
+
+static int ssmb__creds_has_profile(const ssmb__creds_ctx *c, ssmb_str profile) {
+    return ssmb__ini_has_profile(&c->files[0], profile) || ssmb__ini_has_profile(&c->files[1], profile);
+}
+
+/* Copies a file value; SSMB_ERR_LIMIT naming its line when too long. */
+static ssmb_result ssmb__creds_take(ssmb__creds_ctx *c, const ssmb__creds_val *v, char *dst, size_t cap) {
+    if (!v->file) {
+        dst[0] = '\0';
+        return SSMB_OK;
+    }
+    if (!ssmb__creds_copy(dst, cap, v->v)) return ssmb__creds_fail_at(c, SSMB_ERR_LIMIT, v, "value too long");
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__creds_take_env(ssmb__creds_ctx *c, const char *value, char *dst, size_t cap,
+                                        const char *reason) {
+    if (!ssmb__creds_copy(dst, cap, ssmb_str_c(value))) return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, reason);
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__creds_set_keys(ssmb__creds_ctx *c, ssmb_aws_credentials k, const char *reason) {
+    ssmb_creds *cr = &c->r->creds;
+    if (!ssmb__creds_copy(cr->access_key_id, sizeof cr->access_key_id, k.access_key_id) ||
+        !ssmb__creds_copy(cr->secret_access_key, sizeof cr->secret_access_key, k.secret_access_key) ||
+        !ssmb__creds_copy(cr->session_token, sizeof cr->session_token, k.session_token)) {
+        ssmb__wipe(cr, sizeof *cr);
+        return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, reason);
+    }
+    c->r->step = SSMB_CREDS_STEP_READY;
+    return SSMB_OK;
+}
+
+/* A decimal duration in 900..43200 (STS's range). */
+static ssmb_result ssmb__creds_duration(ssmb__creds_ctx *c, const ssmb__creds_val *v, uint32_t *out) {
+    uint32_t n = 0;
+    size_t i;
+    *out = SSMB_CREDS_DEFAULT_DURATION_S;
+    if (!v->file) return SSMB_OK;
+    for (i = 0; i < v->v.len && i < 6; i++) {
+        if (v->v.ptr[i] < '0' || v->v.ptr[i] > '9') break;
+        n = n * 10 + (uint32_t)(v->v.ptr[i] - '0');
+    }
+    if (i == 0 || i != v->v.len || n < 900 || n > 43200)
+        return ssmb__creds_fail_at(c, SSMB_ERR_MALFORMED, v, "duration_seconds is not a number from 900 to 43200");
+    *out = n;
+    return SSMB_OK;
+}
+
+/* scheme://host[:port][/target] into the parts; 0 when malformed. */
+static int ssmb__creds_url(ssmb_str u, uint32_t *https, char *host, size_t host_cap, uint16_t *port, char *target,
+                           size_t target_cap) {
+    size_t i = 0, hs, he;
+    uint32_t p = 0;
+    if (u.len >= 7 && ssmb__creds_ieq(ssmb__creds_sv(u.ptr, 7), "http://")) *https = 0, i = 7;
+    else if (u.len >= 8 && ssmb__creds_ieq(ssmb__creds_sv(u.ptr, 8), "https://")) *https = 1, i = 8;
+    else return 0;
+    if (!ssmb__creds_printable(u) || memchr(u.ptr, ' ', u.len)) return 0;
+    if (i < u.len && u.ptr[i] == '[') {
+        hs = ++i;
+        while (i < u.len && u.ptr[i] != ']') i++;
+        if (i == u.len) return 0;
+        he = i++;
+    } else {
+        hs = i;
+        while (i < u.len && !strchr(":/?#@", u.ptr[i])) i++;
+        he = i;
+    }
+    if (he == hs || (i < u.len && u.ptr[i] == '@')) return 0;
+    if (i < u.len && u.ptr[i] == ':') {
+        size_t d = ++i;
+        while (i < u.len && u.ptr[i] >= '0' && u.ptr[i] <= '9' && p <= 65535) p = p * 10 + (uint32_t)(u.ptr[i++] - '0');
+        if (i == d || p == 0 || p > 65535) return 0;
+    } else {
+        p = *https ? 443 : 80;
+    }
+    if (i < u.len && u.ptr[i] != '/' && u.ptr[i] != '?') return 0;
+    *port = (uint16_t)p;
+    if (!ssmb__creds_copy(host, host_cap, ssmb__creds_sv(u.ptr + hs, he - hs))) return 0;
+    {
+        ssmb_str t = ssmb__creds_sv(u.ptr + i, u.len - i);
+        const char *hash = (const char *)memchr(t.ptr, '#', t.len);
+        if (hash) t.len = (size_t)(hash - t.ptr);
+        if (t.len == 0) t = ssmb_str_c("/");
+        if (t.ptr[0] == '?') return 0;
+        return ssmb__creds_copy(target, target_cap, t);
+    }
+}
+
+/* Plain-HTTP full URIs may only reach the container agent or this host. */
+static int ssmb__creds_ecs_host_ok(const char *host) {
+    size_t i, dots = 0;
+    if (!strncmp(host, "127.", 4)) { /* 127.0.0.0/8, written as a dotted address */
+        for (i = 0; host[i]; i++) {
+            if (host[i] == '.') dots++;
+            else if (host[i] < '0' || host[i] > '9') return 0;
+        }
+        return dots == 3;
+    }
+    return !strcmp(host, "169.254.170.2") || !strcmp(host, "169.254.170.23") || !strcmp(host, "fd00:ec2::23") ||
+           !strcmp(host, "localhost") || !strcmp(host, "::1");
+}
+
+/* ECS from the environment: SSMB_AGAIN when it does not apply. */
+static ssmb_result ssmb__creds_ecs(ssmb__creds_ctx *c) {
+    ssmb_creds_ecs *e = &c->r->ecs;
+    const char *rel = ssmb__creds_env(c, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = ssmb__creds_env(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    const char *tok = ssmb__creds_env(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    const char *tok_file = ssmb__creds_env(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    ssmb_result r;
+    if (!rel && !full) return SSMB_AGAIN;
+    memset(e, 0, sizeof *e);
+    if (rel) {
+        ssmb__sink s;
+        if (rel[0] != '/' || !ssmb__creds_printable(ssmb_str_c(rel)) || strchr(rel, ' ') ||
+            !ssmb__creds_copy(e->target, sizeof e->target, ssmb_str_c(rel)))
+            return ssmb__creds_fail(c, SSMB_ERR_MALFORMED, NULL, 0,
+                                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is not a path");
+        ssmb__sink_init(&s, e->url, sizeof e->url);
+        ssmb__put_z(&s, "http://169.254.170.2");
+        ssmb__put_z(&s, rel);
+        if (ssmb__sink_finish(&s, NULL) != SSMB_OK)
+            return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI too long");
+        memcpy(e->host, "169.254.170.2", 14);
+        e->port = 80;
+    } else {
+        if (!ssmb__creds_url(ssmb_str_c(full), &e->https, e->host, sizeof e->host, &e->port, e->target,
+                             sizeof e->target) ||
+            !ssmb__creds_copy(e->url, sizeof e->url, ssmb_str_c(full)))
+            return ssmb__creds_fail(c, SSMB_ERR_MALFORMED, NULL, 0, "AWS_CONTAINER_CREDENTIALS_FULL_URI is not a URL");
+        if (!e->https && !ssmb__creds_ecs_host_ok(e->host))
+            return ssmb__creds_fail(c, SSMB_ERR_CREDENTIALS, NULL, 0,
+                                    "AWS_CONTAINER_CREDENTIALS_FULL_URI over http must name a loopback or ECS address");
+    }
+    if (tok_file) {
+        r = ssmb__creds_take_env(c, tok_file, e->auth_token_file, sizeof e->auth_token_file,
+                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE too long");
+        if (r != SSMB_OK) return r;
+    } else if (tok) {
+        if (!ssmb__creds_printable(ssmb_str_c(tok)))
+            return ssmb__creds_fail(c, SSMB_ERR_MALFORMED, NULL, 0,
+                                    "AWS_CONTAINER_AUTHORIZATION_TOKEN holds control characters");
+        r = ssmb__creds_take_env(c, tok, e->auth_token, sizeof e->auth_token,
+                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN too long");
+        if (r != SSMB_OK) return r;
+    }
+    c->r->step = SSMB_CREDS_STEP_ECS;
+    return SSMB_OK;
+}
+
+/* IMDS: SSMB_AGAIN when turned off. */
+static ssmb_result ssmb__creds_imds(ssmb__creds_ctx *c) {
+    ssmb_creds_imds *m = &c->r->imds;
+    const char *off = ssmb__creds_env(c, "AWS_EC2_METADATA_DISABLED");
+    const char *ep = ssmb__creds_env(c, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    const char *mode = ssmb__creds_env(c, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    if (off && ssmb__creds_ieq(ssmb_str_c(off), "true")) return SSMB_AGAIN;
+    memset(m, 0, sizeof *m);
+    m->port = 80;
+    if (ep) {
+        uint32_t https = 0;
+        char target[SSMB_CREDS_TEXT_MAX];
+        if (!ssmb__creds_url(ssmb_str_c(ep), &https, m->host, sizeof m->host, &m->port, target, sizeof target) ||
+            https)
+            return ssmb__creds_fail(c, SSMB_ERR_MALFORMED, NULL, 0,
+                                    "AWS_EC2_METADATA_SERVICE_ENDPOINT is not an http:// URL");
+    } else if (mode && ssmb__creds_ieq(ssmb_str_c(mode), "IPv6")) {
+        memcpy(m->host, "fd00:ec2::254", 14);
+    } else {
+        memcpy(m->host, "169.254.169.254", 16);
+    }
+    c->r->step = SSMB_CREDS_STEP_IMDS;
+    return SSMB_OK;
+}
+
+/* credential_source: where a role's first credentials come from. */
+static ssmb_result ssmb__creds_credential_source(ssmb__creds_ctx *c, const ssmb__creds_val *cs) {
+    ssmb_result r;
+    if (ssmb_str_eq(cs->v, "Environment")) {
+        const char *id = ssmb__creds_env(c, "AWS_ACCESS_KEY_ID"), *secret = ssmb__creds_env(c, "AWS_SECRET_ACCESS_KEY");
+        ssmb_aws_credentials k;
+        if (!id || !secret)
+            return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, cs,
+                                       "credential_source Environment, but the AWS_ACCESS_KEY_ID and "
+                                       "AWS_SECRET_ACCESS_KEY variables are not both set");
+        k.access_key_id = ssmb_str_c(id);
+        k.secret_access_key = ssmb_str_c(secret);
+        k.session_token = ssmb_str_c(ssmb__creds_env(c, "AWS_SESSION_TOKEN"));
+        return ssmb__creds_set_keys(c, k, "environment credentials too long");
+    }
+    if (ssmb_str_eq(cs->v, "Ec2InstanceMetadata")) {
+        r = ssmb__creds_imds(c);
+        if (r == SSMB_AGAIN)
+            return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, cs,
+                                       "credential_source Ec2InstanceMetadata, but AWS_EC2_METADATA_DISABLED is true");
+        return r;
+    }
+    if (ssmb_str_eq(cs->v, "EcsContainer")) {
+        r = ssmb__creds_ecs(c);
+        if (r == SSMB_AGAIN)
+            return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, cs,
+                                       "credential_source EcsContainer, but no AWS_CONTAINER_CREDENTIALS_* variable");
+        return r;
+    }
+    return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, cs,
+                               "credential_source is not Environment, Ec2InstanceMetadata or EcsContainer");
+}
+
+/* Appends the profile's role to the plan (after its source was resolved). */
+static ssmb_result ssmb__creds_add_role(ssmb__creds_ctx *c, ssmb_str profile, const ssmb__creds_val *arn) {
+    ssmb_creds_role *role;
+    ssmb__creds_val v;
+    ssmb_result r;
+    if (c->r->role_count >= SSMB_CREDS_MAX_ROLES)
+        return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, arn, "role chain longer than SSMB_CREDS_MAX_ROLES");
+    role = &c->r->roles[c->r->role_count++];
+    r = ssmb__creds_take(c, arn, role->role_arn, sizeof role->role_arn);
+    if (r == SSMB_OK && !role->role_arn[0]) r = ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, arn, "empty role_arn");
+    if (r == SSMB_OK) {
+        ssmb__creds_get(c, profile, "role_session_name", &v);
+        r = ssmb__creds_take(c, &v, role->session_name, sizeof role->session_name);
+    }
+    if (r == SSMB_OK && !role->session_name[0])
+        memcpy(role->session_name, SSMB__CREDS_DEFAULT_SESSION, sizeof SSMB__CREDS_DEFAULT_SESSION);
+    if (r == SSMB_OK) {
+        ssmb__creds_get(c, profile, "external_id", &v);
+        r = ssmb__creds_take(c, &v, role->external_id, sizeof role->external_id);
+    }
+    if (r == SSMB_OK) {
+        ssmb__creds_get(c, profile, "duration_seconds", &v);
+        r = ssmb__creds_duration(c, &v, &role->duration_s);
+    }
+    if (r == SSMB_OK && !ssmb__creds_copy(role->profile, sizeof role->profile, profile))
+        r = ssmb__creds_fail_at(c, SSMB_ERR_LIMIT, arn, "profile name too long");
+    return r;
+}
+
+/* The profile's own keys (aws_access_key_id + aws_secret_access_key):
+   SSMB_OK when set, SSMB_AGAIN when neither is, an error for one alone. */
+static ssmb_result ssmb__creds_profile_keys(ssmb__creds_ctx *c, ssmb_str name) {
+    ssmb__creds_val id, secret, token;
+    ssmb_creds *cr = &c->r->creds;
+    ssmb_result r;
+    int has_id = ssmb__creds_get(c, name, "aws_access_key_id", &id) && id.v.len;
+    int has_secret = ssmb__creds_get(c, name, "aws_secret_access_key", &secret) && secret.v.len;
+    if (!has_id && !has_secret) return SSMB_AGAIN;
+    if (!has_id || !has_secret)
+        return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, has_id ? &id : &secret,
+                                   "aws_access_key_id and aws_secret_access_key must be set together");
+    ssmb__creds_get(c, name, "aws_session_token", &token);
+    r = ssmb__creds_take(c, &id, cr->access_key_id, sizeof cr->access_key_id);
+    if (r == SSMB_OK) r = ssmb__creds_take(c, &secret, cr->secret_access_key, sizeof cr->secret_access_key);
+    if (r == SSMB_OK) r = ssmb__creds_take(c, &token, cr->session_token, sizeof cr->session_token);
+    if (r != SSMB_OK) ssmb__wipe(cr, sizeof *cr);
+    else c->r->step = SSMB_CREDS_STEP_READY;
+    return r;
+}
+
+/* Resolves profile name at chain depth: SSMB_OK with the plan, SSMB_AGAIN
+   when the profile holds no credentials, or an error. */
+static ssmb_result ssmb__creds_profile(ssmb__creds_ctx *c, ssmb_str name, uint32_t depth) {
+    ssmb__creds_val arn, src, cs, web, proc;
+    ssmb_result r;
+    uint32_t i;
+    c->visited[depth] = name;
+    if (ssmb__creds_get(c, name, "role_arn", &arn)) {
+        int has_src = ssmb__creds_get(c, name, "source_profile", &src);
+        int has_cs = ssmb__creds_get(c, name, "credential_source", &cs);
+        int has_web = ssmb__creds_get(c, name, "web_identity_token_file", &web);
+        if (has_src && has_cs)
+            return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &cs,
+                                       "source_profile and credential_source are both set");
+        if ((has_src || has_cs) && depth >= c->max_depth)
+            return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, has_src ? &src : &cs,
+                                       "role chain deeper than max_chain_depth");
+        if (has_src) {
+            if (ssmb__creds_eq(src.v, name)) { /* a role over the profile's own keys */
+                r = ssmb__creds_profile_keys(c, name);
+                if (r == SSMB_AGAIN)
+                    r = ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &src,
+                                            "source_profile names its own profile, which has no keys");
+            } else {
+                for (i = 0; i <= depth; i++)
+                    if (ssmb__creds_eq(c->visited[i], src.v))
+                        return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &src, "source_profile chain loops");
+                if (!ssmb__creds_has_profile(c, src.v))
+                    return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &src,
+                                               "source_profile names a profile that does not exist");
+                r = ssmb__creds_profile(c, src.v, depth + 1);
+                if (r == SSMB_AGAIN)
+                    r = ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &src,
+                                            "source_profile names a profile without credentials");
+            }
+            return r != SSMB_OK ? r : ssmb__creds_add_role(c, name, &arn);
+        }
+        if (has_cs) {
+            r = ssmb__creds_credential_source(c, &cs);
+            return r != SSMB_OK ? r : ssmb__creds_add_role(c, name, &arn);
+        }
+        if (has_web) {
+            ssmb_creds_web_identity *w = &c->r->web_identity;
+            ssmb__creds_val v;
+            r = ssmb__creds_take(c, &arn, w->role_arn, sizeof w->role_arn);
+            if (r == SSMB_OK) r = ssmb__creds_take(c, &web, w->token_file, sizeof w->token_file);
+            if (r == SSMB_OK && (!w->role_arn[0] || !w->token_file[0]))
+                r = ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &web, "empty role_arn or web_identity_token_file");
+            if (r == SSMB_OK) {
+                ssmb__creds_get(c, name, "role_session_name", &v);
+                r = ssmb__creds_take(c, &v, w->session_name, sizeof w->session_name);
+            }
+            if (r == SSMB_OK && !w->session_name[0])
+                memcpy(w->session_name, SSMB__CREDS_DEFAULT_SESSION, sizeof SSMB__CREDS_DEFAULT_SESSION);
+            if (r == SSMB_OK) {
+                ssmb__creds_get(c, name, "duration_seconds", &v);
+                r = ssmb__creds_duration(c, &v, &w->duration_s);
+            }
+            if (r == SSMB_OK) c->r->step = SSMB_CREDS_STEP_WEB_IDENTITY;
+            return r;
+        }
+        return ssmb__creds_fail_at(c, SSMB_ERR_CREDENTIALS, &arn,
+                                   "role_arn without source_profile, credential_source or web_identity_token_file");
+    }
+    r = ssmb__creds_profile_keys(c, name);
+    if (r != SSMB_AGAIN) return r;
+    if (ssmb__creds_get(c, name, "credential_process", &proc) && proc.v.len) {
+        r = ssmb__creds_take(c, &proc, c->r->process_command, sizeof c->r->process_command);
+        if (r == SSMB_OK) c->r->step = SSMB_CREDS_STEP_PROCESS;
+        return r;
+    }
+    return SSMB_AGAIN;
+}
+
+/* path: the desc's, the variable's ("~/" from HOME), or HOME + rel; "" when
+   there is none (no HOME). */
+static ssmb_result ssmb__creds_path(ssmb__creds_ctx *c, const char *given, const char *var, const char *rel,
+                                    char *out) {
+    const char *p = given && given[0] ? given : ssmb__creds_env(c, var);
+    const char *home = ssmb__creds_env(c, "HOME");
+    ssmb__sink s;
+    ssmb__sink_init(&s, out, SSMB_CREDS_TEXT_MAX);
+    if (p && p[0] == '~' && p[1] == '/') {
+        if (!home) {
+            out[0] = '\0';
+            return SSMB_OK;
+        }
+        ssmb__put_z(&s, home);
+        ssmb__put_z(&s, p + 1);
+    } else if (p) {
+        ssmb__put_z(&s, p);
+    } else if (home) {
+        ssmb__put_z(&s, home);
+        ssmb__put_z(&s, rel);
+    }
+    if (ssmb__sink_finish(&s, NULL) != SSMB_OK)
+        return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, "file path too long");
+    return SSMB_OK;
+}
+
+/* Reads file i into buf (cap bytes, one more than the limit); an absent
+   file leaves text NULL. Then checks every line. */
+static ssmb_result ssmb__creds_load(ssmb__creds_ctx *c, int i, char *buf, size_t cap) {
+    ssmb__creds_file *f = &c->files[i];
+    const char *reason = NULL;
+    uint32_t line = 0;
+    FILE *fp;
+    size_t n;
+    int err;
+    f->path = c->paths[i];
+    f->config = i == 1;
+    if (!c->paths[i][0]) return SSMB_OK;
+    fp = fopen(c->paths[i], "rb");
+    if (!fp) return SSMB_OK; /* a missing file is no error, as in the AWS tools */
+    n = fread(buf, 1, cap, fp);
+    err = ferror(fp);
+    fclose(fp);
+    if (err) return ssmb__creds_fail(c, SSMB_ERR_IO, f, 0, "the file cannot be read");
+    if (n == cap) return ssmb__creds_fail(c, SSMB_ERR_LIMIT, f, 0, "the file is larger than max_file_size");
+    f->text = buf;
+    f->len = n;
+    if (!ssmb__ini_check(f, &line, &reason)) return ssmb__creds_fail(c, SSMB_ERR_MALFORMED, f, line, reason);
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__creds_walk(ssmb__creds_ctx *c, char *block, size_t file_cap) {
+    const ssmb_creds_desc *d = c->d;
+    ssmb_creds_result *res = c->r;
+    const char *profile = d->profile && d->profile[0] ? d->profile : ssmb__creds_env(c, "AWS_PROFILE");
+    int named = profile != NULL;
+    ssmb_result r;
+    if (!profile) profile = "default";
+    if (!ssmb__creds_copy(res->profile, sizeof res->profile, ssmb_str_c(profile)))
+        return ssmb__creds_fail(c, SSMB_ERR_LIMIT, NULL, 0, "profile name too long");
+    if (block) {
+        r = ssmb__creds_load(c, 0, block, file_cap);
+        if (r == SSMB_OK) r = ssmb__creds_load(c, 1, block + file_cap, file_cap);
+        if (r != SSMB_OK) return r;
+    }
+    {
+        ssmb__creds_val region;
+        if (ssmb__creds_get(c, ssmb_str_c(res->profile), "region", &region)) {
+            r = ssmb__creds_take(c, &region, res->region, sizeof res->region);
+            if (r != SSMB_OK) return r;
+        }
+    }
+    /* 1. explicit keys */
+    if (d->explicit_creds.access_key_id.len) {
+        if (!d->explicit_creds.secret_access_key.len)
+            return ssmb__creds_fail(c, SSMB_ERR_INVALID_ARG, NULL, 0, "explicit_creds without a secret access key");
+        res->source = SSMB_CREDS_SOURCE_EXPLICIT;
+        ssmb__creds_log(c, SSMB_LOG_INFO, "credentials: explicit (ssmb_creds_desc.explicit_creds)");
+        return ssmb__creds_set_keys(c, d->explicit_creds, "explicit_creds too long");
+    }
+    /* 2. environment keys */
+    {
+        const char *id = ssmb__creds_env(c, "AWS_ACCESS_KEY_ID"), *secret = ssmb__creds_env(c, "AWS_SECRET_ACCESS_KEY");
+        if (id && secret) {
+            ssmb_aws_credentials k;
+            k.access_key_id = ssmb_str_c(id);
+            k.secret_access_key = ssmb_str_c(secret);
+            k.session_token = ssmb_str_c(ssmb__creds_env(c, "AWS_SESSION_TOKEN"));
+            res->source = SSMB_CREDS_SOURCE_ENV;
+            ssmb__creds_log(c, SSMB_LOG_INFO, "credentials: environment (AWS_ACCESS_KEY_ID)");
+            return ssmb__creds_set_keys(c, k, "environment credentials too long");
+        }
+    }
+    /* 3. web identity from the environment */
+    {
+        const char *arn = ssmb__creds_env(c, "AWS_ROLE_ARN"), *file = ssmb__creds_env(c, "AWS_WEB_IDENTITY_TOKEN_FILE");
+        const char *session = ssmb__creds_env(c, "AWS_ROLE_SESSION_NAME");
+        if (arn && file) {
+            ssmb_creds_web_identity *w = &res->web_identity;
+            res->source = SSMB_CREDS_SOURCE_ENV_WEB_IDENTITY;
+            r = ssmb__creds_take_env(c, arn, w->role_arn, sizeof w->role_arn, "AWS_ROLE_ARN too long");
+            if (r == SSMB_OK)
+                r = ssmb__creds_take_env(c, file, w->token_file, sizeof w->token_file,
+                                         "AWS_WEB_IDENTITY_TOKEN_FILE too long");
+            if (r == SSMB_OK)
+                r = ssmb__creds_take_env(c, session ? session : SSMB__CREDS_DEFAULT_SESSION, w->session_name,
+                                         sizeof w->session_name, "AWS_ROLE_SESSION_NAME too long");
+            w->duration_s = SSMB_CREDS_DEFAULT_DURATION_S;
+            res->step = SSMB_CREDS_STEP_WEB_IDENTITY;
+            ssmb__creds_log(c, SSMB_LOG_INFO, "credentials: web identity (AWS_ROLE_ARN)");
+            return r;
+        }
+    }
+    /* 4. the profile */
+    if (ssmb__creds_has_profile(c, ssmb_str_c(res->profile))) {
+        res->source = SSMB_CREDS_SOURCE_PROFILE;
+        r = ssmb__creds_profile(c, ssmb_str_c(res->profile), 0);
+        if (r != SSMB_AGAIN) {
+            if (r == SSMB_OK) ssmb__creds_log(c, SSMB_LOG_INFO, "credentials: shared profile");
+            return r;
+        }
+        res->source = SSMB_CREDS_SOURCE_NONE;
+    } else if (named) {
+        return ssmb__creds_fail(c, SSMB_ERR_CREDENTIALS, NULL, 0,
+                                "the selected profile is in neither shared file (AWS_PROFILE or desc.profile)");
+    }
+    /* 5. ECS, 6. IMDS */
+    if (!d->no_remote) {
+        r = ssmb__creds_ecs(c);
+        if (r != SSMB_AGAIN) {
+            res->source = SSMB_CREDS_SOURCE_ECS;
+            if (r == SSMB_OK) ssmb__creds_log(c, SSMB_LOG_INFO, "credentials: ECS container endpoint");
+            return r;
+        }
+        r = ssmb__creds_imds(c);
+        if (r != SSMB_AGAIN) {
+            res->source = SSMB_CREDS_SOURCE_IMDS;
+            if (r == SSMB_OK) ssmb__creds_log(c, SSMB_LOG_INFO, "credentials: EC2 instance metadata");
+            return r;
+        }
+    }
+    return ssmb__creds_fail(c, SSMB_ERR_CREDENTIALS, NULL, 0, "no credentials found in any source");
+}
+
+SSMB_APIDEF ssmb_result ssmb_creds_resolve(const ssmb_creds_desc *desc, ssmb_creds_result *result) {
+    ssmb__creds_ctx c;
+    size_t file_cap = 0, block_size = 0;
+    char *block = NULL;
+    ssmb_result r;
+    if (!result) return SSMB_ERR_INVALID_ARG;
+    ssmb__wipe(result, sizeof *result);
+    if (!desc || !ssmb__allocator_valid(&desc->allocator)) {
+        result->error.code = SSMB_ERR_INVALID_ARG;
+        result->error.reason = "desc is NULL or its allocator has only one function";
+        return SSMB_ERR_INVALID_ARG;
+    }
+    memset(&c, 0, sizeof c);
+    c.d = desc;
+    c.r = result;
+    c.max_depth = desc->max_chain_depth && desc->max_chain_depth < SSMB_CREDS_MAX_ROLES ? desc->max_chain_depth
+                                                                                         : SSMB_CREDS_MAX_ROLES;
+    c.files[0].path = c.paths[0];
+    c.files[1].path = c.paths[1];
+    c.files[1].config = 1;
+    if (!desc->no_files) {
+        r = ssmb__creds_path(&c, desc->credentials_file, "AWS_SHARED_CREDENTIALS_FILE", "/.aws/credentials",
+                             c.paths[0]);
+        if (r == SSMB_OK) r = ssmb__creds_path(&c, desc->config_file, "AWS_CONFIG_FILE", "/.aws/config", c.paths[1]);
+        if (r != SSMB_OK) return r;
+        file_cap = (size_t)(desc->max_file_size ? desc->max_file_size : SSMB_CREDS_DEFAULT_FILE_MAX) + 1;
+        if (ssmb_size_mul(file_cap, 2, &block_size) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+        block = (char *)ssmb__alloc(&desc->allocator, block_size);
+        if (!block) return ssmb__creds_fail(&c, SSMB_ERR_NOMEM, NULL, 0, "no memory to read the shared files");
+    }
+    r = ssmb__creds_walk(&c, block, file_cap);
+    if (block) {
+        ssmb__wipe(block, block_size);
+        ssmb__free(&desc->allocator, block, block_size);
+    }
+    result->creds.refresh_before_s = desc->refresh_before_s ? desc->refresh_before_s : SSMB_CREDS_DEFAULT_REFRESH_S;
+    if (r != SSMB_OK) {
+        ssmb_creds_error keep = result->error;
+        ssmb_creds_result_wipe(result);
+        result->error = keep;
+        if (!result->error.code) result->error.code = r;
+    }
+    return r;
+}
+
+SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
+    if (r) ssmb__wipe(r, sizeof *r);
 }
 
 // >>socket
