@@ -131,7 +131,9 @@
    ==============
      0.1.0  L0 primitives: SHA-256, HMAC, base64, hex, UUID, SigV4, JSON,
             ClientMessage codec and payloads, WebSocket framing, HTTP/1.1;
-            the sans-I/O WebSocket connection.
+            TLS through BearSSL or mbedTLS; the sans-I/O WebSocket
+            connection and data channel; the poll engine with its resolver
+            and proxy support; KMS session encryption; credential sources.
 
    LICENSE
    =======
