@@ -1419,14 +1419,14 @@ SSMB_API ssmb_result ssmb_smux_open(ssmb_smux *mux, uint32_t *stream_id);
    SSMB_ERR_INVALID_STATE for a stream id not open here. */
 SSMB_API ssmb_result ssmb_smux_write(ssmb_smux *mux, uint32_t stream_id, const void *data, size_t len,
                                      size_t *accepted);
-/* The most data bytes a write could take now (0 when it would say AGAIN). */
+/* A write of at most this many bytes now is taken whole (0: drain first). */
 SSMB_API size_t ssmb_smux_write_space(const ssmb_smux *mux);
 /* Ends a stream (queues FIN after its queued data) and frees its slot;
    unread data is discarded, later frames for it are skipped. SSMB_AGAIN
    when the output has no room for the FIN (8 bytes; a reserve is kept). */
 SSMB_API ssmb_result ssmb_smux_close(ssmb_smux *mux, uint32_t stream_id);
 
-/* Copies received bytes: SSMB_OK (*n > 0), SSMB_AGAIN (none yet),
+/* Copies received bytes: SSMB_OK (*n > 0 unless cap is 0), SSMB_AGAIN (none yet),
    SSMB_CLOSED (none left and the peer ended the stream). */
 SSMB_API ssmb_result ssmb_smux_read(ssmb_smux *mux, uint32_t stream_id, void *buf, size_t cap, size_t *n);
 /* Zero-copy: the next contiguous received bytes (results as for read);
@@ -7792,24 +7792,19 @@ SSMB_APIDEF ssmb_result ssmb_smux_consume(ssmb_smux *mux, uint32_t stream_id, si
 
 SSMB_APIDEF ssmb_result ssmb_smux_read(ssmb_smux *mux, uint32_t stream_id, void *buf, size_t cap, size_t *n) {
     uint8_t *dst = (uint8_t *)buf;
-    size_t done = 0;
+    ssmb__smux_slot *s;
+    ssmb_result r;
     if (n) *n = 0;
     if (!mux || !n || (!buf && cap)) return SSMB_ERR_INVALID_ARG;
-    while (done < cap) {
-        const uint8_t *p;
-        size_t len;
-        ssmb_result r = ssmb_smux_peek(mux, stream_id, &p, &len);
-        if (r != SSMB_OK) {
-            if (done) break;
-            return r;
-        }
-        len = SSMB__MIN(len, cap - done);
-        memcpy(dst + done, p, len);
-        ssmb_smux_consume(mux, stream_id, len);
-        done += len;
+    r = ssmb__smux_readable(mux, stream_id, &s);
+    if (r != SSMB_OK) return r;
+    while (*n < cap && s->rx_count) { /* at most two pieces: the ring wraps once */
+        size_t part = SSMB__MIN(SSMB__MIN(s->rx_count, mux->cfg.rx_cap - s->rx_head), cap - *n);
+        memcpy(dst + *n, s->rx + s->rx_head, part);
+        ssmb_smux_consume(mux, stream_id, part);
+        *n += part;
     }
-    *n = done;
-    return done || !cap ? SSMB_OK : SSMB_AGAIN;
+    return SSMB_OK;
 }
 
 SSMB_APIDEF size_t ssmb_smux_available(const ssmb_smux *mux, uint32_t stream_id) {
