@@ -1396,7 +1396,8 @@ SSMB_API void ssmb_smux_destroy(ssmb_smux *mux);
    mux (sticky, also returned here): SSMB_ERR_MALFORMED (version, cmd,
    data on a control frame) or SSMB_ERR_LIMIT (length over 32768). The
    first call to feed or tick starts the keep-alive clock; any bytes passed
-   count as received. */
+   count as received, and time spent stalled on a full stream buffer does
+   not count as silence. */
 SSMB_API ssmb_result ssmb_smux_feed(ssmb_smux *mux, const void *data, size_t len, size_t *consumed,
                                     uint64_t now_ms);
 /* The next event: SSMB_OK; SSMB_AGAIN (none); the sticky error after the
@@ -7814,11 +7815,22 @@ SSMB_APIDEF size_t ssmb_smux_available(const ssmb_smux *mux, uint32_t stream_id)
 
 /* ---- keep-alive (§7.4: NOP every 10 s, 30 s without input ends it) ---- */
 
+/* Input waits for a stream buffer that is full: the silence is ours, not
+   the peer's, so it does not count (the reference's mux exempts the same
+   case). */
+static int ssmb__smux_stalled(const ssmb_smux *mux) {
+    const ssmb__smux_slot *s;
+    if (mux->in_state != SSMB__SMUX_IN_DATA) return 0;
+    s = ssmb__smux_in_target(mux);
+    return s && s->rx_count == mux->cfg.rx_cap;
+}
+
 SSMB_APIDEF ssmb_result ssmb_smux_tick(ssmb_smux *mux, uint64_t now_ms) {
     if (!mux) return SSMB_ERR_INVALID_ARG;
     if (mux->error != SSMB_OK) return mux->error;
     ssmb__smux_clock(mux, now_ms);
     if (!mux->cfg.keepalive) return SSMB_OK;
+    if (ssmb__smux_stalled(mux)) mux->last_rx = now_ms;
     if (now_ms >= mux->last_rx + mux->cfg.timeout_ms) {
         ssmb__smux_fail(mux, SSMB_ERR_TIMEOUT);
         return mux->error;

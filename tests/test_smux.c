@@ -875,3 +875,26 @@ SSMB_TEST(smux_small_frames_setting) {
     CHECK(ssmb_smux_header_parse(p, n, &h) == SSMB_OK && h.length == 1024 && h.cmd == SSMB_SMUX_PSH);
     ssmb_smux_destroy(mux);
 }
+
+/* Waiting on our own full stream buffer is not the peer's silence. */
+SSMB_TEST(smux_keepalive_spares_a_stalled_mux) {
+    static uint8_t wire[SSMB_SMUX_HEADER_SIZE + 4000], payload[4000];
+    ssmb_smux_desc d;
+    ssmb_smux *mux;
+    uint8_t sink[512];
+    uint32_t id = 0;
+    size_t n = 0, used = 0;
+    smux_desc_init(&d, SSMB_SMUX_CLIENT, NULL);
+    d.keepalive = 1;
+    d.stream_buffer_bytes = 1024;
+    mux = smux_make(&d);
+    if (!mux) return;
+    CHECK(ssmb_smux_open(mux, &id) == SSMB_OK);
+    CHECK(ssmb_smux_frame_encode(SSMB_SMUX_PSH, id, payload, 4000, wire, sizeof wire, &n) == SSMB_OK);
+    CHECK(ssmb_smux_feed(mux, wire, n, &used, 0) == SSMB_AGAIN && used == SSMB_SMUX_HEADER_SIZE + 1024);
+    CHECK(ssmb_smux_tick(mux, 40000) == SSMB_OK); /* stalled: not a timeout */
+    CHECK(ssmb_smux_read(mux, id, sink, sizeof sink, &n) == SSMB_OK && n == sizeof sink);
+    CHECK(ssmb_smux_tick(mux, 69999) == SSMB_OK);
+    CHECK(ssmb_smux_tick(mux, 70000) == SSMB_ERR_TIMEOUT);
+    ssmb_smux_destroy(mux);
+}
