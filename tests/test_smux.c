@@ -898,3 +898,77 @@ SSMB_TEST(smux_keepalive_spares_a_stalled_mux) {
     CHECK(ssmb_smux_tick(mux, 70000) == SSMB_ERR_TIMEOUT);
     ssmb_smux_destroy(mux);
 }
+
+/* A fixed script of frames gives the same streams, bytes and counters fed
+   whole, one byte at a time, and cut in two at every offset (STYLE §2.14). */
+typedef struct smux_outcome {
+    uint8_t a[64], b[64];
+    size_t a_len, b_len;
+    ssmb_result a_end, b_end;
+    ssmb_smux_metrics m;
+} smux_outcome;
+
+static void smux_add(uint8_t *w, size_t cap, size_t *len, uint32_t cmd, uint32_t id, const char *data) {
+    size_t n = 0;
+    CHECK(ssmb_smux_frame_encode(cmd, id, data, data ? strlen(data) : 0, w + *len, cap - *len, &n) == SSMB_OK);
+    *len += n;
+}
+
+static size_t smux_script(uint8_t *w, size_t cap) {
+    size_t len = 0;
+    smux_add(w, cap, &len, SSMB_SMUX_PSH, 3, "hello");
+    smux_add(w, cap, &len, SSMB_SMUX_NOP, 0, NULL);
+    smux_add(w, cap, &len, SSMB_SMUX_PSH, 5, "other stream");
+    smux_add(w, cap, &len, SSMB_SMUX_PSH, 9, "nobody's"); /* unknown id: skipped */
+    smux_add(w, cap, &len, SSMB_SMUX_SYN, 2, NULL);       /* the client takes no streams */
+    smux_add(w, cap, &len, SSMB_SMUX_PSH, 3, ", world");
+    smux_add(w, cap, &len, SSMB_SMUX_FIN, 3, NULL);
+    smux_add(w, cap, &len, SSMB_SMUX_PSH, 5, "!");
+    return len;
+}
+
+/* cut 0: whole; cut SIZE_MAX: one byte at a time; else two pieces. */
+static void smux_run_script(const uint8_t *w, size_t len, size_t cut, smux_outcome *o) {
+    ssmb_smux_desc d;
+    ssmb_smux *mux;
+    uint32_t a = 0, b = 0;
+    size_t at = 0, used = 0;
+    memset(o, 0, sizeof *o);
+    smux_desc_init(&d, SSMB_SMUX_CLIENT, NULL);
+    mux = smux_make(&d);
+    if (!mux) return;
+    CHECK(ssmb_smux_open(mux, &a) == SSMB_OK && ssmb_smux_open(mux, &b) == SSMB_OK);
+    while (at < len) {
+        size_t piece = cut == (size_t)-1 ? 1 : cut == 0 || at >= cut ? len - at : cut - at;
+        CHECK(ssmb_smux_feed(mux, w + at, piece, &used, 0) == SSMB_OK && used == piece);
+        at += piece;
+    }
+    CHECK(ssmb_smux_read(mux, a, o->a, sizeof o->a, &o->a_len) == SSMB_OK);
+    CHECK(ssmb_smux_read(mux, b, o->b, sizeof o->b, &o->b_len) == SSMB_OK);
+    o->a_end = ssmb_smux_read(mux, a, o->a, 0, &used);
+    o->b_end = ssmb_smux_read(mux, b, o->b + o->b_len, sizeof o->b - o->b_len, &used);
+    ssmb_smux_get_metrics(mux, &o->m);
+    ssmb_smux_destroy(mux);
+}
+
+SSMB_TEST(smux_every_cut_gives_the_same) {
+    uint8_t w[256];
+    size_t len = smux_script(w, sizeof w), cut;
+    smux_outcome whole, other;
+    long ok = 0, total = 0;
+    smux_run_script(w, len, 0, &whole);
+    CHECK(whole.a_len == 12 && memcmp(whole.a, "hello, world", 12) == 0);
+    CHECK(whole.b_len == 13 && memcmp(whole.b, "other stream!", 13) == 0);
+    CHECK(whole.a_end == SSMB_CLOSED && whole.b_end == SSMB_AGAIN);
+    CHECK(whole.m.frames_in == 8 && whole.m.ignored == 2 && whole.m.ignored_bytes == 8 && whole.m.nops_in == 1);
+    for (cut = 1; cut <= len; cut++) {
+        smux_run_script(w, len, cut == len ? (size_t)-1 : cut, &other);
+        total++;
+        if (CHECK(other.a_len == whole.a_len && other.b_len == whole.b_len) &&
+            CHECK(memcmp(other.a, whole.a, whole.a_len) == 0 && memcmp(other.b, whole.b, whole.b_len) == 0) &&
+            CHECK(other.a_end == whole.a_end && other.b_end == whole.b_end) &&
+            CHECK(memcmp(&other.m, &whole.m, sizeof whole.m) == 0))
+            ok++;
+    }
+    ssmbt_report("smux script cut at every offset", ok, total, "cuts");
+}
