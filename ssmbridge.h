@@ -7262,7 +7262,7 @@ SSMB_APIDEF ssmb_result ssmb_smux_header_parse(const uint8_t *in, size_t len, ss
     out->length = (uint32_t)in[2] | ((uint32_t)in[3] << 8);
     out->stream_id = (uint32_t)in[4] | ((uint32_t)in[5] << 8) | ((uint32_t)in[6] << 16) | ((uint32_t)in[7] << 24);
     if (out->version != SSMB_SMUX_VERSION || out->cmd > SSMB_SMUX_NOP) return SSMB_ERR_MALFORMED;
-    if (out->cmd != SSMB_SMUX_PSH && out->length) return SSMB_ERR_MALFORMED; /* a reference end reads none: out of step */
+    if (out->cmd != SSMB_SMUX_PSH && out->length) return SSMB_ERR_MALFORMED; /* the reference reads none */
     if (out->length > SSMB_SMUX_MAX_DATA) return SSMB_ERR_LIMIT;
     return SSMB_OK;
 }
