@@ -1266,6 +1266,193 @@ enum {
     SSMB_LOGITEM_CHANNEL_GAVE_UP = 43   /* max_resend_attempts reached */
 };
 
+/* ---- smux: multiplexed port-forwarding streams, sans-I/O (L0 codec, L1) ---
+   Port forwarding with an agent newer than 3.0.196.0 (§7.3, §7.6) carries
+   many TCP connections over the one data channel with smux protocol
+   version 1 (§7.4). The Output payloads of the channel, in both directions,
+   are an arbitrary cutting of one continuous smux byte stream: a frame may
+   span payloads and a payload may hold several frames. Frames: an 8-byte
+   header (ver = 1, cmd, uint16 length and uint32 stream id, both
+   little-endian, §14 item 11) and length data bytes.
+
+   The multiplexer is the client end of that stream (the server role is the
+   agent's end, for tests and emulators). The loop:
+       every channel DATA event:  ssmb_smux_feed(mux, data, len, &used, now);
+                                  keep data[used..len) while it says SSMB_AGAIN
+       then:        ssmb_smux_poll until SSMB_AGAIN; read the streams it names
+       to write:    p = ssmb_smux_out_buf(mux, &n); ssmb_channel_send(ch, Output,
+                    p, n, &taken); ssmb_smux_out_ack(mux, taken)
+       timers:      ssmb_smux_tick(mux, now) by ssmb_smux_next_deadline(mux)
+       per local connection: ssmb_smux_open, _write, _read, _close.
+
+   Back-pressure (v1 has no window updates): each stream has a receive
+   buffer of fixed size. When the frame being read belongs to a stream whose
+   buffer is full, feed stops and says SSMB_AGAIN; it takes the rest after
+   that stream was read (or closed). Nothing is dropped, nothing grows. A
+   stream nobody reads therefore stalls every stream, as in the reference.
+
+   No half-close (§16): a FIN from either side ends the stream both ways.
+   After the peer's FIN, writes say SSMB_CLOSED and the data already
+   received stays readable; ssmb_smux_close then sends our FIN (as the
+   reference does) and frees the slot. Frames for unknown or already closed
+   stream ids are skipped and counted, never an error.
+
+   One allocation at create; nothing after it allocates. Nothing here reads
+   a clock (now_ms is your monotonic milliseconds) or prints. */
+
+typedef struct ssmb_smux ssmb_smux;
+
+#define SSMB_SMUX_VERSION 1u                /* the protocol version byte (§7.4) */
+#define SSMB_SMUX_HEADER_SIZE 8u
+#define SSMB_SMUX_MAX_DATA 32768u           /* most data bytes in one PSH frame */
+#define SSMB_SMUX_FIRST_CLIENT_ID 3u        /* then 5, 7, ... (§7.4) */
+
+typedef enum ssmb_smux_cmd {
+    SSMB_SMUX_SYN = 0,                  /* open a stream */
+    SSMB_SMUX_FIN = 1,                  /* end a stream (both ways, §16) */
+    SSMB_SMUX_PSH = 2,                  /* data */
+    SSMB_SMUX_NOP = 3,                  /* keep-alive, stream id 0 */
+    SSMB__SMUX_CMD_FORCE_32 = 0x7fffffff
+} ssmb_smux_cmd;
+
+typedef struct ssmb_smux_header {
+    uint32_t version;                   /* always SSMB_SMUX_VERSION after a successful parse */
+    uint32_t cmd;                       /* ssmb_smux_cmd */
+    uint32_t length;                    /* data bytes that follow the header */
+    uint32_t stream_id;
+} ssmb_smux_header;
+
+/* L0: one frame into out. Data only with PSH (at most SSMB_SMUX_MAX_DATA
+   bytes, else SSMB_ERR_LIMIT); SYN, FIN and NOP carry none
+   (SSMB_ERR_INVALID_ARG). *out_len = the frame length, also on
+   SSMB_ERR_BUFFER_TOO_SMALL. */
+SSMB_API ssmb_result ssmb_smux_frame_encode(uint32_t cmd, uint32_t stream_id, const void *data, size_t len,
+                                            uint8_t *out, size_t cap, size_t *out_len);
+/* L0: the header at the start of in. SSMB_AGAIN when fewer than 8 bytes;
+   SSMB_ERR_MALFORMED for another version, an unknown cmd (UPD, 4, is
+   version 2 only) or data on SYN, FIN or NOP; SSMB_ERR_LIMIT for a length
+   over SSMB_SMUX_MAX_DATA. *out is filled on SSMB_OK and on the errors. */
+SSMB_API ssmb_result ssmb_smux_header_parse(const uint8_t *in, size_t len, ssmb_smux_header *out);
+
+typedef enum ssmb_smux_role {
+    SSMB_SMUX_CLIENT = 0,               /* opens odd stream ids from 3; ignores SYNs from the peer */
+    SSMB_SMUX_SERVER = 1,               /* accepts the peer's SYNs; opens even ids from 2 */
+    SSMB__SMUX_ROLE_FORCE_32 = 0x7fffffff
+} ssmb_smux_role;
+
+typedef struct ssmb_smux_desc {
+    uint32_t role;                      /* ssmb_smux_role, default SSMB_SMUX_CLIENT */
+    ssmb_allocator allocator;           /* default SSMB_MALLOC / SSMB_FREE */
+    uint32_t max_streams;               /* streams open at once, default 16, at most 1024 */
+    uint32_t stream_buffer_bytes;       /* receive buffer of each stream, default 16384 */
+    uint32_t output_buffer_bytes;       /* frames waiting for ssmb_smux_out_buf, default 65536
+                                           (raised to hold one full PSH frame and the control reserve) */
+    uint32_t max_frame_data;            /* data bytes per PSH frame sent, default and at most 32768 */
+    uint32_t keepalive;                 /* 1: send NOPs and enforce the receive timeout; default 0.
+                                           The client's rule (§7.4): on unless the agent is newer than
+                                           3.1.1511.0, i.e. !ssmb_agent_has(v, SSMB_AGENT_NO_SMUX_KEEPALIVE) */
+    uint32_t keepalive_interval_ms;     /* a NOP this often, default 10000 */
+    uint32_t keepalive_timeout_ms;      /* nothing received this long ends the mux, default 30000 */
+} ssmb_smux_desc;
+
+typedef enum ssmb_smux_event_type {
+    SSMB_SMUX_EVENT_NONE = 0,
+    SSMB_SMUX_EVENT_OPENED = 1,         /* server role: the peer opened stream_id */
+    SSMB_SMUX_EVENT_DATA = 2,           /* stream_id has bytes to read (read until SSMB_AGAIN) */
+    SSMB_SMUX_EVENT_CLOSED = 3,         /* the peer ended stream_id (FIN); its unread data stays
+                                           readable; call ssmb_smux_close to free it */
+    SSMB_SMUX_EVENT_ERROR = 4,          /* the mux is over: protocol error or timeout (the last event) */
+    SSMB__SMUX_EVENT_FORCE_32 = 0x7fffffff
+} ssmb_smux_event_type;
+
+typedef struct ssmb_smux_event {
+    uint32_t type;                      /* ssmb_smux_event_type */
+    uint32_t stream_id;                 /* OPENED, DATA, CLOSED */
+    size_t available;                   /* DATA, CLOSED: bytes readable now */
+    int32_t result;                     /* ERROR: the sticky error */
+} ssmb_smux_event;
+
+/* Counters since create. */
+typedef struct ssmb_smux_metrics {
+    uint64_t frames_in, bytes_in;       /* whole frames parsed; bytes taken by feed */
+    uint64_t frames_out, bytes_out;     /* frames queued; bytes acknowledged by out_ack */
+    uint64_t data_in, data_out;         /* PSH data bytes stored for streams; queued for the peer */
+    uint64_t opened_local, opened_peer; /* SYNs sent; SYNs accepted */
+    uint64_t fins_in, fins_out;
+    uint64_t nops_in, nops_out;
+    uint64_t ignored;                   /* frames for unknown or ended streams, unwanted SYNs */
+    uint64_t ignored_bytes;             /* their data bytes, skipped */
+    uint64_t refused;                   /* server role: SYNs beyond max_streams, answered with FIN */
+} ssmb_smux_metrics;
+
+/* Bytes of the one allocation ssmb_smux_create would make (0: bad desc). */
+SSMB_API size_t ssmb_smux_memory_size(const ssmb_smux_desc *desc);
+/* SSMB_ERR_INVALID_ARG for a bad desc, SSMB_ERR_NOMEM. */
+SSMB_API ssmb_result ssmb_smux_create(const ssmb_smux_desc *desc, ssmb_smux **out);
+/* Wipes and frees it. */
+SSMB_API void ssmb_smux_destroy(ssmb_smux *mux);
+
+/* Takes bytes of the incoming smux stream (*consumed of them). SSMB_OK: all
+   taken. SSMB_AGAIN: a stream's receive buffer is full (back-pressure):
+   read it, then feed data[*consumed..len) again. A protocol error ends the
+   mux (sticky, also returned here): SSMB_ERR_MALFORMED (version, cmd,
+   data on a control frame) or SSMB_ERR_LIMIT (length over 32768). The
+   first call to feed or tick starts the keep-alive clock; any bytes passed
+   count as received, and time spent stalled on a full stream buffer does
+   not count as silence. */
+SSMB_API ssmb_result ssmb_smux_feed(ssmb_smux *mux, const void *data, size_t len, size_t *consumed,
+                                    uint64_t now_ms);
+/* The next event: SSMB_OK; SSMB_AGAIN (none); the sticky error after the
+   ERROR event was taken. */
+SSMB_API ssmb_result ssmb_smux_poll(ssmb_smux *mux, ssmb_smux_event *ev);
+
+/* The bytes waiting to go to the peer (NULL and 0 when none, or after an
+   error). They stay valid until the next call that changes the mux. */
+SSMB_API const uint8_t *ssmb_smux_out_buf(ssmb_smux *mux, size_t *len);
+/* n of those bytes were sent (n <= len; SSMB_ERR_INVALID_ARG otherwise). */
+SSMB_API ssmb_result ssmb_smux_out_ack(ssmb_smux *mux, size_t n);
+
+/* Opens a stream (queues SYN): *stream_id the new id. SSMB_AGAIN when the
+   output has no room; SSMB_ERR_LIMIT when max_streams are open or the ids
+   ran out. */
+SSMB_API ssmb_result ssmb_smux_open(ssmb_smux *mux, uint32_t *stream_id);
+/* Queues PSH frames of at most max_frame_data bytes; takes what fits
+   (*accepted). SSMB_OK when that is anything or len is 0; SSMB_AGAIN when
+   nothing fits (drain the output); SSMB_CLOSED after the peer's FIN;
+   SSMB_ERR_INVALID_STATE for a stream id not open here. */
+SSMB_API ssmb_result ssmb_smux_write(ssmb_smux *mux, uint32_t stream_id, const void *data, size_t len,
+                                     size_t *accepted);
+/* A write of at most this many bytes now is taken whole (0: drain first). */
+SSMB_API size_t ssmb_smux_write_space(const ssmb_smux *mux);
+/* Ends a stream (queues FIN after its queued data) and frees its slot;
+   unread data is discarded, later frames for it are skipped. SSMB_AGAIN
+   when the output has no room for the FIN (8 bytes; a reserve is kept). */
+SSMB_API ssmb_result ssmb_smux_close(ssmb_smux *mux, uint32_t stream_id);
+
+/* Copies received bytes: SSMB_OK (*n > 0 unless cap is 0), SSMB_AGAIN (none yet),
+   SSMB_CLOSED (none left and the peer ended the stream). */
+SSMB_API ssmb_result ssmb_smux_read(ssmb_smux *mux, uint32_t stream_id, void *buf, size_t cap, size_t *n);
+/* Zero-copy: the next contiguous received bytes (results as for read);
+   valid until the next call that changes the mux. Then consume n <= len. */
+SSMB_API ssmb_result ssmb_smux_peek(ssmb_smux *mux, uint32_t stream_id, const uint8_t **data, size_t *len);
+SSMB_API ssmb_result ssmb_smux_consume(ssmb_smux *mux, uint32_t stream_id, size_t n);
+/* Received bytes waiting in a stream (0 for unknown ids). */
+SSMB_API size_t ssmb_smux_available(const ssmb_smux *mux, uint32_t stream_id);
+
+/* Keep-alive (when enabled): queues a NOP when one is due, and ends the
+   mux with SSMB_ERR_TIMEOUT when nothing was received for
+   keepalive_timeout_ms. Returns SSMB_OK or the sticky error. */
+SSMB_API ssmb_result ssmb_smux_tick(ssmb_smux *mux, uint64_t now_ms);
+/* When tick must next run: SSMB_NO_DEADLINE without keep-alive or after
+   an error, 0 before the clock started. */
+SSMB_API uint64_t ssmb_smux_next_deadline(const ssmb_smux *mux);
+
+SSMB_API void ssmb_smux_get_metrics(const ssmb_smux *mux, ssmb_smux_metrics *out);
+/* SSMB_OK while usable, else the sticky error. */
+SSMB_API ssmb_result ssmb_smux_last_error(const ssmb_smux *mux);
+/* Streams open now (including those the peer ended but not yet closed). */
+SSMB_API uint32_t ssmb_smux_stream_count(const ssmb_smux *mux);
+
 /* ---- url ----------------------------------------------------------------- */
 
 /* A parsed absolute URL; views into the text. */
@@ -7344,6 +7531,709 @@ SSMB_APIDEF int ssmb_agent_has(const char *agent_version, uint32_t feature) {
     default: return 0;
     }
 }
+
+// >>smux
+/* smux protocol version 1 (PROTOCOL.md §7.4, §16), sans-I/O. One
+   allocation holds the struct, the stream slots, their receive rings and
+   the output buffer. */
+
+#define SSMB__SMUX_MAX_STREAMS 1024u        /* bounds the per-frame slot search */
+#define SSMB__SMUX_MIN_CHUNK 256u           /* a PSH cut shorter than this waits for room */
+#define SSMB__SMUX_NO_SLOT 0xffffffffu
+
+/* Slot states. A slot is free, open both ways, or ended by the peer's FIN
+   (data may still wait to be read). */
+enum { SSMB__SMUX_FREE = 0, SSMB__SMUX_OPEN = 1, SSMB__SMUX_PEER_FIN = 2 };
+/* Pending event bits of a slot, reported lowest first. */
+enum { SSMB__SMUX_EV_OPENED = 1u, SSMB__SMUX_EV_DATA = 2u, SSMB__SMUX_EV_CLOSED = 4u };
+/* What the input parser is inside. */
+enum { SSMB__SMUX_IN_HEADER = 0, SSMB__SMUX_IN_DATA = 1 };
+
+/* One stream. Its receive ring: rx[(rx_head + i) % rx_cap] for
+   i < rx_count (invariant: rx_count <= rx_cap). */
+typedef struct ssmb__smux_slot {
+    uint32_t id;
+    uint32_t state;                     /* SSMB__SMUX_FREE ... */
+    uint32_t events;                    /* SSMB__SMUX_EV_* not yet polled */
+    uint32_t queued;                    /* 1 while on the event list */
+    uint32_t next;                      /* event list link */
+    uint8_t *rx;
+    size_t rx_head, rx_count;
+} ssmb__smux_slot;
+
+/* The desc with its defaults filled in. */
+typedef struct ssmb__smux_cfg {
+    uint32_t role, max_streams, max_data, keepalive, interval_ms, timeout_ms;
+    size_t rx_cap, out_cap, reserve;
+} ssmb__smux_cfg;
+
+struct ssmb_smux {
+    size_t mem_size;                    /* the one allocation, for free_fn */
+    ssmb_allocator alloc;
+    ssmb__smux_cfg cfg;
+    ssmb_result error;                  /* SSMB_OK, or the sticky error */
+    int error_told;                     /* the ERROR event was polled */
+    uint32_t next_id;                   /* the next id ssmb_smux_open tries */
+    uint32_t open_count;
+    ssmb__smux_slot *slots;
+
+    /* Input: a header being gathered, or the data of a PSH being stored
+       into in_slot (SSMB__SMUX_NO_SLOT: being skipped). */
+    uint32_t in_state;
+    uint8_t in_hdr[SSMB_SMUX_HEADER_SIZE];
+    size_t in_have;
+    size_t in_left;                     /* data bytes of the current PSH still to come */
+    uint32_t in_slot, in_id;
+
+    /* Output: out[out_rd, out_wr) waits for the caller
+       (invariant: out_rd <= out_wr <= out_cap). */
+    uint8_t *out;
+    size_t out_rd, out_wr;
+
+    /* Events: a list of slots with pending bits, head first. */
+    uint32_t ev_head, ev_tail;
+
+    /* Keep-alive (§7.4), once the clock started. */
+    int clock_started;
+    uint64_t last_rx, next_nop;
+
+    ssmb_smux_metrics m;
+};
+
+/* ---- the frame codec (§7.4) ---- */
+
+static void ssmb__smux_put_header(uint8_t *p, uint32_t cmd, uint32_t id, size_t len) {
+    p[0] = (uint8_t)SSMB_SMUX_VERSION;
+    p[1] = (uint8_t)cmd;
+    p[2] = (uint8_t)(len & 0xff);       /* little-endian, unlike the ClientMessage (§14 item 11) */
+    p[3] = (uint8_t)(len >> 8);
+    p[4] = (uint8_t)(id & 0xff);
+    p[5] = (uint8_t)(id >> 8);
+    p[6] = (uint8_t)(id >> 16);
+    p[7] = (uint8_t)(id >> 24);
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_frame_encode(uint32_t cmd, uint32_t stream_id, const void *data, size_t len,
+                                               uint8_t *out, size_t cap, size_t *out_len) {
+    if (!out_len || (!data && len) || cmd > SSMB_SMUX_NOP) return SSMB_ERR_INVALID_ARG;
+    *out_len = 0;
+    if (cmd != SSMB_SMUX_PSH && len) return SSMB_ERR_INVALID_ARG;
+    if (len > SSMB_SMUX_MAX_DATA) return SSMB_ERR_LIMIT;
+    *out_len = SSMB_SMUX_HEADER_SIZE + len;
+    if (!out || cap < *out_len) return SSMB_ERR_BUFFER_TOO_SMALL;
+    ssmb__smux_put_header(out, cmd, stream_id, len);
+    if (len) memcpy(out + SSMB_SMUX_HEADER_SIZE, data, len);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_header_parse(const uint8_t *in, size_t len, ssmb_smux_header *out) {
+    if (!out || (!in && len)) return SSMB_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (len < SSMB_SMUX_HEADER_SIZE) return SSMB_AGAIN;
+    out->version = in[0];
+    out->cmd = in[1];
+    out->length = (uint32_t)in[2] | ((uint32_t)in[3] << 8);
+    out->stream_id = (uint32_t)in[4] | ((uint32_t)in[5] << 8) | ((uint32_t)in[6] << 16) | ((uint32_t)in[7] << 24);
+    if (out->version != SSMB_SMUX_VERSION || out->cmd > SSMB_SMUX_NOP) return SSMB_ERR_MALFORMED;
+    if (out->cmd != SSMB_SMUX_PSH && out->length) return SSMB_ERR_MALFORMED; /* the reference reads none */
+    if (out->length > SSMB_SMUX_MAX_DATA) return SSMB_ERR_LIMIT;
+    return SSMB_OK;
+}
+
+/* ---- slots and events ---- */
+
+static ssmb__smux_slot *ssmb__smux_find(const ssmb_smux *mux, uint32_t id) {
+    uint32_t i;
+    if (id == 0) return NULL;
+    for (i = 0; i < mux->cfg.max_streams; i++)
+        if (mux->slots[i].state != SSMB__SMUX_FREE && mux->slots[i].id == id) return &mux->slots[i];
+    return NULL;
+}
+
+static ssmb__smux_slot *ssmb__smux_free_slot(const ssmb_smux *mux) {
+    uint32_t i;
+    for (i = 0; i < mux->cfg.max_streams; i++)
+        if (mux->slots[i].state == SSMB__SMUX_FREE) return &mux->slots[i];
+    return NULL;
+}
+
+static uint32_t ssmb__smux_index(const ssmb_smux *mux, const ssmb__smux_slot *s) {
+    return (uint32_t)(s - mux->slots);
+}
+
+/* Marks an event on a slot; the slot joins the list once. */
+static void ssmb__smux_raise(ssmb_smux *mux, ssmb__smux_slot *s, uint32_t bit) {
+    uint32_t at = ssmb__smux_index(mux, s);
+    s->events |= bit;
+    if (s->queued) return;
+    s->queued = 1;
+    s->next = SSMB__SMUX_NO_SLOT;
+    if (mux->ev_tail == SSMB__SMUX_NO_SLOT) mux->ev_head = at;
+    else mux->slots[mux->ev_tail].next = at;
+    mux->ev_tail = at;
+}
+
+static void ssmb__smux_pop_head(ssmb_smux *mux) {
+    ssmb__smux_slot *s = &mux->slots[mux->ev_head];
+    s->queued = 0;
+    mux->ev_head = s->next;
+    if (mux->ev_head == SSMB__SMUX_NO_SLOT) mux->ev_tail = SSMB__SMUX_NO_SLOT;
+}
+
+/* A slot taken for id: empty ring, open both ways. A freed slot may still
+   sit on the event list; it keeps its place there. */
+static void ssmb__smux_claim(ssmb_smux *mux, ssmb__smux_slot *s, uint32_t id) {
+    s->id = id;
+    s->state = SSMB__SMUX_OPEN;
+    s->events = 0;
+    s->rx_head = s->rx_count = 0;
+    mux->open_count++;
+}
+
+static void ssmb__smux_release(ssmb_smux *mux, ssmb__smux_slot *s) {
+    s->state = SSMB__SMUX_FREE;
+    s->events = 0;
+    s->rx_head = s->rx_count = 0;
+    mux->open_count--;
+}
+
+static void ssmb__smux_fail(ssmb_smux *mux, ssmb_result why) {
+    if (mux->error == SSMB_OK) mux->error = why;
+}
+
+/* ---- output ---- */
+
+static size_t ssmb__smux_out_free(const ssmb_smux *mux) {
+    return mux->cfg.out_cap - (mux->out_wr - mux->out_rd);
+}
+
+/* Appends one frame; the caller checked the room. Pending bytes move to
+   the front when the tail is short. */
+static void ssmb__smux_emit(ssmb_smux *mux, uint32_t cmd, uint32_t id, const void *data, size_t len) {
+    size_t need = SSMB_SMUX_HEADER_SIZE + len;
+    SSMB_ASSERT(need <= ssmb__smux_out_free(mux));
+    if (mux->out_wr + need > mux->cfg.out_cap) {
+        memmove(mux->out, mux->out + mux->out_rd, mux->out_wr - mux->out_rd);
+        mux->out_wr -= mux->out_rd;
+        mux->out_rd = 0;
+    }
+    ssmb__smux_put_header(mux->out + mux->out_wr, cmd, id, len);
+    if (len) memcpy(mux->out + mux->out_wr + SSMB_SMUX_HEADER_SIZE, data, len);
+    mux->out_wr += need;
+    mux->m.frames_out++;
+}
+
+/* A control frame (SYN, FIN, NOP) may use the reserve; 0 when no room. */
+static int ssmb__smux_control(ssmb_smux *mux, uint32_t cmd, uint32_t id) {
+    if (ssmb__smux_out_free(mux) < SSMB_SMUX_HEADER_SIZE) return 0;
+    ssmb__smux_emit(mux, cmd, id, NULL, 0);
+    if (cmd == SSMB_SMUX_FIN) mux->m.fins_out++;
+    if (cmd == SSMB_SMUX_NOP) mux->m.nops_out++;
+    if (cmd == SSMB_SMUX_SYN) mux->m.opened_local++;
+    return 1;
+}
+
+/* Data bytes the next PSH frame may carry: the room left above the control
+   reserve, less its header, at most max_frame_data. */
+static size_t ssmb__smux_psh_room(const ssmb_smux *mux) {
+    size_t free_bytes = ssmb__smux_out_free(mux);
+    if (free_bytes < mux->cfg.reserve + SSMB_SMUX_HEADER_SIZE + 1) return 0;
+    return SSMB__MIN(free_bytes - mux->cfg.reserve - SSMB_SMUX_HEADER_SIZE, (size_t)mux->cfg.max_data);
+}
+
+/* ---- input (§7.4: one continuous byte stream) ---- */
+
+/* A SYN from the peer: the server role takes new ids (refusing with FIN
+   when every slot is busy); the client role never expects one. */
+static void ssmb__smux_on_syn(ssmb_smux *mux, uint32_t id) {
+    ssmb__smux_slot *s;
+    if (mux->cfg.role != SSMB_SMUX_SERVER || id == 0 || ssmb__smux_find(mux, id)) {
+        mux->m.ignored++;
+        return;
+    }
+    s = ssmb__smux_free_slot(mux);
+    if (!s) {
+        mux->m.refused++;
+        ssmb__smux_control(mux, SSMB_SMUX_FIN, id);
+        return;
+    }
+    ssmb__smux_claim(mux, s, id);
+    mux->m.opened_peer++;
+    ssmb__smux_raise(mux, s, SSMB__SMUX_EV_OPENED);
+}
+
+/* A FIN ends the stream both ways (§16); what was received stays. */
+static void ssmb__smux_on_fin(ssmb_smux *mux, uint32_t id) {
+    ssmb__smux_slot *s = ssmb__smux_find(mux, id);
+    if (!s || s->state != SSMB__SMUX_OPEN) {
+        mux->m.ignored++;
+        return;
+    }
+    mux->m.fins_in++;
+    s->state = SSMB__SMUX_PEER_FIN;
+    ssmb__smux_raise(mux, s, SSMB__SMUX_EV_CLOSED);
+}
+
+/* The PSH's data goes to an open stream, or is skipped. */
+static void ssmb__smux_on_psh(ssmb_smux *mux, uint32_t id, uint32_t len) {
+    ssmb__smux_slot *s = ssmb__smux_find(mux, id);
+    mux->in_left = len;
+    mux->in_id = id;
+    mux->in_slot = SSMB__SMUX_NO_SLOT;
+    if (s && s->state == SSMB__SMUX_OPEN) mux->in_slot = ssmb__smux_index(mux, s);
+    else mux->m.ignored++;
+    if (len) mux->in_state = SSMB__SMUX_IN_DATA;
+}
+
+static ssmb_result ssmb__smux_on_header(ssmb_smux *mux) {
+    ssmb_smux_header h;
+    ssmb_result r = ssmb_smux_header_parse(mux->in_hdr, SSMB_SMUX_HEADER_SIZE, &h);
+    mux->in_have = 0;
+    if (r != SSMB_OK) return r;
+    mux->m.frames_in++;
+    switch (h.cmd) {
+    case SSMB_SMUX_SYN: ssmb__smux_on_syn(mux, h.stream_id); break;
+    case SSMB_SMUX_FIN: ssmb__smux_on_fin(mux, h.stream_id); break;
+    case SSMB_SMUX_PSH: ssmb__smux_on_psh(mux, h.stream_id, h.length); break;
+    default: mux->m.nops_in++; break; /* keep-alive: nothing to answer in v1 */
+    }
+    return SSMB_OK;
+}
+
+/* The stream the current PSH fills, or NULL when its data is skipped (it
+   may have been closed meanwhile). */
+static ssmb__smux_slot *ssmb__smux_in_target(const ssmb_smux *mux) {
+    ssmb__smux_slot *s;
+    if (mux->in_slot == SSMB__SMUX_NO_SLOT) return NULL;
+    s = &mux->slots[mux->in_slot];
+    return s->state == SSMB__SMUX_OPEN && s->id == mux->in_id ? s : NULL;
+}
+
+/* Copies up to n bytes into the ring; returns how many fit. */
+static size_t ssmb__smux_ring_put(const ssmb_smux *mux, ssmb__smux_slot *s, const uint8_t *p, size_t n) {
+    size_t cap = mux->cfg.rx_cap, done = 0;
+    n = SSMB__MIN(n, cap - s->rx_count);
+    while (done < n) {
+        size_t at = (s->rx_head + s->rx_count) % cap;
+        size_t part = SSMB__MIN(n - done, cap - at);
+        memcpy(s->rx + at, p + done, part);
+        s->rx_count += part;
+        done += part;
+    }
+    return done;
+}
+
+/* Data bytes of the current PSH: stored, or skipped. Returns the bytes
+   taken; 0 means the target's buffer is full (back-pressure). */
+static size_t ssmb__smux_in_data(ssmb_smux *mux, const uint8_t *p, size_t n) {
+    ssmb__smux_slot *s = ssmb__smux_in_target(mux);
+    size_t take = SSMB__MIN(n, mux->in_left);
+    if (s) {
+        take = ssmb__smux_ring_put(mux, s, p, take);
+        if (take) {
+            mux->m.data_in += take;
+            ssmb__smux_raise(mux, s, SSMB__SMUX_EV_DATA);
+        }
+    } else {
+        mux->m.ignored_bytes += take;
+    }
+    mux->in_left -= take;
+    if (mux->in_left == 0) mux->in_state = SSMB__SMUX_IN_HEADER;
+    return take;
+}
+
+/* Header bytes gathered; a complete header is acted on. */
+static ssmb_result ssmb__smux_in_header(ssmb_smux *mux, const uint8_t *p, size_t n, size_t *took) {
+    size_t take = SSMB__MIN(n, SSMB_SMUX_HEADER_SIZE - mux->in_have);
+    memcpy(mux->in_hdr + mux->in_have, p, take);
+    mux->in_have += take;
+    *took = take;
+    return mux->in_have == SSMB_SMUX_HEADER_SIZE ? ssmb__smux_on_header(mux) : SSMB_OK;
+}
+
+/* Every pass takes at least one byte or stops, so the work is linear. */
+static ssmb_result ssmb__smux_input(ssmb_smux *mux, const uint8_t *p, size_t len, size_t *consumed) {
+    size_t at = 0;
+    while (at < len) {
+        size_t took = 0;
+        if (mux->in_state == SSMB__SMUX_IN_HEADER) {
+            ssmb_result r = ssmb__smux_in_header(mux, p + at, len - at, &took);
+            at += took;
+            if (r != SSMB_OK) {
+                *consumed = at;
+                return r;
+            }
+            continue;
+        }
+        took = ssmb__smux_in_data(mux, p + at, len - at);
+        if (took == 0) break;
+        at += took;
+    }
+    *consumed = at;
+    return at < len ? SSMB_AGAIN : SSMB_OK;
+}
+
+/* ---- create, destroy ---- */
+
+static uint32_t ssmb__smux_or(uint32_t v, uint32_t def) { return v ? v : def; }
+
+static int ssmb__smux_desc_ok(const ssmb_smux_desc *d) {
+    return d->role <= SSMB_SMUX_SERVER && ssmb__allocator_valid(&d->allocator) &&
+           d->max_streams <= SSMB__SMUX_MAX_STREAMS && d->max_frame_data <= SSMB_SMUX_MAX_DATA && d->keepalive <= 1;
+}
+
+static void ssmb__smux_defaults(const ssmb_smux_desc *d, ssmb__smux_cfg *c) {
+    size_t least;
+    c->role = d->role;
+    c->max_streams = ssmb__smux_or(d->max_streams, 16);
+    c->max_data = ssmb__smux_or(d->max_frame_data, SSMB_SMUX_MAX_DATA);
+    c->keepalive = d->keepalive;
+    c->interval_ms = ssmb__smux_or(d->keepalive_interval_ms, 10000);
+    c->timeout_ms = ssmb__smux_or(d->keepalive_timeout_ms, 30000);
+    c->rx_cap = ssmb__smux_or(d->stream_buffer_bytes, 16384);
+    /* room for every stream's FIN and a NOP even when data filled the rest */
+    c->reserve = SSMB_SMUX_HEADER_SIZE * ((size_t)c->max_streams + 2);
+    least = SSMB_SMUX_HEADER_SIZE + c->max_data + c->reserve;
+    c->out_cap = ssmb__smux_or(d->output_buffer_bytes, 65536);
+    if (c->out_cap < least) c->out_cap = least;
+}
+
+/* Appends an n-byte part at a 16-aligned offset; 0 on overflow. */
+static int ssmb__smux_part(size_t *at, size_t n, size_t *off) {
+    size_t start = (*at + 15) & ~(size_t)15;
+    if (start < *at || ssmb_size_add(start, n, at) != SSMB_OK) return 0;
+    *off = start;
+    return 1;
+}
+
+/* The struct, the slots, then every ring and the output. */
+static int ssmb__smux_measure(const ssmb__smux_cfg *c, size_t *slots_off, size_t *rx_off, size_t *out_off,
+                              size_t *total) {
+    size_t at = sizeof(ssmb_smux), n = 0;
+    if (ssmb_size_mul(c->max_streams, sizeof(ssmb__smux_slot), &n) != SSMB_OK ||
+        !ssmb__smux_part(&at, n, slots_off))
+        return 0;
+    if (ssmb_size_mul(c->max_streams, c->rx_cap, &n) != SSMB_OK || !ssmb__smux_part(&at, n, rx_off)) return 0;
+    if (!ssmb__smux_part(&at, c->out_cap, out_off)) return 0;
+    *total = at;
+    return 1;
+}
+
+static void ssmb__smux_init(ssmb_smux *mux, const ssmb_smux_desc *d, const ssmb__smux_cfg *c, size_t slots_off,
+                            size_t rx_off, size_t out_off, size_t total) {
+    uint8_t *base = (uint8_t *)mux;
+    uint32_t i;
+    memset(mux, 0, total);
+    mux->mem_size = total;
+    mux->alloc = d->allocator;
+    mux->cfg = *c;
+    mux->slots = (ssmb__smux_slot *)(void *)(base + slots_off);
+    for (i = 0; i < c->max_streams; i++) mux->slots[i].rx = base + rx_off + (size_t)i * c->rx_cap;
+    mux->out = base + out_off;
+    mux->in_slot = SSMB__SMUX_NO_SLOT;
+    mux->ev_head = mux->ev_tail = SSMB__SMUX_NO_SLOT;
+    mux->next_id = c->role == SSMB_SMUX_SERVER ? 2u : SSMB_SMUX_FIRST_CLIENT_ID; /* §7.4 */
+}
+
+SSMB_APIDEF size_t ssmb_smux_memory_size(const ssmb_smux_desc *desc) {
+    ssmb__smux_cfg c;
+    size_t a, b, o, total;
+    if (!desc || !ssmb__smux_desc_ok(desc)) return 0;
+    ssmb__smux_defaults(desc, &c);
+    return ssmb__smux_measure(&c, &a, &b, &o, &total) ? total : 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_create(const ssmb_smux_desc *d, ssmb_smux **out) {
+    ssmb__smux_cfg c;
+    size_t slots_off, rx_off, out_off, total;
+    ssmb_smux *mux;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!d || !ssmb__smux_desc_ok(d)) return SSMB_ERR_INVALID_ARG;
+    ssmb__smux_defaults(d, &c);
+    if (!ssmb__smux_measure(&c, &slots_off, &rx_off, &out_off, &total)) return SSMB_ERR_OVERFLOW;
+    mux = (ssmb_smux *)ssmb__alloc(&d->allocator, total);
+    if (!mux) return SSMB_ERR_NOMEM;
+    ssmb__smux_init(mux, d, &c, slots_off, rx_off, out_off, total);
+    *out = mux;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_smux_destroy(ssmb_smux *mux) {
+    ssmb_allocator alloc;
+    size_t size;
+    if (!mux) return;
+    alloc = mux->alloc;
+    size = mux->mem_size;
+    ssmb__wipe(mux, size); /* forwarded bytes go with it */
+    ssmb__free(&alloc, mux, size);
+}
+
+/* ---- input, events ---- */
+
+static void ssmb__smux_clock(ssmb_smux *mux, uint64_t now_ms) {
+    if (mux->clock_started) return;
+    mux->clock_started = 1;
+    mux->last_rx = now_ms;
+    mux->next_nop = now_ms + mux->cfg.interval_ms;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_feed(ssmb_smux *mux, const void *data, size_t len, size_t *consumed,
+                                       uint64_t now_ms) {
+    ssmb_result r;
+    if (consumed) *consumed = 0;
+    if (!mux || !consumed || (!data && len)) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    ssmb__smux_clock(mux, now_ms);
+    if (len) mux->last_rx = now_ms;
+    r = ssmb__smux_input(mux, (const uint8_t *)data, len, consumed);
+    mux->m.bytes_in += *consumed;
+    if (r < 0) ssmb__smux_fail(mux, r);
+    return r;
+}
+
+/* The lowest pending bit of the head slot as an event; 0 when the head had
+   nothing left to say (it leaves the list). */
+static int ssmb__smux_take_event(ssmb_smux *mux, ssmb_smux_event *ev) {
+    ssmb__smux_slot *s = &mux->slots[mux->ev_head];
+    uint32_t bit = s->events & (0u - s->events);
+    if (!bit) {
+        ssmb__smux_pop_head(mux);
+        return 0;
+    }
+    s->events &= ~bit;
+    if (!s->events) ssmb__smux_pop_head(mux);
+    if (bit == SSMB__SMUX_EV_DATA && s->rx_count == 0) return 0; /* already read */
+    ev->type = bit == SSMB__SMUX_EV_OPENED ? SSMB_SMUX_EVENT_OPENED
+               : bit == SSMB__SMUX_EV_DATA ? SSMB_SMUX_EVENT_DATA
+                                           : SSMB_SMUX_EVENT_CLOSED;
+    ev->stream_id = s->id;
+    ev->available = s->rx_count;
+    return 1;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_poll(ssmb_smux *mux, ssmb_smux_event *ev) {
+    if (!mux || !ev) return SSMB_ERR_INVALID_ARG;
+    memset(ev, 0, sizeof *ev);
+    if (mux->error != SSMB_OK) {
+        if (mux->error_told) return mux->error;
+        mux->error_told = 1;
+        ev->type = SSMB_SMUX_EVENT_ERROR;
+        ev->result = mux->error;
+        return SSMB_OK;
+    }
+    while (mux->ev_head != SSMB__SMUX_NO_SLOT)
+        if (ssmb__smux_take_event(mux, ev)) return SSMB_OK;
+    return SSMB_AGAIN;
+}
+
+/* ---- output ---- */
+
+SSMB_APIDEF const uint8_t *ssmb_smux_out_buf(ssmb_smux *mux, size_t *len) {
+    if (len) *len = 0;
+    if (!mux || !len || mux->error != SSMB_OK || mux->out_rd == mux->out_wr) return NULL;
+    *len = mux->out_wr - mux->out_rd;
+    return mux->out + mux->out_rd;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_out_ack(ssmb_smux *mux, size_t n) {
+    if (!mux || n > mux->out_wr - mux->out_rd) return SSMB_ERR_INVALID_ARG;
+    mux->out_rd += n;
+    mux->m.bytes_out += n;
+    if (mux->out_rd == mux->out_wr) mux->out_rd = mux->out_wr = 0;
+    return SSMB_OK;
+}
+
+/* ---- streams ---- */
+
+/* The next id of our parity not in use; 0 when the ids ran out. */
+static uint32_t ssmb__smux_take_id(ssmb_smux *mux) {
+    while (mux->next_id >= 2 && mux->next_id <= 0xfffffffeu) {
+        uint32_t id = mux->next_id;
+        mux->next_id = id + 2 < id ? 0 : id + 2;
+        if (!ssmb__smux_find(mux, id)) return id;
+    }
+    return 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_open(ssmb_smux *mux, uint32_t *stream_id) {
+    ssmb__smux_slot *s;
+    uint32_t id;
+    if (stream_id) *stream_id = 0;
+    if (!mux || !stream_id) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    s = ssmb__smux_free_slot(mux);
+    if (!s) return SSMB_ERR_LIMIT;
+    if (ssmb__smux_out_free(mux) < SSMB_SMUX_HEADER_SIZE) return SSMB_AGAIN;
+    id = ssmb__smux_take_id(mux);
+    if (!id) return SSMB_ERR_LIMIT;
+    ssmb__smux_control(mux, SSMB_SMUX_SYN, id);
+    ssmb__smux_claim(mux, s, id);
+    *stream_id = id;
+    return SSMB_OK;
+}
+
+/* A cut of the remaining data is worth a frame when it is whole or at
+   least SSMB__SMUX_MIN_CHUNK bytes (tiny frames waste the channel). */
+static size_t ssmb__smux_cut(const ssmb_smux *mux, size_t remaining) {
+    size_t room = ssmb__smux_psh_room(mux);
+    if (room >= remaining) return remaining;
+    return room >= SSMB__SMUX_MIN_CHUNK ? room : 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_write(ssmb_smux *mux, uint32_t stream_id, const void *data, size_t len,
+                                        size_t *accepted) {
+    const uint8_t *p = (const uint8_t *)data;
+    ssmb__smux_slot *s;
+    size_t done = 0, n;
+    if (accepted) *accepted = 0;
+    if (!mux || !accepted || (!data && len)) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    s = ssmb__smux_find(mux, stream_id);
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    if (s->state == SSMB__SMUX_PEER_FIN) return SSMB_CLOSED; /* no half-close (§16) */
+    while (done < len && (n = ssmb__smux_cut(mux, len - done)) > 0) {
+        ssmb__smux_emit(mux, SSMB_SMUX_PSH, stream_id, p + done, n);
+        done += n;
+    }
+    mux->m.data_out += done;
+    *accepted = done;
+    return done || !len ? SSMB_OK : SSMB_AGAIN;
+}
+
+SSMB_APIDEF size_t ssmb_smux_write_space(const ssmb_smux *mux) {
+    size_t total = 0, free_bytes;
+    if (!mux || mux->error != SSMB_OK) return 0;
+    free_bytes = ssmb__smux_out_free(mux);
+    /* whole frames of max_data, then one shorter frame */
+    while (free_bytes >= mux->cfg.reserve + SSMB_SMUX_HEADER_SIZE + 1) {
+        size_t n = SSMB__MIN(free_bytes - mux->cfg.reserve - SSMB_SMUX_HEADER_SIZE, (size_t)mux->cfg.max_data);
+        if (n < mux->cfg.max_data && n < SSMB__SMUX_MIN_CHUNK) break;
+        total += n;
+        free_bytes -= n + SSMB_SMUX_HEADER_SIZE;
+    }
+    return total;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_close(ssmb_smux *mux, uint32_t stream_id) {
+    ssmb__smux_slot *s;
+    if (!mux) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    s = ssmb__smux_find(mux, stream_id);
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    if (!ssmb__smux_control(mux, SSMB_SMUX_FIN, stream_id)) return SSMB_AGAIN;
+    ssmb__smux_release(mux, s);
+    return SSMB_OK;
+}
+
+/* The stream to read: SSMB_OK with data waiting, else why not. */
+static ssmb_result ssmb__smux_readable(ssmb_smux *mux, uint32_t stream_id, ssmb__smux_slot **out) {
+    ssmb__smux_slot *s;
+    *out = NULL;
+    if (mux->error != SSMB_OK) return mux->error;
+    s = ssmb__smux_find(mux, stream_id);
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    *out = s;
+    if (s->rx_count) return SSMB_OK;
+    return s->state == SSMB__SMUX_PEER_FIN ? SSMB_CLOSED : SSMB_AGAIN;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_peek(ssmb_smux *mux, uint32_t stream_id, const uint8_t **data, size_t *len) {
+    ssmb__smux_slot *s;
+    ssmb_result r;
+    if (data) *data = NULL;
+    if (len) *len = 0;
+    if (!mux || !data || !len) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__smux_readable(mux, stream_id, &s);
+    if (r != SSMB_OK) return r;
+    *data = s->rx + s->rx_head;
+    *len = SSMB__MIN(s->rx_count, mux->cfg.rx_cap - s->rx_head);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_consume(ssmb_smux *mux, uint32_t stream_id, size_t n) {
+    ssmb__smux_slot *s;
+    if (!mux) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    s = ssmb__smux_find(mux, stream_id);
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    if (n > s->rx_count) return SSMB_ERR_INVALID_ARG;
+    s->rx_head = (s->rx_head + n) % mux->cfg.rx_cap;
+    s->rx_count -= n;
+    if (s->rx_count == 0) s->rx_head = 0;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_read(ssmb_smux *mux, uint32_t stream_id, void *buf, size_t cap, size_t *n) {
+    uint8_t *dst = (uint8_t *)buf;
+    ssmb__smux_slot *s;
+    ssmb_result r;
+    if (n) *n = 0;
+    if (!mux || !n || (!buf && cap)) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__smux_readable(mux, stream_id, &s);
+    if (r != SSMB_OK) return r;
+    while (*n < cap && s->rx_count) { /* at most two pieces: the ring wraps once */
+        size_t part = SSMB__MIN(SSMB__MIN(s->rx_count, mux->cfg.rx_cap - s->rx_head), cap - *n);
+        memcpy(dst + *n, s->rx + s->rx_head, part);
+        ssmb_smux_consume(mux, stream_id, part);
+        *n += part;
+    }
+    return SSMB_OK;
+}
+
+SSMB_APIDEF size_t ssmb_smux_available(const ssmb_smux *mux, uint32_t stream_id) {
+    const ssmb__smux_slot *s = mux ? ssmb__smux_find(mux, stream_id) : NULL;
+    return s ? s->rx_count : 0;
+}
+
+/* ---- keep-alive (§7.4: NOP every 10 s, 30 s without input ends it) ---- */
+
+/* Input waits for a stream buffer that is full: the silence is ours, not
+   the peer's, so it does not count (the reference's mux exempts the same
+   case). */
+static int ssmb__smux_stalled(const ssmb_smux *mux) {
+    const ssmb__smux_slot *s;
+    if (mux->in_state != SSMB__SMUX_IN_DATA) return 0;
+    s = ssmb__smux_in_target(mux);
+    return s && s->rx_count == mux->cfg.rx_cap;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_tick(ssmb_smux *mux, uint64_t now_ms) {
+    if (!mux) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    ssmb__smux_clock(mux, now_ms);
+    if (!mux->cfg.keepalive) return SSMB_OK;
+    if (ssmb__smux_stalled(mux)) mux->last_rx = now_ms;
+    if (now_ms >= mux->last_rx + mux->cfg.timeout_ms) {
+        ssmb__smux_fail(mux, SSMB_ERR_TIMEOUT);
+        return mux->error;
+    }
+    if (now_ms >= mux->next_nop) {
+        ssmb__smux_control(mux, SSMB_SMUX_NOP, 0); /* a full output is traffic enough: skipped */
+        mux->next_nop = now_ms + mux->cfg.interval_ms;
+    }
+    return SSMB_OK;
+}
+
+SSMB_APIDEF uint64_t ssmb_smux_next_deadline(const ssmb_smux *mux) {
+    uint64_t timeout;
+    if (!mux || mux->error != SSMB_OK || !mux->cfg.keepalive) return SSMB_NO_DEADLINE;
+    if (!mux->clock_started) return 0;
+    timeout = mux->last_rx + mux->cfg.timeout_ms;
+    return SSMB__MIN(timeout, mux->next_nop);
+}
+
+SSMB_APIDEF void ssmb_smux_get_metrics(const ssmb_smux *mux, ssmb_smux_metrics *out) {
+    if (!out) return;
+    if (!mux) memset(out, 0, sizeof *out);
+    else *out = mux->m;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_last_error(const ssmb_smux *mux) {
+    return mux ? mux->error : SSMB_ERR_INVALID_ARG;
+}
+
+SSMB_APIDEF uint32_t ssmb_smux_stream_count(const ssmb_smux *mux) { return mux ? mux->open_count : 0; }
 
 // >>url
 /* Absolute ws/wss/http/https URLs (RFC 3986 §3, the parts a client needs):
