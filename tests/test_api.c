@@ -1295,3 +1295,105 @@ SSMB_TEST(api_response_parse_arguments) {
     CHECK(t_eq(resp.body, "{}") && resp.status == 200 && resp.request_id.len == 0 && resp.retryable == 0);
     CHECK(ssmb_api_response_parse(text, 0, &resp) == SSMB_ERR_TRUNCATED);
 }
+
+/* ---- mutated responses: any bytes give a result, never a crash ---- */
+
+static uint32_t t_next(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+static int t_view_inside(ssmb_str v, const char *buf, size_t len) {
+    return v.len == 0 || (v.ptr >= buf && v.ptr + v.len <= buf + len);
+}
+
+/* One mutated copy through every parser; 1 when the outcome is sane. */
+static int t_mutant(const char *base, size_t base_len, uint32_t *seed, int parser) {
+    size_t len = base_len, k, edits = 1 + t_next(seed) % 4;
+    char *in;
+    ssmb_api_response resp;
+    ssmb_api_session s;
+    ssmb_api_data_key dk;
+    uint8_t ct[64];
+    ssmb_result r;
+    if (t_next(seed) % 4 == 0) len = t_next(seed) % (base_len + 1);
+    in = (char *)malloc(len ? len : 1);
+    memcpy(in, base, len);
+    for (k = 0; k < edits && len; k++) in[t_next(seed) % len] = (char)(t_next(seed) & 0xff);
+    memset(&dk, 0, sizeof dk);
+    dk.ciphertext = ct;
+    dk.ciphertext_cap = sizeof ct;
+    if (parser == 0) r = ssmb_api_start_session_parse(in, len, NULL, &resp, &s);
+    else if (parser == 1) r = ssmb_api_resume_session_parse(in, len, NULL, &resp, &s);
+    else if (parser == 2) r = ssmb_api_terminate_session_parse(in, len, &resp, &s);
+    else r = ssmb_api_generate_data_key_parse(in, len, &resp, &dk);
+    k = r == SSMB_OK || r == SSMB_CLOSED || r < 0;
+    if (parser < 3 && (r == SSMB_OK || r == SSMB_CLOSED))
+        k = k && t_view_inside(s.session_id, in, len) && t_view_inside(s.token_value, in, len) &&
+            t_view_inside(s.stream_url, in, len);
+    if (parser == 0 && r == SSMB_OK) {
+        ssmb_api_stream_policy pol;
+        memset(&pol, 0, sizeof pol);
+        k = k && ssmb_api_stream_url_check(s.stream_url.ptr, s.stream_url.len, &pol) == SSMB_OK;
+    }
+    k = k && t_view_inside(resp.body, in, len) && t_view_inside(resp.error_type, in, len) &&
+        t_view_inside(resp.error_message, in, len) && resp.response_len <= len;
+    free(in);
+    return (int)k;
+}
+
+SSMB_TEST(api_mutated_responses) {
+    char chunked[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "10\r\n{\"SessionId\":\"s\"\r\n"
+                     "51\r\n,\"TokenValue\":\"t\\/\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/v1/x\"}\r\n"
+                     "0\r\n\r\n";
+    const char *key_body = "{\"CiphertextBlob\":\"AAECAw==\",\"KeyId\":\"k\",\"Plaintext\":"
+                           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\"}";
+    char *bases[4];
+    size_t lens[4], b;
+    uint32_t seed = 12345;
+    long ok = 0, total = 0;
+    int p;
+    bases[0] = t_response(t_ok_head, t_start_body, &lens[0]);
+    bases[1] = chunked;
+    lens[1] = strlen(chunked);
+    bases[2] = t_response("HTTP/1.1 400 Bad Request\nx-amzn-ErrorType: X:y\n",
+                          "{\"__type\":\"a#ThrottlingException\",\"message\":\"m\\u00e9\\ud83d\\ude00\"}", &lens[2]);
+    bases[3] = t_response(t_ok_head, key_body, &lens[3]);
+    {
+        /* the unmutated bases are what they claim to be */
+        ssmb_api_response resp;
+        ssmb_api_session s;
+        ssmb_api_data_key dk;
+        uint8_t ct[8];
+        char *copy = (char *)malloc(lens[1]);
+        memcpy(copy, chunked, lens[1]);
+        CHECK(ssmb_api_start_session_parse(copy, lens[1], NULL, &resp, &s) == SSMB_OK && t_eq(s.token_value, "t/"));
+        free(copy);
+        copy = (char *)malloc(lens[2]);
+        memcpy(copy, bases[2], lens[2]);
+        CHECK(ssmb_api_response_parse(copy, lens[2], &resp) == SSMB_ERR_AWS_API && resp.retryable == 1);
+        CHECK(t_eq(resp.error_message, "m\xc3\xa9\xf0\x9f\x98\x80"));
+        free(copy);
+        copy = (char *)malloc(lens[3]);
+        memcpy(copy, bases[3], lens[3]);
+        memset(&dk, 0, sizeof dk);
+        dk.ciphertext = ct;
+        dk.ciphertext_cap = sizeof ct;
+        CHECK(ssmb_api_generate_data_key_parse(copy, lens[3], &resp, &dk) == SSMB_OK && dk.plaintext[63] == 63);
+        free(copy);
+    }
+    for (b = 0; b < 4; b++)
+        for (p = 0; p < 4; p++) {
+            int i;
+            for (i = 0; i < 1500; i++) {
+                ok += t_mutant(bases[b], lens[b], &seed, p);
+                total++;
+            }
+        }
+    CHECK_EQ_INT(ok, total);
+    ssmbt_report("api mutated responses", ok, total, "responses");
+    free(bases[0]);
+    free(bases[2]);
+    free(bases[3]);
+}
