@@ -75,8 +75,7 @@ static int t_req_count(const t_req *r, const char *name) {
     size_t i;
     int n = 0;
     for (i = 0; i < r->header_count; i++)
-        if (r->headers[i].name.len == strlen(name) && strncasecmp(r->headers[i].name.ptr, name, strlen(name)) == 0)
-            n++;
+        if (r->headers[i].name.len == strlen(name) && strncasecmp(r->headers[i].name.ptr, name, strlen(name)) == 0) n++;
     return n;
 }
 
@@ -318,8 +317,8 @@ SSMB_TEST(api_start_session_request) {
     CHECK(t_eq(t_req_header(&r, "User-Agent"), "ssmbridge/" SSMB_VERSION_STRING));
     CHECK_EQ_INT(t_req_count(&r, "X-Amz-Security-Token"), 0);
     CHECK(t_eq(r.body, "{\"Target\":\"i-0123456789abcdef0\",\"DocumentName\":\"AWS-StartPortForwardingSession\","
-                      "\"Parameters\":{\"portNumber\":[\"80\"],\"localPortNumber\":[\"56789\"]},"
-                      "\"Reason\":\"debugging\"}"));
+                       "\"Parameters\":{\"portNumber\":[\"80\"],\"localPortNumber\":[\"56789\"]},"
+                       "\"Reason\":\"debugging\"}"));
     CHECK(strstr(t_req_header(&r, "Authorization").ptr,
                  "Credential=AKIDEXAMPLE/20240501/us-east-1/ssm/aws4_request, "
                  "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=") != NULL);
@@ -402,8 +401,8 @@ SSMB_TEST(api_generate_data_key_request) {
     CHECK(t_eq(t_req_header(&r, "Host"), "kms.us-east-1.amazonaws.com"));
     CHECK(t_eq(t_req_header(&r, "X-Amz-Target"), "TrentService.GenerateDataKey"));
     CHECK(t_eq(r.body, "{\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\","
-                      "\"NumberOfBytes\":64,\"EncryptionContext\":{\"aws:ssm:SessionId\":\"user-0123456789abcdef0\","
-                      "\"aws:ssm:TargetId\":\"i-0123456789abcdef0\"}}"));
+                       "\"NumberOfBytes\":64,\"EncryptionContext\":{\"aws:ssm:SessionId\":\"user-0123456789abcdef0\","
+                       "\"aws:ssm:TargetId\":\"i-0123456789abcdef0\"}}"));
     CHECK(strstr(t_req_header(&r, "Authorization").ptr, "/us-east-1/kms/aws4_request, ") != NULL);
     CHECK(t_signature_consistent(&r, &c, "kms"));
     k.random_challenge = "Y2hhbGxlbmdl";
@@ -524,8 +523,12 @@ SSMB_TEST(api_request_endpoints_and_headers) {
     CHECK(ssmb_api_terminate_session_write(&c, "s-1", out, sizeof out, &n) != SSMB_OK);
     c.creds.session_token = ssmb_str_c("");
     {
-        static const char *const bad[] = {"https://ssm.us-east-1.amazonaws.com/?x=1", "wss://ssm.us-east-1.amazonaws.com",
-                                          "ssm.us-east-1.amazonaws.com", "https://user@host/", "", "https://h/#f"};
+        static const char *const bad[] = {"https://ssm.us-east-1.amazonaws.com/?x=1",
+                                          "wss://ssm.us-east-1.amazonaws.com",
+                                          "ssm.us-east-1.amazonaws.com",
+                                          "https://user@host/",
+                                          "",
+                                          "https://h/#f"};
         size_t i;
         for (i = 0; i < T_COUNT_OF(bad); i++) {
             c.endpoint = bad[i];
@@ -598,10 +601,11 @@ SSMB_TEST(api_start_session_response) {
                              "?role=publish_subscribe"));
     free(in);
     /* escapes decoded in place; unknown keys and whitespace ignored; bytes after the response left alone */
-    in = t_response(t_ok_head,
-                    "{ \"Extra\": [1, {\"a\": null}], \"SessionId\" : \"s\\u002d1\", \"TokenValue\": \"AB\\/CD\\u00e9\","
-                    " \"StreamUrl\": \"wss:\\/\\/ssmmessages.eu-west-1.amazonaws.com\\/v1\\/data-channel\\/s-1\" }",
-                    &len);
+    in =
+        t_response(t_ok_head,
+                   "{ \"Extra\": [1, {\"a\": null}], \"SessionId\" : \"s\\u002d1\", \"TokenValue\": \"AB\\/CD\\u00e9\","
+                   " \"StreamUrl\": \"wss:\\/\\/ssmmessages.eu-west-1.amazonaws.com\\/v1\\/data-channel\\/s-1\" }",
+                   &len);
     in = (char *)realloc(in, len + 5);
     memcpy(in + len, "HTTP/", 5);
     CHECK(ssmb_api_start_session_parse(in, len + 5, NULL, &resp, &s) == SSMB_OK);
@@ -615,7 +619,8 @@ SSMB_TEST(api_start_session_response) {
 SSMB_TEST(api_chunked_response) {
     ssmb_api_response resp;
     ssmb_api_session s;
-    const char *pieces[] = {"{\"SessionId\":\"user-0123456789abcdef0\",", "\"TokenValue\":\"AAEAAexampleTokenValue==\",",
+    const char *pieces[] = {"{\"SessionId\":\"user-0123456789abcdef0\",",
+                            "\"TokenValue\":\"AAEAAexampleTokenValue==\",",
                             "\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/x\"}"};
     char buf[1024], *in;
     size_t o = 0, i;
@@ -663,14 +668,16 @@ SSMB_TEST(api_error_responses) {
         const char *type, *message;
         int retryable;
     } cases[] = {
-        {"HTTP/1.1 400 Bad Request\n", "{\"__type\":\"com.amazonaws.ssm#TargetNotConnected\",\"message\":\"i-1 is not connected.\"}",
+        {"HTTP/1.1 400 Bad Request\n",
+         "{\"__type\":\"com.amazonaws.ssm#TargetNotConnected\",\"message\":\"i-1 is not connected.\"}",
          SSMB_ERR_AWS_API, "TargetNotConnected", "i-1 is not connected.", 0},
         {"HTTP/1.1 400 Bad Request\n", "{\"__type\":\"InvalidDocument\",\"Message\":\"Document AWS-X not found\"}",
          SSMB_ERR_AWS_API, "InvalidDocument", "Document AWS-X not found", 0},
         {"HTTP/1.1 400 Bad Request\n", "{\"__type\":\"DoesNotExistException\"}", SSMB_ERR_AWS_API,
          "DoesNotExistException", "", 0},
         {"HTTP/1.1 400 Bad Request\n",
-         "{\"__type\":\"aws.protocoltests#ValidationException:http://internal.amazon.com/coral/\",\"message\":\"a \\\"b\\\"\"}",
+         "{\"__type\":\"aws.protocoltests#ValidationException:http://internal.amazon.com/coral/\",\"message\":\"a "
+         "\\\"b\\\"\"}",
          SSMB_ERR_AWS_API, "ValidationException", "a \"b\"", 0},
         {"HTTP/1.1 400 Bad Request\n", "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}",
          SSMB_ERR_AWS_API, "ThrottlingException", "Rate exceeded", 1},
@@ -712,8 +719,8 @@ SSMB_TEST(api_error_responses) {
                  t_eq(resp.error_message, cases[i].message) && (int)resp.retryable == cases[i].retryable;
         if (!ok)
             printf("    error case %u: %d type %.*s message %.*s retryable %u\n", (unsigned)i, (int)r,
-                   (int)resp.error_type.len, resp.error_type.ptr, (int)resp.error_message.len,
-                   resp.error_message.ptr, resp.retryable);
+                   (int)resp.error_type.len, resp.error_type.ptr, (int)resp.error_message.len, resp.error_message.ptr,
+                   resp.retryable);
         CHECK(ok);
         free(in);
     }
@@ -731,25 +738,35 @@ SSMB_TEST(api_hostile_responses) {
         {t_ok_head, "\"SessionId\"", SSMB_ERR_JSON},
         {t_ok_head, "{}", SSMB_ERR_JSON},
         {t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\"}", SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":\"s\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}", SSMB_ERR_JSON},
-        {t_ok_head, "{\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}", SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":1,\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+        {t_ok_head, "{\"SessionId\":\"s\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
          SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":[\"t\"],\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+        {t_ok_head, "{\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+         SSMB_ERR_JSON},
+        {t_ok_head,
+         "{\"SessionId\":1,\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+         SSMB_ERR_JSON},
+        {t_ok_head,
+         "{\"SessionId\":\"s\",\"TokenValue\":[\"t\"],\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
          SSMB_ERR_JSON},
         {t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":{}}", SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":null,\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+        {t_ok_head,
+         "{\"SessionId\":null,\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
          SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":\"\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+        {t_ok_head,
+         "{\"SessionId\":\"\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
          SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":\"s\\ud800\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+        {t_ok_head,
+         "{\"SessionId\":\"s\\ud800\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/"
+         "\"}",
          SSMB_ERR_JSON},
-        {t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"} x",
+        {t_ok_head,
+         "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"} x",
          SSMB_ERR_JSON},
         /* a forged StreamUrl */
         {t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://evil.example/v1/data-channel/s\"}",
          SSMB_ERR_SSM_PROTOCOL},
-        {t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"ws://ssmmessages.us-east-1.amazonaws.com/\"}",
+        {t_ok_head,
+         "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"ws://ssmmessages.us-east-1.amazonaws.com/\"}",
          SSMB_ERR_SSM_PROTOCOL},
         /* framing */
         {"HTTP/1.1 200 OK\nContent-Length: 5\nContent-Length: 6\n\n{}", NULL, SSMB_ERR_HTTP},
@@ -778,18 +795,23 @@ SSMB_TEST(api_hostile_responses) {
 SSMB_TEST(api_oversized_fields) {
     ssmb_api_response resp;
     ssmb_api_session s;
-    char *id97 = t_repeat("a", 97), *id96 = t_repeat("a", 96), *tok = t_repeat("T", 4097), *tok_ok = t_repeat("T", 4096);
+    char *id97 = t_repeat("a", 97), *id96 = t_repeat("a", 96), *tok = t_repeat("T", 4097),
+         *tok_ok = t_repeat("T", 4096);
     char *path = t_repeat("p", 2100), body[12000];
-    sprintf(body, "{\"SessionId\":\"%s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+    sprintf(body,
+            "{\"SessionId\":\"%s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
             id97);
     CHECK(t_start_parse(t_ok_head, body, &resp, &s) == SSMB_ERR_LIMIT);
-    sprintf(body, "{\"SessionId\":\"%s\",\"TokenValue\":\"%s\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+    sprintf(body,
+            "{\"SessionId\":\"%s\",\"TokenValue\":\"%s\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
             id96, tok_ok);
     CHECK(t_start_parse(t_ok_head, body, &resp, &s) == SSMB_OK);
-    sprintf(body, "{\"SessionId\":\"s\",\"TokenValue\":\"%s\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
+    sprintf(body,
+            "{\"SessionId\":\"s\",\"TokenValue\":\"%s\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/\"}",
             tok);
     CHECK(t_start_parse(t_ok_head, body, &resp, &s) == SSMB_ERR_LIMIT);
-    sprintf(body, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/%s\"}",
+    sprintf(body,
+            "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/%s\"}",
             path);
     CHECK(t_start_parse(t_ok_head, body, &resp, &s) == SSMB_ERR_LIMIT);
     {
@@ -831,7 +853,8 @@ SSMB_TEST(api_resume_terminate_responses) {
     CHECK(ssmb_api_resume_session_parse(in, len, NULL, &resp, &s) == SSMB_ERR_JSON);
     free(in);
     /* a StreamUrl the policy refuses is dropped, not followed */
-    in = t_response(t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://evil.example/\"}", &len);
+    in =
+        t_response(t_ok_head, "{\"SessionId\":\"s\",\"TokenValue\":\"t\",\"StreamUrl\":\"wss://evil.example/\"}", &len);
     CHECK(ssmb_api_resume_session_parse(in, len, NULL, &resp, &s) == SSMB_OK);
     CHECK(t_eq(s.token_value, "t") && s.stream_url.len == 0);
     free(in);
@@ -848,7 +871,8 @@ SSMB_TEST(api_resume_terminate_responses) {
     CHECK(t_eq(resp.error_type, "DoesNotExistException") && t_eq(resp.error_message, "gone"));
     free(in);
     in = t_response(t_ok_head, "{\"SessionId\":\"user-0123456789abcdef0\"}", &len);
-    CHECK(ssmb_api_terminate_session_parse(in, len, &resp, &s) == SSMB_OK && t_eq(s.session_id, "user-0123456789abcdef0"));
+    CHECK(ssmb_api_terminate_session_parse(in, len, &resp, &s) == SSMB_OK &&
+          t_eq(s.session_id, "user-0123456789abcdef0"));
     free(in);
     in = t_response(t_ok_head, "{}", &len);
     CHECK(ssmb_api_terminate_session_parse(in, len, &resp, &s) == SSMB_OK && s.session_id.len == 0);
@@ -883,8 +907,10 @@ static ssmb_result t_data_key(const char *body, ssmb_api_data_key *k, uint8_t *c
     k->ciphertext = ct;
     k->ciphertext_cap = ct_cap;
     r = ssmb_api_generate_data_key_parse(in, len, &resp, k);
-    if (keep) *keep = in;
-    else free(in);
+    if (keep)
+        *keep = in;
+    else
+        free(in);
     return r;
 }
 
@@ -916,7 +942,8 @@ SSMB_TEST(api_generate_data_key_response) {
     k32b = t_b64(key, 32);
     k65b = t_b64(k65, 65);
     big_b = t_b64(big, 6145);
-    sprintf(body, "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/k\",\"Plaintext\":\"%s\"}",
+    sprintf(body,
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/k\",\"Plaintext\":\"%s\"}",
             bb, kb);
     CHECK(t_data_key(body, &k, ct, sizeof ct, &in) == SSMB_OK);
     CHECK(memcmp(k.plaintext, key, 64) == 0);
@@ -958,8 +985,9 @@ SSMB_TEST(api_generate_data_key_response) {
     {
         ssmb_api_response resp;
         size_t len;
-        char *e = t_response("HTTP/1.1 400 Bad Request\n",
-                             "{\"__type\":\"NotFoundException\",\"message\":\"Alias arn:aws:kms:x is not found.\"}", &len);
+        char *e =
+            t_response("HTTP/1.1 400 Bad Request\n",
+                       "{\"__type\":\"NotFoundException\",\"message\":\"Alias arn:aws:kms:x is not found.\"}", &len);
         memset(&k, 0, sizeof k);
         CHECK(ssmb_api_generate_data_key_parse(e, len, &resp, &k) == SSMB_ERR_AWS_API);
         CHECK(t_eq(resp.error_type, "NotFoundException") && resp.retryable == 0);
@@ -981,18 +1009,30 @@ SSMB_TEST(api_retry_classification) {
         const char *type;
         int want;
     } cases[] = {
-        {400, "ThrottlingException", 1},   {400, "Throttling", 1},
-        {400, "TooManyRequestsException", 1}, {400, "RequestLimitExceeded", 1},
-        {400, "ProvisionedThroughputExceededException", 1}, {400, "RequestThrottledException", 1},
-        {400, "PriorRequestNotComplete", 1}, {400, "RequestTimeout", 1},
-        {429, "", 1},                      {500, "", 1},
-        {502, "", 1},                      {503, "", 1},
-        {504, "", 1},                      {599, "", 1},
-        {500, "InternalServerError", 1},   {400, "ValidationException", 0},
-        {400, "TargetNotConnected", 0},    {400, "InvalidDocument", 0},
-        {403, "AccessDeniedException", 0}, {400, "throttlingexception", 0},
-        {400, "ThrottlingExceptionX", 0},  {400, "", 0},
-        {404, "", 0},                      {200, "", 0},
+        {400, "ThrottlingException", 1},
+        {400, "Throttling", 1},
+        {400, "TooManyRequestsException", 1},
+        {400, "RequestLimitExceeded", 1},
+        {400, "ProvisionedThroughputExceededException", 1},
+        {400, "RequestThrottledException", 1},
+        {400, "PriorRequestNotComplete", 1},
+        {400, "RequestTimeout", 1},
+        {429, "", 1},
+        {500, "", 1},
+        {502, "", 1},
+        {503, "", 1},
+        {504, "", 1},
+        {599, "", 1},
+        {500, "InternalServerError", 1},
+        {400, "ValidationException", 0},
+        {400, "TargetNotConnected", 0},
+        {400, "InvalidDocument", 0},
+        {403, "AccessDeniedException", 0},
+        {400, "throttlingexception", 0},
+        {400, "ThrottlingExceptionX", 0},
+        {400, "", 0},
+        {404, "", 0},
+        {200, "", 0},
     };
     size_t i;
     for (i = 0; i < T_COUNT_OF(cases); i++)
@@ -1002,8 +1042,8 @@ SSMB_TEST(api_retry_classification) {
 
 SSMB_TEST(api_retry_delays) {
     const uint32_t randoms[] = {0u, 1u, 0x80000000u, 0xFFFFFFFFu, 0x12345678u};
-    const int64_t want[][3] = {{1000, 2000, 4000}, {1000, 2000, 4000}, {1250, 2500, 5000},
-                               {1499, 2998, 5996}, {1035, 2070, 4140}};
+    const int64_t want[][3] = {
+        {1000, 2000, 4000}, {1000, 2000, 4000}, {1250, 2500, 5000}, {1499, 2998, 5996}, {1035, 2070, 4140}};
     size_t i;
     uint32_t k;
     for (i = 0; i < T_COUNT_OF(randoms); i++) {
@@ -1128,7 +1168,8 @@ SSMB_TEST(api_endpoint_overrides) {
     CHECK_EQ_INT(src, SSMB_API_ENDPOINT_ENV_SERVICE);
     e.names[3] = "AWS_ENDPOINT_URL_SSMMESSAGES";
     e.values[3] = "https://messages.example.test";
-    CHECK(t_resolve("ssmmessages", NULL, &e, out, &src) == SSMB_OK && strcmp(out, "https://messages.example.test") == 0);
+    CHECK(t_resolve("ssmmessages", NULL, &e, out, &src) == SSMB_OK &&
+          strcmp(out, "https://messages.example.test") == 0);
     CHECK(t_resolve("sts", NULL, &e, out, &src) == SSMB_OK && strcmp(out, "http://localhost:4566") == 0);
     /* the argument wins over everything */
     CHECK(t_resolve("ssm", "https://ssm.example.test/", &e, out, &src) == SSMB_OK);
@@ -1180,7 +1221,8 @@ SSMB_TEST(api_stream_url_table) {
         ssmb_result want;
     } cases[] = {
         {"wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/s-1?role=publish_subscribe", SSMB_OK},
-        {"wss://ssmmessages.eu-central-2.amazonaws.com/v1/data-channel/s-1?role=publish_subscribe&cell-number=AAE", SSMB_OK},
+        {"wss://ssmmessages.eu-central-2.amazonaws.com/v1/data-channel/s-1?role=publish_subscribe&cell-number=AAE",
+         SSMB_OK},
         {"wss://ssmmessages.us-east-1.amazonaws.com:443/v1/data-channel/s-1", SSMB_OK},
         {"wss://ssmmessages.us-east-1.amazonaws.com", SSMB_OK},
         {"WSS://SSMMESSAGES.US-EAST-1.AMAZONAWS.COM/v1/data-channel/s-1", SSMB_OK},
@@ -1323,10 +1365,14 @@ static int t_mutant(const char *base, size_t base_len, uint32_t *seed, int parse
     memset(&dk, 0, sizeof dk);
     dk.ciphertext = ct;
     dk.ciphertext_cap = sizeof ct;
-    if (parser == 0) r = ssmb_api_start_session_parse(in, len, NULL, &resp, &s);
-    else if (parser == 1) r = ssmb_api_resume_session_parse(in, len, NULL, &resp, &s);
-    else if (parser == 2) r = ssmb_api_terminate_session_parse(in, len, &resp, &s);
-    else r = ssmb_api_generate_data_key_parse(in, len, &resp, &dk);
+    if (parser == 0)
+        r = ssmb_api_start_session_parse(in, len, NULL, &resp, &s);
+    else if (parser == 1)
+        r = ssmb_api_resume_session_parse(in, len, NULL, &resp, &s);
+    else if (parser == 2)
+        r = ssmb_api_terminate_session_parse(in, len, &resp, &s);
+    else
+        r = ssmb_api_generate_data_key_parse(in, len, &resp, &dk);
     k = r == SSMB_OK || r == SSMB_CLOSED || r < 0;
     if (parser < 3 && (r == SSMB_OK || r == SSMB_CLOSED))
         k = k && t_view_inside(s.session_id, in, len) && t_view_inside(s.token_value, in, len) &&
@@ -1343,12 +1389,14 @@ static int t_mutant(const char *base, size_t base_len, uint32_t *seed, int parse
 }
 
 SSMB_TEST(api_mutated_responses) {
-    char chunked[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "10\r\n{\"SessionId\":\"s\"\r\n"
-                     "51\r\n,\"TokenValue\":\"t\\/\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/v1/x\"}\r\n"
-                     "0\r\n\r\n";
-    const char *key_body = "{\"CiphertextBlob\":\"AAECAw==\",\"KeyId\":\"k\",\"Plaintext\":"
-                           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\"}";
+    char chunked[] =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "10\r\n{\"SessionId\":\"s\"\r\n"
+        "51\r\n,\"TokenValue\":\"t\\/\",\"StreamUrl\":\"wss://ssmmessages.us-east-1.amazonaws.com/v1/x\"}\r\n"
+        "0\r\n\r\n";
+    const char *key_body =
+        "{\"CiphertextBlob\":\"AAECAw==\",\"KeyId\":\"k\",\"Plaintext\":"
+        "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\"}";
     char *bases[4];
     size_t lens[4], b;
     uint32_t seed = 12345;
