@@ -7593,6 +7593,13 @@ static ssmb_result ssmb__api_call_check(const ssmb_api_call *c, ssmb_url *u) {
     return ssmb_url_parse(c->endpoint, strlen(c->endpoint), u);
 }
 
+static ssmb_str ssmb__api_view(const char *p, size_t n) {
+    ssmb_str v;
+    v.ptr = p;
+    v.len = n;
+    return v;
+}
+
 static void ssmb__api_header(ssmb_http_header *h, size_t *n, const char *name, ssmb_str value) {
     h[*n].name = ssmb_str_c(name);
     h[*n].value = value;
@@ -7609,22 +7616,19 @@ typedef struct ssmb__api_op {
     size_t body_len;
 } ssmb__api_op;
 
-/* Signs and writes the head (through the blank line) into out[0..cap). */
-static ssmb_result ssmb__api_head(const ssmb__api_op *op, const ssmb_url *u, char *out, size_t cap, size_t *len) {
+/* SigV4 over POST, the path, Host, Content-Type and X-Amz-Target, as the
+   SDKs sign JSON 1.1 calls; the signer adds X-Amz-Date and the token. */
+static ssmb_result ssmb__api_sign(const ssmb__api_op *op, const ssmb_url *u, ssmb_str host, char *authz, size_t cap,
+                                  size_t *authz_len, ssmb_sigv4_output *o) {
     static const char stand_in[] = "0000000000000000000000000000000000000000000000000000000000000000";
-    char host[SSMB__API_HOST_MAX], authz[SSMB__API_AUTHZ_MAX];
-    ssmb_http_header h[8];
+    ssmb_http_header h[3];
     ssmb_sigv4_request req;
     ssmb_sigv4_params p;
-    ssmb_sigv4_output o;
-    ssmb_http_request hr;
-    size_t n = 0, an = 0;
+    size_t n = 0;
     ssmb_result r;
     memset(&req, 0, sizeof req);
     memset(&p, 0, sizeof p);
-    memset(&hr, 0, sizeof hr);
-    if ((r = ssmb__api_host(u, host, sizeof host, &hr.host)) != SSMB_OK) return r;
-    ssmb__api_header(h, &n, "Host", hr.host);
+    ssmb__api_header(h, &n, "Host", host);
     ssmb__api_header(h, &n, "Content-Type", ssmb_str_c("application/x-amz-json-1.1"));
     ssmb__api_header(h, &n, "X-Amz-Target", ssmb_str_c(op->amz_target));
     req.method = ssmb_str_c("POST");
@@ -7638,18 +7642,31 @@ static ssmb_result ssmb__api_head(const ssmb__api_op *op, const ssmb_url *u, cha
     p.region = ssmb_str_c(op->call->region);
     p.service = ssmb_str_c(op->service);
     p.time = op->call->time;
-    r = ssmb_sigv4_sign(&req, &p, authz, sizeof authz, &an, &o);
-    if (r != SSMB_OK) return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_ERR_LIMIT : r;
-    n = 0; /* the sent headers: Host comes from hr.host */
+    r = ssmb_sigv4_sign(&req, &p, authz, cap, authz_len, o);
+    return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_ERR_LIMIT : r;
+}
+
+/* Signs and writes the head (through the blank line) into out[0..cap):
+   Host, Content-Type, X-Amz-Target, X-Amz-Date, X-Amz-Security-Token,
+   User-Agent, Authorization, Content-Length. */
+static ssmb_result ssmb__api_head(const ssmb__api_op *op, const ssmb_url *u, char *out, size_t cap, size_t *len) {
+    char host[SSMB__API_HOST_MAX], authz[SSMB__API_AUTHZ_MAX];
+    const char *agent = op->call->user_agent ? op->call->user_agent : "ssmbridge/" SSMB_VERSION_STRING;
+    ssmb_http_header h[8];
+    ssmb_sigv4_output o;
+    ssmb_http_request hr;
+    size_t n = 0, an = 0;
+    ssmb_result r;
+    memset(&hr, 0, sizeof hr);
+    if ((r = ssmb__api_host(u, host, sizeof host, &hr.host)) != SSMB_OK) return r;
+    if ((r = ssmb__api_sign(op, u, hr.host, authz, sizeof authz, &an, &o)) != SSMB_OK) return r;
     ssmb__api_header(h, &n, "Content-Type", ssmb_str_c("application/x-amz-json-1.1"));
     ssmb__api_header(h, &n, "X-Amz-Target", ssmb_str_c(op->amz_target));
     ssmb__api_header(h, &n, "X-Amz-Date", ssmb_str_c(o.amz_date));
-    if (p.creds.session_token.len) ssmb__api_header(h, &n, "X-Amz-Security-Token", p.creds.session_token);
-    ssmb__api_header(h, &n, "User-Agent",
-                     ssmb_str_c(op->call->user_agent ? op->call->user_agent : "ssmbridge/" SSMB_VERSION_STRING));
-    h[n].name = ssmb_str_c("Authorization");
-    h[n].value.ptr = authz;
-    h[n++].value.len = an;
+    if (op->call->creds.session_token.len)
+        ssmb__api_header(h, &n, "X-Amz-Security-Token", op->call->creds.session_token);
+    ssmb__api_header(h, &n, "User-Agent", ssmb_str_c(agent));
+    ssmb__api_header(h, &n, "Authorization", ssmb__api_view(authz, an));
     hr.method = ssmb_str_c("POST");
     hr.target = u->path;
     hr.headers = h;
