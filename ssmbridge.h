@@ -7353,8 +7353,8 @@ static int ssmb__api_has_prefix(const char *s, size_t n, const char *prefix) {
 
 /* The regions where ssmb_api_endpoint_resolve offers <service>-fips. */
 static int ssmb__api_fips_region(const char *region, size_t n) {
-    static const char *const regions[] = {"us-east-1",     "us-east-2",    "us-west-1",
-                                          "us-west-2",     "us-gov-east-1", "us-gov-west-1"};
+    static const char *const regions[] = {"us-east-1", "us-east-2",     "us-west-1",
+                                          "us-west-2", "us-gov-east-1", "us-gov-west-1"};
     size_t i;
     for (i = 0; i < sizeof regions / sizeof regions[0]; i++)
         if (ssmb__api_ieq(region, n, regions[i])) return 1;
@@ -7789,13 +7789,21 @@ SSMB_APIDEF ssmb_result ssmb_api_generate_data_key_write(const ssmb_api_call *ca
 /* ---- retries ---- */
 
 SSMB_APIDEF int ssmb_api_is_retryable(uint32_t status, ssmb_str error_type) {
-    static const char *const types[] = {
-        "ThrottlingException",       "Throttling",                "ThrottledException",
-        "RequestThrottledException", "RequestThrottled",          "TooManyRequestsException",
-        "RequestLimitExceeded",      "ProvisionedThroughputExceededException",
-        "BandwidthLimitExceeded",    "SlowDown",                  "PriorRequestNotComplete",
-        "TransactionInProgressException", "EC2ThrottledException", "RequestTimeout",
-        "RequestTimeoutException"};
+    static const char *const types[] = {"ThrottlingException",
+                                        "Throttling",
+                                        "ThrottledException",
+                                        "RequestThrottledException",
+                                        "RequestThrottled",
+                                        "TooManyRequestsException",
+                                        "RequestLimitExceeded",
+                                        "ProvisionedThroughputExceededException",
+                                        "BandwidthLimitExceeded",
+                                        "SlowDown",
+                                        "PriorRequestNotComplete",
+                                        "TransactionInProgressException",
+                                        "EC2ThrottledException",
+                                        "RequestTimeout",
+                                        "RequestTimeoutException"};
     size_t i;
     if (status == 429 || (status >= 500 && status <= 599)) return 1;
     if (!ssmb__str_valid(error_type)) return 0;
