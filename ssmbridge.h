@@ -1329,10 +1329,14 @@ typedef struct ssmb_api_endpoint_desc {
         AWS_ENDPOINT_URL; both skipped when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS
         is "true" (any case). An empty value counts as unset;
      3. https://<service>.<region>.amazonaws.com, or .amazonaws.com.cn for
-        regions starting "cn-"; with fips, https://<service>-fips.<region>.
-        amazonaws.com, offered here for ssm, kms and sts in us-east-1,
-        us-east-2, us-west-1, us-west-2, us-gov-east-1, us-gov-west-1 only
-        (elsewhere SSMB_ERR_UNSUPPORTED: give an override instead).
+        regions starting "cn-". With fips, the FIPS endpoints the AWS SDKs'
+        endpoint table lists: kms-fips.<region>.amazonaws.com in every
+        region outside China; ssm-fips.<region> in us-east-1, us-east-2,
+        us-west-1, us-west-2, ca-central-1, ca-west-1; sts-fips.<region> in
+        the four US ones; in us-gov-* the regional ssm and sts hosts, which
+        are FIPS endpoints already. Anything else with fips (ssmmessages,
+        China) is SSMB_ERR_UNSUPPORTED: give an override. So are regions of
+        the partitions with other DNS suffixes (us-iso*, eu-isoe*, eusc-*).
    An override is copied as given and must be an http:// or https:// URL
    without query (else SSMB_ERR_INVALID_ARG: a bad override is never skipped
    silently). The region must be one DNS label (letters, digits, '-').
@@ -1469,7 +1473,7 @@ typedef struct ssmb_api_stream_policy {
    (port 443) to
      ssmmessages.<region>.amazonaws.com            (also private DNS of a VPC endpoint)
      ssmmessages.<region>.amazonaws.com.cn         (regions cn-*)
-     ssmmessages-fips.<region>.amazonaws.com       (the FIPS regions of ssmb_api_endpoint_resolve)
+     ssmmessages-fips.<region>.amazonaws.com       (us-east-1, us-east-2, us-west-1, us-west-2, us-gov-*)
      vpce-<id>.ssmmessages.<region>.vpce.amazonaws.com[.cn]
                                                    (an interface VPC endpoint's own names, with
                                                    or without its zone: <id> letters, digits, '-')
@@ -7351,14 +7355,17 @@ static int ssmb__api_has_prefix(const char *s, size_t n, const char *prefix) {
     return n >= k && ssmb__api_ieq(s, k, prefix);
 }
 
-/* The regions where ssmb_api_endpoint_resolve offers <service>-fips. */
-static int ssmb__api_fips_region(const char *region, size_t n) {
-    static const char *const regions[] = {"us-east-1", "us-east-2",     "us-west-1",
-                                          "us-west-2", "us-gov-east-1", "us-gov-west-1"};
+static int ssmb__api_in(const char *region, size_t n, const char *const *list, size_t count) {
     size_t i;
-    for (i = 0; i < sizeof regions / sizeof regions[0]; i++)
-        if (ssmb__api_ieq(region, n, regions[i])) return 1;
+    for (i = 0; i < count; i++)
+        if (ssmb__api_ieq(region, n, list[i])) return 1;
     return 0;
+}
+
+/* The US commercial regions, where ssm, sts (and kms) have <service>-fips. */
+static int ssmb__api_us_region(const char *region, size_t n) {
+    static const char *const regions[] = {"us-east-1", "us-east-2", "us-west-1", "us-west-2"};
+    return ssmb__api_in(region, n, regions, sizeof regions / sizeof regions[0]);
 }
 
 static int ssmb__api_china_region(const char *region, size_t n) { return ssmb__api_has_prefix(region, n, "cn-"); }
@@ -7405,8 +7412,29 @@ static const char *ssmb__api_env_override(const ssmb_api_endpoint_desc *d, uint3
     return ssmb__api_env(d, "AWS_ENDPOINT_URL");
 }
 
-static int ssmb__api_fips_service(const char *service) {
-    return strcmp(service, "ssm") == 0 || strcmp(service, "kms") == 0 || strcmp(service, "sts") == 0;
+/* Partitions outside aws and aws-cn (us-iso-*, us-isob-*, eu-isoe-*,
+   eusc-*) use other DNS suffixes: not built here. */
+static int ssmb__api_other_partition(const char *region, size_t n) {
+    size_t i;
+    if (ssmb__api_has_prefix(region, n, "eusc-")) return 1;
+    for (i = 0; i + 4 <= n; i++)
+        if (region[i] == '-' && ssmb__api_has_prefix(region + i + 1, n - i - 1, "iso")) return 1;
+    return 0;
+}
+
+enum { SSMB__API_FIPS_NONE = 0, SSMB__API_FIPS_HOST = 1, SSMB__API_FIPS_PLAIN = 2 };
+
+/* The FIPS endpoint as the SDKs' endpoint table gives it: <service>-fips,
+   or in GovCloud the regional host of ssm and sts (FIPS already). */
+static int ssmb__api_fips_form(const char *service, const char *region, size_t n) {
+    static const char *const canada[] = {"ca-central-1", "ca-west-1"};
+    int gov = ssmb__api_has_prefix(region, n, "us-gov-"), us = ssmb__api_us_region(region, n);
+    if (strcmp(service, "kms") == 0)
+        return ssmb__api_china_region(region, n) ? SSMB__API_FIPS_NONE : SSMB__API_FIPS_HOST;
+    if (strcmp(service, "ssm") == 0 && (us || ssmb__api_in(region, n, canada, 2))) return SSMB__API_FIPS_HOST;
+    if (strcmp(service, "sts") == 0 && us) return SSMB__API_FIPS_HOST;
+    if ((strcmp(service, "ssm") == 0 || strcmp(service, "sts") == 0) && gov) return SSMB__API_FIPS_PLAIN;
+    return SSMB__API_FIPS_NONE;
 }
 
 /* https://<service>[-fips].<region>.amazonaws.com[.cn] */
@@ -7414,13 +7442,15 @@ static ssmb_result ssmb__api_default_endpoint(const ssmb_api_endpoint_desc *d, c
                                               size_t *out_len) {
     ssmb__sink s;
     size_t rn = d->region ? strlen(d->region) : 0;
+    int fips = SSMB__API_FIPS_NONE;
     if (!ssmb__api_label_ok(d->region, rn)) return SSMB_ERR_INVALID_ARG;
-    if (d->fips && (!ssmb__api_fips_service(d->service) || !ssmb__api_fips_region(d->region, rn)))
+    if (ssmb__api_other_partition(d->region, rn)) return SSMB_ERR_UNSUPPORTED;
+    if (d->fips && (fips = ssmb__api_fips_form(d->service, d->region, rn)) == SSMB__API_FIPS_NONE)
         return SSMB_ERR_UNSUPPORTED;
     ssmb__sink_init(&s, out, cap);
     ssmb__put_z(&s, "https://");
     ssmb__put_z(&s, d->service);
-    if (d->fips) ssmb__put_z(&s, "-fips");
+    if (fips == SSMB__API_FIPS_HOST) ssmb__put_z(&s, "-fips");
     ssmb__put_c(&s, '.');
     ssmb__put_z(&s, d->region);
     ssmb__put_z(&s, ssmb__api_china_region(d->region, rn) ? ".amazonaws.com.cn" : ".amazonaws.com");
@@ -8004,7 +8034,8 @@ static int ssmb__api_aws_stream_host(ssmb_str host, const char *region) {
     if (n < 4) return 0;
     if (ssmb__api_label_is(l[0], "ssmmessages")) return ssmb__api_region_suffix(l, 1, n, NULL, region);
     if (ssmb__api_label_is(l[0], "ssmmessages-fips"))
-        return ssmb__api_fips_region(l[1].ptr, l[1].len) && ssmb__api_region_suffix(l, 1, n, NULL, region);
+        return (ssmb__api_us_region(l[1].ptr, l[1].len) || ssmb__api_has_prefix(l[1].ptr, l[1].len, "us-gov-")) &&
+               ssmb__api_region_suffix(l, 1, n, NULL, region);
     if (ssmb__api_has_prefix(l[0].ptr, l[0].len, "vpce-") && l[0].len > 5 && ssmb__api_label_ok(l[0].ptr, l[0].len))
         return ssmb__api_label_is(l[1], "ssmmessages") && ssmb__api_region_suffix(l, 2, n, "vpce", region);
     return 0;
