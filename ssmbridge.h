@@ -1289,7 +1289,8 @@ SSMB_API ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out)
    from a complete HTTP response in your buffer. No I/O, no clock (the
    signing time is an argument), no allocation, no global state; nothing is
    logged. STS is not a JSON 1.1 service (it speaks the query protocol) and
-   is left to the credentials code. */
+   is left to the credentials code. Stack: a writer uses about 12 KB (most
+   of it SigV4's), a parser about 10 KB (JSON tokens, header views). */
 
 #define SSMB_API_MAX_RETRIES 3u          /* PROTOCOL.md §9: the reference retries 3 times */
 #define SSMB_API_DATA_KEY_SIZE 64u       /* GenerateDataKey NumberOfBytes (PROTOCOL.md §6.2) */
@@ -1317,7 +1318,8 @@ typedef struct ssmb_api_endpoint_desc {
     const char *service;        /* "ssm", "kms", "sts", "ssmmessages": lower-case letters, digits, '-' */
     const char *region;         /* "us-east-1"; needed unless an override applies */
     const char *endpoint_url;   /* explicit override (a --endpoint-url); NULL or "" = none */
-    uint32_t fips;              /* 1: the FIPS endpoint (see below) */
+    uint32_t fips;              /* 1: the FIPS endpoint (see below); also on when getenv_fn gives
+                                   AWS_USE_FIPS_ENDPOINT = "true" (any case) */
     ssmb_getenv_fn getenv_fn;   /* NULL: no environment is consulted */
     void *getenv_user_data;
 } ssmb_api_endpoint_desc;
@@ -7437,6 +7439,12 @@ static int ssmb__api_fips_form(const char *service, const char *region, size_t n
     return SSMB__API_FIPS_NONE;
 }
 
+/* The fips flag, or AWS_USE_FIPS_ENDPOINT=true. */
+static int ssmb__api_fips_wanted(const ssmb_api_endpoint_desc *d) {
+    const char *v = d->getenv_fn ? ssmb__api_env(d, "AWS_USE_FIPS_ENDPOINT") : NULL;
+    return d->fips || (v && ssmb__api_ieq(v, strlen(v), "true"));
+}
+
 /* https://<service>[-fips].<region>.amazonaws.com[.cn] */
 static ssmb_result ssmb__api_default_endpoint(const ssmb_api_endpoint_desc *d, char *out, size_t cap,
                                               size_t *out_len) {
@@ -7445,7 +7453,7 @@ static ssmb_result ssmb__api_default_endpoint(const ssmb_api_endpoint_desc *d, c
     int fips = SSMB__API_FIPS_NONE;
     if (!ssmb__api_label_ok(d->region, rn)) return SSMB_ERR_INVALID_ARG;
     if (ssmb__api_other_partition(d->region, rn)) return SSMB_ERR_UNSUPPORTED;
-    if (d->fips && (fips = ssmb__api_fips_form(d->service, d->region, rn)) == SSMB__API_FIPS_NONE)
+    if (ssmb__api_fips_wanted(d) && (fips = ssmb__api_fips_form(d->service, d->region, rn)) == SSMB__API_FIPS_NONE)
         return SSMB_ERR_UNSUPPORTED;
     ssmb__sink_init(&s, out, cap);
     ssmb__put_z(&s, "https://");

@@ -1210,6 +1210,16 @@ SSMB_TEST(api_endpoint_overrides) {
     CHECK(t_resolve("ssm", "https://a@b", NULL, out, &src) == SSMB_ERR_INVALID_ARG);
     /* no callback: no environment */
     CHECK(t_resolve("ssm", NULL, NULL, out, &src) == SSMB_OK && src == SSMB_API_ENDPOINT_DEFAULT);
+    /* AWS_USE_FIPS_ENDPOINT turns fips on (overrides still win) */
+    memset(&e, 0, sizeof e);
+    e.names[0] = "AWS_USE_FIPS_ENDPOINT";
+    e.values[0] = "True";
+    CHECK(t_resolve("kms", NULL, &e, out, &src) == SSMB_OK);
+    CHECK(strcmp(out, "https://kms-fips.us-east-1.amazonaws.com") == 0);
+    CHECK(t_resolve("ssmmessages", NULL, &e, out, &src) == SSMB_ERR_UNSUPPORTED);
+    CHECK(t_resolve("kms", "http://localhost:4566", &e, out, &src) == SSMB_OK && src == SSMB_API_ENDPOINT_ARGUMENT);
+    e.values[0] = "false";
+    CHECK(t_resolve("kms", NULL, &e, out, &src) == SSMB_OK && strcmp(out, "https://kms.us-east-1.amazonaws.com") == 0);
     /* an override needs no region; fips does not apply to it */
     memset(&d, 0, sizeof d);
     d.service = "ssm";
