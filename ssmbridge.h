@@ -1471,6 +1471,256 @@ typedef struct ssmb_url {
    No user info, no fragment. SSMB_ERR_MALFORMED otherwise. */
 SSMB_API ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out);
 
+/* ---- api: the AWS JSON 1.1 calls, sans-I/O (L1) ---------------------------
+   StartSession, ResumeSession, TerminateSession (service ssm) and KMS
+   GenerateDataKey (service kms), PROTOCOL.md §9: requests are written whole
+   (head and body) into your buffer, signed with SigV4; responses are parsed
+   from a complete HTTP response in your buffer. No I/O, no clock (the
+   signing time is an argument), no allocation, no global state; nothing is
+   logged. STS is not a JSON 1.1 service (it speaks the query protocol) and
+   is left to the credentials code. Stack: a writer uses about 12 KB (most
+   of it SigV4's), a parser about 10 KB (JSON tokens, header views). */
+
+#define SSMB_API_MAX_RETRIES 3u          /* PROTOCOL.md §9: the reference retries 3 times */
+#define SSMB_API_DATA_KEY_SIZE 64u       /* GenerateDataKey NumberOfBytes (PROTOCOL.md §6.2) */
+#define SSMB_API_SESSION_ID_MAX 96u      /* SessionId, the model's maximum (characters) */
+#define SSMB_API_TOKEN_MAX 4096u         /* TokenValue bytes accepted (the model says 300; real
+                                            tokens are not held to it, so this is only a bound) */
+#define SSMB_API_STREAM_URL_MAX 2048u    /* StreamUrl bytes accepted */
+#define SSMB_API_KEY_ID_MAX 2048u        /* KMS KeyId, the model's maximum */
+#define SSMB_API_CIPHERTEXT_MAX 6144u    /* KMS CiphertextBlob bytes, the model's maximum */
+
+/* Reads one environment variable: its value, or NULL when unset. The
+   library never calls getenv itself; pass a wrapper of getenv, or a table
+   in tests. */
+typedef const char *(*ssmb_getenv_fn)(const char *name, void *user_data);
+
+/* Where a resolved endpoint came from. */
+enum {
+    SSMB_API_ENDPOINT_DEFAULT = 0,      /* built from service, region, partition, FIPS */
+    SSMB_API_ENDPOINT_ARGUMENT = 1,     /* endpoint_url below */
+    SSMB_API_ENDPOINT_ENV_SERVICE = 2,  /* AWS_ENDPOINT_URL_<SERVICE> */
+    SSMB_API_ENDPOINT_ENV_GLOBAL = 3    /* AWS_ENDPOINT_URL */
+};
+
+typedef struct ssmb_api_endpoint_desc {
+    const char *service;        /* "ssm", "kms", "sts", "ssmmessages": lower-case letters, digits, '-' */
+    const char *region;         /* "us-east-1"; needed unless an override applies */
+    const char *endpoint_url;   /* explicit override (a --endpoint-url); NULL or "" = none */
+    uint32_t fips;              /* 1: the FIPS endpoint (see below); also on when getenv_fn gives
+                                   AWS_USE_FIPS_ENDPOINT = "true" (any case) */
+    ssmb_getenv_fn getenv_fn;   /* NULL: no environment is consulted */
+    void *getenv_user_data;
+} ssmb_api_endpoint_desc;
+
+/* The endpoint URL of a service, with a NUL. The first that applies wins:
+     1. endpoint_url;
+     2. AWS_ENDPOINT_URL_<SERVICE> (the service upper-cased, '-' as '_':
+        AWS_ENDPOINT_URL_SSM, _KMS, _STS, _SSMMESSAGES), then
+        AWS_ENDPOINT_URL; both skipped when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS
+        is "true" (any case). An empty value counts as unset;
+     3. https://<service>.<region>.amazonaws.com, or .amazonaws.com.cn for
+        regions starting "cn-". With fips, the FIPS endpoints the AWS SDKs'
+        endpoint table lists: kms-fips.<region>.amazonaws.com in every
+        region outside China; ssm-fips.<region> in us-east-1, us-east-2,
+        us-west-1, us-west-2, ca-central-1, ca-west-1; sts-fips.<region> in
+        the four US ones; in us-gov-* the regional ssm and sts hosts, which
+        are FIPS endpoints already. Anything else with fips (ssmmessages,
+        China) is SSMB_ERR_UNSUPPORTED: give an override. So are regions of
+        the partitions with other DNS suffixes (us-iso*, eu-isoe*, eusc-*).
+   An override is copied as given and must be an http:// or https:// URL
+   without query (else SSMB_ERR_INVALID_ARG: a bad override is never skipped
+   silently). The region must be one DNS label (letters, digits, '-').
+   KMS has its own endpoint: resolve "kms", never reuse the SSM one
+   (PROTOCOL.md §16). *source (optional) gets an SSMB_API_ENDPOINT_*.
+   SSMB_ERR_BUFFER_TOO_SMALL with the needed length in *out_len. */
+SSMB_API ssmb_result ssmb_api_endpoint_resolve(const ssmb_api_endpoint_desc *d, char *out, size_t cap,
+                                               size_t *out_len, uint32_t *source);
+
+/* What every request needs. Strings are NUL-terminated; nothing is kept. */
+typedef struct ssmb_api_call {
+    const char *endpoint;       /* resolved URL, http(s)://host[:port][/path], no query */
+    const char *region;         /* signing region */
+    ssmb_aws_credentials creds; /* a session token adds X-Amz-Security-Token (signed) */
+    int64_t time;               /* signing time, Unix seconds UTC */
+    const char *user_agent;     /* NULL: "ssmbridge/" SSMB_VERSION_STRING */
+} ssmb_api_call;
+
+/* One StartSession parameter: a name and its list of values. */
+typedef struct ssmb_api_parameter {
+    const char *name;
+    const char *const *values;
+    size_t value_count;
+} ssmb_api_parameter;
+
+/* StartSession's request (PROTOCOL.md §9); limits are the model's, in
+   characters (UTF-8 code points). */
+typedef struct ssmb_api_start_session {
+    const char *target;                     /* required, 1-400 */
+    const char *document_name;              /* NULL or "": omitted; else ^[a-zA-Z0-9_\-.:/]{3,128}$ */
+    const ssmb_api_parameter *parameters;   /* omitted when parameter_count is 0; names unique */
+    size_t parameter_count;
+    const char *reason;                     /* NULL or "": omitted; else 1-256 */
+} ssmb_api_start_session;
+
+/* GenerateDataKey's request (PROTOCOL.md §6.2, §6.6). */
+typedef struct ssmb_api_data_key_request {
+    const char *key_id;             /* required, 1-2048: KMSKeyId of the session's parameters */
+    const char *session_id;         /* aws:ssm:SessionId, required */
+    const char *target_id;          /* aws:ssm:TargetId: the StartSession Target, required */
+    const char *random_challenge;   /* aws:ssm:RandomChallenge; NULL or "": omitted */
+} ssmb_api_data_key_request;
+
+/* The request writers. Each writes the whole HTTP/1.1 request into out:
+       POST <endpoint path> HTTP/1.1
+       Host, Content-Type: application/x-amz-json-1.1, X-Amz-Target,
+       X-Amz-Date, X-Amz-Security-Token (temporary credentials only),
+       User-Agent, Authorization, Content-Length, then the JSON body,
+   signed with SigV4 (service ssm or kms) over content-type, host,
+   x-amz-date, x-amz-target and, with a token, x-amz-security-token, as the
+   AWS SDKs sign (tests/vectors/sigv4-ssm). A NUL follows when it fits.
+   *out_len = request length, also on SSMB_ERR_BUFFER_TOO_SMALL (out may be
+   NULL to learn it). SSMB_ERR_INVALID_ARG for a NULL or empty required
+   argument, a limit broken, a bad endpoint, or header text with control
+   characters; SSMB_ERR_MALFORMED for text that is not UTF-8; SigV4's own
+   results otherwise. The Authorization value is wiped from the stack. */
+SSMB_API ssmb_result ssmb_api_start_session_write(const ssmb_api_call *call, const ssmb_api_start_session *args,
+                                                  char *out, size_t cap, size_t *out_len);
+/* ResumeSession / TerminateSession {"SessionId": ...} (1-96 characters). */
+SSMB_API ssmb_result ssmb_api_resume_session_write(const ssmb_api_call *call, const char *session_id, char *out,
+                                                   size_t cap, size_t *out_len);
+SSMB_API ssmb_result ssmb_api_terminate_session_write(const ssmb_api_call *call, const char *session_id, char *out,
+                                                      size_t cap, size_t *out_len);
+/* KMS GenerateDataKey {KeyId, NumberOfBytes: 64, EncryptionContext}. */
+SSMB_API ssmb_result ssmb_api_generate_data_key_write(const ssmb_api_call *call,
+                                                      const ssmb_api_data_key_request *args, char *out, size_t cap,
+                                                      size_t *out_len);
+/* Any JSON 1.1 call with a body you made: service is the SigV4 name
+   ("ssm"), amz_target the X-Amz-Target ("AmazonSSM.StartSession"). body
+   must not overlap out. */
+SSMB_API ssmb_result ssmb_api_request_write(const ssmb_api_call *call, const char *service, const char *amz_target,
+                                            const char *body, size_t body_len, char *out, size_t cap,
+                                            size_t *out_len);
+
+/* A parsed response. Views point into the buffer given to the parser. */
+typedef struct ssmb_api_response {
+    uint32_t status;            /* HTTP status */
+    uint32_t retryable;         /* 1: worth retrying (ssmb_api_is_retryable) */
+    ssmb_str body;              /* the body, de-chunked */
+    ssmb_str request_id;        /* x-amzn-RequestId, may be empty */
+    ssmb_str error_type;        /* AWS error type, namespace removed ("TargetNotConnected") */
+    ssmb_str error_message;     /* the error's message or Message, may be empty */
+    size_t response_len;        /* bytes of the input the response took */
+} ssmb_api_response;
+
+/* Parses one complete HTTP response from in[0..len). The buffer is
+   rewritten: a chunked body is decoded in place (moved to follow the head)
+   and the string values read are unescaped in place, so afterwards the body
+   is no longer the JSON text received. Framing: Transfer-Encoding: chunked,
+   else Content-Length, else the rest of the input; bytes after the response
+   are left alone (response_len says where it ended).
+     SSMB_OK               a 2xx status; out->body is the body.
+     SSMB_ERR_AWS_API      an AWS error body: out->error_type is its __type
+                           (or, failing that, the x-amzn-ErrorType header)
+                           with any "namespace#" prefix and ":..." suffix
+                           removed, out->error_message its "message" (or
+                           "Message").
+     SSMB_ERR_HTTP         any other status outside 2xx, or a bad framing
+                           (Transfer-Encoding other than chunked, or beside
+                           Content-Length); out->status tells.
+     SSMB_ERR_TRUNCATED    the head or body is incomplete.
+     SSMB_ERR_UNSUPPORTED  a Content-Encoding other than identity.
+     SSMB_ERR_LIMIT        more than 64 header fields or a head over 16 KiB.
+   out->retryable is set for every status. */
+SSMB_API ssmb_result ssmb_api_response_parse(char *in, size_t len, ssmb_api_response *out);
+
+/* 1 for a retryable failure: HTTP 429 and every 5xx, and the throttling and
+   transient error types ThrottlingException, Throttling, ThrottledException,
+   RequestThrottledException, RequestThrottled, TooManyRequestsException,
+   RequestLimitExceeded, ProvisionedThroughputExceededException,
+   BandwidthLimitExceeded, SlowDown, PriorRequestNotComplete,
+   TransactionInProgressException, EC2ThrottledException, RequestTimeout,
+   RequestTimeoutException (error_type without namespace). */
+SSMB_API int ssmb_api_is_retryable(uint32_t status, ssmb_str error_type);
+/* The wait before retry number retries_done + 1, in milliseconds, as the
+   reference plugin's retryer (PROTOCOL.md §9): 2^retries_done x a value in
+   [1000, 1500) taken from random_value (any 32-bit random number, scaled
+   without modulo bias): 1000-1499, 2000-2998, 4000-5996. -1 = give up: retries_done
+   has reached SSMB_API_MAX_RETRIES. */
+SSMB_API int64_t ssmb_api_retry_delay_ms(uint32_t retries_done, uint32_t random_value);
+
+/* Which StreamUrl hosts a session may be sent to. A zero policy accepts the
+   AWS hosts below in any region. */
+typedef struct ssmb_api_stream_policy {
+    const char *region;         /* NULL: any region; else the host must name this region */
+    const char *custom_host;    /* with allow_custom: one more host accepted, compared exactly
+                                   (ASCII case aside), without brackets or port */
+    uint32_t allow_custom;      /* 1: accept custom_host (a local emulator, an endpoint you run) */
+    uint32_t allow_plain_ws;    /* 1: ws:// is accepted, for custom_host only */
+} ssmb_api_stream_policy;
+
+/* Security check of a StreamUrl before a session goes to it (a forged
+   StartSession response must not redirect the session). Accepted: wss://
+   (port 443) to
+     ssmmessages.<region>.amazonaws.com            (also private DNS of a VPC endpoint)
+     ssmmessages.<region>.amazonaws.com.cn         (regions cn-*)
+     ssmmessages-fips.<region>.amazonaws.com       (us-east-1, us-east-2, us-west-1, us-west-2, us-gov-*)
+     vpce-<id>.ssmmessages.<region>.vpce.amazonaws.com[.cn]
+                                                   (an interface VPC endpoint's own names, with
+                                                   or without its zone: <id> letters, digits, '-')
+   where <region> is one DNS label (and equals policy->region when given),
+   and .cn goes with cn-* regions only; or, with allow_custom, custom_host
+   exactly (any port, and ws:// too with allow_plain_ws). Host names compare
+   ASCII case-insensitively; user info, fragments, IP literals (unless they
+   are custom_host) and a trailing dot are refused. SSMB_OK, or
+   SSMB_ERR_SSM_PROTOCOL for any other URL; SSMB_ERR_INVALID_ARG for NULL
+   url or policy. */
+SSMB_API ssmb_result ssmb_api_stream_url_check(const char *url, size_t len, const ssmb_api_stream_policy *policy);
+
+/* StartSession / ResumeSession / TerminateSession results: views into the
+   response buffer, unescaped. */
+typedef struct ssmb_api_session {
+    ssmb_str session_id;
+    ssmb_str token_value;
+    ssmb_str stream_url;
+} ssmb_api_session;
+
+/* The call parsers: ssmb_api_response_parse, then the body's fields. On top
+   of its results: SSMB_ERR_JSON for a body that is not a JSON object, or a
+   field missing, empty, null or not a string; SSMB_ERR_LIMIT for a field over
+   its SSMB_API_*_MAX; SSMB_ERR_SSM_PROTOCOL for a StreamUrl refused by
+   policy (NULL: the zero policy). */
+/* SessionId, TokenValue and StreamUrl are all required. */
+SSMB_API ssmb_result ssmb_api_start_session_parse(char *in, size_t len, const ssmb_api_stream_policy *policy,
+                                                  ssmb_api_response *resp, ssmb_api_session *out);
+/* No (or an empty) TokenValue means the session timed out (PROTOCOL.md
+   §4.5): SSMB_CLOSED, out->token_value empty. The reference reconnects to
+   the original StreamUrl; out->stream_url is set only when the response has
+   one that passes policy, and is empty otherwise (never an error). */
+SSMB_API ssmb_result ssmb_api_resume_session_parse(char *in, size_t len, const ssmb_api_stream_policy *policy,
+                                                   ssmb_api_response *resp, ssmb_api_session *out);
+/* out->session_id when the response names it. */
+SSMB_API ssmb_result ssmb_api_terminate_session_parse(char *in, size_t len, ssmb_api_response *resp,
+                                                      ssmb_api_session *out);
+
+/* GenerateDataKey's result. Set ciphertext and ciphertext_cap before the
+   call (SSMB_API_CIPHERTEXT_MAX bytes always suffice). */
+typedef struct ssmb_api_data_key {
+    uint8_t *ciphertext;                        /* in: your buffer for CiphertextBlob */
+    size_t ciphertext_cap;                      /* in */
+    size_t ciphertext_len;                      /* out (the size needed on SSMB_ERR_BUFFER_TOO_SMALL) */
+    uint8_t plaintext[SSMB_API_DATA_KEY_SIZE];  /* out: the data key; wipe it when done */
+    ssmb_str key_id;                            /* out: the key's ARN, may be empty */
+} ssmb_api_data_key;
+
+/* CiphertextBlob and Plaintext are base64 (required), decoded into out;
+   the Plaintext text in the buffer is wiped once decoded. SSMB_ERR_MALFORMED
+   for bad base64 or a Plaintext that is not exactly 64 bytes;
+   SSMB_ERR_BUFFER_TOO_SMALL when the ciphertext does not fit. out->plaintext
+   is zero after any failure. */
+SSMB_API ssmb_result ssmb_api_generate_data_key_parse(char *in, size_t len, ssmb_api_response *resp,
+                                                      ssmb_api_data_key *out);
+
 /* ---- trust: certificate authorities for TLS ------------------------------
    Immutable once made; share one between any number of conns and engines
    (it must outlive them). Verification is always on: there is no way to
@@ -8330,6 +8580,889 @@ SSMB_APIDEF ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *o
     if (!ssmb__url_target(&u, text + end, len - end)) return SSMB_ERR_MALFORMED;
     *out = u;
     return SSMB_OK;
+}
+
+// >>api-calls
+/* The AWS JSON 1.1 protocol (PROTOCOL.md §9): POST, a JSON body, the
+   operation in X-Amz-Target, SigV4 over the headers the SDKs sign. */
+
+#define SSMB__API_MAX_HEADERS 64
+#define SSMB__API_MAX_TOKENS 256
+#define SSMB__API_AUTHZ_MAX 1024
+#define SSMB__API_HOST_MAX 300
+#define SSMB__API_TARGET_MAX 400u
+#define SSMB__API_REASON_MAX 256u
+
+/* ---- names ---- */
+
+static int ssmb__api_lower_alnum(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+/* One DNS label of letters, digits and '-' (either case), 1-63 long, no '-'
+   at either end. */
+static int ssmb__api_label_ok(const char *p, size_t n) {
+    size_t i;
+    if (n == 0 || n > 63 || p[0] == '-' || p[n - 1] == '-') return 0;
+    for (i = 0; i < n; i++)
+        if (!ssmb__api_lower_alnum(ssmb__ascii_lower((unsigned char)p[i])) && p[i] != '-') return 0;
+    return 1;
+}
+
+static int ssmb__api_ieq(const char *a, size_t n, const char *b) {
+    size_t i;
+    if (strlen(b) != n) return 0;
+    for (i = 0; i < n; i++)
+        if (ssmb__ascii_lower((unsigned char)a[i]) != ssmb__ascii_lower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
+static int ssmb__api_has_prefix(const char *s, size_t n, const char *prefix) {
+    size_t k = strlen(prefix);
+    return n >= k && ssmb__api_ieq(s, k, prefix);
+}
+
+static int ssmb__api_in(const char *region, size_t n, const char *const *list, size_t count) {
+    size_t i;
+    for (i = 0; i < count; i++)
+        if (ssmb__api_ieq(region, n, list[i])) return 1;
+    return 0;
+}
+
+/* The US commercial regions, where ssm, sts (and kms) have <service>-fips. */
+static int ssmb__api_us_region(const char *region, size_t n) {
+    static const char *const regions[] = {"us-east-1", "us-east-2", "us-west-1", "us-west-2"};
+    return ssmb__api_in(region, n, regions, sizeof regions / sizeof regions[0]);
+}
+
+static int ssmb__api_china_region(const char *region, size_t n) { return ssmb__api_has_prefix(region, n, "cn-"); }
+
+/* ---- endpoints ---- */
+
+/* An override: http(s)://host[:port][/path], no query. */
+static int ssmb__api_override_ok(const char *text) {
+    ssmb_url u;
+    if (ssmb_url_parse(text, strlen(text), &u) != SSMB_OK) return 0;
+    return ssmb__api_has_prefix(u.scheme.ptr, u.scheme.len, "http") && u.query.len == 0 &&
+           u.target.ptr[u.target.len - 1] != '?';
+}
+
+static ssmb_result ssmb__api_copy_text(const char *text, char *out, size_t cap, size_t *out_len) {
+    ssmb__sink s;
+    ssmb__sink_init(&s, out, cap);
+    ssmb__put_z(&s, text);
+    return ssmb__sink_finish(&s, out_len);
+}
+
+static const char *ssmb__api_env(const ssmb_api_endpoint_desc *d, const char *name) {
+    const char *v = d->getenv_fn(name, d->getenv_user_data);
+    return v && v[0] ? v : NULL;
+}
+
+/* AWS_ENDPOINT_URL_<SERVICE>, then AWS_ENDPOINT_URL; NULL when neither. */
+static const char *ssmb__api_env_override(const ssmb_api_endpoint_desc *d, uint32_t *source) {
+    char name[64];
+    const char *v;
+    size_t i, k = strlen("AWS_ENDPOINT_URL_"), n = strlen(d->service);
+    if (!d->getenv_fn) return NULL;
+    v = ssmb__api_env(d, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+    if (v && ssmb__api_ieq(v, strlen(v), "true")) return NULL;
+    memcpy(name, "AWS_ENDPOINT_URL_", k);
+    for (i = 0; i < n; i++) {
+        char c = d->service[i];
+        name[k + i] = c == '-' ? '_' : (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+    }
+    name[k + n] = '\0';
+    *source = SSMB_API_ENDPOINT_ENV_SERVICE;
+    if ((v = ssmb__api_env(d, name)) != NULL) return v;
+    *source = SSMB_API_ENDPOINT_ENV_GLOBAL;
+    return ssmb__api_env(d, "AWS_ENDPOINT_URL");
+}
+
+/* Partitions outside aws and aws-cn (us-iso-*, us-isob-*, eu-isoe-*,
+   eusc-*) use other DNS suffixes: not built here. */
+static int ssmb__api_other_partition(const char *region, size_t n) {
+    size_t i;
+    if (ssmb__api_has_prefix(region, n, "eusc-")) return 1;
+    for (i = 0; i + 4 <= n; i++)
+        if (region[i] == '-' && ssmb__api_has_prefix(region + i + 1, n - i - 1, "iso")) return 1;
+    return 0;
+}
+
+enum { SSMB__API_FIPS_NONE = 0, SSMB__API_FIPS_HOST = 1, SSMB__API_FIPS_PLAIN = 2 };
+
+/* The FIPS endpoint as the SDKs' endpoint table gives it: <service>-fips,
+   or in GovCloud the regional host of ssm and sts (FIPS already). */
+static int ssmb__api_fips_form(const char *service, const char *region, size_t n) {
+    static const char *const canada[] = {"ca-central-1", "ca-west-1"};
+    int gov = ssmb__api_has_prefix(region, n, "us-gov-"), us = ssmb__api_us_region(region, n);
+    if (strcmp(service, "kms") == 0)
+        return ssmb__api_china_region(region, n) ? SSMB__API_FIPS_NONE : SSMB__API_FIPS_HOST;
+    if (strcmp(service, "ssm") == 0 && (us || ssmb__api_in(region, n, canada, 2))) return SSMB__API_FIPS_HOST;
+    if (strcmp(service, "sts") == 0 && us) return SSMB__API_FIPS_HOST;
+    if ((strcmp(service, "ssm") == 0 || strcmp(service, "sts") == 0) && gov) return SSMB__API_FIPS_PLAIN;
+    return SSMB__API_FIPS_NONE;
+}
+
+/* The fips flag, or AWS_USE_FIPS_ENDPOINT=true. */
+static int ssmb__api_fips_wanted(const ssmb_api_endpoint_desc *d) {
+    const char *v = d->getenv_fn ? ssmb__api_env(d, "AWS_USE_FIPS_ENDPOINT") : NULL;
+    return d->fips || (v && ssmb__api_ieq(v, strlen(v), "true"));
+}
+
+/* https://<service>[-fips].<region>.amazonaws.com[.cn] */
+static ssmb_result ssmb__api_default_endpoint(const ssmb_api_endpoint_desc *d, char *out, size_t cap,
+                                              size_t *out_len) {
+    ssmb__sink s;
+    size_t rn = d->region ? strlen(d->region) : 0;
+    int fips = SSMB__API_FIPS_NONE;
+    if (!ssmb__api_label_ok(d->region, rn)) return SSMB_ERR_INVALID_ARG;
+    if (ssmb__api_other_partition(d->region, rn)) return SSMB_ERR_UNSUPPORTED;
+    if (ssmb__api_fips_wanted(d) && (fips = ssmb__api_fips_form(d->service, d->region, rn)) == SSMB__API_FIPS_NONE)
+        return SSMB_ERR_UNSUPPORTED;
+    ssmb__sink_init(&s, out, cap);
+    ssmb__put_z(&s, "https://");
+    ssmb__put_z(&s, d->service);
+    if (fips == SSMB__API_FIPS_HOST) ssmb__put_z(&s, "-fips");
+    ssmb__put_c(&s, '.');
+    ssmb__put_z(&s, d->region);
+    ssmb__put_z(&s, ssmb__api_china_region(d->region, rn) ? ".amazonaws.com.cn" : ".amazonaws.com");
+    return ssmb__sink_finish(&s, out_len);
+}
+
+static int ssmb__api_service_ok(const char *service) {
+    size_t i, n = service ? strlen(service) : 0;
+    if (n == 0 || n > 40 || service[0] == '-') return 0;
+    for (i = 0; i < n; i++)
+        if (!ssmb__api_lower_alnum((unsigned char)service[i]) && service[i] != '-') return 0;
+    return 1;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_endpoint_resolve(const ssmb_api_endpoint_desc *d, char *out, size_t cap,
+                                                  size_t *out_len, uint32_t *source) {
+    uint32_t from = SSMB_API_ENDPOINT_ARGUMENT;
+    const char *url;
+    size_t n = 0;
+    ssmb_result r;
+    if (!d || !out_len || !ssmb__api_service_ok(d->service)) return SSMB_ERR_INVALID_ARG;
+    url = d->endpoint_url && d->endpoint_url[0] ? d->endpoint_url : ssmb__api_env_override(d, &from);
+    if (url && !ssmb__api_override_ok(url)) return SSMB_ERR_INVALID_ARG;
+    if (!url) from = SSMB_API_ENDPOINT_DEFAULT;
+    r = url ? ssmb__api_copy_text(url, out, cap, &n) : ssmb__api_default_endpoint(d, out, cap, &n);
+    if (r == SSMB_OK || r == SSMB_ERR_BUFFER_TOO_SMALL) *out_len = n;
+    if (r == SSMB_OK && source) *source = from;
+    return r;
+}
+
+/* ---- request bodies ---- */
+
+/* UTF-8 code points in a string (continuation bytes not counted). */
+static size_t ssmb__api_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}
+
+static int ssmb__api_given(const char *s) { return s && s[0]; }
+
+static int ssmb__api_chars_within(const char *s, size_t lo, size_t hi) {
+    size_t n;
+    if (!s) return 0;
+    n = ssmb__api_chars(s);
+    return n >= lo && n <= hi;
+}
+
+/* ^[a-zA-Z0-9_\-.:/]{3,128}$ */
+static int ssmb__api_document_name_ok(const char *s) {
+    size_t i, n = strlen(s);
+    if (n < 3 || n > 128) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!ssmb__api_lower_alnum(ssmb__ascii_lower(c)) && !strchr("_-.:/", c)) return 0;
+    }
+    return 1;
+}
+
+static int ssmb__api_parameter_ok(const ssmb_api_parameter *p, const ssmb_api_parameter *earlier, size_t count) {
+    size_t i;
+    if (!ssmb__api_given(p->name) || (p->value_count && !p->values)) return 0;
+    for (i = 0; i < p->value_count; i++)
+        if (!p->values[i]) return 0;
+    for (i = 0; i < count; i++)
+        if (strcmp(earlier[i].name, p->name) == 0) return 0;
+    return 1;
+}
+
+static ssmb_result ssmb__api_start_session_check(const ssmb_api_start_session *s) {
+    size_t i;
+    if (!s || !ssmb__api_chars_within(s->target, 1, SSMB__API_TARGET_MAX)) return SSMB_ERR_INVALID_ARG;
+    if (ssmb__api_given(s->document_name) && !ssmb__api_document_name_ok(s->document_name))
+        return SSMB_ERR_INVALID_ARG;
+    if (ssmb__api_given(s->reason) && !ssmb__api_chars_within(s->reason, 1, SSMB__API_REASON_MAX))
+        return SSMB_ERR_INVALID_ARG;
+    if (s->parameter_count && !s->parameters) return SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < s->parameter_count; i++)
+        if (!ssmb__api_parameter_ok(&s->parameters[i], s->parameters, i)) return SSMB_ERR_INVALID_ARG;
+    return SSMB_OK;
+}
+
+static void ssmb__api_member(ssmb_json_writer *w, const char *key, const char *value) {
+    ssmb__jw_member_str(w, key, ssmb_str_c(value));
+}
+
+/* {"Target":...,"DocumentName":...,"Parameters":{"n":["v",...]},"Reason":...} */
+static void ssmb__api_start_session_body(ssmb_json_writer *w, const void *args) {
+    const ssmb_api_start_session *s = (const ssmb_api_start_session *)args;
+    size_t i, k;
+    ssmb_json_writer_begin_object(w);
+    ssmb__api_member(w, "Target", s->target);
+    if (ssmb__api_given(s->document_name)) ssmb__api_member(w, "DocumentName", s->document_name);
+    if (s->parameter_count) {
+        ssmb__jw_key(w, "Parameters");
+        ssmb_json_writer_begin_object(w);
+        for (i = 0; i < s->parameter_count; i++) {
+            ssmb__jw_key(w, s->parameters[i].name);
+            ssmb_json_writer_begin_array(w);
+            for (k = 0; k < s->parameters[i].value_count; k++)
+                ssmb_json_writer_string(w, s->parameters[i].values[k], strlen(s->parameters[i].values[k]));
+            ssmb_json_writer_end_array(w);
+        }
+        ssmb_json_writer_end_object(w);
+    }
+    if (ssmb__api_given(s->reason)) ssmb__api_member(w, "Reason", s->reason);
+    ssmb_json_writer_end_object(w);
+}
+
+/* {"SessionId":...} */
+static void ssmb__api_session_id_body(ssmb_json_writer *w, const void *args) {
+    ssmb_json_writer_begin_object(w);
+    ssmb__api_member(w, "SessionId", (const char *)args);
+    ssmb_json_writer_end_object(w);
+}
+
+/* {"KeyId":...,"NumberOfBytes":64,"EncryptionContext":{...}} (PROTOCOL.md §6.2, §6.6) */
+static void ssmb__api_data_key_body(ssmb_json_writer *w, const void *args) {
+    const ssmb_api_data_key_request *k = (const ssmb_api_data_key_request *)args;
+    ssmb_json_writer_begin_object(w);
+    ssmb__api_member(w, "KeyId", k->key_id);
+    ssmb__jw_key(w, "NumberOfBytes");
+    ssmb_json_writer_u64(w, SSMB_API_DATA_KEY_SIZE);
+    ssmb__jw_key(w, "EncryptionContext");
+    ssmb_json_writer_begin_object(w);
+    ssmb__api_member(w, "aws:ssm:SessionId", k->session_id);
+    ssmb__api_member(w, "aws:ssm:TargetId", k->target_id);
+    if (ssmb__api_given(k->random_challenge)) ssmb__api_member(w, "aws:ssm:RandomChallenge", k->random_challenge);
+    ssmb_json_writer_end_object(w);
+    ssmb_json_writer_end_object(w);
+}
+
+static ssmb_result ssmb__api_data_key_check(const ssmb_api_data_key_request *k) {
+    if (!k || !ssmb__api_chars_within(k->key_id, 1, SSMB_API_KEY_ID_MAX)) return SSMB_ERR_INVALID_ARG;
+    if (!ssmb__api_chars_within(k->session_id, 1, SSMB_API_SESSION_ID_MAX)) return SSMB_ERR_INVALID_ARG;
+    if (!ssmb__api_chars_within(k->target_id, 1, SSMB__API_TARGET_MAX)) return SSMB_ERR_INVALID_ARG;
+    return SSMB_OK;
+}
+
+/* ---- request head ---- */
+
+typedef void (*ssmb__api_body_fn)(ssmb_json_writer *w, const void *args);
+
+/* Host header value: the host, bracketed when IPv6, with a port that is
+   not the scheme's default. */
+static ssmb_result ssmb__api_host(const ssmb_url *u, char *out, size_t cap, ssmb_str *host) {
+    ssmb__sink s;
+    ssmb__sink_init(&s, out, cap);
+    if (u->ipv6_literal) ssmb__put_c(&s, '[');
+    ssmb__put_str(&s, u->host);
+    if (u->ipv6_literal) ssmb__put_c(&s, ']');
+    if (u->port != (u->secure ? 443 : 80)) {
+        char digits[6];
+        size_t i = sizeof digits;
+        uint32_t p = u->port;
+        do {
+            digits[--i] = (char)('0' + p % 10);
+            p /= 10;
+        } while (p);
+        ssmb__put_c(&s, ':');
+        ssmb__put(&s, digits + i, sizeof digits - i);
+    }
+    host->ptr = out;
+    return ssmb__sink_finish(&s, &host->len) == SSMB_OK ? SSMB_OK : SSMB_ERR_INVALID_ARG;
+}
+
+static ssmb_result ssmb__api_call_check(const ssmb_api_call *c, ssmb_url *u) {
+    if (!c || !c->endpoint || !c->region || !ssmb__api_override_ok(c->endpoint)) return SSMB_ERR_INVALID_ARG;
+    return ssmb_url_parse(c->endpoint, strlen(c->endpoint), u);
+}
+
+static ssmb_str ssmb__api_view(const char *p, size_t n) {
+    ssmb_str v;
+    v.ptr = p;
+    v.len = n;
+    return v;
+}
+
+static void ssmb__api_header(ssmb_http_header *h, size_t *n, const char *name, ssmb_str value) {
+    h[*n].name = ssmb_str_c(name);
+    h[*n].value = value;
+    (*n)++;
+}
+
+/* What the head is built from: the call, the operation, the body (or, to
+   learn the size, only its length with a stand-in payload hash). */
+typedef struct ssmb__api_op {
+    const ssmb_api_call *call;
+    const char *service;
+    const char *amz_target;
+    const char *body;           /* NULL: sizing pass */
+    size_t body_len;
+} ssmb__api_op;
+
+/* SigV4 over POST, the path, Host, Content-Type and X-Amz-Target, as the
+   SDKs sign JSON 1.1 calls; the signer adds X-Amz-Date and the token. */
+static ssmb_result ssmb__api_sign(const ssmb__api_op *op, const ssmb_url *u, ssmb_str host, char *authz, size_t cap,
+                                  size_t *authz_len, ssmb_sigv4_output *o) {
+    static const char stand_in[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    ssmb_http_header h[3];
+    ssmb_sigv4_request req;
+    ssmb_sigv4_params p;
+    size_t n = 0;
+    ssmb_result r;
+    memset(&req, 0, sizeof req);
+    memset(&p, 0, sizeof p);
+    ssmb__api_header(h, &n, "Host", host);
+    ssmb__api_header(h, &n, "Content-Type", ssmb_str_c("application/x-amz-json-1.1"));
+    ssmb__api_header(h, &n, "X-Amz-Target", ssmb_str_c(op->amz_target));
+    req.method = ssmb_str_c("POST");
+    req.path = u->path;
+    req.headers = h;
+    req.header_count = n;
+    req.body = op->body;
+    req.body_len = op->body_len;
+    if (!op->body) req.payload_hash = ssmb_str_c(stand_in);
+    p.creds = op->call->creds;
+    p.region = ssmb_str_c(op->call->region);
+    p.service = ssmb_str_c(op->service);
+    p.time = op->call->time;
+    r = ssmb_sigv4_sign(&req, &p, authz, cap, authz_len, o);
+    return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_ERR_LIMIT : r;
+}
+
+/* Signs and writes the head (through the blank line) into out[0..cap):
+   Host, Content-Type, X-Amz-Target, X-Amz-Date, X-Amz-Security-Token,
+   User-Agent, Authorization, Content-Length. */
+static ssmb_result ssmb__api_head(const ssmb__api_op *op, const ssmb_url *u, char *out, size_t cap, size_t *len) {
+    char host[SSMB__API_HOST_MAX], authz[SSMB__API_AUTHZ_MAX];
+    const char *agent = op->call->user_agent ? op->call->user_agent : "ssmbridge/" SSMB_VERSION_STRING;
+    ssmb_http_header h[8];
+    ssmb_sigv4_output o;
+    ssmb_http_request hr;
+    size_t n = 0, an = 0;
+    ssmb_result r;
+    memset(&hr, 0, sizeof hr);
+    if ((r = ssmb__api_host(u, host, sizeof host, &hr.host)) != SSMB_OK) return r;
+    if ((r = ssmb__api_sign(op, u, hr.host, authz, sizeof authz, &an, &o)) != SSMB_OK) return r;
+    ssmb__api_header(h, &n, "Content-Type", ssmb_str_c("application/x-amz-json-1.1"));
+    ssmb__api_header(h, &n, "X-Amz-Target", ssmb_str_c(op->amz_target));
+    ssmb__api_header(h, &n, "X-Amz-Date", ssmb_str_c(o.amz_date));
+    if (op->call->creds.session_token.len)
+        ssmb__api_header(h, &n, "X-Amz-Security-Token", op->call->creds.session_token);
+    ssmb__api_header(h, &n, "User-Agent", ssmb_str_c(agent));
+    ssmb__api_header(h, &n, "Authorization", ssmb__api_view(authz, an));
+    hr.method = ssmb_str_c("POST");
+    hr.target = u->path;
+    hr.headers = h;
+    hr.header_count = n;
+    hr.has_body = 1;
+    hr.body_len = op->body_len;
+    r = ssmb_http_request_write(&hr, out, cap, len);
+    ssmb__wipe(authz, sizeof authz);
+    ssmb__wipe(&o, sizeof o);
+    return r;
+}
+
+/* The head's size, learned with a stand-in payload hash: nothing in the
+   head depends on the body's bytes, only on its length. */
+static ssmb_result ssmb__api_head_size(const ssmb__api_op *op, const ssmb_url *u, size_t *len) {
+    ssmb__api_op sizing = *op;
+    ssmb_result r;
+    sizing.body = NULL;
+    r = ssmb__api_head(&sizing, u, NULL, 0, len);
+    return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_OK : (r == SSMB_OK ? SSMB_ERR_INTERNAL : r);
+}
+
+/* The body's size from a writer with no buffer. */
+static ssmb_result ssmb__api_body_size(ssmb__api_body_fn fn, const void *args, size_t *len) {
+    ssmb_json_writer w;
+    ssmb_result r;
+    ssmb_json_writer_init(&w, NULL, 0);
+    fn(&w, args);
+    r = ssmb_json_writer_finish(&w, len);
+    return r == SSMB_ERR_BUFFER_TOO_SMALL ? SSMB_OK : (r == SSMB_OK ? SSMB_ERR_INTERNAL : r);
+}
+
+/* Lays out [head][body]: the body is written (or copied) first, at its
+   final place, then signed, then the head goes in front of it. */
+static ssmb_result ssmb__api_write(ssmb__api_op *op, ssmb__api_body_fn fn, const void *args, char *out, size_t cap,
+                                   size_t *out_len) {
+    ssmb_url u;
+    size_t head = 0, total, n = 0;
+    ssmb_result r;
+    if (!out_len) return SSMB_ERR_INVALID_ARG;
+    if ((r = ssmb__api_call_check(op->call, &u)) != SSMB_OK) return SSMB_ERR_INVALID_ARG;
+    if (fn && (r = ssmb__api_body_size(fn, args, &op->body_len)) != SSMB_OK) return r;
+    if ((r = ssmb__api_head_size(op, &u, &head)) != SSMB_OK) return r;
+    if (ssmb_size_add(head, op->body_len, &total) != SSMB_OK) return SSMB_ERR_OVERFLOW;
+    *out_len = total;
+    if (!out || cap < total) return SSMB_ERR_BUFFER_TOO_SMALL;
+    if (fn) {
+        ssmb_json_writer w;
+        ssmb_json_writer_init(&w, out + head, op->body_len);
+        fn(&w, args);
+        if (ssmb_json_writer_finish(&w, &n) != SSMB_OK || n != op->body_len) return SSMB_ERR_INTERNAL;
+    } else if (op->body_len) {
+        memcpy(out + head, op->body, op->body_len);
+    }
+    op->body = out + head;
+    if ((r = ssmb__api_head(op, &u, out, head, &n)) != SSMB_OK) return r;
+    if (n != head) return SSMB_ERR_INTERNAL;
+    if (total < cap) out[total] = '\0';
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__api_write_op(const ssmb_api_call *call, const char *service, const char *amz_target,
+                                      ssmb__api_body_fn fn, const void *args, char *out, size_t cap,
+                                      size_t *out_len) {
+    ssmb__api_op op;
+    op.call = call;
+    op.service = service;
+    op.amz_target = amz_target;
+    op.body = NULL;
+    op.body_len = 0;
+    return ssmb__api_write(&op, fn, args, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_request_write(const ssmb_api_call *call, const char *service, const char *amz_target,
+                                               const char *body, size_t body_len, char *out, size_t cap,
+                                               size_t *out_len) {
+    ssmb__api_op op;
+    if (!service || !amz_target || (!body && body_len)) return SSMB_ERR_INVALID_ARG;
+    op.call = call;
+    op.service = service;
+    op.amz_target = amz_target;
+    op.body = body ? body : "";
+    op.body_len = body_len;
+    return ssmb__api_write(&op, NULL, NULL, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_start_session_write(const ssmb_api_call *call, const ssmb_api_start_session *args,
+                                                     char *out, size_t cap, size_t *out_len) {
+    ssmb_result r = ssmb__api_start_session_check(args);
+    if (r != SSMB_OK) return r;
+    return ssmb__api_write_op(call, "ssm", "AmazonSSM.StartSession", ssmb__api_start_session_body, args, out, cap,
+                              out_len);
+}
+
+static ssmb_result ssmb__api_session_op(const ssmb_api_call *call, const char *amz_target, const char *session_id,
+                                        char *out, size_t cap, size_t *out_len) {
+    if (!ssmb__api_chars_within(session_id, 1, SSMB_API_SESSION_ID_MAX)) return SSMB_ERR_INVALID_ARG;
+    return ssmb__api_write_op(call, "ssm", amz_target, ssmb__api_session_id_body, session_id, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_resume_session_write(const ssmb_api_call *call, const char *session_id, char *out,
+                                                      size_t cap, size_t *out_len) {
+    return ssmb__api_session_op(call, "AmazonSSM.ResumeSession", session_id, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_terminate_session_write(const ssmb_api_call *call, const char *session_id, char *out,
+                                                         size_t cap, size_t *out_len) {
+    return ssmb__api_session_op(call, "AmazonSSM.TerminateSession", session_id, out, cap, out_len);
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_generate_data_key_write(const ssmb_api_call *call,
+                                                         const ssmb_api_data_key_request *args, char *out, size_t cap,
+                                                         size_t *out_len) {
+    ssmb_result r = ssmb__api_data_key_check(args);
+    if (r != SSMB_OK) return r;
+    return ssmb__api_write_op(call, "kms", "TrentService.GenerateDataKey", ssmb__api_data_key_body, args, out, cap,
+                              out_len);
+}
+
+/* ---- retries ---- */
+
+SSMB_APIDEF int ssmb_api_is_retryable(uint32_t status, ssmb_str error_type) {
+    static const char *const types[] = {"ThrottlingException",
+                                        "Throttling",
+                                        "ThrottledException",
+                                        "RequestThrottledException",
+                                        "RequestThrottled",
+                                        "TooManyRequestsException",
+                                        "RequestLimitExceeded",
+                                        "ProvisionedThroughputExceededException",
+                                        "BandwidthLimitExceeded",
+                                        "SlowDown",
+                                        "PriorRequestNotComplete",
+                                        "TransactionInProgressException",
+                                        "EC2ThrottledException",
+                                        "RequestTimeout",
+                                        "RequestTimeoutException"};
+    size_t i;
+    if (status == 429 || (status >= 500 && status <= 599)) return 1;
+    if (!ssmb__str_valid(error_type)) return 0;
+    for (i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (ssmb_str_eq(error_type, types[i])) return 1;
+    return 0;
+}
+
+SSMB_APIDEF int64_t ssmb_api_retry_delay_ms(uint32_t retries_done, uint32_t random_value) {
+    uint64_t base = 1000u + (((uint64_t)random_value * 500u) >> 32);
+    if (retries_done >= SSMB_API_MAX_RETRIES) return -1;
+    return (int64_t)(base << retries_done);
+}
+
+/* ---- responses ---- */
+
+/* Decodes a chunked body in place: data moves down to in[start..). */
+static ssmb_result ssmb__api_dechunk(char *in, size_t start, size_t len, size_t *body_len, size_t *end) {
+    ssmb_http_chunked c;
+    size_t pos = start, w = start;
+    ssmb_http_chunked_init(&c, 0);
+    for (;;) {
+        size_t used = 0;
+        ssmb_str data;
+        ssmb_result r = ssmb_http_chunked_read(&c, in + pos, len - pos, &used, &data);
+        pos += used;
+        if (r == SSMB_OK) {
+            if (data.len) memmove(in + w, data.ptr, data.len);
+            w += data.len;
+        } else if (r == SSMB_CLOSED) {
+            *body_len = w - start;
+            *end = pos;
+            return SSMB_OK;
+        } else {
+            return r == SSMB_AGAIN ? SSMB_ERR_TRUNCATED : r;
+        }
+    }
+}
+
+/* RFC 9112 §6.3: chunked, else Content-Length, else up to the end. */
+static ssmb_result ssmb__api_body(char *in, size_t len, const ssmb_http_response *h, ssmb_api_response *out) {
+    const ssmb_http_header *te = ssmb_http_header_find(h, "Transfer-Encoding", NULL);
+    const ssmb_http_header *ce = ssmb_http_header_find(h, "Content-Encoding", NULL);
+    size_t start = h->head_len, n = len - start, end = len;
+    uint64_t cl = 0;
+    int has_cl = 0;
+    ssmb_result r = ssmb_http_content_length(h, &has_cl, &cl);
+    if (r != SSMB_OK) return SSMB_ERR_HTTP;
+    if (ce && !ssmb__http_ieq(ce->value, "identity")) return SSMB_ERR_UNSUPPORTED;
+    if (te) {
+        if (has_cl || ssmb_http_header_find(h, "Transfer-Encoding", te) || !ssmb__http_ieq(te->value, "chunked"))
+            return SSMB_ERR_HTTP;
+        if ((r = ssmb__api_dechunk(in, start, len, &n, &end)) != SSMB_OK) return r;
+    } else if (has_cl) {
+        if (cl > (uint64_t)(len - start)) return SSMB_ERR_TRUNCATED;
+        n = (size_t)cl;
+        end = start + n;
+    }
+    out->body.ptr = in + start;
+    out->body.len = n;
+    out->response_len = end;
+    return SSMB_OK;
+}
+
+/* Length of the escape at raw[i] (a backslash): 2, 6, or 12 for a
+   surrogate pair; what is left when it runs out (then decoding fails). */
+static size_t ssmb__api_escape_len(ssmb_str raw, size_t i) {
+    const char *p = raw.ptr + i;
+    size_t left = raw.len - i;
+    if (left < 2 || p[1] != 'u') return left < 2 ? left : 2;
+    if (left < 6) return left;
+    if (left >= 12 && (p[2] == 'd' || p[2] == 'D') && p[3] && strchr("89abAB", p[3]) && p[6] == '\\' && p[7] == 'u')
+        return 12;
+    return 6;
+}
+
+/* Decodes a string value's escapes where it lies in base (never longer). */
+static ssmb_result ssmb__api_unescape(char *base, ssmb_str *v) {
+    char *w;
+    size_t i = 0, n = 0;
+    if (!memchr(v->ptr, '\\', v->len)) return SSMB_OK;
+    w = base + (v->ptr - base);
+    while (i < v->len) {
+        char unit[16];
+        size_t k, got = 0;
+        ssmb_str piece;
+        if (v->ptr[i] != '\\') {
+            w[n++] = v->ptr[i++];
+            continue;
+        }
+        k = ssmb__api_escape_len(*v, i);
+        piece.ptr = v->ptr + i;
+        piece.len = k;
+        if (ssmb_json_unescape(piece, unit, sizeof unit, &got) != SSMB_OK || got > k) return SSMB_ERR_MALFORMED;
+        memcpy(w + n, unit, got);
+        n += got;
+        i += k;
+    }
+    v->len = n;
+    return SSMB_OK;
+}
+
+/* "aws.ns#Type:http://..." -> "Type" (the JSON 1.1 error type rules). */
+static ssmb_str ssmb__api_error_name(ssmb_str t) {
+    const char *colon = t.len ? (const char *)memchr(t.ptr, ':', t.len) : NULL;
+    const char *hash;
+    if (colon) t.len = (size_t)(colon - t.ptr);
+    hash = t.len ? (const char *)memchr(t.ptr, '#', t.len) : NULL;
+    if (hash) {
+        t.len -= (size_t)(hash + 1 - t.ptr);
+        t.ptr = hash + 1;
+    }
+    return t;
+}
+
+/* A string member; absent or null gives an empty view. */
+static ssmb_result ssmb__api_string(char *base, const ssmb_json *doc, int32_t obj, const char *key, ssmb_str *out) {
+    ssmb_result r = ssmb__json_opt_str(doc, obj, key, out);
+    if (r != SSMB_OK) return SSMB_ERR_JSON;
+    return ssmb__api_unescape(base, out) == SSMB_OK ? SSMB_OK : SSMB_ERR_JSON;
+}
+
+/* The error body's __type and message (or Message), else x-amzn-ErrorType. */
+static void ssmb__api_error_fields(char *in, const ssmb_http_response *h, ssmb_api_response *out) {
+    ssmb_json_token toks[SSMB__API_MAX_TOKENS];
+    ssmb_json doc;
+    ssmb_str type = ssmb__str_empty(), msg = ssmb__str_empty();
+    const ssmb_http_header *hdr;
+    if (ssmb_json_parse(&doc, out->body.ptr, out->body.len, toks, SSMB__API_MAX_TOKENS) == SSMB_OK &&
+        ssmb_json_kind(&doc, 0) == SSMB_JSON_OBJECT) {
+        if (ssmb__api_string(in, &doc, 0, "__type", &type) != SSMB_OK) type = ssmb__str_empty();
+        if (ssmb__api_string(in, &doc, 0, "message", &msg) != SSMB_OK || msg.len == 0)
+            if (ssmb__api_string(in, &doc, 0, "Message", &msg) != SSMB_OK) msg = ssmb__str_empty();
+    }
+    if (type.len == 0 && (hdr = ssmb_http_header_find(h, "x-amzn-ErrorType", NULL)) != NULL) type = hdr->value;
+    out->error_type = ssmb__api_error_name(type);
+    out->error_message = msg;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_response_parse(char *in, size_t len, ssmb_api_response *out) {
+    ssmb_http_header headers[SSMB__API_MAX_HEADERS];
+    ssmb_http_response h;
+    const ssmb_http_header *rid;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    out->body = out->request_id = out->error_type = out->error_message = ssmb__str_empty();
+    if (!in) return SSMB_ERR_INVALID_ARG;
+    r = ssmb_http_response_parse(in, len, headers, SSMB__API_MAX_HEADERS, 0, &h);
+    if (r != SSMB_OK) return r == SSMB_AGAIN ? SSMB_ERR_TRUNCATED : r;
+    out->status = h.status;
+    if ((rid = ssmb_http_header_find(&h, "x-amzn-RequestId", NULL)) != NULL) out->request_id = rid->value;
+    if ((r = ssmb__api_body(in, len, &h, out)) != SSMB_OK) return r;
+    if (h.status >= 200 && h.status <= 299) return SSMB_OK;
+    ssmb__api_error_fields(in, &h, out);
+    out->retryable = (uint32_t)ssmb_api_is_retryable(h.status, out->error_type);
+    return out->error_type.len ? SSMB_ERR_AWS_API : SSMB_ERR_HTTP;
+}
+
+/* ---- StreamUrl hosts ---- */
+
+/* Splits host into at most 8 dot-separated labels; 0 for an empty label. */
+static size_t ssmb__api_labels(ssmb_str host, ssmb_str labels[8]) {
+    size_t n = 0, i = 0, start = 0;
+    for (i = 0; i <= host.len; i++) {
+        if (i < host.len && host.ptr[i] != '.') continue;
+        if (n == 8 || i == start) return 0;
+        labels[n].ptr = host.ptr + start;
+        labels[n++].len = i - start;
+        start = i + 1;
+    }
+    return n;
+}
+
+static int ssmb__api_label_is(ssmb_str l, const char *want) { return ssmb__api_ieq(l.ptr, l.len, want); }
+
+/* <region>.amazonaws.com or <region>.amazonaws.com.cn at labels[at..n):
+   the region one DNS label (the policy's when it names one), .cn exactly
+   for cn-* regions. */
+static int ssmb__api_region_suffix(const ssmb_str *l, size_t at, size_t n, const char *vpce, const char *region) {
+    size_t k = at + 1;
+    int cn;
+    if (at >= n || !ssmb__api_label_ok(l[at].ptr, l[at].len)) return 0;
+    if (region && !ssmb__api_ieq(l[at].ptr, l[at].len, region)) return 0;
+    if (vpce) {
+        if (k >= n || !ssmb__api_label_is(l[k], vpce)) return 0;
+        k++;
+    }
+    cn = ssmb__api_china_region(l[at].ptr, l[at].len);
+    if (n != k + 2 + (size_t)cn) return 0;
+    return ssmb__api_label_is(l[k], "amazonaws") && ssmb__api_label_is(l[k + 1], "com") &&
+           (!cn || ssmb__api_label_is(l[k + 2], "cn"));
+}
+
+static int ssmb__api_aws_stream_host(ssmb_str host, const char *region) {
+    ssmb_str l[8];
+    size_t n = ssmb__api_labels(host, l);
+    if (n < 4) return 0;
+    if (ssmb__api_label_is(l[0], "ssmmessages")) return ssmb__api_region_suffix(l, 1, n, NULL, region);
+    if (ssmb__api_label_is(l[0], "ssmmessages-fips"))
+        return (ssmb__api_us_region(l[1].ptr, l[1].len) || ssmb__api_has_prefix(l[1].ptr, l[1].len, "us-gov-")) &&
+               ssmb__api_region_suffix(l, 1, n, NULL, region);
+    if (ssmb__api_has_prefix(l[0].ptr, l[0].len, "vpce-") && l[0].len > 5 && ssmb__api_label_ok(l[0].ptr, l[0].len))
+        return ssmb__api_label_is(l[1], "ssmmessages") && ssmb__api_region_suffix(l, 2, n, "vpce", region);
+    return 0;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_stream_url_check(const char *url, size_t len, const ssmb_api_stream_policy *policy) {
+    ssmb_url u;
+    int wss, custom;
+    if (!url || !policy) return SSMB_ERR_INVALID_ARG;
+    if (ssmb_url_parse(url, len, &u) != SSMB_OK || u.host.len == 0) return SSMB_ERR_SSM_PROTOCOL;
+    wss = u.secure && ssmb__api_ieq(u.scheme.ptr, u.scheme.len, "wss");
+    custom = policy->allow_custom && ssmb__api_given(policy->custom_host) &&
+             ssmb__api_ieq(u.host.ptr, u.host.len, policy->custom_host);
+    if (custom && (wss || (policy->allow_plain_ws && ssmb__api_ieq(u.scheme.ptr, u.scheme.len, "ws"))))
+        return SSMB_OK;
+    if (!wss || u.port != 443 || u.ipv6_literal) return SSMB_ERR_SSM_PROTOCOL;
+    return ssmb__api_aws_stream_host(u.host, policy->region) ? SSMB_OK : SSMB_ERR_SSM_PROTOCOL;
+}
+
+/* ---- the call parsers ---- */
+
+typedef struct ssmb__api_reply {
+    ssmb_json doc;
+    ssmb_json_token toks[SSMB__API_MAX_TOKENS];
+} ssmb__api_reply;
+
+/* The response, then its body as a JSON object. */
+static ssmb_result ssmb__api_reply_parse(char *in, size_t len, ssmb_api_response *resp, ssmb__api_reply *rp) {
+    ssmb_result r;
+    if (!resp) return SSMB_ERR_INVALID_ARG;
+    if ((r = ssmb_api_response_parse(in, len, resp)) != SSMB_OK) return r;
+    r = ssmb_json_parse(&rp->doc, resp->body.ptr, resp->body.len, rp->toks, SSMB__API_MAX_TOKENS);
+    if (r != SSMB_OK) return r == SSMB_ERR_LIMIT ? SSMB_ERR_LIMIT : SSMB_ERR_JSON;
+    return ssmb_json_kind(&rp->doc, 0) == SSMB_JSON_OBJECT ? SSMB_OK : SSMB_ERR_JSON;
+}
+
+/* A string field: required ones must be present and not empty. */
+static ssmb_result ssmb__api_field(char *in, const ssmb__api_reply *rp, const char *key, int required, size_t max,
+                                   ssmb_str *out) {
+    ssmb_result r = ssmb__api_string(in, &rp->doc, 0, key, out);
+    if (r != SSMB_OK) return r;
+    if (required && out->len == 0) return SSMB_ERR_JSON;
+    return out->len > max ? SSMB_ERR_LIMIT : SSMB_OK;
+}
+
+static void ssmb__api_session_clear(ssmb_api_session *out) {
+    out->session_id = out->token_value = out->stream_url = ssmb__str_empty();
+}
+
+static const ssmb_api_stream_policy *ssmb__api_policy(const ssmb_api_stream_policy *p, ssmb_api_stream_policy *zero) {
+    memset(zero, 0, sizeof *zero);
+    return p ? p : zero;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_start_session_parse(char *in, size_t len, const ssmb_api_stream_policy *policy,
+                                                     ssmb_api_response *resp, ssmb_api_session *out) {
+    ssmb__api_reply rp;
+    ssmb_api_stream_policy zero;
+    ssmb_api_session s;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__api_session_clear(out);
+    if ((r = ssmb__api_reply_parse(in, len, resp, &rp)) != SSMB_OK) return r;
+    if ((r = ssmb__api_field(in, &rp, "SessionId", 1, SSMB_API_SESSION_ID_MAX, &s.session_id)) != SSMB_OK ||
+        (r = ssmb__api_field(in, &rp, "TokenValue", 1, SSMB_API_TOKEN_MAX, &s.token_value)) != SSMB_OK ||
+        (r = ssmb__api_field(in, &rp, "StreamUrl", 1, SSMB_API_STREAM_URL_MAX, &s.stream_url)) != SSMB_OK)
+        return r;
+    r = ssmb_api_stream_url_check(s.stream_url.ptr, s.stream_url.len, ssmb__api_policy(policy, &zero));
+    if (r != SSMB_OK) return r;
+    *out = s;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_resume_session_parse(char *in, size_t len, const ssmb_api_stream_policy *policy,
+                                                      ssmb_api_response *resp, ssmb_api_session *out) {
+    ssmb__api_reply rp;
+    ssmb_api_stream_policy zero;
+    ssmb_api_session s;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__api_session_clear(out);
+    if ((r = ssmb__api_reply_parse(in, len, resp, &rp)) != SSMB_OK) return r;
+    if ((r = ssmb__api_field(in, &rp, "SessionId", 0, SSMB_API_SESSION_ID_MAX, &s.session_id)) != SSMB_OK ||
+        (r = ssmb__api_field(in, &rp, "TokenValue", 0, SSMB_API_TOKEN_MAX, &s.token_value)) != SSMB_OK ||
+        (r = ssmb__api_field(in, &rp, "StreamUrl", 0, SSMB_API_STREAM_URL_MAX, &s.stream_url)) != SSMB_OK)
+        return r;
+    if (s.stream_url.len &&
+        ssmb_api_stream_url_check(s.stream_url.ptr, s.stream_url.len, ssmb__api_policy(policy, &zero)) != SSMB_OK)
+        s.stream_url = ssmb__str_empty();
+    *out = s;
+    return s.token_value.len ? SSMB_OK : SSMB_CLOSED;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_terminate_session_parse(char *in, size_t len, ssmb_api_response *resp,
+                                                         ssmb_api_session *out) {
+    ssmb__api_reply rp;
+    ssmb_str id;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__api_session_clear(out);
+    if ((r = ssmb__api_reply_parse(in, len, resp, &rp)) != SSMB_OK) return r;
+    if ((r = ssmb__api_field(in, &rp, "SessionId", 0, SSMB_API_SESSION_ID_MAX, &id)) != SSMB_OK) return r;
+    out->session_id = id;
+    return SSMB_OK;
+}
+
+/* CiphertextBlob into the caller's buffer (the size it needs is set even
+   when it does not fit). */
+static ssmb_result ssmb__api_ciphertext(ssmb_str b64, ssmb_api_data_key *out) {
+    size_t n = 0;
+    ssmb_result r;
+    if (b64.len > ssmb_base64_encoded_len(SSMB_API_CIPHERTEXT_MAX)) return SSMB_ERR_LIMIT;
+    r = ssmb_base64_decode(b64.ptr, b64.len, out->ciphertext, out->ciphertext ? out->ciphertext_cap : 0, &n);
+    out->ciphertext_len = n;
+    return r;
+}
+
+/* Plaintext: exactly 64 bytes. */
+static ssmb_result ssmb__api_plaintext(ssmb_str b64, ssmb_api_data_key *out) {
+    size_t n = 0;
+    ssmb_result r = SSMB_ERR_MALFORMED;
+    if (b64.len == ssmb_base64_encoded_len(SSMB_API_DATA_KEY_SIZE))
+        r = ssmb_base64_decode(b64.ptr, b64.len, out->plaintext, sizeof out->plaintext, &n);
+    if (r == SSMB_OK && n != SSMB_API_DATA_KEY_SIZE) r = SSMB_ERR_MALFORMED;
+    return r == SSMB_OK ? SSMB_OK : SSMB_ERR_MALFORMED;
+}
+
+/* The fields; the Plaintext text (as received, escapes and all) is wiped
+   from the buffer whatever happens once it is found. */
+static ssmb_result ssmb__api_data_key_fields(char *in, const ssmb__api_reply *rp, ssmb_api_data_key *out) {
+    ssmb_str blob, plain, key, raw;
+    size_t big = ssmb_base64_encoded_len(SSMB_API_CIPHERTEXT_MAX) + 1;
+    ssmb_result r = ssmb__api_field(in, rp, "Plaintext", 1, big, &plain);
+    if (r != SSMB_OK) return r;
+    raw = ssmb_json_raw(&rp->doc, ssmb_json_find(&rp->doc, 0, "Plaintext"));
+    r = ssmb__api_field(in, rp, "CiphertextBlob", 1, big, &blob);
+    if (r == SSMB_OK) r = ssmb__api_field(in, rp, "KeyId", 0, SSMB_API_KEY_ID_MAX, &key);
+    if (r == SSMB_OK) r = ssmb__api_ciphertext(blob, out);
+    if (r == SSMB_OK) r = ssmb__api_plaintext(plain, out);
+    if (r == SSMB_OK) out->key_id = key;
+    ssmb__wipe(in + (raw.ptr - in), raw.len);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_api_generate_data_key_parse(char *in, size_t len, ssmb_api_response *resp,
+                                                         ssmb_api_data_key *out) {
+    ssmb__api_reply rp;
+    ssmb_result r;
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    ssmb__wipe(out->plaintext, sizeof out->plaintext);
+    out->ciphertext_len = 0;
+    out->key_id = ssmb__str_empty();
+    r = ssmb__api_reply_parse(in, len, resp, &rp);
+    if (r == SSMB_OK) r = ssmb__api_data_key_fields(in, &rp, out);
+    if (r != SSMB_OK) ssmb__wipe(out->plaintext, sizeof out->plaintext);
+    return r;
 }
 
 // >>tls
