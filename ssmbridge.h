@@ -1022,6 +1022,12 @@ typedef int64_t (*ssmb_utc_fn)(void *user_data);
 SSMB_API ssmb_result ssmb_random_system(void *buf, size_t len, void *user_data);
 SSMB_API int64_t ssmb_utc_system(void *user_data);
 
+/* Reads one environment variable: its value, or NULL when unset. Objects
+   that consult the environment take one of these, so tests and embedded
+   hosts can give a table; ssmb_getenv_system calls getenv. */
+typedef const char *(*ssmb_getenv_fn)(const char *name, void *user_data);
+SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
+
 /* ---- channel: the Session Manager data channel, sans-I/O (L1) -------------
    The state machine between a WebSocket (whole messages in, whole messages
    out) and the session logic, for either end: the client (what users run)
@@ -1489,11 +1495,6 @@ SSMB_API ssmb_result ssmb_url_parse(const char *text, size_t len, ssmb_url *out)
 #define SSMB_API_STREAM_URL_MAX 2048u    /* StreamUrl bytes accepted */
 #define SSMB_API_KEY_ID_MAX 2048u        /* KMS KeyId, the model's maximum */
 #define SSMB_API_CIPHERTEXT_MAX 6144u    /* KMS CiphertextBlob bytes, the model's maximum */
-
-/* Reads one environment variable: its value, or NULL when unset. The
-   library never calls getenv itself; pass a wrapper of getenv, or a table
-   in tests. */
-typedef const char *(*ssmb_getenv_fn)(const char *name, void *user_data);
 
 /* Where a resolved endpoint came from. */
 enum {
@@ -2059,11 +2060,6 @@ SSMB_API uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason);
 #define SSMB_CREDS_DEFAULT_FILE_MAX 65536u
 #define SSMB_CREDS_DEFAULT_REFRESH_S 300u
 #define SSMB_CREDS_DEFAULT_DURATION_S 3600u
-
-/* getenv-like: the value of name, or NULL when unset. The default,
-   ssmb_getenv_system, calls getenv. */
-typedef const char *(*ssmb_getenv_fn)(const char *name, void *user_data);
-SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
 
 /* Credentials with their own storage (NUL-terminated texts). */
 typedef struct ssmb_creds {
@@ -2719,7 +2715,9 @@ static void ssmb__wipe(void *p, size_t n) {
 }
 
 // >>platform
-/* The default hooks: randomness from the kernel, wall-clock time. */
+/* The default hooks: randomness from the kernel, wall-clock time, the
+   process environment. */
+#include <stdlib.h>
 #if defined(__linux__)
 #include <sys/random.h>
 #endif
@@ -2751,6 +2749,11 @@ SSMB_APIDEF ssmb_result ssmb_random_system(void *buf, size_t len, void *user_dat
 SSMB_APIDEF int64_t ssmb_utc_system(void *user_data) {
     (void)user_data;
     return (int64_t)time(NULL);
+}
+
+SSMB_APIDEF const char *ssmb_getenv_system(const char *name, void *user_data) {
+    (void)user_data;
+    return name ? getenv(name) : NULL;
 }
 
 // >>sha256
@@ -11792,11 +11795,6 @@ SSMB_APIDEF uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason) 
 #define SSMB__CREDS_JSON_TOKENS 128
 #define SSMB__CREDS_XML_DEPTH 16
 #define SSMB__CREDS_DEFAULT_SESSION "ssmbridge-session"
-
-SSMB_APIDEF const char *ssmb_getenv_system(const char *name, void *user_data) {
-    (void)user_data;
-    return name ? getenv(name) : NULL;
-}
 
 /* ---- values ---- */
 
