@@ -2714,6 +2714,14 @@ static void ssmb__wipe(void *p, size_t n) {
     while (n--) *v++ = 0;
 }
 
+// >>log
+/* Every room logs through this: nothing when the host set no log_fn; the
+   tag names the object ("ssmb.conn", "ssmb.channel"). Never pass a secret. */
+static void ssmb__log(const ssmb_logger *l, const char *tag, uint32_t level, uint32_t item, const char *msg,
+                      uint32_t line) {
+    if (l && l->log_fn) l->log_fn(tag, level, item, msg, line, l->user_data);
+}
+
 // >>platform
 /* The default hooks: randomness from the kernel, wall-clock time, the
    process environment. */
@@ -6372,10 +6380,8 @@ static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p,
 
 /* ---- logging, text ---- */
 
-static void ssmb__chan_log(const ssmb_channel *ch, uint32_t level, uint32_t item, const char *msg, uint32_t line) {
-    if (ch->logger.log_fn) ch->logger.log_fn("ssmb.channel", level, item, msg, line, ch->logger.user_data);
-}
-#define SSMB__CHAN_LOG(ch, level, item, msg) ssmb__chan_log((ch), (level), (item), (msg), (uint32_t)__LINE__)
+#define SSMB__CHAN_LOG(ch, level, item, msg) \
+    ssmb__log(&(ch)->logger, "ssmb.channel", (level), (item), (msg), (uint32_t)__LINE__)
 
 /* Length of s[0..n) without a UTF-8 sequence cut short at its end. */
 static size_t ssmb__chan_utf8_whole(const char *s, size_t n) {
@@ -7451,11 +7457,10 @@ SSMB_APIDEF ssmb_result ssmb_channel_create(const ssmb_channel_desc *d, ssmb_cha
     *out = NULL;
     if (!d) return SSMB_ERR_INVALID_ARG;
     if (!ssmb__chan_desc_ok(d)) {
-        if (d->logger.log_fn)
-            d->logger.log_fn("ssmb.channel", SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
-                             "ssmb_channel_desc: role, allocator, payload_size, a buffer size, a version, "
-                             "session_type, session_properties or customer_message invalid",
-                             (uint32_t)__LINE__, d->logger.user_data);
+        ssmb__log(&d->logger, "ssmb.channel", SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
+                  "ssmb_channel_desc: role, allocator, payload_size, a buffer size, a version, "
+                  "session_type, session_properties or customer_message invalid",
+                  (uint32_t)__LINE__);
         return SSMB_ERR_INVALID_ARG;
     }
     ssmb__chan_defaults(d, &c);
@@ -11002,12 +11007,7 @@ struct ssmb_conn {
 /* Everything that can move without the host; defined after its parts. */
 static void ssmb__conn_pump(ssmb_conn *c);
 
-/* ---- logging ---- */
-
-static void ssmb__log(const ssmb_logger *l, uint32_t level, uint32_t item, const char *msg, uint32_t line) {
-    if (l && l->log_fn) l->log_fn("ssmb", level, item, msg, line, l->user_data);
-}
-#define SSMB__LOG(c, level, item, msg) ssmb__log(&(c)->logger, (level), (item), (msg), (uint32_t)__LINE__)
+#define SSMB__LOG(c, level, item, msg) ssmb__log(&(c)->logger, "ssmb.conn", (level), (item), (msg), (uint32_t)__LINE__)
 
 /* ---- layout: one allocation, measured then carved ---- */
 
@@ -11156,7 +11156,7 @@ SSMB_APIDEF ssmb_result ssmb_conn_create(const ssmb_conn_desc *d, ssmb_conn **ou
     if (!d) return SSMB_ERR_INVALID_ARG;
     r = ssmb__conn_check_desc(d, &url, &tls_on);
     if (r != SSMB_OK) {
-        ssmb__log(&d->logger, SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
+        ssmb__log(&d->logger, "ssmb.conn", SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
                   "ssmb_conn_desc: url, tls_mode, trust, credentials/region or extra_headers invalid",
                   (uint32_t)__LINE__);
         return r;
@@ -12693,7 +12693,7 @@ typedef struct ssmb__creds_ctx {
 } ssmb__creds_ctx;
 
 static void ssmb__creds_log(const ssmb__creds_ctx *c, uint32_t level, const char *msg) {
-    ssmb__log(&c->d->logger, level, SSMB_LOGITEM_NONE, msg, (uint32_t)__LINE__);
+    ssmb__log(&c->d->logger, "ssmb.creds", level, SSMB_LOGITEM_NONE, msg, (uint32_t)__LINE__);
 }
 
 /* Records the error (file and line when about one) and returns code. */
