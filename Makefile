@@ -27,7 +27,8 @@ FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay-%)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all test deps bench clean fuzz
-all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(FUZZ_REPLAY)
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/example-%,$(wildcard examples/*.c))
+all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(EXAMPLES) $(FUZZ_REPLAY)
 
 deps:
 	@sh tools/deps.sh
@@ -105,6 +106,10 @@ $(BUILD)/bench: tools/bench.c tools/bench_net.c $(HDR) | $(BUILD)
 # Echoes every message of a WebSocket server back (the outside check's client).
 $(BUILD)/ws-echo: tools/ws-echo.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ws-echo.c -o $@ $(TLSLIB)
+
+# The examples compile warning-free with the project's flags.
+$(BUILD)/example-%: examples/%.c $(HDR) | $(BUILD)
+	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 $< -o $@ $(TLSLIB)
 
 bench: deps $(BUILD)/bench
 	@sh tests/certs.sh $(BUILD)/certs
