@@ -2714,6 +2714,14 @@ static void ssmb__wipe(void *p, size_t n) {
     while (n--) *v++ = 0;
 }
 
+/* Frees an object that holds its own allocator and size (conn, channel,
+   smux): both are copied out, then everything is wiped and freed. */
+static void ssmb__free_object(void *obj, const ssmb_allocator *its_allocator, size_t its_size) {
+    ssmb_allocator alloc = *its_allocator;
+    ssmb__wipe(obj, its_size);
+    ssmb__free(&alloc, obj, its_size);
+}
+
 // >>log
 /* Every room logs through this: nothing when the host set no log_fn; the
    tag names the object ("ssmb.conn", "ssmb.channel"). Never pass a secret. */
@@ -7477,13 +7485,7 @@ SSMB_APIDEF ssmb_result ssmb_channel_create(const ssmb_channel_desc *d, ssmb_cha
 }
 
 SSMB_APIDEF void ssmb_channel_destroy(ssmb_channel *ch) {
-    ssmb_allocator alloc;
-    size_t size;
-    if (!ch) return;
-    alloc = ch->alloc;
-    size = ch->mem_size;
-    ssmb__wipe(ch, size); /* session payloads go with it */
-    ssmb__free(&alloc, ch, size);
+    if (ch) ssmb__free_object(ch, &ch->alloc, ch->mem_size); /* session payloads are wiped with it */
 }
 
 /* The agent opens with its HandshakeRequest, or is ready at once. */
@@ -8218,13 +8220,7 @@ SSMB_APIDEF ssmb_result ssmb_smux_create(const ssmb_smux_desc *d, ssmb_smux **ou
 }
 
 SSMB_APIDEF void ssmb_smux_destroy(ssmb_smux *mux) {
-    ssmb_allocator alloc;
-    size_t size;
-    if (!mux) return;
-    alloc = mux->alloc;
-    size = mux->mem_size;
-    ssmb__wipe(mux, size); /* forwarded bytes go with it */
-    ssmb__free(&alloc, mux, size);
+    if (mux) ssmb__free_object(mux, &mux->alloc, mux->mem_size); /* forwarded bytes are wiped with it */
 }
 
 /* ---- input, events ---- */
@@ -9369,19 +9365,27 @@ static const ssmb_api_stream_policy *ssmb__api_policy(const ssmb_api_stream_poli
     return p ? p : zero;
 }
 
+/* The three fields StartSession and ResumeSession answer with; required:
+   each must be present (StartSession) or may be absent (ResumeSession). */
+static ssmb_result ssmb__api_session_fields(char *in, size_t len, ssmb_api_response *resp, int required,
+                                            ssmb_api_session *s) {
+    ssmb__api_reply rp;
+    ssmb_result r;
+    if ((r = ssmb__api_reply_parse(in, len, resp, &rp)) != SSMB_OK) return r;
+    if ((r = ssmb__api_field(in, &rp, "SessionId", required, SSMB_API_SESSION_ID_MAX, &s->session_id)) != SSMB_OK ||
+        (r = ssmb__api_field(in, &rp, "TokenValue", required, SSMB_API_TOKEN_MAX, &s->token_value)) != SSMB_OK)
+        return r;
+    return ssmb__api_field(in, &rp, "StreamUrl", required, SSMB_API_STREAM_URL_MAX, &s->stream_url);
+}
+
 SSMB_APIDEF ssmb_result ssmb_api_start_session_parse(char *in, size_t len, const ssmb_api_stream_policy *policy,
                                                      ssmb_api_response *resp, ssmb_api_session *out) {
-    ssmb__api_reply rp;
     ssmb_api_stream_policy zero;
     ssmb_api_session s;
     ssmb_result r;
     if (!out) return SSMB_ERR_INVALID_ARG;
     ssmb__api_session_clear(out);
-    if ((r = ssmb__api_reply_parse(in, len, resp, &rp)) != SSMB_OK) return r;
-    if ((r = ssmb__api_field(in, &rp, "SessionId", 1, SSMB_API_SESSION_ID_MAX, &s.session_id)) != SSMB_OK ||
-        (r = ssmb__api_field(in, &rp, "TokenValue", 1, SSMB_API_TOKEN_MAX, &s.token_value)) != SSMB_OK ||
-        (r = ssmb__api_field(in, &rp, "StreamUrl", 1, SSMB_API_STREAM_URL_MAX, &s.stream_url)) != SSMB_OK)
-        return r;
+    if ((r = ssmb__api_session_fields(in, len, resp, 1, &s)) != SSMB_OK) return r;
     r = ssmb_api_stream_url_check(s.stream_url.ptr, s.stream_url.len, ssmb__api_policy(policy, &zero));
     if (r != SSMB_OK) return r;
     *out = s;
@@ -9390,17 +9394,12 @@ SSMB_APIDEF ssmb_result ssmb_api_start_session_parse(char *in, size_t len, const
 
 SSMB_APIDEF ssmb_result ssmb_api_resume_session_parse(char *in, size_t len, const ssmb_api_stream_policy *policy,
                                                       ssmb_api_response *resp, ssmb_api_session *out) {
-    ssmb__api_reply rp;
     ssmb_api_stream_policy zero;
     ssmb_api_session s;
     ssmb_result r;
     if (!out) return SSMB_ERR_INVALID_ARG;
     ssmb__api_session_clear(out);
-    if ((r = ssmb__api_reply_parse(in, len, resp, &rp)) != SSMB_OK) return r;
-    if ((r = ssmb__api_field(in, &rp, "SessionId", 0, SSMB_API_SESSION_ID_MAX, &s.session_id)) != SSMB_OK ||
-        (r = ssmb__api_field(in, &rp, "TokenValue", 0, SSMB_API_TOKEN_MAX, &s.token_value)) != SSMB_OK ||
-        (r = ssmb__api_field(in, &rp, "StreamUrl", 0, SSMB_API_STREAM_URL_MAX, &s.stream_url)) != SSMB_OK)
-        return r;
+    if ((r = ssmb__api_session_fields(in, len, resp, 0, &s)) != SSMB_OK) return r;
     if (s.stream_url.len &&
         ssmb_api_stream_url_check(s.stream_url.ptr, s.stream_url.len, ssmb__api_policy(policy, &zero)) != SSMB_OK)
         s.stream_url = ssmb__str_empty();
@@ -11183,14 +11182,9 @@ SSMB_APIDEF ssmb_result ssmb_conn_create(const ssmb_conn_desc *d, ssmb_conn **ou
 }
 
 SSMB_APIDEF void ssmb_conn_destroy(ssmb_conn *c) {
-    ssmb_allocator alloc;
-    size_t size;
     if (!c) return;
     if (c->tls_on && c->state != SSMB_CONN_IDLE) ssmb__tls_free(c->tls);
-    alloc = c->alloc;
-    size = c->mem_size;
-    ssmb__wipe(c, size); /* credentials, keys and plaintext go with it */
-    ssmb__free(&alloc, c, size);
+    ssmb__free_object(c, &c->alloc, c->mem_size); /* credentials, keys and plaintext are wiped with it */
 }
 
 /* ---- the four byte directions, with or without internal TLS ---- */
