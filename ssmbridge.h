@@ -1945,6 +1945,17 @@ typedef struct ssmb_conn_desc {
     void *random_user_data;
     ssmb_utc_fn utc_fn;                 /* default ssmb_utc_system */
     void *utc_user_data;
+    /* Request mode, for the AWS API calls: no WebSocket. url is http:// or
+       https://; request (request_len bytes, a whole HTTP/1.1 request, e.g.
+       from ssmb_api_start_session_write) is sent once TLS is up, and the
+       response is gathered whole: head, then Content-Length or chunked
+       body (at most response_max bytes, default 65536; more is
+       SSMB_ERR_LIMIT). Then the conn is CLOSED with SSMB_CLOSED and
+       ssmb_conn_response hands the response out. Nothing is signed here
+       (the request is). */
+    const void *request;
+    size_t request_len;
+    uint32_t response_max;
 } ssmb_conn_desc;
 
 enum {
@@ -2024,6 +2035,10 @@ SSMB_API ssmb_result ssmb_conn_close(ssmb_conn *c, uint32_t code, const char *re
 SSMB_API ssmb_result ssmb_conn_last_error(const ssmb_conn *c, int32_t *detail);
 /* The close code and reason the peer sent (1005 and empty when none). */
 SSMB_API uint32_t ssmb_conn_peer_close(const ssmb_conn *c, ssmb_str *reason);
+/* Request mode: the whole response (head and body, chunked bodies decoded
+   in place) once the conn closed with SSMB_CLOSED; else SSMB_AGAIN while it
+   runs, or its error. */
+SSMB_API ssmb_result ssmb_conn_response(const ssmb_conn *c, const uint8_t **data, size_t *len);
 
 /* ---- creds: AWS credential sources ---------------------------------------
    The credential chain, in this order (the first that applies wins):
@@ -2279,6 +2294,15 @@ typedef struct ssmb_ws {
     uint32_t id;
 } ssmb_ws;
 
+/* A session and a port-forward listener in an engine (see below), handles
+   of the same kind. */
+typedef struct ssmb_session {
+    uint32_t id;
+} ssmb_session;
+typedef struct ssmb_forward {
+    uint32_t id;
+} ssmb_forward;
+
 enum { SSMB_POLLIN = 0x001, SSMB_POLLOUT = 0x004, SSMB_POLLERR = 0x008, SSMB_POLLHUP = 0x010 };
 
 /* The library's own pollfd (the public header needs no <poll.h>). */
@@ -2294,6 +2318,14 @@ typedef enum ssmb_event_type {
     SSMB_EVENT_WS_MESSAGE = 2,      /* a piece of an incoming message */
     SSMB_EVENT_WS_WRITABLE = 3,     /* send space came back after SSMB_AGAIN */
     SSMB_EVENT_WS_CLOSED = 4,       /* finished; the handle is dead after this */
+    SSMB_EVENT_SESSION_STATE = 10,  /* sessions: see ssmb_session_start */
+    SSMB_EVENT_SESSION_OUTPUT = 11,
+    SSMB_EVENT_SESSION_STDERR = 12,
+    SSMB_EVENT_SESSION_EXIT = 13,
+    SSMB_EVENT_SESSION_WRITABLE = 14,
+    SSMB_EVENT_SESSION_CLOSED = 15,
+    SSMB_EVENT_FORWARD_OPEN = 16,   /* a forward accepted a connection (ev.detail: its number) */
+    SSMB_EVENT_FORWARD_CLOSE = 17,  /* that connection ended */
     SSMB__EVENT_TYPE_FORCE_32 = 0x7fffffff
 } ssmb_event_type;
 
@@ -2304,7 +2336,26 @@ typedef struct ssmb_event {
     int32_t result;         /* WS_CLOSED: SSMB_CLOSED when clean, else the error */
     int32_t detail;         /* errno, TLS code, HTTP status or close code */
     ssmb_ws_piece piece;    /* WS_MESSAGE: valid until the next engine call */
+    ssmb_session session;   /* SESSION_* and FORWARD_*: the session */
+    ssmb_forward forward;   /* FORWARD_* */
+    uint32_t state;         /* SESSION_STATE: the new ssmb_session_state */
+    int32_t exit_code;      /* SESSION_EXIT */
+    const uint8_t *data;    /* SESSION_OUTPUT, SESSION_STDERR: valid until the next engine call */
+    size_t len;
+    ssmb_str message;       /* SESSION_CLOSED: the reason (channel_closed's output, an AWS error) */
 } ssmb_event;
+
+/* Counters of one session (and the engine's sum for SSMB_SESSION {0}). */
+typedef struct ssmb_session_metrics {
+    uint64_t sessions_started, sessions_open;   /* engine totals (ssmb_engine_metrics only) */
+    uint64_t messages_in, messages_out;         /* ClientMessages, acknowledgements included */
+    uint64_t bytes_in, bytes_out;               /* session data (payload bytes) each way */
+    uint64_t retransmissions;
+    uint64_t reconnects;
+    uint64_t rtt_us, rto_us;                    /* the estimator now */
+    uint64_t handshake_us;                      /* HandshakeRequest to HandshakeComplete */
+    uint64_t connect_ms;                        /* start to READY */
+} ssmb_session_metrics;
 
 /* An address a resolver found. */
 typedef struct ssmb_address {
@@ -2344,6 +2395,15 @@ typedef struct ssmb_desc {
     void *fd_change_user_data;
     const char *dns_servers;            /* "ip[:port][,ip[:port]...]" instead of resolv.conf's
                                            nameservers (IPv6 in brackets when a port follows) */
+    uint32_t max_sessions;              /* default 8; each uses up to 2 connections at a time */
+    ssmb_getenv_fn getenv_fn;           /* sessions' environment (credentials, region, endpoints);
+                                           default ssmb_getenv_system */
+    void *getenv_user_data;
+    /* Optional: a session's counters every metrics_interval_ms (default
+       10000) while it runs, and once more when it closes. */
+    void (*metrics_fn)(ssmb_engine *eng, ssmb_session s, const ssmb_session_metrics *m, void *user_data);
+    void *metrics_user_data;
+    uint32_t metrics_interval_ms;
 } ssmb_desc;
 
 /* Allocates the engine and its connection slots; loads the CA file unless
@@ -2409,6 +2469,171 @@ SSMB_API ssmb_result ssmb_engine_resolved(ssmb_engine *eng, uint32_t request, co
    entries, "*" for every host, or a name that matches the host itself or,
    with or without a leading ".", any name under it; case-insensitive. */
 SSMB_API int ssmb_no_proxy_match(const char *no_proxy, const char *host);
+
+/* ---- session: Session Manager sessions inside the engine (L3) -------------
+   A session is the whole client: credentials from the chain (or yours),
+   StartSession (or your SessionId + StreamUrl + TokenValue), the
+   WebSocket to the StreamUrl, the data channel with its handshake, and the
+   session type's behaviour. When the WebSocket is lost, or the service
+   closes it (it does every hour or so), the session calls ResumeSession
+   and reconnects with its sequence state intact (PROTOCOL.md §4.5); the
+   host sees SSMB_SESSION_RECONNECTING then SSMB_SESSION_READY again and
+   loses no byte. Events come through the engine's event_fn or
+   ssmb_engine_next_event, with ev.session set:
+       SESSION_STATE     ev.state changed
+       SESSION_OUTPUT    ev.data, ev.len: remote output (stdout, shell, port bytes)
+       SESSION_STDERR    ev.data, ev.len: NonInteractiveCommands stderr
+       SESSION_EXIT      ev.exit_code: the remote command's exit code
+       SESSION_WRITABLE  room came back after a short ssmb_session_send
+       SESSION_CLOSED    the last event: ev.result (SSMB_CLOSED: the session
+                         ended normally), ev.message: the reason; the handle
+                         is stale after it
+   Data of an event is valid until the next engine call. A session's
+   memory (its channel, buffers, the WebSocket's conn) is allocated when it
+   starts and freed when SESSION_CLOSED is handed out; the steady state
+   allocates nothing. */
+
+typedef enum ssmb_session_state {
+    SSMB_SESSION_NONE = 0,
+    SSMB_SESSION_CREDENTIALS = 1,       /* the credential chain runs (files, STS, ECS, IMDS) */
+    SSMB_SESSION_STARTING = 2,          /* StartSession */
+    SSMB_SESSION_CONNECTING = 3,        /* WebSocket to the StreamUrl, OpenDataChannelInput */
+    SSMB_SESSION_HANDSHAKE = 4,         /* the agent's handshake (§5) */
+    SSMB_SESSION_READY = 5,             /* data flows */
+    SSMB_SESSION_RECONNECTING = 6,      /* ResumeSession and a new WebSocket (§4.5) */
+    SSMB_SESSION_CLOSING = 7,           /* TerminateSession, the WebSocket's close */
+    SSMB_SESSION_CLOSED = 8,
+    SSMB__SESSION_STATE_FORCE_32 = 0x7fffffff
+} ssmb_session_state;
+
+typedef struct ssmb_session_desc {
+    /* Start a new session (StartSession) ... */
+    const char *target;                 /* instance or managed node id */
+    const char *document_name;          /* NULL: the default shell document */
+    const ssmb_api_parameter *parameters;
+    uint32_t parameter_count;
+    const char *reason;
+    /* ... or attach to one that exists (all three, target optional). */
+    const char *session_id;
+    const char *stream_url;
+    const char *token_value;
+    /* Where and as whom. */
+    const char *region;                 /* NULL: AWS_REGION, AWS_DEFAULT_REGION, the profile's */
+    const char *profile;                /* NULL: AWS_PROFILE, then "default" */
+    const char *endpoint_url;           /* SSM API; NULL: AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL,
+                                           then https://ssm.<region>.amazonaws.com */
+    const char *kms_endpoint_url;       /* NULL: AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, the default */
+    ssmb_aws_credentials credentials;   /* explicit keys; empty: the credential chain */
+    /* A StreamUrl must be an AWS ssmmessages host (PROTOCOL.md §16). With
+       allow_custom_stream_host, the host of the SSM endpoint you gave is
+       accepted too (a local emulator); wss:// unless the endpoint is
+       http://. */
+    uint32_t allow_custom_stream_host;
+    const char *client_version;         /* HandshakeResponse; default SSMB_CHANNEL_CLIENT_VERSION */
+    uint32_t payload_size;              /* outgoing payloads, default 1024 (§3.6), up to 32768 */
+    uint32_t send_buffer_bytes;         /* default: the channel's */
+    uint32_t cols, rows;                /* first terminal size sent once ready (0: none) */
+    uint32_t no_reconnect;              /* 1: a lost WebSocket ends the session */
+    uint32_t reconnect_timeout_ms;      /* give up reconnecting after this long, default 120000 */
+    uint32_t terminate_timeout_ms;      /* ssmb_session_terminate's deadline, default 5000 */
+    void *user_data;                    /* in every event of the session */
+} ssmb_session_desc;
+
+/* Read-only facts of a session, views valid while the session lives. */
+typedef struct ssmb_session_info {
+    uint32_t state;                     /* ssmb_session_state */
+    ssmb_str session_id;
+    ssmb_str target;
+    ssmb_str session_type;              /* "Standard_Stream", "InteractiveCommands",
+                                           "NonInteractiveCommands", "Port"; empty before READY */
+    ssmb_str agent_version;
+    ssmb_str region;
+    uint32_t port_mux;                  /* Port: 1 smux (agent > 3.0.196.0), 0 basic */
+    int32_t exit_code;                  /* -1 until SESSION_EXIT */
+    ssmb_session_metrics metrics;
+} ssmb_session_info;
+
+/* Starts a session: takes copies of the desc's strings, resolves
+   credentials and endpoints now (a malformed credentials file, a bad
+   endpoint or a missing region is refused here with the file and line in
+   the log), then works from process/tick. SSMB_ERR_LIMIT when
+   max_sessions are open. Everything later comes as events. */
+SSMB_API ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_desc *desc, uint64_t now_ms,
+                                        ssmb_session *out);
+/* Input for the remote (keystrokes, stdin, port bytes), cut into payloads.
+   Takes what fits (*accepted); SSMB_AGAIN when nothing fits now (before
+   READY, while the service paused publication, or the buffer is full):
+   SESSION_WRITABLE follows. Never drops data. For a Port session with a
+   forward, the forward owns the data: SSMB_ERR_INVALID_STATE. */
+SSMB_API ssmb_result ssmb_session_send(ssmb_engine *eng, ssmb_session s, const void *data, size_t len,
+                                       size_t *accepted);
+/* Bytes one send could take now. */
+SSMB_API size_t ssmb_session_send_space(ssmb_engine *eng, ssmb_session s);
+/* A terminal size (§7.2); kept and sent once possible. */
+SSMB_API ssmb_result ssmb_session_resize(ssmb_engine *eng, ssmb_session s, uint32_t cols, uint32_t rows);
+/* Ends the session for good: a TerminateSession flag to agents that know
+   it, the TerminateSession call, the WebSocket's close; SESSION_CLOSED
+   comes within terminate_timeout_ms. */
+SSMB_API ssmb_result ssmb_session_terminate(ssmb_engine *eng, ssmb_session s, uint64_t now_ms);
+/* Closes the data channel without TerminateSession (the session can be
+   resumed elsewhere until the service times it out). */
+SSMB_API ssmb_result ssmb_session_detach(ssmb_engine *eng, ssmb_session s, uint64_t now_ms);
+SSMB_API ssmb_result ssmb_session_get_info(ssmb_engine *eng, ssmb_session s, ssmb_session_info *out);
+/* The engine's totals over every session it ran. */
+SSMB_API void ssmb_engine_metrics(ssmb_engine *eng, ssmb_session_metrics *out);
+/* Terminates every session, then keeps going until they are closed or
+   deadline_ms (your clock) passes; 1 when all are closed. Call it from your
+   loop until it says 1 (or the deadline passed), then destroy the engine. */
+SSMB_API int ssmb_engine_shutdown(ssmb_engine *eng, uint64_t now_ms, uint64_t deadline_ms);
+
+/* Typed documents: fill desc->document_name and desc->parameters from
+   values you give, with storage that must live until ssmb_session_start
+   returns. Port numbers as decimal text, as the documents want them. */
+typedef struct ssmb_document {
+    ssmb_api_parameter params[4];
+    const char *values[4];
+    char text[4][16];
+} ssmb_document;
+/* AWS-StartPortForwardingSession: portNumber (remote), localPortNumber
+   (0: omitted). */
+SSMB_API void ssmb_document_port_forward(ssmb_session_desc *desc, ssmb_document *doc, uint16_t remote_port,
+                                         uint16_t local_port);
+/* AWS-StartPortForwardingSessionToRemoteHost: host, portNumber, localPortNumber. */
+SSMB_API void ssmb_document_port_forward_remote(ssmb_session_desc *desc, ssmb_document *doc, const char *host,
+                                                uint16_t remote_port, uint16_t local_port);
+/* AWS-StartSSHSession: portNumber (0: 22). */
+SSMB_API void ssmb_document_ssh(ssmb_session_desc *desc, ssmb_document *doc, uint16_t port);
+/* AWS-StartInteractiveCommand / AWS-StartNonInteractiveCommand: command. */
+SSMB_API void ssmb_document_interactive_command(ssmb_session_desc *desc, ssmb_document *doc, const char *command);
+SSMB_API void ssmb_document_command(ssmb_session_desc *desc, ssmb_document *doc, const char *command);
+
+/* ---- forward: a local listener for a Port session ------------------------
+   Listens on a local address and carries every accepted connection over
+   the session: one smux stream each when the agent multiplexes (agent >
+   3.0.196.0, §7.4, §7.6), else basic mode (§7.3: one connection at a time;
+   the next waits in the kernel's backlog until the current one ends).
+   Events FORWARD_OPEN / FORWARD_CLOSE (ev.forward, ev.detail: the
+   connection's number) when one is accepted and when it ends, if asked
+   for. The listener's descriptor is among the engine's. */
+
+typedef struct ssmb_forward_desc {
+    const char *listen;                 /* "host:port" (IPv6 as "[::1]:port"; port 0: any free one)
+                                           or "unix:/path" (the path is removed first and at close);
+                                           default "127.0.0.1:0" */
+    uint32_t max_connections;           /* at once, default 64; further ones are refused */
+    uint32_t buffer_size;               /* per connection each way, default 16384 */
+    uint32_t events;                    /* 1: FORWARD_OPEN and FORWARD_CLOSE events */
+} ssmb_forward_desc;
+
+/* Binds and listens now (SSMB_ERR_CONNECT with errno in the log for an
+   address in use or not allowed); connections are accepted once the
+   session is READY. One forward per session. */
+SSMB_API ssmb_result ssmb_forward_open(ssmb_engine *eng, ssmb_session s, const ssmb_forward_desc *desc,
+                                       ssmb_forward *out);
+/* The bound address as text ("127.0.0.1:40123", "[::1]:8080", "unix:/path"). */
+SSMB_API ssmb_result ssmb_forward_address(ssmb_engine *eng, ssmb_forward f, char *out, size_t cap);
+/* Stops listening and closes its connections (their streams end with FIN). */
+SSMB_API void ssmb_forward_close(ssmb_engine *eng, ssmb_forward f);
 
 #endif /* !SSMB_NO_SOCKETS */
 
