@@ -107,6 +107,10 @@ $(BUILD)/bench: tools/bench.c tools/bench_net.c $(HDR) | $(BUILD)
 $(BUILD)/ws-echo: tools/ws-echo.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ws-echo.c -o $@ $(TLSLIB)
 
+# The command-line client (and, through a symlink, session-manager-plugin).
+$(BUILD)/ssmb: tools/ssmb.c $(HDR) | $(BUILD)
+	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ssmb.c -o $@ $(TLSLIB)
+
 # The examples compile warning-free with the project's flags.
 $(BUILD)/example-%: examples/%.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 $< -o $@ $(TLSLIB)
