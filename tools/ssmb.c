@@ -266,7 +266,7 @@ static volatile sig_atomic_t g_end_signals;
 /* Async-signal-safe: tcsetattr is. */
 static void tty_restore(void) {
     if (g_tty_raw) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_tty);
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &g_saved_tty);
         g_tty_raw = 0;
     }
 }
@@ -282,7 +282,7 @@ static int tty_raw(void) {
     t.c_cflag |= CS8;
     t.c_cc[VMIN] = 1;
     t.c_cc[VTIME] = 0;
-    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) != 0) return -1;
+    if (tcsetattr(STDIN_FILENO, TCSADRAIN, &t) != 0) return -1; /* typeahead kept */
     g_tty_raw = 1;
     return 0;
 }
@@ -698,7 +698,7 @@ static int open_forward(app *a) {
         return -1;
     }
     if (ssmb_forward_address(a->eng, a->fwd, addr, sizeof addr) != SSMB_OK) snprintf(addr, sizeof addr, "%s", fd.listen);
-    if (!a->cfg->quiet) fprintf(stderr, "listening on %s\n", addr);
+    fprintf(stderr, "listening on %s\n", addr);
     return 0;
 }
 
