@@ -262,6 +262,7 @@ static struct termios g_saved_tty;
 static volatile sig_atomic_t g_tty_raw;
 static int g_sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t g_end_signals;
+static volatile sig_atomic_t g_interrupts;
 
 /* Async-signal-safe: tcsetattr is. */
 static void tty_restore(void) {
@@ -301,6 +302,9 @@ static void on_signal(int sig) {
     if (sig == SIGTERM || sig == SIGHUP) {
         tty_restore();
         if (++g_end_signals > 1) _exit(1); /* a second one: leave now */
+    } else if (sig == SIGINT && ++g_interrupts > 2) {
+        tty_restore();
+        _exit(130); /* the third Ctrl-C does not wait for the session's end */
     }
     if (g_sig_pipe[1] >= 0) (void)!write(g_sig_pipe[1], &c, 1);
     errno = saved;
@@ -489,7 +493,10 @@ static void on_closed(app *a, const ssmb_event *ev) {
     a->closed = 1;
     a->close_result = ev->result;
     tty_restore();
-    if (ev->result < 0) {
+    if (ev->result < 0 && a->have_exit && a->mode == MODE_RUN) {
+        /* The command ran to its end; a failure after that only matters with -v. */
+        if (a->cfg->verbose > 0) report_failure(a, ev->result, ev->message);
+    } else if (ev->result < 0) {
         report_failure(a, ev->result, ev->message);
     } else if (a->cfg->is_run && !a->have_exit) {
         a->failed = 1;
@@ -702,8 +709,33 @@ static int open_forward(app *a) {
     return 0;
 }
 
+/* What the document asks of the client: a listener for the port documents
+   (and any document with a localPortNumber), stdio for SSH, the exit code of
+   a non-interactive command, else a terminal or stdio. */
+static int decide_mode(config *c, const char *doc, const char **why) {
+    static char listen[64];
+    const char *lp = params_first(&c->ps, "localPortNumber");
+    if ((doc && (strcmp(doc, DOC_PORT) == 0 || strcmp(doc, DOC_PORT_REMOTE) == 0)) || lp) {
+        long port = lp && *lp ? parse_port(lp, 0) : 0;
+        if (port < 0) {
+            *why = "localPortNumber is not a port number (0-65535)";
+            return -1;
+        }
+        snprintf(listen, sizeof listen, "127.0.0.1:%ld", port);
+        c->listen = listen;
+        c->mode = MODE_FORWARD;
+    } else if (doc && strcmp(doc, DOC_SSH) == 0) {
+        c->mode = MODE_STDIO;
+    } else if (doc && strcmp(doc, DOC_COMMAND) == 0) {
+        c->mode = MODE_RUN;
+    } else {
+        c->mode = MODE_AUTO;
+    }
+    return 0;
+}
+
 static int exit_status(const app *a) {
-    if (a->have_exit && !a->failed) return a->exit_code < 0 || a->exit_code > 255 ? 255 : (int)a->exit_code;
+    if (a->have_exit) return a->exit_code < 0 || a->exit_code > 255 ? 255 : (int)a->exit_code;
     if (a->failed || a->close_result < 0 || !a->closed) return a->cfg->is_run ? EXIT_RUN_FAILED : 1;
     return 0;
 }
@@ -796,7 +828,7 @@ static int is_aws_host(ssmb_str host) {
     return 0;
 }
 
-static int plugin_main(int argc, char **argv, int by_name) {
+static int plugin_main(int argc, char **argv) {
     static config c;
     json_in resp, req;
     const char *response;
@@ -814,7 +846,6 @@ static int plugin_main(int argc, char **argv, int by_name) {
         return 0;
     }
     if (argc < 4 || argc > 7) return plugin_fail("Unknown operation %s (the AWS CLI runs this plugin)", argv[1]);
-    (void)by_name;
     if (strcmp(argv[3], "StartSession") != 0) return plugin_fail("Invalid Operation %s", argv[3]);
     /* argv[1]: the StartSession response, or the name of the variable holding it. */
     response = argv[1];
@@ -855,22 +886,7 @@ static int plugin_main(int argc, char **argv, int by_name) {
         c.sd.endpoint_url = argv[6];
         if (!is_aws_host(u.host)) c.sd.allow_custom_stream_host = 1;
     }
-    if (doc_name && (strcmp(doc_name, DOC_PORT) == 0 || strcmp(doc_name, DOC_PORT_REMOTE) == 0 ||
-                     params_first(&c.ps, "localPortNumber"))) {
-        static char listen[64];
-        const char *lp = params_first(&c.ps, "localPortNumber");
-        long port = lp && *lp ? parse_port(lp, 0) : 0;
-        if (port < 0) return plugin_fail("localPortNumber is not a port number: %s", lp);
-        snprintf(listen, sizeof listen, "127.0.0.1:%ld", port);
-        c.listen = listen;
-        c.mode = MODE_FORWARD;
-    } else if (doc_name && strcmp(doc_name, DOC_SSH) == 0) {
-        c.mode = MODE_STDIO;
-    } else if (doc_name && strcmp(doc_name, DOC_COMMAND) == 0) {
-        c.mode = MODE_RUN;
-    } else {
-        c.mode = MODE_AUTO;
-    }
+    if (decide_mode(&c, doc_name, &why) != 0) return plugin_fail("%s", why);
     c.ca_file = env_nonempty("AWS_CA_BUNDLE");
     json_free(&resp);
     json_free(&req);
@@ -1049,22 +1065,7 @@ static int cli_main(int argc, char **argv) {
         if (o.parameters && params_parse(&c.ps, o.parameters, &why) != 0) return usage_error("%s", why);
         c.sd.parameters = c.ps.p;
         c.sd.parameter_count = c.ps.count;
-        if (c.sd.document_name && (strcmp(c.sd.document_name, DOC_PORT) == 0 ||
-                                   strcmp(c.sd.document_name, DOC_PORT_REMOTE) == 0)) {
-            static char listen[64];
-            const char *lp = params_first(&c.ps, "localPortNumber");
-            long port = lp && *lp ? parse_port(lp, 0) : 0;
-            if (port < 0) return usage_error("localPortNumber '%s' is not a port number", lp);
-            snprintf(listen, sizeof listen, "127.0.0.1:%ld", port);
-            c.listen = listen;
-            c.mode = MODE_FORWARD;
-        } else if (c.sd.document_name && strcmp(c.sd.document_name, DOC_SSH) == 0) {
-            c.mode = MODE_STDIO;
-        } else if (c.sd.document_name && strcmp(c.sd.document_name, DOC_COMMAND) == 0) {
-            c.mode = MODE_RUN;
-        } else {
-            c.mode = MODE_AUTO;
-        }
+        if (decide_mode(&c, c.sd.document_name, &why) != 0) return usage_error("%s", why);
         break;
     }
     case CMD_RUN: {
@@ -1104,11 +1105,11 @@ int main(int argc, char **argv) {
     base = base ? base + 1 : (argc > 0 && argv[0] ? argv[0] : "ssmb");
     if (strcmp(base, PLUGIN_NAME) == 0) {
         g_prog = PLUGIN_NAME;
-        return plugin_main(argc, argv, 1);
+        return plugin_main(argc, argv);
     }
     if ((argc == 2 && strcmp(argv[1], "--version") == 0) ||
         (argc == 7 && (strcmp(argv[3], "StartSession") == 0 || argv[1][0] == '{' ||
                        strncmp(argv[1], PLUGIN_ENV, strlen(PLUGIN_ENV)) == 0)))
-        return plugin_main(argc, argv, 0);
+        return plugin_main(argc, argv);
     return cli_main(argc, argv);
 }
