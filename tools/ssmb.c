@@ -600,8 +600,9 @@ static void read_stdin(app *a) {
     }
     if (a->mode == MODE_TERMINAL) {
         if (escape_filter(a, buf, (size_t)n)) {
+            flush_input(a); /* what was typed before the escape */
             tty_restore();
-            status_line(a, "disconnecting");
+            status_line(a, "\ndisconnecting");
             request_end(a);
             return;
         }
