@@ -146,5 +146,40 @@ sys.exit(0 if rc == 0 else "ssh-proxy: exit %d after stdin's end" % rc)
 EOF
 if timeout 60 python3 "$T/stdio.py" "$SSMB" ssh-proxy "$@" --port "$ECHO_PORT"; then ok; else bad "ssh-proxy: stdio bridge"; fi
 
+# ---- start-session in a terminal: raw mode, a shell, ~. and the terminal restored
+cat >"$T/tty.py" <<'EOF'
+import os, pty, select, sys, termios, time
+def pump(fd, out, secs, until=None):
+    end = time.time() + secs
+    while time.time() < end:
+        if until and until in out: return out
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try: d = os.read(fd, 4096)
+            except OSError: return out
+            if not d: return out
+            out += d
+    return out
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+before = termios.tcgetattr(fd)
+out = pump(fd, b"", 20, b"$ ")
+if b"$ " not in out: sys.exit("no prompt: %r" % out[-300:])
+raw = termios.tcgetattr(fd)
+if raw[3] & (termios.ICANON | termios.ECHO | termios.ISIG): sys.exit("the terminal is not raw")
+os.write(fd, b"echo sum=$((40+2))\r")
+out = pump(fd, out, 10, b"sum=42")
+if b"sum=42" not in out: sys.exit("no command output: %r" % out[-300:])
+os.write(fd, b"\r~.")
+out = pump(fd, out, 15)
+_, status = os.waitpid(pid, 0)
+after = termios.tcgetattr(fd)
+if after[3] != before[3] or after[0] != before[0] or after[1] != before[1]: sys.exit("the terminal was not restored")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
+EOF
+if timeout 60 python3 "$T/tty.py" "$SSMB" start-session "$@"; then ok; else bad "start-session in a terminal"; fi
+
 echo "cli_e2e: $passed passed, $failed failed"
 [ "$failed" = 0 ]
