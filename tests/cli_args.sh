@@ -108,6 +108,7 @@ expect_error stray-argument "unexpected argument 'extra'" "$SSMB" start-session 
 expect_error bad-parameters 'not valid JSON' "$SSMB" start-session --target i-1 --parameters '{"portNumber":'
 expect_error parameters-not-object 'JSON object' "$SSMB" start-session --target i-1 --parameters '["80"]'
 expect_error parameters-not-strings 'list of strings' "$SSMB" start-session --target i-1 --parameters '{"portNumber":[80]}'
+expect_error bad-shorthand 'neither JSON' "$SSMB" start-session --target i-1 --parameters 'command=[ls'
 expect_error parameters-twice 'twice' "$SSMB" start-session --target i-1 --parameters '{"a":["1"],"a":["2"]}'
 expect_error bad-local-port-param 'localPortNumber' "$SSMB" start-session --target i-1 \
     --document-name AWS-StartPortForwardingSession --parameters '{"portNumber":["80"],"localPortNumber":["99999"]}'

@@ -242,9 +242,71 @@ static int params_from_json(params *ps, const json_in *j, int32_t obj, const cha
     return 0;
 }
 
+/* One word of the AWS CLI's shorthand: "quoted" or up to a character of
+   stop; a fresh C string, or NULL. */
+static char *shorthand_word(const char **p, const char *stop) {
+    const char *s = *p, *e;
+    char *w;
+    if (*s == '"') {
+        e = strchr(s + 1, '"');
+        if (!e) return NULL;
+        *p = e + 1;
+        s++;
+    } else {
+        e = s + strcspn(s, stop);
+        *p = e;
+    }
+    w = (char *)malloc((size_t)(e - s) + 1);
+    if (!w) return NULL;
+    memcpy(w, s, (size_t)(e - s));
+    w[e - s] = '\0';
+    return w;
+}
+
+/* The AWS CLI's shorthand: name=value,name=[v1,v2] (names and values may be
+   "quoted"). */
+static int params_shorthand(params *ps, const char *text, const char **why) {
+    const char *p = text;
+    *why = "--parameters is neither JSON ({\"name\":[\"value\"]}) nor name=value,name=[v1,v2]";
+    while (*p) {
+        char *name = shorthand_word(&p, "=");
+        size_t n = 0;
+        if (!name || !*name || *p++ != '=' || ps->count == MAX_PARAMS) return -1;
+        if (params_first(ps, name)) {
+            *why = "a parameter is given twice";
+            return -1;
+        }
+        ps->p[ps->count].name = name;
+        ps->p[ps->count].values = ps->values + ps->nvalues;
+        if (*p == '[') {
+            p++;
+            while (*p != ']') {
+                char *v = shorthand_word(&p, ",]");
+                if (!v || ps->nvalues == MAX_VALUES || (*p != ',' && *p != ']')) return -1;
+                ps->values[ps->nvalues++] = v;
+                n++;
+                if (*p == ',') p++;
+            }
+            p++;
+        } else {
+            char *v = shorthand_word(&p, ",");
+            if (!v || ps->nvalues == MAX_VALUES) return -1;
+            ps->values[ps->nvalues++] = v;
+            n = 1;
+        }
+        ps->p[ps->count++].value_count = n;
+        if (*p == ',') p++;
+        else if (*p) return -1;
+    }
+    return 0;
+}
+
 static int params_parse(params *ps, const char *text, const char **why) {
     json_in j;
     int rc;
+    const char *t = text;
+    while (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r') t++;
+    if (*t && *t != '{' && *t != '[') return params_shorthand(ps, text, why);
     memset(&j, 0, sizeof j);
     if (json_load(&j, text) != SSMB_OK) {
         json_free(&j);
