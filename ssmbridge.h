@@ -1269,7 +1269,8 @@ enum {
     SSMB_LOGITEM_CHANNEL_DROPPED = 40,  /* an incoming frame was dropped; msg says why */
     SSMB_LOGITEM_CHANNEL_HANDSHAKE = 41,
     SSMB_LOGITEM_CHANNEL_CLOSED = 42,
-    SSMB_LOGITEM_CHANNEL_GAVE_UP = 43   /* max_resend_attempts reached */
+    SSMB_LOGITEM_CHANNEL_GAVE_UP = 43,  /* max_resend_attempts reached */
+    SSMB_LOGITEM_SESSION = 60           /* a session's progress and failures (sessions, forwards) */
 };
 
 /* ---- smux: multiplexed port-forwarding streams, sans-I/O (L0 codec, L1) ---
@@ -11170,6 +11171,16 @@ typedef struct ssmb__conn_ctl {
     uint8_t payload[SSMB_WS_MAX_CONTROL_PAYLOAD];
 } ssmb__conn_ctl;
 
+/* Request mode: how far the response's framing has been followed. */
+typedef struct ssmb__conn_body {
+    int head_done;                      /* the head parsed; the fields below are set */
+    int framing;                        /* 0 until the end of input, 1 Content-Length, 2 chunked */
+    size_t at;                          /* body bytes of resp already followed */
+    size_t head_len;
+    uint64_t length;                    /* Content-Length */
+    ssmb_http_chunked chunked;
+} ssmb__conn_body;
+
 struct ssmb_conn {
     size_t mem_size;                    /* the one allocation, for free_fn */
     ssmb_allocator alloc;
@@ -11226,6 +11237,13 @@ struct ssmb_conn {
 
     uint64_t now;                       /* the latest time the host gave */
     uint64_t handshake_deadline, last_recv, last_send, close_deadline;
+
+    /* Request mode: the request sits in head; the response gathers in resp. */
+    int request_mode;
+    size_t head_cap;                    /* SSMB__CONN_HEAD_MAX, or the request's length */
+    uint8_t *resp;
+    size_t resp_cap, resp_len;
+    ssmb__conn_body body;
 };
 
 /* Everything that can move without the host; defined after its parts. */
@@ -11296,7 +11314,8 @@ static void ssmb__conn_layout(ssmb__arena *a, const ssmb_conn_desc *d, const ssm
             c->headers[i].value = value;
         }
     }
-    c->head = (char *)ssmb__arena_take(a, SSMB__CONN_HEAD_MAX, 1);
+    c->head = (char *)ssmb__arena_take(a, c->head_cap, 1);
+    if (c->request_mode) c->resp = (uint8_t *)ssmb__arena_take(a, c->resp_cap, 16);
     if (c->tls_on) {
         c->tls = (ssmb__tls *)ssmb__arena_take(a, ssmb__tls_size(), 16);
     } else {
@@ -11310,7 +11329,9 @@ static void ssmb__conn_layout(ssmb__arena *a, const ssmb_conn_desc *d, const ssm
 static ssmb_result ssmb__conn_check_desc(const ssmb_conn_desc *d, ssmb_url *url, int *tls_on) {
     uint32_t i;
     if (!d->url || ssmb_url_parse(d->url, strlen(d->url), url) != SSMB_OK) return SSMB_ERR_INVALID_ARG;
-    if (url->scheme.len > 3) return SSMB_ERR_INVALID_ARG; /* http or https: not a WebSocket URL */
+    /* http(s) only for a request, ws(s) only for a WebSocket */
+    if ((url->scheme.len > 3) != (d->request != NULL)) return SSMB_ERR_INVALID_ARG;
+    if (d->request && d->request_len == 0) return SSMB_ERR_INVALID_ARG;
     if (!ssmb__allocator_valid(&d->allocator)) return SSMB_ERR_INVALID_ARG;
     if (d->tls_mode > SSMB_TLS_EXTERNAL) return SSMB_ERR_INVALID_ARG;
     *tls_on = d->tls_mode == SSMB_TLS_INTERNAL || (d->tls_mode == SSMB_TLS_AUTO && url->secure);
@@ -11364,6 +11385,9 @@ static void ssmb__conn_settings(ssmb_conn *c, const ssmb_conn_desc *d) {
     c->close_timeout_ms = d->close_timeout_ms ? d->close_timeout_ms : 3000;
     c->max_message_size = d->max_message_size ? d->max_message_size : ((uint64_t)16 << 20);
     c->in_cap = c->out_cap = d->buffer_size ? d->buffer_size : 16384;
+    c->request_mode = d->request != NULL;
+    c->head_cap = c->request_mode ? d->request_len : SSMB__CONN_HEAD_MAX;
+    c->resp_cap = d->response_max ? d->response_max : 65536;
     c->state = SSMB_CONN_IDLE;
     c->peer_close_code = SSMB_WS_CLOSE_NO_STATUS;
     c->mask_used = SSMB__CONN_MASK_POOL;
@@ -11402,6 +11426,11 @@ SSMB_APIDEF ssmb_result ssmb_conn_create(const ssmb_conn_desc *d, ssmb_conn **ou
     c->mem_size = a.used;
     (void)ssmb_url_parse(c->url_text, strlen(c->url_text), &c->url);
     c->sign = c->creds.access_key_id.len != 0 && !ssmb__url_is_presigned(c->url.query);
+    if (c->request_mode) {
+        memcpy(c->head, d->request, d->request_len);
+        c->head_len = d->request_len;
+        c->sign = 0; /* the request comes signed */
+    }
     *out = c;
     return SSMB_OK;
 }
@@ -11655,7 +11684,7 @@ SSMB_APIDEF ssmb_result ssmb_conn_start(ssmb_conn *c, uint64_t now_ms) {
     ssmb_ws_reader_init(&c->reader, 0, c->max_message_size);
     utc = c->utc_fn(c->utc_user_data);
     if (c->random_fn(rnd, sizeof rnd, c->random_user_data) != SSMB_OK) r = SSMB_ERR_NO_RANDOM;
-    else r = ssmb__conn_write_request(c, utc, rnd);
+    else r = c->request_mode ? SSMB_OK : ssmb__conn_write_request(c, utc, rnd);
     if (r == SSMB_OK && c->tls_on) {
         ssmb__tls_config cfg;
         cfg.trust = c->trust;
@@ -11726,11 +11755,85 @@ static void ssmb__conn_check_response(ssmb_conn *c) {
     SSMB__LOG(c, SSMB_LOG_INFO, SSMB_LOGITEM_CONN_OPEN, "WebSocket open");
 }
 
+/* ---- request mode: one HTTP exchange, the response gathered whole ---- */
+
+/* Follows the response's framing over what resp holds: 1 when it is
+   complete, 0 for more, or the conn finished with an error. */
+static int ssmb__conn_body_done(ssmb_conn *c) {
+    ssmb__conn_body *b = &c->body;
+    if (!b->head_done) {
+        ssmb_http_header headers[SSMB__CONN_MAX_RESPONSE_HEADERS];
+        ssmb_http_response r;
+        int present = 0;
+        ssmb_result pr = ssmb_http_response_parse((const char *)c->resp, c->resp_len, headers,
+                                                  SSMB__COUNT_OF(headers), 0, &r);
+        if (pr == SSMB_AGAIN) return 0;
+        if (pr == SSMB_OK && ssmb_http_header_has_token(&r, "Transfer-Encoding", "chunked")) b->framing = 2;
+        else if (pr == SSMB_OK) pr = ssmb_http_content_length(&r, &present, &b->length);
+        if (pr != SSMB_OK) {
+            ssmb__conn_finish(c, pr == SSMB_ERR_LIMIT ? SSMB_ERR_LIMIT : SSMB_ERR_HTTP, 0);
+            return 0;
+        }
+        if (present) b->framing = 1;
+        b->head_done = 1;
+        b->head_len = b->at = r.head_len;
+        c->detail = (int32_t)r.status;
+        ssmb_http_chunked_init(&b->chunked, c->resp_cap);
+    }
+    if (b->framing == 1) return c->resp_len - b->head_len >= b->length;
+    while (b->framing == 2 && b->at < c->resp_len) {
+        size_t used = 0;
+        ssmb_str data;
+        ssmb_result cr = ssmb_http_chunked_read(&b->chunked, (const char *)c->resp + b->at, c->resp_len - b->at,
+                                                &used, &data);
+        b->at += used;
+        if (cr == SSMB_CLOSED) return 1;
+        if (cr < 0) {
+            ssmb__conn_finish(c, cr == SSMB_ERR_LIMIT ? SSMB_ERR_LIMIT : SSMB_ERR_HTTP, 0);
+            return 0;
+        }
+        if (cr == SSMB_AGAIN) break;
+    }
+    return 0; /* framing 0: the response ends with the connection */
+}
+
+static void ssmb__conn_read_response(ssmb_conn *c) {
+    size_t len = 0, n;
+    uint8_t *in;
+    while ((in = ssmb__conn_app_in(c, &len)) != NULL && c->state == SSMB_CONN_HANDSHAKE) {
+        n = SSMB__MIN(len, c->resp_cap - c->resp_len);
+        if (n == 0) {
+            ssmb__conn_finish(c, SSMB_ERR_LIMIT, 0);
+            return;
+        }
+        memcpy(c->resp + c->resp_len, in, n);
+        c->resp_len += n;
+        ssmb__conn_app_in_ack(c, n);
+        if (ssmb__conn_body_done(c)) {
+            int32_t status = c->detail;
+            c->detail = 0;
+            ssmb__conn_finish(c, SSMB_CLOSED, status);
+        }
+    }
+}
+
+SSMB_APIDEF ssmb_result ssmb_conn_response(const ssmb_conn *c, const uint8_t **data, size_t *len) {
+    if (!c || !data || !len || !c->request_mode) return SSMB_ERR_INVALID_ARG;
+    *data = NULL;
+    *len = 0;
+    if (c->state != SSMB_CONN_CLOSED) return SSMB_AGAIN;
+    if (c->error != SSMB_CLOSED) return c->error;
+    *data = c->resp;
+    *len = c->resp_len;
+    return SSMB_OK;
+}
+
 static void ssmb__conn_handshake(ssmb_conn *c) {
     if (c->tls_on && !ssmb__tls_handshake_done(c->tls)) return;
     if (!c->request_done) ssmb__conn_send_request(c);
     if (!c->request_done) return;
-    if (ssmb__conn_gather_head(c)) ssmb__conn_check_response(c);
+    if (c->request_mode) ssmb__conn_read_response(c);
+    else if (ssmb__conn_gather_head(c)) ssmb__conn_check_response(c);
     else if (c->head_len == SSMB__CONN_HEAD_MAX) ssmb__conn_finish(c, SSMB_ERR_LIMIT, 0);
 }
 
@@ -11741,6 +11844,10 @@ static void ssmb__conn_check_tls(ssmb_conn *c) {
     if (!c->tls_on || c->state == SSMB_CONN_IDLE || c->state == SSMB_CONN_CLOSED) return;
     r = ssmb__tls_error(c->tls, &detail);
     if (r == SSMB_OK) return;
+    if (r == SSMB_CLOSED && c->request_mode) {
+        ssmb_conn_recv_eof(c, c->now); /* close_notify ends a response as the end of the stream does */
+        return;
+    }
     if (r == SSMB_CLOSED) {
         int clean = c->close_sent && c->close_received;
         ssmb__conn_finish(c, clean ? SSMB_CLOSED : SSMB_ERR_IO, clean ? (int32_t)c->peer_close_code : 1006);
@@ -11819,6 +11926,18 @@ SSMB_APIDEF ssmb_result ssmb_conn_feed(ssmb_conn *c, const void *data, size_t le
 SSMB_APIDEF void ssmb_conn_recv_eof(ssmb_conn *c, uint64_t now_ms) {
     if (!c || c->state == SSMB_CONN_CLOSED) return;
     c->now = now_ms;
+    if (c->request_mode) {
+        if (c->state == SSMB_CONN_HANDSHAKE) ssmb__conn_read_response(c);
+        if (c->state == SSMB_CONN_CLOSED) return;
+        if (c->body.head_done && c->body.framing == 0) { /* the body ran to the end of the stream */
+            int32_t status = c->detail;
+            c->detail = 0;
+            ssmb__conn_finish(c, SSMB_CLOSED, status);
+        } else {
+            ssmb__conn_finish(c, SSMB_ERR_TRUNCATED, 0);
+        }
+        return;
+    }
     if (c->close_sent || c->close_received) ssmb__conn_finish(c, SSMB_CLOSED, (int32_t)c->peer_close_code);
     else ssmb__conn_finish(c, SSMB_ERR_IO, SSMB_WS_CLOSE_ABNORMAL); /* RFC 6455 §7.1.5: 1006 */
 }
@@ -13490,6 +13609,7 @@ SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* O_CLOEXEC is POSIX 2008, so a strict C99 compile does not declare it;
@@ -14249,6 +14369,7 @@ static ssmb_result ssmb__proxy_reply(const char *in, size_t len, size_t *head_le
 #if !defined(SSMB_NO_SOCKETS)
 
 #define SSMB__MAX_SLOTS 65535u      /* a handle holds the slot index in 16 bits */
+#define SSMB__FWD_MAX_CONNS 64u     /* connections of one forward at once */
 #define SSMB__IO_ROUNDS 16          /* socket reads or writes per slot per call, for fairness */
 #define SSMB__EVENT_ROUNDS 4        /* deliver-and-flush rounds per slot per call */
 
@@ -14307,9 +14428,12 @@ typedef struct ssmb__slot {
     int32_t result, detail;         /* DONE: what WS_CLOSED reports */
     uint64_t deadline;              /* RESOLVE_HOOK, CONNECTING, TUNNEL */
     void *user_data;
+    uint32_t owner;                 /* 0: the host's; else the session (index + 1) that reads its events */
     ssmb_conn *conn;                /* from open until WS_CLOSED */
     ssmb__setup *setup;             /* from open until the conn starts */
 } ssmb__slot;
+
+typedef struct ssmb__sess ssmb__sess;
 
 struct ssmb_engine {
     ssmb_desc desc;                 /* defaults filled in; strings point into this block */
@@ -14323,12 +14447,24 @@ struct ssmb_engine {
     uint32_t nns;
     uint32_t nslots;
     ssmb__slot *slots;
-    struct pollfd *pfd;             /* scratch for tick and wait, nslots long */
-    ssmb_pollfd *ready;             /* scratch for tick, nslots long */
+    struct pollfd *pfd;             /* scratch for tick and wait, npoll long */
+    ssmb_pollfd *ready;             /* scratch for tick, npoll long */
+    size_t npoll;
     uint32_t next_slot;             /* where ssmb_engine_next_event looks first (round robin) */
     uint64_t now;                   /* the last now_ms given */
     int in_event;                   /* inside event_fn: no process, tick or destroy */
+    ssmb__sess **sessions;          /* max_sessions entries, NULL when free */
+    uint32_t *session_gen;          /* the last generation of each session entry */
+    uint64_t sessions_started;
 };
+
+/* Sessions (>>session below) take their turn in process and tick. */
+static void ssmb__sessions_work(ssmb_engine *eng, const ssmb_pollfd *ready, size_t nready, uint64_t now);
+static size_t ssmb__fwds_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, int tell);
+static size_t ssmb__eng_poll_forwards(ssmb_engine *eng, size_t n);
+static int ssmb__sessions_next_event(ssmb_engine *eng, ssmb_event *out);
+static uint64_t ssmb__sessions_deadline(const ssmb_engine *eng);
+static void ssmb__sess_reap(ssmb_engine *eng);
 
 /* ---- create and destroy ---- */
 
@@ -14348,6 +14484,10 @@ static void ssmb__eng_desc_defaults(ssmb_desc *d) {
     if (!d->resolv_conf) d->resolv_conf = "/etc/resolv.conf";
     if (!d->hosts_file) d->hosts_file = "/etc/hosts";
     if (!d->max_connections) d->max_connections = 16;
+    if (!d->max_sessions) d->max_sessions = 8;
+    if (d->max_sessions > 0xffffu) d->max_sessions = 0xffffu;
+    if (!d->getenv_fn) d->getenv_fn = ssmb_getenv_system;
+    if (!d->metrics_interval_ms) d->metrics_interval_ms = 10000;
     if (d->max_connections > SSMB__MAX_SLOTS) d->max_connections = SSMB__MAX_SLOTS;
     if (!d->connect_timeout_ms) d->connect_timeout_ms = 10000;
     if (!d->dns_timeout_ms) d->dns_timeout_ms = 5000;
@@ -14368,12 +14508,19 @@ static const char **ssmb__eng_desc_string(ssmb_desc *d, int i) {
 
 static size_t ssmb__eng_align16(size_t n) { return (n + 15u) & ~(size_t)15u; }
 
+/* Descriptors the engine may poll at once: slots, then every session's
+   forward (its listener and connections). */
+static size_t ssmb__eng_npoll(const ssmb_desc *d) {
+    return (size_t)d->max_connections + (size_t)d->max_sessions * (1u + SSMB__FWD_MAX_CONNS);
+}
+
 /* Bytes of the block: engine, slots, poll scratch, strings. */
 static ssmb_result ssmb__eng_size(ssmb_desc *d, size_t *size) {
-    size_t n = d->max_connections, total, i;
+    size_t n = d->max_connections, total, i, np = ssmb__eng_npoll(d);
     const char **s;
     total = ssmb__eng_align16(sizeof(ssmb_engine)) + ssmb__eng_align16(n * sizeof(ssmb__slot)) +
-            ssmb__eng_align16(n * sizeof(struct pollfd)) + ssmb__eng_align16(n * sizeof(ssmb_pollfd));
+            ssmb__eng_align16(np * sizeof(struct pollfd)) + ssmb__eng_align16(np * sizeof(ssmb_pollfd)) +
+            ssmb__eng_align16(d->max_sessions * sizeof(ssmb__sess *)) + ssmb__eng_align16(d->max_sessions * 4u);
     for (i = 0; (s = ssmb__eng_desc_string(d, (int)i)) != NULL; i++)
         if (*s && ssmb_size_add(total, strlen(*s) + 1, &total) != SSMB_OK) return SSMB_ERR_OVERFLOW;
     return ssmb_size_add(total, ssmb__proxy_space(strlen(d->https_proxy)), size);
@@ -14396,8 +14543,11 @@ static void ssmb__eng_place(ssmb_engine *eng, const ssmb_desc *d, size_t size) {
     eng->block_size = size;
     eng->nslots = (uint32_t)n;
     eng->slots = (ssmb__slot *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(ssmb__slot)));
-    eng->pfd = (struct pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(struct pollfd)));
-    eng->ready = (ssmb_pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(n * sizeof(ssmb_pollfd)));
+    eng->npoll = ssmb__eng_npoll(d);
+    eng->pfd = (struct pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(eng->npoll * sizeof(struct pollfd)));
+    eng->ready = (ssmb_pollfd *)ssmb__eng_take(&cur, ssmb__eng_align16(eng->npoll * sizeof(ssmb_pollfd)));
+    eng->sessions = (ssmb__sess **)ssmb__eng_take(&cur, ssmb__eng_align16(d->max_sessions * sizeof(ssmb__sess *)));
+    eng->session_gen = (uint32_t *)ssmb__eng_take(&cur, ssmb__eng_align16(d->max_sessions * 4u));
     eng->strings = cur;
     for (i = 0; (s = ssmb__eng_desc_string(&eng->desc, (int)i)) != NULL; i++) {
         if (!*s) continue;
@@ -14982,14 +15132,12 @@ static ssmb_result ssmb__slot_open(ssmb_engine *eng, ssmb__slot *s, const ssmb_c
     return r;
 }
 
-SSMB_APIDEF ssmb_result ssmb_engine_ws_open(ssmb_engine *eng, const ssmb_conn_desc *desc, void *user_data,
-                                            uint64_t now_ms, ssmb_ws *out) {
+static ssmb_result ssmb__eng_open(ssmb_engine *eng, const ssmb_conn_desc *desc, void *user_data, uint32_t owner,
+                                  uint64_t now_ms, ssmb_ws *out) {
     ssmb_url url;
     ssmb__slot *s;
     ssmb_result r;
     int proxied = 0;
-    if (out) out->id = 0;
-    if (!eng || !desc || !desc->url || !out) return SSMB_ERR_INVALID_ARG;
     r = ssmb_url_parse(desc->url, strlen(desc->url), &url);
     if (r == SSMB_OK) r = ssmb__eng_open_check(eng, desc, &url, &proxied);
     if (r != SSMB_OK) return r;
@@ -14999,11 +15147,26 @@ SSMB_APIDEF ssmb_result ssmb_engine_ws_open(ssmb_engine *eng, const ssmb_conn_de
     if (r != SSMB_OK) return r;
     ssmb__eng_route(eng, s->setup, &url, proxied);
     s->user_data = user_data;
+    s->owner = owner;
     s->phase = SSMB__SLOT_ADDRESSED; /* taken; resolve_start sets the real phase */
     eng->now = now_ms;
     *out = ssmb__slot_handle(eng, s);
     ssmb__eng_resolve_start(eng, s, now_ms);
     return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_engine_ws_open(ssmb_engine *eng, const ssmb_conn_desc *desc, void *user_data,
+                                            uint64_t now_ms, ssmb_ws *out) {
+    if (out) out->id = 0;
+    if (!eng || !desc || !desc->url || !out || desc->request) return SSMB_ERR_INVALID_ARG;
+    return ssmb__eng_open(eng, desc, user_data, 0, now_ms, out);
+}
+
+/* A connection whose events a session reads (request mode or its WebSocket). */
+static ssmb_result ssmb__eng_open_internal(ssmb_engine *eng, const ssmb_conn_desc *desc, uint32_t owner,
+                                           uint64_t now, ssmb_ws *out) {
+    out->id = 0;
+    return ssmb__eng_open(eng, desc, NULL, owner, now, out);
 }
 
 /* ---- using an open WebSocket ---- */
@@ -15095,6 +15258,7 @@ static int ssmb__slot_event(ssmb_engine *eng, ssmb__slot *s, ssmb_event *ev) {
 static void ssmb__eng_deliver(ssmb_engine *eng, ssmb__slot *s) {
     uint32_t gen = s->gen;
     ssmb_event ev;
+    if (s->owner) return; /* a session reads it */
     while (s->gen == gen && s->phase != SSMB__SLOT_FREE && ssmb__slot_event(eng, s, &ev)) {
         eng->in_event = 1;
         eng->desc.event_fn(eng, &ev, eng->desc.event_user_data);
@@ -15110,10 +15274,12 @@ SSMB_APIDEF ssmb_result ssmb_engine_next_event(ssmb_engine *eng, ssmb_event *out
     for (k = 0; k < eng->nslots; k++) {
         uint32_t i = (eng->next_slot + k) % eng->nslots;
         ssmb__slot *s = &eng->slots[i];
-        if (s->phase == SSMB__SLOT_FREE || !ssmb__slot_event(eng, s, out)) continue;
+        if (s->phase == SSMB__SLOT_FREE || s->owner || !ssmb__slot_event(eng, s, out)) continue;
         eng->next_slot = (i + 1) % eng->nslots; /* one event per slot per round */
         return SSMB_OK;
     }
+    if (ssmb__sessions_next_event(eng, out)) return SSMB_OK;
+    ssmb__sess_reap(eng);
     return SSMB_AGAIN;
 }
 
@@ -15151,6 +15317,7 @@ static void ssmb__eng_told(ssmb__slot *s) {
 static void ssmb__eng_tell_all(ssmb_engine *eng) {
     uint32_t i;
     if (!eng->desc.fd_change_fn) return;
+    (void)ssmb__fwds_fds(eng, NULL, 0, 1);
     for (i = 0; i < eng->nslots; i++) {
         ssmb__slot *s = &eng->slots[i];
         if (s->fd < 0 || !ssmb__eng_stale(s)) continue;
@@ -15181,7 +15348,7 @@ static uint64_t ssmb__eng_next_deadline(const ssmb_engine *eng) {
     uint64_t best = SSMB_NO_DEADLINE;
     uint32_t i;
     for (i = 0; i < eng->nslots && best > 0; i++) best = SSMB__MIN(best, ssmb__slot_deadline(&eng->slots[i]));
-    return best;
+    return best > 0 ? SSMB__MIN(best, ssmb__sessions_deadline(eng)) : best;
 }
 
 SSMB_APIDEF int ssmb_engine_timeout_ms(ssmb_engine *eng, uint64_t now_ms, int max_ms) {
@@ -15206,6 +15373,7 @@ SSMB_APIDEF ssmb_result ssmb_engine_fds(ssmb_engine *eng, ssmb_pollfd *out, size
         }
         total++;
     }
+    total += ssmb__fwds_fds(eng, total < cap ? out + total : NULL, total < cap ? cap - total : 0, 0);
     *count = total;
     if (cap == 0) return SSMB_OK;
     if (total > cap) return SSMB_ERR_BUFFER_TOO_SMALL;
@@ -15225,6 +15393,20 @@ static size_t ssmb__eng_poll_list(ssmb_engine *eng) {
         eng->pfd[n].events = (short)(((ev & SSMB_POLLIN) ? POLLIN : 0) | ((ev & SSMB_POLLOUT) ? POLLOUT : 0));
         eng->pfd[n].revents = 0;
         n++;
+    }
+    return ssmb__eng_poll_forwards(eng, n);
+}
+
+/* The forwards' descriptors after the slots' in eng->pfd (eng->ready is
+   the scratch for their interest). */
+static size_t ssmb__eng_poll_forwards(ssmb_engine *eng, size_t n) {
+    size_t k, i;
+    k = ssmb__fwds_fds(eng, eng->ready, eng->npoll - n, 0);
+    for (i = 0; i < k && n < eng->npoll; i++, n++) {
+        eng->pfd[n].fd = eng->ready[i].fd;
+        eng->pfd[n].events = (short)(((eng->ready[i].events & SSMB_POLLIN) ? POLLIN : 0) |
+                                     ((eng->ready[i].events & SSMB_POLLOUT) ? POLLOUT : 0));
+        eng->pfd[n].revents = 0;
     }
     return n;
 }
@@ -15275,7 +15457,7 @@ static void ssmb__slot_step(ssmb_engine *eng, ssmb__slot *s, unsigned revents, u
     uint32_t gen = s->gen;
     int round;
     ssmb__slot_work(eng, s, revents, now);
-    for (round = 0; round < SSMB__EVENT_ROUNDS && eng->desc.event_fn; round++) {
+    for (round = 0; round < SSMB__EVENT_ROUNDS && eng->desc.event_fn && !s->owner; round++) {
         ssmb__eng_deliver(eng, s);
         if (s->gen != gen || s->phase != SSMB__SLOT_RUNNING) return;
         ssmb__eng_run_work(eng, s, 0, now);
@@ -15292,6 +15474,7 @@ SSMB_APIDEF ssmb_result ssmb_engine_process(ssmb_engine *eng, const ssmb_pollfd 
         ssmb__slot *s = &eng->slots[i];
         if (s->phase != SSMB__SLOT_FREE) ssmb__slot_step(eng, s, ssmb__eng_revents(ready, n, s->fd), now_ms);
     }
+    ssmb__sessions_work(eng, ready, n, now_ms);
     ssmb__eng_tell_all(eng);
     return SSMB_OK;
 }
@@ -15325,9 +15508,1652 @@ SSMB_APIDEF ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms) {
     return SSMB_OK;
 }
 
+
+// >>session
+/* Sessions: the credential chain, the API calls, the data WebSocket and
+   the channel, joined. A session owns engine slots (marked with its
+   number, so their events never reach the host) for one API call at a time
+   and for its WebSocket. Its memory: one block at start (the session with
+   copies of the desc's strings, the frame buffer), the channel, the
+   WebSocket's conn; an API call borrows a request buffer until its conn
+   took the request, and the response only while it is read. */
+
+#define SSMB__SESS_TOKEN_MAX (SSMB_API_TOKEN_MAX + 1)
+#define SSMB__SESS_URL_MAX (SSMB_API_STREAM_URL_MAX + 1)
+#define SSMB__SESS_ENDPOINT_MAX 512u
+#define SSMB__SESS_REASON_MAX 256u
+#define SSMB__SESS_REQUEST_MAX 16384u   /* an API request (StartSession with parameters, STS) */
+#define SSMB__SESS_STATES 8u            /* state changes waiting for the host */
+
+/* The forward of a Port session (>>portfwd below). */
+typedef struct ssmb__fwd ssmb__fwd;
+static void ssmb__fwd_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *ready, size_t nready, uint64_t now);
+static int ssmb__fwd_take(ssmb_engine *eng, ssmb__fwd *f, uint64_t now);
+static void ssmb__fwd_hand(ssmb_engine *eng, ssmb__sess *s, const uint8_t *data, size_t len, uint64_t now);
+static void ssmb__fwd_free(ssmb_engine *eng, ssmb__fwd *f);
+static int ssmb__fwd_due(const ssmb__sess *s);
+static int ssmb__fwd_pending(const ssmb__fwd *f);
+static int ssmb__fwd_next_event(ssmb__sess *s, ssmb_event *ev);
+static int ssmb__sess_is_port(const ssmb__sess *s);
+static int ssmb__sess_next_channel_only(ssmb_engine *eng, ssmb__sess *s, ssmb_event *ev);
+
+/* The API call in flight (one at a time). */
+enum {
+    SSMB__CALL_NONE = 0,
+    SSMB__CALL_START = 1,
+    SSMB__CALL_RESUME = 2,
+    SSMB__CALL_TERMINATE = 3
+};
+
+struct ssmb__sess {
+    size_t mem_size;
+    uint32_t index, gen;
+    uint32_t state;                     /* ssmb_session_state */
+    void *user_data;
+    ssmb_channel *ch;
+    ssmb_ws ws;                         /* the data WebSocket, {0} when none */
+    uint8_t ws_open;                    /* the upgrade is done and the open frame went out */
+    uint8_t reconnect;                  /* the next WS_OPEN is a reconnect (§4.5) */
+    uint8_t terminate;                  /* TerminateSession is wanted */
+    uint8_t no_reconnect;
+    uint8_t size_pending;               /* a terminal size waits to be sent */
+    uint8_t want_writable, pending_writable;
+    uint8_t exit_pending, closed_pending, closed_told;
+    int32_t exit_code;
+    uint32_t cols, rows;
+    /* the API call */
+    uint32_t call_kind;
+    ssmb_ws call_ws;
+    uint32_t call_retries;
+    uint64_t call_due;                  /* when to send it (SSMB_NO_DEADLINE: not waiting) */
+    /* timers */
+    uint64_t started_at, ready_at, reconnect_deadline, close_deadline, metrics_due;
+    uint32_t reconnect_attempt, reconnect_timeout_ms, terminate_timeout_ms;
+    uint64_t reconnects;
+    /* state changes for the host (a ring) */
+    uint32_t states[SSMB__SESS_STATES];
+    uint32_t states_head, states_count;
+    /* the incoming message being gathered, and the outgoing frame's progress */
+    uint8_t *frame;
+    size_t frame_len, frame_cap;
+    uint8_t frame_held;                 /* complete, waiting for the channel */
+    uint8_t frame_skip;                 /* too long: dropped until its end */
+    size_t out_sent;
+    /* the end */
+    ssmb_result result;
+    char reason[SSMB__SESS_REASON_MAX];
+    /* who, where */
+    ssmb_creds creds;
+    char region[SSMB_CREDS_NAME_MAX];
+    char ssm_endpoint[SSMB__SESS_ENDPOINT_MAX];
+    char custom_host[SSMB__DNS_NAME_MAX + 1];
+    uint32_t allow_plain_ws;
+    char session_id[SSMB_API_SESSION_ID_MAX + 1];
+    char *token;                        /* SSMB__SESS_TOKEN_MAX */
+    char *stream_url;                   /* SSMB__SESS_URL_MAX */
+    char session_type[32];
+    char agent_version[SSMB_CHANNEL_VERSION_MAX + 1];
+    /* StartSession's arguments, copied */
+    ssmb_api_start_session start;
+    ssmb_api_parameter *params;
+    char *target;
+    ssmb__fwd *fwd;                     /* the forward of a Port session, or NULL */
+};
+
+#define SSMB__SLOG(eng, level, msg) \
+    ssmb__log(&(eng)->desc.logger, "ssmb.session", (level), SSMB_LOGITEM_SESSION, (msg), (uint32_t)__LINE__)
+
+/* ---- handles ---- */
+
+static ssmb_session ssmb__sess_handle(const ssmb__sess *s) {
+    ssmb_session h;
+    h.id = (s->gen << 16) | (s->index + 1u);
+    return h;
+}
+
+static ssmb__sess *ssmb__sess_of(ssmb_engine *eng, ssmb_session h) {
+    uint32_t i = (h.id & 0xffffu), gen = h.id >> 16;
+    ssmb__sess *s;
+    if (!eng || i == 0 || i > eng->desc.max_sessions) return NULL;
+    s = eng->sessions[i - 1];
+    return s && s->gen == gen && s->state != SSMB_SESSION_NONE ? s : NULL;
+}
+
+/* ---- state and ending ---- */
+
+static void ssmb__sess_set_state(ssmb__sess *s, uint32_t state) {
+    if (s->state == state) return;
+    s->state = state;
+    if (s->states_count == SSMB__SESS_STATES) { /* the host is far behind: keep the newest */
+        s->states_head = (s->states_head + 1) % SSMB__SESS_STATES;
+        s->states_count--;
+    }
+    s->states[(s->states_head + s->states_count) % SSMB__SESS_STATES] = state;
+    s->states_count++;
+}
+
+static void ssmb__sess_reason(ssmb__sess *s, const char *a, const char *b, size_t b_len) {
+    ssmb__sink k;
+    size_t n = 0;
+    ssmb__sink_init(&k, s->reason, sizeof s->reason - 1);
+    ssmb__put_z(&k, a);
+    if (b && b_len) ssmb__put(&k, b, SSMB__MIN(b_len, sizeof s->reason / 2));
+    if (ssmb__sink_finish(&k, &n) != SSMB_OK) n = sizeof s->reason - 1;
+    s->reason[n] = '\0';
+}
+
+/* The session is over from now on: close what is open, say why once. */
+static void ssmb__sess_end(ssmb_engine *eng, ssmb__sess *s, ssmb_result why, const char *reason) {
+    if (s->state == SSMB_SESSION_CLOSED) return;
+    if (s->result == SSMB_OK) {
+        s->result = why;
+        if (reason && !s->reason[0]) ssmb__sess_reason(s, reason, NULL, 0);
+    }
+    if (s->ws.id) ssmb_engine_ws_abort(eng, s->ws);
+    if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
+    s->ws.id = s->call_ws.id = 0;
+    s->call_kind = SSMB__CALL_NONE;
+    ssmb__sess_set_state(s, SSMB_SESSION_CLOSED);
+    s->closed_pending = 1;
+    if (why < 0) SSMB__SLOG(eng, SSMB_LOG_WARN, ssmb_result_str(why));
+    else SSMB__SLOG(eng, SSMB_LOG_INFO, "session closed");
+}
+
+/* The data channel is over (channel_closed, the resend limit, or the host
+   ended it): TerminateSession when wanted, then the WebSocket's close. */
+static void ssmb__sess_begin_closing(ssmb_engine *eng, ssmb__sess *s, ssmb_result why, uint64_t now) {
+    if (s->state == SSMB_SESSION_CLOSING || s->state == SSMB_SESSION_CLOSED) return;
+    if (s->result == SSMB_OK) s->result = why;
+    ssmb__sess_set_state(s, SSMB_SESSION_CLOSING);
+    s->close_deadline = now + s->terminate_timeout_ms;
+    if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
+    s->call_ws.id = 0;
+    s->call_kind = s->terminate && s->session_id[0] ? SSMB__CALL_TERMINATE : SSMB__CALL_NONE;
+    s->call_retries = 0;
+    s->call_due = now;
+    if (s->ws.id && ssmb_engine_ws_close(eng, s->ws, SSMB_WS_CLOSE_NORMAL, NULL, now) != SSMB_OK) {
+        ssmb_engine_ws_abort(eng, s->ws);
+        s->ws.id = 0;
+    }
+}
+
+/* ---- API calls ---- */
+
+static ssmb_result ssmb__sess_call_write(ssmb_engine *eng, ssmb__sess *s, char *buf, size_t cap, size_t *len) {
+    ssmb_api_call call;
+    memset(&call, 0, sizeof call);
+    call.endpoint = s->ssm_endpoint;
+    call.region = s->region;
+    call.creds = ssmb_creds_view(&s->creds);
+    call.time = eng->desc.utc_fn(eng->desc.utc_user_data);
+    switch (s->call_kind) {
+    case SSMB__CALL_START: return ssmb_api_start_session_write(&call, &s->start, buf, cap, len);
+    case SSMB__CALL_RESUME: return ssmb_api_resume_session_write(&call, s->session_id, buf, cap, len);
+    default: return ssmb_api_terminate_session_write(&call, s->session_id, buf, cap, len);
+    }
+}
+
+static ssmb_result ssmb__eng_open_internal(ssmb_engine *eng, const ssmb_conn_desc *desc, uint32_t owner,
+                                           uint64_t now, ssmb_ws *out);
+
+/* Writes the request and opens its connection (the conn copies it). */
+static ssmb_result ssmb__sess_call_send(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb_conn_desc cd;
+    size_t len = 0;
+    ssmb_result r;
+    char *buf = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_REQUEST_MAX);
+    if (!buf) return SSMB_ERR_NOMEM;
+    r = ssmb__sess_call_write(eng, s, buf, SSMB__SESS_REQUEST_MAX, &len);
+    if (r == SSMB_OK) {
+        memset(&cd, 0, sizeof cd);
+        cd.url = s->ssm_endpoint;
+        cd.request = buf;
+        cd.request_len = len;
+        r = ssmb__eng_open_internal(eng, &cd, s->index + 1u, now, &s->call_ws);
+    }
+    ssmb__wipe(buf, SSMB__SESS_REQUEST_MAX); /* it carries a session token and a signature */
+    ssmb__free(&eng->desc.allocator, buf, SSMB__SESS_REQUEST_MAX);
+    s->call_due = SSMB_NO_DEADLINE;
+    return r;
+}
+
+static ssmb_result ssmb__sess_open_ws(ssmb_engine *eng, ssmb__sess *s, uint64_t now);
+
+/* What the StartSession or ResumeSession answer gave. */
+static void ssmb__sess_take_session(ssmb__sess *s, const ssmb_api_session *v, int resume) {
+    if (!resume) {
+        memcpy(s->session_id, v->session_id.ptr, v->session_id.len);
+        s->session_id[v->session_id.len] = '\0';
+    }
+    memcpy(s->token, v->token_value.ptr, v->token_value.len);
+    s->token[v->token_value.len] = '\0';
+    if (v->stream_url.len) {
+        memcpy(s->stream_url, v->stream_url.ptr, v->stream_url.len);
+        s->stream_url[v->stream_url.len] = '\0';
+    }
+}
+
+static void ssmb__sess_policy(const ssmb__sess *s, ssmb_api_stream_policy *p) {
+    memset(p, 0, sizeof *p);
+    p->custom_host = s->custom_host;
+    p->allow_custom = s->custom_host[0] != '\0';
+    p->allow_plain_ws = s->allow_plain_ws;
+}
+
+/* A call's response, whole in resp. */
+static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, size_t len, uint64_t now) {
+    ssmb_api_response ar;
+    ssmb_api_session v;
+    ssmb_api_stream_policy policy;
+    ssmb_result r;
+    uint32_t kind = s->call_kind;
+    ssmb__sess_policy(s, &policy);
+    memset(&v, 0, sizeof v);
+    if (kind == SSMB__CALL_START) r = ssmb_api_start_session_parse(resp, len, &policy, &ar, &v);
+    else if (kind == SSMB__CALL_RESUME) r = ssmb_api_resume_session_parse(resp, len, &policy, &ar, &v);
+    else r = ssmb_api_terminate_session_parse(resp, len, &ar, NULL);
+    if (r < 0 && ar.retryable && s->call_retries < SSMB_API_MAX_RETRIES && kind != SSMB__CALL_TERMINATE) {
+        uint32_t rnd = 0;
+        (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
+        s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+        SSMB__SLOG(eng, SSMB_LOG_INFO, "API call retried (throttled or 5xx)");
+        return;
+    }
+    s->call_kind = SSMB__CALL_NONE;
+    if (kind == SSMB__CALL_TERMINATE) return; /* CLOSING goes on either way */
+    if (r == SSMB_CLOSED) {
+        ssmb__sess_end(eng, s, SSMB_ERR_SSM_PROTOCOL, "ResumeSession: the session has timed out");
+        return;
+    }
+    if (r < 0) {
+        if (r == SSMB_ERR_AWS_API) {
+            char head[96];
+            size_t n = SSMB__MIN(ar.error_type.len, sizeof head - 3);
+            memcpy(head, ar.error_type.ptr, n);
+            memcpy(head + n, ": ", 3);
+            ssmb__sess_reason(s, head, ar.error_message.ptr, ar.error_message.len);
+        } else if (r == SSMB_ERR_SSM_PROTOCOL) {
+            ssmb__sess_reason(s, "StreamUrl refused: not an ssmmessages host of AWS", NULL, 0);
+        } else {
+            ssmb__sess_reason(s, kind == SSMB__CALL_START ? "StartSession failed: " : "ResumeSession failed: ",
+                              ssmb_result_str(r), strlen(ssmb_result_str(r)));
+        }
+        ssmb__sess_end(eng, s, r, NULL);
+        return;
+    }
+    ssmb__sess_take_session(s, &v, kind == SSMB__CALL_RESUME);
+    r = ssmb__sess_open_ws(eng, s, now);
+    if (r != SSMB_OK) ssmb__sess_end(eng, s, r, "cannot open the data channel's WebSocket");
+}
+
+/* The call's connection ended: its response, or why not. */
+static void ssmb__sess_call_finished(ssmb_engine *eng, ssmb__sess *s, ssmb__slot *slot, uint64_t now) {
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    ssmb_result r = ssmb_conn_response(slot->conn, &data, &len);
+    char *copy = NULL;
+    if (r == SSMB_OK) {
+        copy = (char *)ssmb__alloc(&eng->desc.allocator, len + 1);
+        if (copy) memcpy(copy, data, len);
+        else r = SSMB_ERR_NOMEM;
+    } else if (slot->result < 0) {
+        r = (ssmb_result)slot->result;
+    }
+    ssmb__slot_release(eng, slot, 1);
+    s->call_ws.id = 0;
+    if (r == SSMB_OK) {
+        ssmb__sess_call_done(eng, s, copy, len, now);
+        ssmb__free(&eng->desc.allocator, copy, len + 1);
+        return;
+    }
+    if (s->call_kind == SSMB__CALL_TERMINATE) {
+        s->call_kind = SSMB__CALL_NONE;
+        return;
+    }
+    if (s->call_retries < SSMB_API_MAX_RETRIES && (r == SSMB_ERR_IO || r == SSMB_ERR_TIMEOUT || r == SSMB_ERR_CONNECT)) {
+        uint32_t rnd = 0;
+        (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
+        s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+        return;
+    }
+    ssmb__sess_reason(s, "cannot reach the SSM endpoint: ", ssmb_result_str(r), strlen(ssmb_result_str(r)));
+    ssmb__sess_end(eng, s, r, NULL);
+}
+
+static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb__slot *slot;
+    if (s->call_kind == SSMB__CALL_NONE) return;
+    if (!s->call_ws.id) {
+        ssmb_result r;
+        if (now < s->call_due) return;
+        r = ssmb__sess_call_send(eng, s, now);
+        if (r == SSMB_OK) return;
+        if (s->call_kind == SSMB__CALL_TERMINATE) {
+            s->call_kind = SSMB__CALL_NONE;
+            return;
+        }
+        ssmb__sess_reason(s, "cannot send the API request: ", ssmb_result_str(r), strlen(ssmb_result_str(r)));
+        ssmb__sess_end(eng, s, r, NULL);
+        return;
+    }
+    slot = ssmb__slot_of(eng, s->call_ws);
+    if (!slot) {
+        s->call_ws.id = 0;
+        s->call_due = now;
+        return;
+    }
+    if (slot->phase == SSMB__SLOT_DONE) ssmb__sess_call_finished(eng, s, slot, now);
+}
+
+/* ---- the data WebSocket ---- */
+
+static ssmb_result ssmb__sess_open_ws(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb_conn_desc cd;
+    memset(&cd, 0, sizeof cd);
+    cd.url = s->stream_url;
+    cd.credentials = ssmb_creds_view(&s->creds);
+    cd.region = s->region;
+    cd.sign_service = "ssmmessages";
+    s->ws_open = 0;
+    s->frame_len = 0;
+    s->frame_held = s->frame_skip = 0;
+    s->out_sent = 0;
+    if (s->state != SSMB_SESSION_RECONNECTING) ssmb__sess_set_state(s, SSMB_SESSION_CONNECTING);
+    return ssmb__eng_open_internal(eng, &cd, s->index + 1u, now, &s->ws);
+}
+
+/* PROTOCOL.md §4.2: the first frame is the OpenDataChannelInput text; after
+   a reconnect everything unacknowledged goes again (§4.5). */
+static void ssmb__sess_on_open(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    char text[SSMB__SESS_TOKEN_MAX + 512];
+    size_t n = 0, taken = 0;
+    ssmb_result r = ssmb_channel_open_frame(s->ch, s->token, text, sizeof text, &n);
+    if (r == SSMB_OK) r = ssmb_engine_ws_send(eng, s->ws, SSMB_WS_TEXT, text, n, 1, &taken);
+    ssmb__wipe(text, sizeof text);
+    if (r != SSMB_OK || taken != n) {
+        ssmb__sess_end(eng, s, r < 0 ? r : SSMB_ERR_LIMIT, "cannot send OpenDataChannelInput");
+        return;
+    }
+    s->ws_open = 1;
+    if (s->reconnect) {
+        (void)ssmb_channel_reconnected(s->ch, now);
+        s->reconnect = 0;
+        s->reconnect_attempt = 0;
+        s->reconnects++;
+    }
+    ssmb__sess_set_state(s, ssmb_channel_is_ready(s->ch) ? SSMB_SESSION_READY : SSMB_SESSION_HANDSHAKE);
+}
+
+/* The WebSocket is gone while the session should go on: ResumeSession and
+   a new one, with a growing pause between attempts. */
+static void ssmb__sess_lost(ssmb_engine *eng, ssmb__sess *s, ssmb_result why, uint64_t now) {
+    uint64_t pause;
+    s->ws.id = 0;
+    s->ws_open = 0;
+    if (s->state == SSMB_SESSION_CLOSING) {
+        if (s->call_kind == SSMB__CALL_NONE) ssmb__sess_end(eng, s, s->result ? s->result : SSMB_CLOSED, NULL);
+        return;
+    }
+    if (s->no_reconnect || ssmb_channel_last_error(s->ch) != SSMB_OK ||
+        (!s->session_id[0] && s->state != SSMB_SESSION_READY)) {
+        ssmb__sess_end(eng, s, why < 0 ? why : SSMB_ERR_IO, "the data channel's WebSocket closed");
+        return;
+    }
+    if (s->state != SSMB_SESSION_RECONNECTING) s->reconnect_deadline = now + s->reconnect_timeout_ms;
+    if (now >= s->reconnect_deadline) {
+        ssmb__sess_end(eng, s, SSMB_ERR_TIMEOUT, "reconnecting took longer than reconnect_timeout_ms");
+        return;
+    }
+    ssmb__sess_set_state(s, SSMB_SESSION_RECONNECTING);
+    SSMB__SLOG(eng, SSMB_LOG_INFO, "WebSocket lost: ResumeSession");
+    s->reconnect = 1;
+    pause = s->reconnect_attempt == 0 ? 0 : SSMB__MIN((uint64_t)250 << SSMB__MIN(s->reconnect_attempt, 5u), 8000);
+    s->reconnect_attempt++;
+    s->call_kind = SSMB__CALL_RESUME;
+    s->call_retries = 0;
+    s->call_due = now + pause;
+}
+
+/* Hands the channel the gathered message; 0 while it must wait. */
+static int ssmb__sess_give_frame(ssmb__sess *s, uint64_t now) {
+    ssmb_result r = ssmb_channel_recv(s->ch, s->frame, s->frame_len, 0, now);
+    if (r == SSMB_AGAIN) {
+        s->frame_held = 1;
+        return 0;
+    }
+    s->frame_held = 0;
+    s->frame_len = 0;
+    return 1;
+}
+
+static void ssmb__sess_piece(ssmb__sess *s, const ssmb_ws_piece *p, uint64_t now) {
+    if (p->flags & SSMB_WS_MESSAGE_START) {
+        s->frame_len = 0;
+        s->frame_skip = 0;
+    }
+    if (!s->frame_skip && p->len > s->frame_cap - s->frame_len) s->frame_skip = 1; /* the channel drops it too */
+    if (!s->frame_skip && p->len) {
+        memcpy(s->frame + s->frame_len, p->data, p->len);
+        s->frame_len += p->len;
+    }
+    if (!(p->flags & SSMB_WS_MESSAGE_END)) return;
+    if (s->frame_skip) {
+        s->frame_skip = 0;
+        s->frame_len = 0;
+        return;
+    }
+    /* Text messages that are not ClientMessages (§13 item 2) are the channel's to judge. */
+    if (p->opcode == SSMB_WS_TEXT) {
+        (void)ssmb_channel_recv(s->ch, s->frame, s->frame_len, 1, now);
+        s->frame_len = 0;
+        return;
+    }
+    (void)ssmb__sess_give_frame(s, now);
+}
+
+/* Reads the WebSocket's events while the channel can take messages. */
+static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb__slot *slot;
+    ssmb_event ev;
+    int rounds;
+    if (ssmb__fwd_pending(s->fwd)) return; /* its bytes point into the channel's last event */
+    if (s->frame_held && !ssmb__sess_give_frame(s, now)) return;
+    for (rounds = 0; rounds < 64 && s->ws.id; rounds++) {
+        slot = ssmb__slot_of(eng, s->ws);
+        if (!slot || !ssmb__slot_event(eng, slot, &ev)) return;
+        switch (ev.type) {
+        case SSMB_EVENT_WS_OPEN: ssmb__sess_on_open(eng, s, now); break;
+        case SSMB_EVENT_WS_MESSAGE:
+            ssmb__sess_piece(s, &ev.piece, now);
+            if (s->frame_held) return;
+            if (s->fwd) return; /* the forward takes the message's events before the next one */
+            break;
+        case SSMB_EVENT_WS_CLOSED: ssmb__sess_lost(eng, s, (ssmb_result)ev.result, now); return;
+        default: break;
+        }
+    }
+}
+
+/* Frames of the channel out to the WebSocket; a frame larger than the
+   room goes out as a fragmented message (out_sent remembers how far). */
+static void ssmb__sess_ws_out(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    const uint8_t *f;
+    size_t n;
+    if (!s->ws.id || !s->ws_open) return;
+    while (ssmb_channel_next_frame(s->ch, &f, &n) == SSMB_OK) {
+        size_t taken = 0;
+        ssmb_result r = ssmb_engine_ws_send(eng, s->ws, SSMB_WS_BINARY, f + s->out_sent, n - s->out_sent, 1, &taken);
+        if (r < 0) return; /* the WebSocket is failing: WS_CLOSED follows */
+        s->out_sent += taken;
+        if (s->out_sent < n) return;
+        s->out_sent = 0;
+        (void)ssmb_channel_frame_sent(s->ch, now);
+    }
+}
+
+/* ---- the session's turn ---- */
+
+static void ssmb__sess_metrics(ssmb__sess *s, ssmb_session_metrics *m) {
+    ssmb_channel_metrics cm;
+    memset(m, 0, sizeof *m);
+    if (!s->ch) return;
+    ssmb_channel_get_metrics(s->ch, &cm);
+    m->messages_in = cm.frames_in;
+    m->messages_out = cm.frames_out;
+    m->bytes_in = cm.data_bytes_in;
+    m->bytes_out = cm.data_bytes_out;
+    m->retransmissions = cm.retransmissions;
+    m->reconnects = s->reconnects;
+    m->rtt_us = cm.rtt_us;
+    m->rto_us = cm.rto_us;
+    m->handshake_us = cm.handshake_us;
+    m->connect_ms = s->ready_at ? s->ready_at - s->started_at : 0;
+}
+
+static void ssmb__sess_report_metrics(ssmb_engine *eng, ssmb__sess *s) {
+    ssmb_session_metrics m;
+    if (!eng->desc.metrics_fn) return;
+    ssmb__sess_metrics(s, &m);
+    eng->in_event = 1;
+    eng->desc.metrics_fn(eng, ssmb__sess_handle(s), &m, eng->desc.metrics_user_data);
+    eng->in_event = 0;
+}
+
+static void ssmb__sess_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *ready, size_t nready,
+                            uint64_t now) {
+    if (s->state == SSMB_SESSION_CLOSED) return;
+    ssmb__sess_call_work(eng, s, now);
+    if (s->state == SSMB_SESSION_CLOSED) return;
+    ssmb__sess_ws_in(eng, s, now);
+    if (s->fwd && s->state != SSMB_SESSION_CLOSED) {
+        ssmb_event ev;
+        /* the forward reads the channel's events itself (none of them is the host's but the
+           session's own), so the WebSocket's next message can come in */
+        while (!ssmb__fwd_pending(s->fwd) && ssmb__sess_next_channel_only(eng, s, &ev)) {}
+        ssmb__fwd_work(eng, s, ready, nready, now);
+    }
+    if (s->state == SSMB_SESSION_CLOSED) return;
+    if (now >= ssmb_channel_next_deadline(s->ch)) (void)ssmb_channel_tick(s->ch, now);
+    if (s->size_pending && ssmb_channel_is_ready(s->ch) && ssmb_channel_send_size(s->ch, s->cols, s->rows) == SSMB_OK)
+        s->size_pending = 0;
+    ssmb__sess_ws_out(eng, s, now);
+    if (s->want_writable && ssmb_channel_send_space(s->ch) > 0) {
+        s->want_writable = 0;
+        s->pending_writable = 1;
+    }
+    if (s->state == SSMB_SESSION_CLOSING && now >= s->close_deadline)
+        ssmb__sess_end(eng, s, s->result ? s->result : SSMB_CLOSED, NULL);
+    if (s->state == SSMB_SESSION_CLOSING && !s->ws.id && s->call_kind == SSMB__CALL_NONE)
+        ssmb__sess_end(eng, s, s->result ? s->result : SSMB_CLOSED, NULL);
+    if (eng->desc.metrics_fn && s->state != SSMB_SESSION_CLOSED && now >= s->metrics_due) {
+        s->metrics_due = now + eng->desc.metrics_interval_ms;
+        ssmb__sess_report_metrics(eng, s);
+    }
+}
+
+static uint64_t ssmb__sess_deadline(const ssmb__sess *s) {
+    uint64_t d = SSMB_NO_DEADLINE;
+    if (s->states_count || s->pending_writable || s->exit_pending || s->closed_pending || ssmb__fwd_due(s)) return 0;
+    if (s->state == SSMB_SESSION_CLOSED) return SSMB_NO_DEADLINE;
+    if (s->call_kind != SSMB__CALL_NONE && !s->call_ws.id) d = s->call_due;
+    d = SSMB__MIN(d, ssmb_channel_next_deadline(s->ch));
+    if (s->state == SSMB_SESSION_CLOSING) d = SSMB__MIN(d, s->close_deadline);
+    if (s->size_pending && ssmb_channel_is_ready(s->ch)) d = 0;
+    return d;
+}
+
+/* ---- events for the host ---- */
+
+static int ssmb__sess_channel_event(ssmb_engine *eng, ssmb__sess *s, const ssmb_channel_event *ce,
+                                    ssmb_event *ev, uint64_t now);
+
+/* A forward session's channel events, taken by the session itself (the
+   forward gets the data); 1 when one was taken. */
+static int ssmb__sess_next_channel_only(ssmb_engine *eng, ssmb__sess *s, ssmb_event *ev) {
+    ssmb_channel_event ce;
+    if (!s->ch || ssmb_channel_poll(s->ch, &ce) != SSMB_OK) return 0;
+    (void)ssmb__sess_channel_event(eng, s, &ce, ev, eng->now);
+    return 1;
+}
+
+static void ssmb__sess_event_base(ssmb__sess *s, ssmb_event *ev, uint32_t type) {
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    ev->session = ssmb__sess_handle(s);
+    ev->user_data = s->user_data;
+}
+
+/* A channel event as the host's; 0 when it is the session's own. */
+static int ssmb__sess_channel_event(ssmb_engine *eng, ssmb__sess *s, const ssmb_channel_event *ce,
+                                    ssmb_event *ev, uint64_t now) {
+    switch (ce->type) {
+    case SSMB_CHANNEL_EVENT_READY:
+        memcpy(s->session_type, ce->session_type.ptr, SSMB__MIN(ce->session_type.len, sizeof s->session_type - 1));
+        memcpy(s->agent_version, ce->agent_version.ptr,
+               SSMB__MIN(ce->agent_version.len, sizeof s->agent_version - 1));
+        if (!s->ready_at) s->ready_at = now ? now : 1;
+        ssmb__sess_set_state(s, SSMB_SESSION_READY);
+        return 0;
+    case SSMB_CHANNEL_EVENT_DATA:
+        if (ce->payload_type != SSMB_PAYLOAD_OUTPUT && ce->payload_type != SSMB_PAYLOAD_STDERR) return 0;
+        if (s->fwd && ssmb__sess_is_port(s)) { /* the forward's bytes (it keeps what it cannot take yet) */
+            ssmb__fwd_hand(eng, s, ce->data, ce->len, now);
+            return 0;
+        }
+        ssmb__sess_event_base(s, ev, ce->payload_type == SSMB_PAYLOAD_STDERR ? (uint32_t)SSMB_EVENT_SESSION_STDERR
+                                                                             : (uint32_t)SSMB_EVENT_SESSION_OUTPUT);
+        ev->data = ce->data;
+        ev->len = ce->len;
+        return ce->len > 0;
+    case SSMB_CHANNEL_EVENT_EXIT_CODE:
+        if (ce->result != SSMB_OK) return 0;
+        s->exit_code = ce->exit_code;
+        ssmb__sess_event_base(s, ev, SSMB_EVENT_SESSION_EXIT);
+        ev->exit_code = ce->exit_code;
+        return 1;
+    case SSMB_CHANNEL_EVENT_CLOSED:
+        if (ce->message.len) ssmb__sess_reason(s, "", ce->message.ptr, ce->message.len);
+        if (ce->terminate_session) s->terminate = 1;
+        ssmb__sess_begin_closing(eng, s, (ssmb_result)ce->result, now);
+        return 0;
+    default: return 0; /* flags, pauses: the channel acts on them */
+    }
+}
+
+/* The session's next event for the host, in order: state changes,
+   writable, channel events (output, stderr, exit), closed. */
+static int ssmb__sess_next_event(ssmb_engine *eng, ssmb__sess *s, ssmb_event *ev) {
+    ssmb_channel_event ce;
+    if (s->states_count) {
+        ssmb__sess_event_base(s, ev, SSMB_EVENT_SESSION_STATE);
+        ev->state = s->states[s->states_head];
+        s->states_head = (s->states_head + 1) % SSMB__SESS_STATES;
+        s->states_count--;
+        return 1;
+    }
+    if (s->pending_writable) {
+        s->pending_writable = 0;
+        ssmb__sess_event_base(s, ev, SSMB_EVENT_SESSION_WRITABLE);
+        return 1;
+    }
+    if (s->fwd && ssmb__fwd_next_event(s, ev)) return 1;
+    /* While the forward holds bytes of a channel event, the channel waits. */
+    while (s->ch && !ssmb__fwd_pending(s->fwd) && ssmb_channel_poll(s->ch, &ce) == SSMB_OK) {
+        if (ssmb__sess_channel_event(eng, s, &ce, ev, eng->now)) return 1;
+        if (s->states_count) return ssmb__sess_next_event(eng, s, ev);
+    }
+    if (s->closed_pending && !s->closed_told) {
+        s->closed_told = 1;
+        ssmb__sess_event_base(s, ev, SSMB_EVENT_SESSION_CLOSED);
+        ev->result = (int32_t)(s->result ? s->result : SSMB_CLOSED);
+        ev->message = ssmb_str_c(s->reason);
+        return 1;
+    }
+    return 0;
+}
+
+static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s);
+
+/* Frees sessions whose SESSION_CLOSED the host has had. */
+static void ssmb__sess_reap(ssmb_engine *eng) {
+    uint32_t i;
+    for (i = 0; i < eng->desc.max_sessions; i++) {
+        ssmb__sess *s = eng->sessions[i];
+        if (s && s->closed_told) {
+            if (eng->desc.metrics_fn) ssmb__sess_report_metrics(eng, s);
+            ssmb__sess_free(eng, s);
+        }
+    }
+}
+
+/* Every session's turn, and with event_fn its events. */
+static void ssmb__sessions_work(ssmb_engine *eng, const ssmb_pollfd *ready, size_t nready, uint64_t now) {
+    uint32_t i;
+    for (i = 0; i < eng->desc.max_sessions; i++) {
+        ssmb__sess *s = eng->sessions[i];
+        int round;
+        if (!s) continue;
+        ssmb__sess_work(eng, s, ready, nready, now);
+        for (round = 0; round < SSMB__EVENT_ROUNDS && eng->desc.event_fn; round++) {
+            ssmb_event ev;
+            int any = 0;
+            while (ssmb__sess_next_event(eng, s, &ev)) {
+                any = 1;
+                eng->in_event = 1;
+                eng->desc.event_fn(eng, &ev, eng->desc.event_user_data);
+                eng->in_event = 0;
+            }
+            if (!any) break;
+            ssmb__sess_work(eng, s, ready, nready, now); /* what the callbacks sent goes out now */
+        }
+    }
+    ssmb__sess_reap(eng);
+}
+
+static int ssmb__sessions_next_event(ssmb_engine *eng, ssmb_event *out) {
+    uint32_t i;
+    for (i = 0; i < eng->desc.max_sessions; i++) {
+        ssmb__sess *s = eng->sessions[i];
+        if (s && !s->closed_told && ssmb__sess_next_event(eng, s, out)) return 1;
+    }
+    return 0;
+}
+
+static uint64_t ssmb__sessions_deadline(const ssmb_engine *eng) {
+    uint64_t best = SSMB_NO_DEADLINE;
+    uint32_t i;
+    for (i = 0; i < eng->desc.max_sessions && best > 0; i++)
+        if (eng->sessions[i]) best = SSMB__MIN(best, ssmb__sess_deadline(eng->sessions[i]));
+    return best;
+}
+
+/* ---- start ---- */
+
+static size_t ssmb__zlen(const char *s) { return s ? strlen(s) : 0; }
+
+/* Copies of StartSession's strings, measured then carved like the conn. */
+static void ssmb__sess_layout(ssmb__arena *a, const ssmb_session_desc *d, ssmb__sess *s, size_t frame_cap) {
+    uint32_t i;
+    size_t k;
+    (void)ssmb__arena_take(a, sizeof(ssmb__sess), 16);
+    s->token = (char *)ssmb__arena_take(a, SSMB__SESS_TOKEN_MAX, 1);
+    s->stream_url = (char *)ssmb__arena_take(a, SSMB__SESS_URL_MAX, 1);
+    s->frame = (uint8_t *)ssmb__arena_take(a, frame_cap, 16);
+    s->target = ssmb__arena_strn(a, d->target ? d->target : "", ssmb__zlen(d->target));
+    s->start.target = s->target;
+    s->start.document_name = d->document_name ? ssmb__arena_strn(a, d->document_name, strlen(d->document_name)) : NULL;
+    s->start.reason = d->reason ? ssmb__arena_strn(a, d->reason, strlen(d->reason)) : NULL;
+    s->params = (ssmb_api_parameter *)ssmb__arena_take(a, sizeof(ssmb_api_parameter) * (d->parameter_count + 1u), 8);
+    for (i = 0; i < d->parameter_count; i++) {
+        const ssmb_api_parameter *p = &d->parameters[i];
+        const char **values = (const char **)ssmb__arena_take(a, sizeof(char *) * (p->value_count + 1u), 8);
+        const char *name = ssmb__arena_strn(a, p->name ? p->name : "", ssmb__zlen(p->name));
+        for (k = 0; k < p->value_count; k++) {
+            const char *v = ssmb__arena_strn(a, p->values[k] ? p->values[k] : "", ssmb__zlen(p->values[k]));
+            if (values) values[k] = v;
+        }
+        if (s->params) {
+            s->params[i].name = name;
+            s->params[i].values = values;
+            s->params[i].value_count = p->value_count;
+        }
+    }
+    s->start.parameters = s->params;
+    s->start.parameter_count = d->parameter_count;
+}
+
+static ssmb_result ssmb__sess_check_desc(const ssmb_session_desc *d) {
+    uint32_t i;
+    int attach = d->session_id || d->stream_url || d->token_value;
+    if (attach && (!d->session_id || !d->stream_url || !d->token_value)) return SSMB_ERR_INVALID_ARG;
+    if (!attach && (!d->target || !*d->target)) return SSMB_ERR_INVALID_ARG;
+    if (attach && (strlen(d->session_id) > SSMB_API_SESSION_ID_MAX || strlen(d->token_value) > SSMB_API_TOKEN_MAX ||
+                   strlen(d->stream_url) > SSMB_API_STREAM_URL_MAX))
+        return SSMB_ERR_LIMIT;
+    if (d->parameter_count && !d->parameters) return SSMB_ERR_INVALID_ARG;
+    for (i = 0; i < d->parameter_count; i++)
+        if (!d->parameters[i].name || (d->parameters[i].value_count && !d->parameters[i].values))
+            return SSMB_ERR_INVALID_ARG;
+    if (d->payload_size > SSMB_CHANNEL_MAX_PAYLOAD) return SSMB_ERR_INVALID_ARG;
+    return SSMB_OK;
+}
+
+/* Region: the desc, AWS_REGION, AWS_DEFAULT_REGION, then the profile's. */
+static void ssmb__sess_region(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d, const char *profile_region) {
+    const char *r = d->region;
+    if (!r || !*r) r = eng->desc.getenv_fn("AWS_REGION", eng->desc.getenv_user_data);
+    if (!r || !*r) r = eng->desc.getenv_fn("AWS_DEFAULT_REGION", eng->desc.getenv_user_data);
+    if (!r || !*r) r = profile_region;
+    if (r && strlen(r) < sizeof s->region) strcpy(s->region, r);
+}
+
+/* Credentials: the desc's, else the chain (which also gives the profile's
+   region). Steps that need the network are not run by the engine yet. */
+static ssmb_result ssmb__sess_credentials(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d) {
+    ssmb_creds_desc cd;
+    ssmb_creds_result *res;
+    ssmb_result r;
+    memset(&cd, 0, sizeof cd);
+    cd.allocator = eng->desc.allocator;
+    cd.logger = eng->desc.logger;
+    cd.getenv_fn = eng->desc.getenv_fn;
+    cd.getenv_user_data = eng->desc.getenv_user_data;
+    cd.explicit_creds = d->credentials;
+    cd.profile = d->profile;
+    res = (ssmb_creds_result *)ssmb__alloc(&eng->desc.allocator, sizeof *res);
+    if (!res) return SSMB_ERR_NOMEM;
+    r = ssmb_creds_resolve(&cd, res);
+    if (r == SSMB_OK && (res->step != SSMB_CREDS_STEP_READY || res->role_count)) {
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, "credentials need a remote step (process, STS, ECS or IMDS): not supported "
+                                        "by the engine yet; give keys or a profile with keys");
+        r = SSMB_ERR_UNSUPPORTED;
+    }
+    if (r == SSMB_OK) {
+        s->creds = res->creds;
+        ssmb__sess_region(eng, s, d, res->region);
+    } else if (res->error.reason) {
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, res->error.reason);
+        if (res->error.file[0]) SSMB__SLOG(eng, SSMB_LOG_ERROR, res->error.file);
+    }
+    ssmb_creds_result_wipe(res);
+    ssmb__free(&eng->desc.allocator, res, sizeof *res);
+    return r;
+}
+
+/* The SSM endpoint, and the StreamUrl host a custom endpoint allows. */
+static ssmb_result ssmb__sess_endpoint(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d) {
+    ssmb_api_endpoint_desc ed;
+    ssmb_url u;
+    size_t n = 0;
+    uint32_t source = 0;
+    ssmb_result r;
+    memset(&ed, 0, sizeof ed);
+    ed.service = "ssm";
+    ed.region = s->region;
+    ed.endpoint_url = d->endpoint_url;
+    ed.getenv_fn = eng->desc.getenv_fn;
+    ed.getenv_user_data = eng->desc.getenv_user_data;
+    r = ssmb_api_endpoint_resolve(&ed, s->ssm_endpoint, sizeof s->ssm_endpoint, &n, &source);
+    if (r != SSMB_OK) return r;
+    if (!d->allow_custom_stream_host || source == SSMB_API_ENDPOINT_DEFAULT) return SSMB_OK;
+    if (ssmb_url_parse(s->ssm_endpoint, n, &u) != SSMB_OK || u.host.len >= sizeof s->custom_host)
+        return SSMB_ERR_INVALID_ARG;
+    memcpy(s->custom_host, u.host.ptr, u.host.len);
+    s->custom_host[u.host.len] = '\0';
+    s->allow_plain_ws = !u.secure;
+    return SSMB_OK;
+}
+
+static ssmb_result ssmb__sess_channel(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d) {
+    ssmb_channel_desc cd;
+    memset(&cd, 0, sizeof cd);
+    cd.role = SSMB_CHANNEL_CLIENT;
+    cd.allocator = eng->desc.allocator;
+    cd.logger = eng->desc.logger;
+    cd.random_fn = eng->desc.random_fn;
+    cd.random_user_data = eng->desc.random_user_data;
+    cd.utc_fn = eng->desc.utc_fn;
+    cd.utc_user_data = eng->desc.utc_user_data;
+    cd.client_version = d->client_version;
+    cd.payload_size = d->payload_size;
+    cd.send_buffer_bytes = d->send_buffer_bytes;
+    cd.max_frame = (uint32_t)s->frame_cap;
+    return ssmb_channel_create(&cd, &s->ch);
+}
+
+static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s) {
+    if (s->ws.id) ssmb_engine_ws_abort(eng, s->ws);
+    if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
+    if (s->ch) ssmb_channel_destroy(s->ch);
+    if (s->fwd) ssmb__fwd_free(eng, s->fwd);
+    eng->sessions[s->index] = NULL;
+    ssmb__free_object(s, &eng->desc.allocator, s->mem_size); /* keys and the token are wiped with it */
+}
+
+static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d, uint64_t now) {
+    ssmb_result r = ssmb__sess_credentials(eng, s, d);
+    if (r != SSMB_OK) return r;
+    if (!s->region[0] && !d->stream_url) {
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, "no region: set desc.region, AWS_REGION or the profile's region");
+        return SSMB_ERR_INVALID_ARG;
+    }
+    if (!d->stream_url || d->endpoint_url) {
+        r = ssmb__sess_endpoint(eng, s, d);
+        if (r != SSMB_OK) {
+            SSMB__SLOG(eng, SSMB_LOG_ERROR, "the SSM endpoint cannot be formed (endpoint_url, region)");
+            return r;
+        }
+    }
+    r = ssmb__sess_channel(eng, s, d);
+    if (r == SSMB_OK) r = ssmb_channel_start(s->ch, now);
+    if (r != SSMB_OK) return r;
+    s->no_reconnect = d->no_reconnect != 0;
+    s->reconnect_timeout_ms = d->reconnect_timeout_ms ? d->reconnect_timeout_ms : 120000;
+    s->terminate_timeout_ms = d->terminate_timeout_ms ? d->terminate_timeout_ms : 5000;
+    s->cols = d->cols;
+    s->rows = d->rows;
+    s->size_pending = d->cols && d->rows;
+    s->exit_code = -1;
+    s->started_at = now;
+    s->metrics_due = now + eng->desc.metrics_interval_ms;
+    if (d->stream_url) { /* attach: the StreamUrl passes the same check as StartSession's */
+        ssmb_api_stream_policy policy;
+        ssmb__sess_policy(s, &policy);
+        if (ssmb_api_stream_url_check(d->stream_url, strlen(d->stream_url), &policy) != SSMB_OK) {
+            SSMB__SLOG(eng, SSMB_LOG_ERROR, "StreamUrl refused: not an ssmmessages host of AWS");
+            return SSMB_ERR_SSM_PROTOCOL;
+        }
+        strcpy(s->session_id, d->session_id);
+        strcpy(s->token, d->token_value);
+        strcpy(s->stream_url, d->stream_url);
+        return ssmb__sess_open_ws(eng, s, now);
+    }
+    ssmb__sess_set_state(s, SSMB_SESSION_STARTING);
+    s->call_kind = SSMB__CALL_START;
+    s->call_due = now;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_desc *d, uint64_t now_ms,
+                                           ssmb_session *out) {
+    ssmb__sess scratch, *s;
+    ssmb__arena a;
+    size_t frame_cap;
+    uint32_t i;
+    ssmb_result r;
+    if (out) out->id = 0;
+    if (!eng || !d || !out) return SSMB_ERR_INVALID_ARG;
+    if (eng->in_event) return SSMB_ERR_INVALID_STATE;
+    r = ssmb__sess_check_desc(d);
+    if (r != SSMB_OK) {
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, "ssmb_session_desc: target, attach fields, parameters or payload_size invalid");
+        return r;
+    }
+    for (i = 0; i < eng->desc.max_sessions && eng->sessions[i]; i++) {}
+    if (i == eng->desc.max_sessions) return SSMB_ERR_LIMIT;
+    frame_cap = SSMB_CHANNEL_MAX_PAYLOAD + 1024u; /* the agent's payloads and headers */
+    memset(&scratch, 0, sizeof scratch);
+    memset(&a, 0, sizeof a);
+    ssmb__sess_layout(&a, d, &scratch, frame_cap);
+    if (a.overflow) return SSMB_ERR_OVERFLOW;
+    s = (ssmb__sess *)ssmb__alloc(&eng->desc.allocator, a.used);
+    if (!s) return SSMB_ERR_NOMEM;
+    memset(s, 0, a.used);
+    a.base = (uint8_t *)s;
+    a.used = 0;
+    ssmb__sess_layout(&a, d, s, frame_cap);
+    s->mem_size = a.used;
+    s->frame_cap = frame_cap;
+    s->index = i;
+    s->gen = eng->session_gen[i] = eng->session_gen[i] == 0xffffu ? 1u : eng->session_gen[i] + 1u;
+    s->user_data = d->user_data;
+    s->state = SSMB_SESSION_CREDENTIALS;
+    eng->sessions[i] = s;
+    eng->now = now_ms;
+    r = ssmb__sess_setup(eng, s, d, now_ms);
+    if (r != SSMB_OK) {
+        ssmb__sess_free(eng, s);
+        return r;
+    }
+    eng->sessions_started++;
+    *out = ssmb__sess_handle(s);
+    return SSMB_OK;
+}
+
+/* ---- using a session ---- */
+
+SSMB_APIDEF ssmb_result ssmb_session_send(ssmb_engine *eng, ssmb_session h, const void *data, size_t len,
+                                          size_t *accepted) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    ssmb_result r;
+    if (accepted) *accepted = 0;
+    if (!s || (!data && len)) return SSMB_ERR_INVALID_ARG;
+    if (s->state == SSMB_SESSION_CLOSING || s->state == SSMB_SESSION_CLOSED) return SSMB_CLOSED;
+    if (s->fwd) return SSMB_ERR_INVALID_STATE;
+    r = ssmb_channel_send(s->ch, SSMB_PAYLOAD_OUTPUT, data, len, accepted);
+    if (r == SSMB_AGAIN || (r == SSMB_OK && accepted && *accepted < len)) s->want_writable = 1;
+    if (r == SSMB_OK) ssmb__sess_ws_out(eng, s, eng->now);
+    return r;
+}
+
+SSMB_APIDEF size_t ssmb_session_send_space(ssmb_engine *eng, ssmb_session h) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    if (!s || s->state == SSMB_SESSION_CLOSING || s->state == SSMB_SESSION_CLOSED) return 0;
+    return ssmb_channel_send_space(s->ch);
+}
+
+SSMB_APIDEF ssmb_result ssmb_session_resize(ssmb_engine *eng, ssmb_session h, uint32_t cols, uint32_t rows) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    if (!s || !cols || !rows || cols > 0xffffu || rows > 0xffffu) return SSMB_ERR_INVALID_ARG;
+    s->cols = cols;
+    s->rows = rows;
+    s->size_pending = 1;
+    if (ssmb_channel_is_ready(s->ch) && ssmb_channel_send_size(s->ch, cols, rows) == SSMB_OK) {
+        s->size_pending = 0;
+        ssmb__sess_ws_out(eng, s, eng->now);
+    }
+    return SSMB_OK;
+}
+
+/* §2.9, §7.6: agents newer than 2.3.722.0 understand a TerminateSession flag. */
+static void ssmb__sess_flag_terminate(ssmb_engine *eng, ssmb__sess *s) {
+    if (!ssmb_channel_is_ready(s->ch) || !ssmb_agent_has(s->agent_version, SSMB_AGENT_TERMINATE_FLAG)) return;
+    if (ssmb_channel_send_flag(s->ch, SSMB_FLAG_TERMINATE_SESSION) == SSMB_OK) ssmb__sess_ws_out(eng, s, eng->now);
+}
+
+/* The session cannot go on (s->reason says why): end it for good. */
+static void ssmb__sess_terminate_now(ssmb_engine *eng, ssmb__sess *s) {
+    s->terminate = 1;
+    ssmb__sess_flag_terminate(eng, s);
+    ssmb__sess_begin_closing(eng, s, SSMB_ERR_SSM_PROTOCOL, eng->now);
+}
+
+SSMB_APIDEF ssmb_result ssmb_session_terminate(ssmb_engine *eng, ssmb_session h, uint64_t now_ms) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    if (!s) return SSMB_ERR_INVALID_ARG;
+    if (s->state == SSMB_SESSION_CLOSING || s->state == SSMB_SESSION_CLOSED) return SSMB_OK;
+    eng->now = now_ms;
+    s->terminate = 1;
+    ssmb__sess_flag_terminate(eng, s);
+    if (!s->reason[0]) ssmb__sess_reason(s, "terminated by the host", NULL, 0);
+    ssmb__sess_begin_closing(eng, s, SSMB_CLOSED, now_ms);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_session_detach(ssmb_engine *eng, ssmb_session h, uint64_t now_ms) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    if (!s) return SSMB_ERR_INVALID_ARG;
+    if (s->state == SSMB_SESSION_CLOSING || s->state == SSMB_SESSION_CLOSED) return SSMB_OK;
+    eng->now = now_ms;
+    s->terminate = 0;
+    if (!s->reason[0]) ssmb__sess_reason(s, "detached by the host", NULL, 0);
+    ssmb__sess_begin_closing(eng, s, SSMB_CLOSED, now_ms);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_session_get_info(ssmb_engine *eng, ssmb_session h, ssmb_session_info *out) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    if (!out) return SSMB_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    if (!s) return SSMB_ERR_INVALID_ARG;
+    out->state = s->state;
+    out->session_id = ssmb_str_c(s->session_id);
+    out->target = ssmb_str_c(s->target);
+    out->session_type = ssmb_str_c(s->session_type);
+    out->agent_version = ssmb_str_c(s->agent_version);
+    out->region = ssmb_str_c(s->region);
+    out->port_mux = strcmp(s->session_type, "Port") == 0 && ssmb_agent_has(s->agent_version, SSMB_AGENT_MUX);
+    out->exit_code = s->exit_code;
+    ssmb__sess_metrics(s, &out->metrics);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_engine_metrics(ssmb_engine *eng, ssmb_session_metrics *out) {
+    uint32_t i;
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!eng) return;
+    out->sessions_started = eng->sessions_started;
+    for (i = 0; i < eng->desc.max_sessions; i++) {
+        ssmb_session_metrics m;
+        if (!eng->sessions[i]) continue;
+        ssmb__sess_metrics(eng->sessions[i], &m);
+        out->sessions_open++;
+        out->messages_in += m.messages_in;
+        out->messages_out += m.messages_out;
+        out->bytes_in += m.bytes_in;
+        out->bytes_out += m.bytes_out;
+        out->retransmissions += m.retransmissions;
+        out->reconnects += m.reconnects;
+    }
+}
+
+SSMB_APIDEF int ssmb_engine_shutdown(ssmb_engine *eng, uint64_t now_ms, uint64_t deadline_ms) {
+    uint32_t i;
+    int open = 0;
+    if (!eng || eng->in_event) return 0;
+    for (i = 0; i < eng->desc.max_sessions; i++) {
+        ssmb__sess *s = eng->sessions[i];
+        if (!s) continue;
+        if (now_ms >= deadline_ms) {
+            ssmb__sess_free(eng, s);
+            continue;
+        }
+        open = 1;
+        if (s->state != SSMB_SESSION_CLOSING && s->state != SSMB_SESSION_CLOSED)
+            (void)ssmb_session_terminate(eng, ssmb__sess_handle(s), now_ms);
+        if (s->state == SSMB_SESSION_CLOSED && !eng->desc.event_fn) { /* nobody pulls: let it go */
+            ssmb__sess_free(eng, s);
+            open = 0;
+        }
+    }
+    if (open && now_ms < deadline_ms) (void)ssmb_engine_tick(eng, now_ms);
+    for (i = 0; i < eng->desc.max_sessions; i++)
+        if (eng->sessions[i]) return 0;
+    return 1;
+}
+
+/* ---- typed documents (PROTOCOL.md §7.7) ---- */
+
+static void ssmb__doc_param(ssmb_document *doc, uint32_t *n, const char *name, const char *value) {
+    doc->values[*n] = value;
+    doc->params[*n].name = name;
+    doc->params[*n].values = &doc->values[*n];
+    doc->params[*n].value_count = 1;
+    (*n)++;
+}
+
+static const char *ssmb__doc_port(ssmb_document *doc, uint32_t slot, uint16_t port) {
+    char *t = doc->text[slot];
+    ssmb__eng_put_port(t, port);
+    return t;
+}
+
+static void ssmb__doc_finish(ssmb_session_desc *d, ssmb_document *doc, const char *name, uint32_t n) {
+    d->document_name = name;
+    d->parameters = doc->params;
+    d->parameter_count = n;
+}
+
+SSMB_APIDEF void ssmb_document_port_forward(ssmb_session_desc *d, ssmb_document *doc, uint16_t remote_port,
+                                            uint16_t local_port) {
+    uint32_t n = 0;
+    if (!d || !doc) return;
+    memset(doc, 0, sizeof *doc);
+    ssmb__doc_param(doc, &n, "portNumber", ssmb__doc_port(doc, 0, remote_port));
+    if (local_port) ssmb__doc_param(doc, &n, "localPortNumber", ssmb__doc_port(doc, 1, local_port));
+    ssmb__doc_finish(d, doc, "AWS-StartPortForwardingSession", n);
+}
+
+SSMB_APIDEF void ssmb_document_port_forward_remote(ssmb_session_desc *d, ssmb_document *doc, const char *host,
+                                                   uint16_t remote_port, uint16_t local_port) {
+    uint32_t n = 0;
+    if (!d || !doc) return;
+    memset(doc, 0, sizeof *doc);
+    ssmb__doc_param(doc, &n, "host", host ? host : "");
+    ssmb__doc_param(doc, &n, "portNumber", ssmb__doc_port(doc, 0, remote_port));
+    if (local_port) ssmb__doc_param(doc, &n, "localPortNumber", ssmb__doc_port(doc, 1, local_port));
+    ssmb__doc_finish(d, doc, "AWS-StartPortForwardingSessionToRemoteHost", n);
+}
+
+SSMB_APIDEF void ssmb_document_ssh(ssmb_session_desc *d, ssmb_document *doc, uint16_t port) {
+    uint32_t n = 0;
+    if (!d || !doc) return;
+    memset(doc, 0, sizeof *doc);
+    ssmb__doc_param(doc, &n, "portNumber", ssmb__doc_port(doc, 0, port ? port : 22));
+    ssmb__doc_finish(d, doc, "AWS-StartSSHSession", n);
+}
+
+SSMB_APIDEF void ssmb_document_interactive_command(ssmb_session_desc *d, ssmb_document *doc, const char *command) {
+    uint32_t n = 0;
+    if (!d || !doc) return;
+    memset(doc, 0, sizeof *doc);
+    ssmb__doc_param(doc, &n, "command", command ? command : "");
+    ssmb__doc_finish(d, doc, "AWS-StartInteractiveCommand", n);
+}
+
+SSMB_APIDEF void ssmb_document_command(ssmb_session_desc *d, ssmb_document *doc, const char *command) {
+    uint32_t n = 0;
+    if (!d || !doc) return;
+    memset(doc, 0, sizeof *doc);
+    ssmb__doc_param(doc, &n, "command", command ? command : "");
+    ssmb__doc_finish(d, doc, "AWS-StartNonInteractiveCommand", n);
+}
+
+// >>portfwd
+/* Forwards: a local listener bound to a Port session. Its descriptors are
+   the engine's too (after the slots'). Each accepted connection becomes
+   an smux stream (mux mode) or, one at a time, the session's byte stream
+   itself (basic mode, §7.3). Bytes move without a copy of the forward's
+   own: socket reads go straight into the mux or the channel, and what the
+   agent sends is written from the mux's stream buffer (mux) or the
+   channel's event (basic) into the socket, consumed only as far as the
+   socket took it (back-pressure both ways). */
+
+#define SSMB__FWD_EVENTS 16u
+#define SSMB__FWD_READ_MAX 16384u   /* bytes read from a socket per turn */
+
+typedef struct ssmb__fwd_conn {
+    int fd;                         /* -1: free */
+    uint16_t told_events;
+    int told_fd;
+    uint32_t number;                /* for FORWARD_* events */
+    uint32_t stream;                /* mux mode: its smux stream */
+    uint8_t peer_ended;             /* mux: the agent's FIN came; close once its bytes are written */
+} ssmb__fwd_conn;
+
+struct ssmb__fwd {
+    size_t mem_size;
+    uint32_t gen;
+    int lfd;                        /* the listener */
+    int told_lfd;
+    uint16_t told_levents;
+    char path[108];                 /* a Unix socket's, removed at close */
+    char address[128];              /* what it is bound to, as text */
+    uint32_t max_conns, events;
+    int mode;                       /* -1 until the session is ready; 0 basic; 1 mux */
+    ssmb_smux *mux;
+    uint32_t next_number;
+    uint32_t active;                /* basic mode: the connection in use + 1, else 0 */
+    const uint8_t *pend;            /* agent bytes not yet taken (into the channel's event) */
+    size_t pend_len;
+    uint32_t ev_type[SSMB__FWD_EVENTS], ev_number[SSMB__FWD_EVENTS];
+    uint32_t ev_head, ev_count;
+    ssmb__fwd_conn conns[SSMB__FWD_MAX_CONNS];
+    uint8_t scratch[SSMB__FWD_READ_MAX];
+};
+
+static void ssmb__fwd_event(ssmb__fwd *f, uint32_t type, uint32_t number) {
+    uint32_t at;
+    if (!f->events) return;
+    if (f->ev_count == SSMB__FWD_EVENTS) { /* the host is far behind: keep the newest */
+        f->ev_head = (f->ev_head + 1) % SSMB__FWD_EVENTS;
+        f->ev_count--;
+    }
+    at = (f->ev_head + f->ev_count) % SSMB__FWD_EVENTS;
+    f->ev_type[at] = type;
+    f->ev_number[at] = number;
+    f->ev_count++;
+}
+
+static void ssmb__fwd_tell(ssmb_engine *eng, int fd, uint32_t events) {
+    if (eng->desc.fd_change_fn && fd >= 0) eng->desc.fd_change_fn(fd, events, eng->desc.fd_change_user_data);
+}
+
+static void ssmb__fwd_conn_close(ssmb_engine *eng, ssmb__fwd *f, ssmb__fwd_conn *c) {
+    uint32_t index = (uint32_t)(c - f->conns);
+    if (c->fd < 0) return;
+    if (c->told_events) ssmb__fwd_tell(eng, c->fd, 0);
+    close(c->fd);
+    ssmb__fwd_event(f, SSMB_EVENT_FORWARD_CLOSE, c->number);
+    c->fd = c->told_fd = -1;
+    c->told_events = 0;
+    if (f->mode == 1 && !c->peer_ended) (void)ssmb_smux_close(f->mux, c->stream); /* FIN: §7.4, §16 */
+    c->peer_ended = 0;
+    if (f->active == index + 1u) f->active = 0;
+}
+
+/* ---- binding ---- */
+
+/* "host:port", "[v6]:port" or "unix:/path" into a socket address. */
+static ssmb_result ssmb__fwd_address(const char *text, struct sockaddr_storage *sa, socklen_t *len, char *path,
+                                     size_t path_cap) {
+    char host[64];
+    const char *colon;
+    unsigned long port;
+    char *end;
+    size_t hl;
+    memset(sa, 0, sizeof *sa);
+    if (strncmp(text, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)sa;
+        size_t n = strlen(text + 5);
+        if (n == 0 || n >= sizeof un->sun_path || n >= path_cap) return SSMB_ERR_INVALID_ARG;
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, text + 5, n + 1);
+        memcpy(path, text + 5, n + 1);
+        *len = (socklen_t)sizeof *un;
+        return SSMB_OK;
+    }
+    colon = strrchr(text, ':');
+    if (!colon || colon == text) return SSMB_ERR_INVALID_ARG;
+    hl = (size_t)(colon - text);
+    if (text[0] == '[') {
+        if (hl < 3 || text[hl - 1] != ']') return SSMB_ERR_INVALID_ARG;
+        text++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host) return SSMB_ERR_INVALID_ARG;
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port > 65535 || errno) return SSMB_ERR_INVALID_ARG;
+    if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)sa)->sin_addr) == 1) {
+        ((struct sockaddr_in *)sa)->sin_family = AF_INET;
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+        *len = (socklen_t)sizeof(struct sockaddr_in);
+        return SSMB_OK;
+    }
+    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)sa)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)sa)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+        *len = (socklen_t)sizeof(struct sockaddr_in6);
+        return SSMB_OK;
+    }
+    return SSMB_ERR_INVALID_ARG; /* names are not resolved here: give an address */
+}
+
+/* The bound address as text, after bind (port 0 becomes the real one). */
+static void ssmb__fwd_describe(ssmb__fwd *f) {
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    char host[INET6_ADDRSTRLEN], port[8];
+    uint16_t p;
+    if (f->path[0]) {
+        snprintf(f->address, sizeof f->address, "unix:%s", f->path);
+        return;
+    }
+    if (getsockname(f->lfd, (struct sockaddr *)&sa, &len) != 0) return;
+    if (sa.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, host, sizeof host);
+        p = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, host, sizeof host);
+        p = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    }
+    ssmb__eng_put_port(port, p);
+    snprintf(f->address, sizeof f->address, sa.ss_family == AF_INET ? "%s:%s" : "[%s]:%s", host, port);
+}
+
+static ssmb_result ssmb__fwd_listen(ssmb_engine *eng, ssmb__fwd *f, const char *text) {
+    struct sockaddr_storage sa;
+    socklen_t len = 0;
+    int one = 1;
+    ssmb_result r = ssmb__fwd_address(text, &sa, &len, f->path, sizeof f->path);
+    if (r != SSMB_OK) {
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, "forward: listen must be host:port, [v6]:port or unix:/path");
+        return r;
+    }
+    f->lfd = ssmb__net_socket(sa.ss_family, SOCK_STREAM);
+    if (f->lfd < 0) return SSMB_ERR_IO;
+    if (f->path[0]) (void)unlink(f->path);
+    else (void)setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(f->lfd, (struct sockaddr *)&sa, len) != 0 || listen(f->lfd, 64) != 0) {
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, "forward: cannot bind or listen (address in use or not allowed)");
+        close(f->lfd);
+        f->lfd = -1;
+        f->path[0] = '\0';
+        return SSMB_ERR_CONNECT;
+    }
+    ssmb__fwd_describe(f);
+    return SSMB_OK;
+}
+
+static void ssmb__fwd_free(ssmb_engine *eng, ssmb__fwd *f) {
+    uint32_t i;
+    for (i = 0; i < f->max_conns; i++)
+        if (f->conns[i].fd >= 0) {
+            if (f->conns[i].told_events) ssmb__fwd_tell(eng, f->conns[i].fd, 0);
+            close(f->conns[i].fd);
+        }
+    if (f->lfd >= 0) {
+        if (f->told_levents) ssmb__fwd_tell(eng, f->lfd, 0);
+        close(f->lfd);
+    }
+    if (f->path[0]) (void)unlink(f->path);
+    if (f->mux) ssmb_smux_destroy(f->mux);
+    ssmb__free_object(f, &eng->desc.allocator, f->mem_size); /* forwarded bytes are wiped with it */
+}
+
+static int ssmb__sess_is_port(const ssmb__sess *s) { return strcmp(s->session_type, "Port") == 0; }
+
+/* Once the session is ready: basic or mux, as the agent's version says (§7.6). */
+static void ssmb__fwd_choose(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f) {
+    ssmb_smux_desc md;
+    if (f->mode >= 0 || s->state != SSMB_SESSION_READY) return;
+    if (!ssmb__sess_is_port(s)) {
+        ssmb__sess_reason(s, "a forward needs a Port session; the session is ", s->session_type,
+                          strlen(s->session_type));
+        ssmb__sess_terminate_now(eng, s);
+        return;
+    }
+    f->mode = ssmb_agent_has(s->agent_version, SSMB_AGENT_MUX) ? 1 : 0;
+    if (f->mode == 0) return;
+    memset(&md, 0, sizeof md);
+    md.role = SSMB_SMUX_CLIENT;
+    md.allocator = eng->desc.allocator;
+    md.max_streams = f->max_conns;
+    md.keepalive = !ssmb_agent_has(s->agent_version, SSMB_AGENT_NO_SMUX_KEEPALIVE);
+    if (ssmb_smux_create(&md, &f->mux) != SSMB_OK) {
+        ssmb__sess_reason(s, "forward: no memory for the multiplexer", NULL, 0);
+        ssmb__sess_terminate_now(eng, s);
+    }
+}
+
+/* ---- moving bytes ---- */
+
+static ssmb__fwd_conn *ssmb__fwd_by_stream(ssmb__fwd *f, uint32_t stream) {
+    uint32_t i;
+    for (i = 0; i < f->max_conns; i++)
+        if (f->conns[i].fd >= 0 && f->conns[i].stream == stream) return &f->conns[i];
+    return NULL;
+}
+
+/* Writes what the mux holds for a stream into its socket. */
+static void ssmb__fwd_mux_to_socket(ssmb_engine *eng, ssmb__fwd *f, ssmb__fwd_conn *c) {
+    for (;;) {
+        const uint8_t *p;
+        size_t n = 0;
+        ssize_t w;
+        ssmb_result r = ssmb_smux_peek(f->mux, c->stream, &p, &n);
+        if (r == SSMB_CLOSED || (r == SSMB_AGAIN && c->peer_ended)) {
+            c->peer_ended = 1;
+            (void)ssmb_smux_close(f->mux, c->stream);
+            ssmb__fwd_conn_close(eng, f, c);
+            return;
+        }
+        if (r != SSMB_OK || n == 0) return;
+        w = send(c->fd, p, n, SSMB__MSG_NOSIGNAL);
+        if (w <= 0) {
+            if (w < 0 && (ssmb__net_again(errno) || errno == EINTR)) return;
+            ssmb__fwd_conn_close(eng, f, c);
+            return;
+        }
+        (void)ssmb_smux_consume(f->mux, c->stream, (size_t)w);
+    }
+}
+
+/* The agent's bytes (a channel Output event) into the forward. 1 when all
+   were taken; else the rest waits in pend (the channel event stays). */
+static int ssmb__fwd_take(ssmb_engine *eng, ssmb__fwd *f, uint64_t now) {
+    while (f->pend_len) {
+        size_t used = 0;
+        if (f->mode == 1) {
+            ssmb_result r = ssmb_smux_feed(f->mux, f->pend, f->pend_len, &used, now);
+            f->pend += used;
+            f->pend_len -= used;
+            if (r < 0) f->pend_len = 0; /* the mux is over; its ERROR event ends the session */
+            if (r != SSMB_OK && used == 0) break;
+        } else {
+            ssmb__fwd_conn *c = f->active ? &f->conns[f->active - 1] : NULL;
+            ssize_t w;
+            if (!c) break; /* no connection yet: the bytes wait for one (§7.3) */
+            w = send(c->fd, f->pend, f->pend_len, SSMB__MSG_NOSIGNAL);
+            if (w < 0 && (ssmb__net_again(errno) || errno == EINTR)) break;
+            if (w <= 0) {
+                ssmb__fwd_conn_close(eng, f, c);
+                break;
+            }
+            f->pend += w;
+            f->pend_len -= (size_t)w;
+        }
+    }
+    return f->pend_len == 0;
+}
+
+/* Mux events: data for streams, FINs from the agent, the end of the mux. */
+static void ssmb__fwd_mux_events(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f) {
+    ssmb_smux_event ev;
+    while (f->mux && ssmb_smux_poll(f->mux, &ev) == SSMB_OK) {
+        ssmb__fwd_conn *c = ssmb__fwd_by_stream(f, ev.stream_id);
+        if (ev.type == SSMB_SMUX_EVENT_ERROR) {
+            ssmb__sess_reason(s, "port forwarding: the multiplexed stream broke (", ssmb_result_str((ssmb_result)ev.result),
+                              strlen(ssmb_result_str((ssmb_result)ev.result)));
+            ssmb__sess_terminate_now(eng, s);
+            return;
+        }
+        if (!c) continue;
+        if (ev.type == SSMB_SMUX_EVENT_CLOSED) c->peer_ended = 1;
+        ssmb__fwd_mux_to_socket(eng, f, c);
+    }
+}
+
+/* The mux's output into the channel as Output payloads. */
+static void ssmb__fwd_mux_out(ssmb__sess *s, ssmb__fwd *f) {
+    const uint8_t *p;
+    size_t n = 0, taken = 0;
+    while (f->mux && (p = ssmb_smux_out_buf(f->mux, &n)) != NULL && n) {
+        if (ssmb_channel_send(s->ch, SSMB_PAYLOAD_OUTPUT, p, n, &taken) != SSMB_OK || taken == 0) return;
+        (void)ssmb_smux_out_ack(f->mux, taken);
+    }
+}
+
+/* A socket's bytes to the agent, as far as there is room. */
+static void ssmb__fwd_socket_in(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, ssmb__fwd_conn *c) {
+    size_t room = f->mode == 1 ? ssmb_smux_write_space(f->mux) : ssmb_channel_send_space(s->ch);
+    ssize_t n;
+    size_t taken = 0;
+    if (room == 0) return;
+    n = recv(c->fd, f->scratch, SSMB__MIN(room, sizeof f->scratch), 0);
+    if (n < 0 && (ssmb__net_again(errno) || errno == EINTR)) return;
+    if (n <= 0) { /* EOF or error: FIN (mux) or DisconnectToPort (basic, §7.3) */
+        if (f->mode == 0) (void)ssmb_channel_send_flag(s->ch, SSMB_FLAG_DISCONNECT_TO_PORT);
+        ssmb__fwd_conn_close(eng, f, c);
+        return;
+    }
+    if (f->mode == 1) (void)ssmb_smux_write(f->mux, c->stream, f->scratch, (size_t)n, &taken);
+    else (void)ssmb_channel_send(s->ch, SSMB_PAYLOAD_OUTPUT, f->scratch, (size_t)n, &taken);
+}
+
+static void ssmb__fwd_accept(ssmb__fwd *f) {
+    uint32_t i;
+    int fd;
+    for (i = 0; i < f->max_conns && f->conns[i].fd >= 0; i++) {}
+    fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0) return;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        close(fd);
+        return;
+    }
+    if (i == f->max_conns || (f->mode == 0 && f->active)) { /* full: refused */
+        close(fd);
+        return;
+    }
+    if (f->mode == 1 && ssmb_smux_open(f->mux, &f->conns[i].stream) != SSMB_OK) {
+        close(fd);
+        return;
+    }
+    f->conns[i].fd = fd;
+    f->conns[i].number = ++f->next_number;
+    f->conns[i].peer_ended = 0;
+    if (f->mode == 0) f->active = i + 1u;
+    ssmb__fwd_event(f, SSMB_EVENT_FORWARD_OPEN, f->conns[i].number);
+}
+
+/* The forward's part of the session's turn. */
+static void ssmb__fwd_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *ready, size_t nready, uint64_t now) {
+    ssmb__fwd *f = s->fwd;
+    uint32_t i;
+    if (!f) return;
+    ssmb__fwd_choose(eng, s, f);
+    if (f->mode < 0 || s->state == SSMB_SESSION_CLOSED) return;
+    if (f->pend_len) (void)ssmb__fwd_take(eng, f, now);
+    ssmb__fwd_mux_events(eng, s, f);
+    if (s->state == SSMB_SESSION_CLOSED || s->state == SSMB_SESSION_CLOSING) return;
+    for (i = 0; i < f->max_conns; i++) {
+        ssmb__fwd_conn *c = &f->conns[i];
+        unsigned re = c->fd >= 0 ? ssmb__eng_revents(ready, nready, c->fd) : 0;
+        if (c->fd >= 0 && f->mode == 1) ssmb__fwd_mux_to_socket(eng, f, c);
+        if (c->fd >= 0 && (re & (SSMB_POLLIN | SSMB_POLLHUP | SSMB_POLLERR))) ssmb__fwd_socket_in(eng, s, f, c);
+    }
+    if (ssmb__eng_revents(ready, nready, f->lfd) & SSMB_POLLIN) ssmb__fwd_accept(f);
+    ssmb__fwd_mux_out(s, f);
+    if (f->mux && ssmb_smux_next_deadline(f->mux) <= now) (void)ssmb_smux_tick(f->mux, now);
+}
+
+/* The poll events a forward's descriptors want, one by one. */
+static uint16_t ssmb__fwd_conn_interest(const ssmb__sess *s, const ssmb__fwd *f, const ssmb__fwd_conn *c) {
+    uint16_t ev = 0;
+    size_t room = f->mode == 1 ? ssmb_smux_write_space(f->mux) : ssmb_channel_send_space(s->ch);
+    if (room > 0 && s->state == SSMB_SESSION_READY) ev |= SSMB_POLLIN;
+    if (f->mode == 1 && ssmb_smux_available(f->mux, c->stream) > 0) ev |= SSMB_POLLOUT;
+    if (f->mode == 0 && f->pend_len && f->active == (uint32_t)(c - f->conns) + 1u) ev |= SSMB_POLLOUT;
+    return ev;
+}
+
+static uint16_t ssmb__fwd_listen_interest(const ssmb__sess *s, const ssmb__fwd *f) {
+    uint32_t used = 0, i;
+    if (f->mode < 0 || s->state != SSMB_SESSION_READY || (f->mode == 0 && f->active)) return 0;
+    for (i = 0; i < f->max_conns; i++) used += f->conns[i].fd >= 0;
+    return used < f->max_conns ? (uint16_t)SSMB_POLLIN : (uint16_t)0;
+}
+
+/* Every forward descriptor with interest: into out (up to cap), counted.
+   With tell, fd_change_fn hears of the changes instead. */
+static size_t ssmb__fwds_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, int tell) {
+    size_t total = 0;
+    uint32_t i, k;
+    for (i = 0; i < eng->desc.max_sessions; i++) {
+        ssmb__sess *s = eng->sessions[i];
+        ssmb__fwd *f = s ? s->fwd : NULL;
+        uint16_t ev;
+        if (!f) continue;
+        ev = ssmb__fwd_listen_interest(s, f);
+        if (tell && ev != f->told_levents) {
+            f->told_levents = ev;
+            ssmb__fwd_tell(eng, f->lfd, ev);
+        }
+        if (ev && total < cap && out) {
+            out[total].fd = f->lfd;
+            out[total].events = ev;
+            out[total].revents = 0;
+        }
+        total += ev != 0;
+        for (k = 0; k < f->max_conns; k++) {
+            ssmb__fwd_conn *c = &f->conns[k];
+            if (c->fd < 0) continue;
+            ev = ssmb__fwd_conn_interest(s, f, c);
+            if (tell && ev != c->told_events) {
+                c->told_events = ev;
+                ssmb__fwd_tell(eng, c->fd, ev);
+            }
+            if (ev && total < cap && out) {
+                out[total].fd = c->fd;
+                out[total].events = ev;
+                out[total].revents = 0;
+            }
+            total += ev != 0;
+        }
+    }
+    return total;
+}
+
+/* Forward work waiting for no descriptor: mux output and room for it. */
+static int ssmb__fwd_due(const ssmb__sess *s) {
+    const ssmb__fwd *f = s->fwd;
+    size_t n = 0;
+    if (!f || f->mode < 0) return f && s->state == SSMB_SESSION_READY;
+    if (f->ev_count) return 1;
+    if (f->mux && ssmb_smux_out_buf((ssmb_smux *)f->mux, &n) && n && ssmb_channel_send_space(s->ch) > 0) return 1;
+    return 0;
+}
+
+static void ssmb__fwd_hand(ssmb_engine *eng, ssmb__sess *s, const uint8_t *data, size_t len, uint64_t now) {
+    ssmb__fwd *f = s->fwd;
+    ssmb__fwd_choose(eng, s, f);
+    f->pend = data;
+    f->pend_len = len;
+    if (f->mode >= 0) (void)ssmb__fwd_take(eng, f, now);
+}
+
+static int ssmb__fwd_pending(const ssmb__fwd *f) { return f && f->pend_len; }
+
+static int ssmb__fwd_next_event(ssmb__sess *s, ssmb_event *ev) {
+    ssmb__fwd *f = s->fwd;
+    if (!f->ev_count) return 0;
+    ssmb__sess_event_base(s, ev, f->ev_type[f->ev_head]);
+    ev->forward.id = ev->session.id;
+    ev->detail = (int32_t)f->ev_number[f->ev_head];
+    f->ev_head = (f->ev_head + 1) % SSMB__FWD_EVENTS;
+    f->ev_count--;
+    return 1;
+}
+
+/* ---- public ---- */
+
+static ssmb__fwd *ssmb__fwd_of(ssmb_engine *eng, ssmb_forward h, ssmb__sess **owner) {
+    ssmb_session sh;
+    ssmb__sess *s;
+    sh.id = h.id;
+    s = ssmb__sess_of(eng, sh);
+    if (!s || !s->fwd) return NULL;
+    if (owner) *owner = s;
+    return s->fwd;
+}
+
+SSMB_APIDEF ssmb_result ssmb_forward_open(ssmb_engine *eng, ssmb_session h, const ssmb_forward_desc *desc,
+                                          ssmb_forward *out) {
+    ssmb__sess *s = ssmb__sess_of(eng, h);
+    ssmb__fwd *f;
+    ssmb_result r;
+    uint32_t i;
+    if (out) out->id = 0;
+    if (!s || !out) return SSMB_ERR_INVALID_ARG;
+    if (s->fwd || s->state == SSMB_SESSION_CLOSING || s->state == SSMB_SESSION_CLOSED) return SSMB_ERR_INVALID_STATE;
+    f = (ssmb__fwd *)ssmb__alloc(&eng->desc.allocator, sizeof *f);
+    if (!f) return SSMB_ERR_NOMEM;
+    memset(f, 0, sizeof *f);
+    f->mem_size = sizeof *f;
+    f->lfd = f->told_lfd = -1;
+    f->mode = -1;
+    f->max_conns = desc && desc->max_connections ? SSMB__MIN(desc->max_connections, SSMB__FWD_MAX_CONNS)
+                                                 : SSMB__FWD_MAX_CONNS;
+    f->events = desc && desc->events;
+    for (i = 0; i < SSMB__FWD_MAX_CONNS; i++) f->conns[i].fd = f->conns[i].told_fd = -1;
+    r = ssmb__fwd_listen(eng, f, desc && desc->listen && *desc->listen ? desc->listen : "127.0.0.1:0");
+    if (r != SSMB_OK) {
+        ssmb__fwd_free(eng, f);
+        return r;
+    }
+    s->fwd = f;
+    out->id = h.id;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_forward_address(ssmb_engine *eng, ssmb_forward h, char *out, size_t cap) {
+    ssmb__fwd *f = ssmb__fwd_of(eng, h, NULL);
+    size_t n;
+    if (!f || !out) return SSMB_ERR_INVALID_ARG;
+    n = strlen(f->address);
+    if (n >= cap) return SSMB_ERR_BUFFER_TOO_SMALL;
+    memcpy(out, f->address, n + 1);
+    return SSMB_OK;
+}
+
+SSMB_APIDEF void ssmb_forward_close(ssmb_engine *eng, ssmb_forward h) {
+    ssmb__sess *s = NULL;
+    ssmb__fwd *f = ssmb__fwd_of(eng, h, &s);
+    if (!f) return;
+    ssmb__fwd_free(eng, f);
+    s->fwd = NULL;
+}
+
 SSMB_APIDEF void ssmb_engine_destroy(ssmb_engine *eng) {
     uint32_t i;
     if (!eng || eng->in_event) return; /* from inside event_fn: refused (it returns nothing to say so) */
+    for (i = 0; i < eng->desc.max_sessions; i++)
+        if (eng->sessions[i]) ssmb__sess_free(eng, eng->sessions[i]);
     for (i = 0; i < eng->nslots; i++)
         if (eng->slots[i].phase != SSMB__SLOT_FREE) ssmb__slot_release(eng, &eng->slots[i], 0);
     ssmb__eng_free(eng);
