@@ -195,7 +195,10 @@ class Client:
         if mtype == "channel_closed":
             self.closed = json.loads(payload)
         elif mtype == "output_stream_data":
-            await self.ack(mtype, seq, mid)
+            try:
+                await self.ack(mtype, seq, mid)
+            except websockets.ConnectionClosed:
+                pass
             if seq == self.expected:
                 await self.handle(ptype, payload)
                 self.expected += 1

@@ -436,6 +436,7 @@ typedef struct conn {
     int msg_ready;              /* a whole message waits for the session */
     uint64_t since_ms;
     uint64_t stream_msgs;       /* for --cut-after */
+    uint64_t linger_until;      /* after channel_closed: the client hangs up first, or then */
 } conn;
 
 typedef struct pstream {
@@ -1312,6 +1313,7 @@ static int version_ge(const char *a, const char *b) {
 }
 
 static void send_closed(session *s);
+static void ws_process(conn *c);
 
 static void start_workload(session *s) {
     s->workload = 1;
@@ -1383,7 +1385,7 @@ static void session_free(session *s) {
     release_workload(s);
     if (s->ws) {
         s->ws->s = NULL;
-        s->ws->closing = 1;
+        s->ws->linger_until = now_ms() + 2000;
     }
     drop_delayed(s);
     ssmb_channel_destroy(s->ch);
@@ -1933,9 +1935,11 @@ static void session_pump(session *s, uint64_t now) {
     }
     if (!s->ending) {
         int i;
-        for (i = 0; i < 4; i++) {
+        for (i = 0; i < 256; i++) {
             deliver(s, now);
             channel_events(s);
+            if (!s->ws || s->ending) break;
+            if (!s->ws->msg_ready && s->ws->in_len) ws_process(s->ws);
             if (!s->ws || !s->ws->msg_ready) break;
         }
         if (s->ready && s->workload && !s->ending) {
@@ -2199,6 +2203,10 @@ static int loop_timeout(uint64_t now) {
         if (s->ws && s->ws->msg_ready && best > now + 1) best = now + 1;
         if (s->pin_len && best > now + 10) best = now + 10;
     }
+    for (i = 0; i < MAX_CONNS; i++) {
+        if (conns[i] && conns[i]->state == C_WS && conns[i]->in_len && !conns[i]->msg_ready) best = now;
+        if (conns[i] && conns[i]->linger_until && best > conns[i]->linger_until) best = conns[i]->linger_until;
+    }
     return best <= now ? 0 : (int)(best - now);
 }
 
@@ -2301,6 +2309,7 @@ int main(int argc, char **argv) {
             conn *c = conns[i];
             if (!c) continue;
             if (!c->dead && c->out_len) conn_io(c);
+            if (c->linger_until && now >= c->linger_until) c->closing = 1;
             if (c->dead) conn_free(i);
             else if (c->closing && !c->out_len &&
                      (!c->sc || !(br_ssl_engine_current_state(&c->sc->eng) & BR_SSL_SENDREC)))
