@@ -155,10 +155,35 @@ class Client:
         self.session_type = None
         self.properties = None
         self.agent_version = None
+        self.unacked = {}
+        self.local = None
+        self.sess = None
+        self.reconnects = 0
+        self.corrupt_seen = 0
 
     async def send(self, ptype, payload):
-        await self.ws.send(msg_encode("input_stream_data", self.seq, ptype, payload))
+        frame = msg_encode("input_stream_data", self.seq, ptype, payload)
+        self.unacked[self.seq] = frame
         self.seq += 1
+        try:
+            await self.ws.send(frame)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def resend(self):
+        for seq in sorted(self.unacked)[:4]:
+            await self.ws.send(self.unacked[seq])
+
+    async def reconnect(self):
+        """ResumeSession, a new WebSocket, and everything unacknowledged again (§4.5)."""
+        st, res = self.local.call("AmazonSSM.ResumeSession", {"SessionId": self.sess["SessionId"]})
+        if st != 200 or not res.get("TokenValue"):
+            raise RuntimeError(f"resume refused: {st} {res}")
+        self.sess = dict(self.sess, TokenValue=res["TokenValue"])
+        fresh = await open_channel(self.local, self.sess)
+        self.ws = fresh.ws
+        self.reconnects += 1
+        await self.resend()
 
     async def ack(self, mtype, seq, mid):
         body = json.dumps({"AcknowledgedMessageType": mtype, "AcknowledgedMessageId": mid,
@@ -188,11 +213,25 @@ class Client:
             self.exit_code = payload.decode()
 
     async def step(self, timeout):
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        try:
+            raw = await asyncio.wait_for(self.ws.recv(), min(timeout, 0.2))
+        except asyncio.TimeoutError:
+            await self.resend()
+            return
+        except websockets.ConnectionClosed:
+            if self.closed is not None or self.local is None:
+                raise
+            await self.reconnect()
+            return
         if isinstance(raw, str):
             raw = raw.encode()
         mtype, seq, mid, ptype, payload = msg_decode(raw)
-        if mtype == "channel_closed":
+        if len(payload) and hashlib.sha256(payload).digest() != raw[80:112]:
+            self.corrupt_seen += 1
+            return
+        if mtype == "acknowledge":
+            self.unacked.pop(json.loads(payload)["AcknowledgedMessageSequenceNumber"], None)
+        elif mtype == "channel_closed":
             self.closed = json.loads(payload)
         elif mtype == "output_stream_data":
             try:
@@ -214,7 +253,11 @@ class Client:
             left = end - time.time()
             if left <= 0:
                 raise TimeoutError("condition not met")
-            await self.step(left)
+            try:
+                await self.step(left)
+            except websockets.ConnectionClosed:
+                if self.closed is None:
+                    raise
         return cond()
 
 
@@ -408,6 +451,23 @@ async def test_port(local, mode, echo_port):
     await c.ws.close()
 
 
+async def test_faults(local, name, command, expect, resume=False):
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartNonInteractiveCommand",
+                                                      "Parameters": {"command": [command]}})
+    c = await open_channel(local, sess)
+    if resume:
+        c.local, c.sess = local, sess
+    try:
+        await c.until(lambda: False, 60)
+    except TimeoutError:
+        pass
+    await c.ws.close()
+    check(f"faults {name}: output complete and in order", c.out == expect, (len(c.out), len(expect)))
+    check(f"faults {name}: exit code and close", c.exit_code == "EXIT_CODE: 0" and c.closed is not None,
+          (c.exit_code, c.closed))
+    return c
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     echo = echo_server()
@@ -425,6 +485,17 @@ def main():
         basic = Local(build, "--no-tls", "--agent-version", "3.0.196.0")
         locals_.append(basic)
         asyncio.run(asyncio.wait_for(test_port(basic, "basic", echo_port), 40))
+        expect = "".join(f"{i}\n" for i in range(1, 20001)).encode()
+        faulty = Local(build, "--no-tls", "--seed", "7", "--drop", "10", "--duplicate", "10", "--reorder", "10",
+                       "--withhold-acks", "10", "--corrupt-digest", "5", "--delay", "5")
+        locals_.append(faulty)
+        c = asyncio.run(asyncio.wait_for(test_faults(faulty, "drop/dup/reorder/corrupt/delay", "seq 1 20000", expect),
+                                         90))
+        check("faults: corrupted digests were sent", c.corrupt_seen > 0, c.corrupt_seen)
+        cutter = Local(build, "--no-tls", "--seed", "3", "--cut-after", "40", "--payload-size", "512")
+        locals_.append(cutter)
+        c = asyncio.run(asyncio.wait_for(test_faults(cutter, "cut-after", "seq 1 20000", expect, resume=True), 90))
+        check("faults: the WebSocket was cut and resumed", c.reconnects > 0, c.reconnects)
         with tempfile.TemporaryDirectory() as d:
             tls = Local(build, "--cert-dir", d)
             locals_.append(tls)
