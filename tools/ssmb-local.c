@@ -53,8 +53,10 @@
    both directions (before the agent channel sees them, and instead of
    sending); --duplicate, --reorder, --delay and --corrupt-digest to frames
    the agent sends; --withhold-acks to the acknowledgements it sends;
-   --cut-after N closes the WebSocket (no close frame) after N stream
-   messages on it, --cut-every S after S seconds on it. */
+   --cut-after N closes the WebSocket (what was written is flushed, then
+   the TCP connection closes without a close frame) each time the session's
+   stream messages, both ways, each counted once (retransmissions do not
+   count), pass another N; --cut-every S after S seconds on one WebSocket. */
 #define SSMBRIDGE_IMPLEMENTATION
 #include "../ssmbridge.h"
 
@@ -435,7 +437,7 @@ typedef struct conn {
     uint32_t msg_op;
     int msg_ready;              /* a whole message waits for the session */
     uint64_t since_ms;
-    uint64_t stream_msgs;       /* for --cut-after */
+    uint64_t linger_until;      /* after channel_closed: the client hangs up first, or then */
 } conn;
 
 typedef struct pstream {
@@ -485,10 +487,12 @@ typedef struct session {
     size_t pin_len;
     /* the end */
     int ending;                 /* the workload is over: drain, then channel_closed */
+    int terminated;             /* ended by request or error: no resume, no drain */
     uint64_t end_ms;
     char reason[256];
     int dead;
     uint64_t last_send_ms;      /* --agent-pacing reference */
+    uint64_t next_cut;          /* --cut-after: stream messages (each counted once) at the next cut */
     held_frame delayed[DELAY_SLOTS];
     size_t delayed_head, delayed_count;
     held_frame reordered;
@@ -1020,7 +1024,7 @@ static void api_resume_or_terminate(conn *c, const ssmb_json *d, int terminate) 
         return;
     }
     s = session_find(id, strlen(id));
-    if (!s || s->ending) {
+    if (!s || s->terminated) {
         snprintf(msg, sizeof msg, "Session with id %s does not exist.", id);
         aws_error(c, 400, "DoesNotExistException", msg);
         return;
@@ -1123,7 +1127,7 @@ static void handle_upgrade(conn *c, const http_req *r) {
         return;
     }
     s = session_find(r->path.ptr + sizeof prefix - 1, r->path.len - (sizeof prefix - 1));
-    if (!s || s->ending) {
+    if (!s || s->terminated) {
         aws_error(c, 404, "NotFound", "no such session");
         c->closing = 1;
         return;
@@ -1312,6 +1316,7 @@ static int version_ge(const char *a, const char *b) {
 }
 
 static void send_closed(session *s);
+static void ws_process(conn *c);
 
 static void start_workload(session *s) {
     s->workload = 1;
@@ -1375,6 +1380,7 @@ static void session_end(session *s, const char *reason) {
     release_workload(s);
     snprintf(s->reason, sizeof s->reason, "%s", reason);
     s->ending = 1;
+    s->terminated = 1;
     s->end_ms = 1; /* long past: no wait for acknowledgements */
 }
 
@@ -1383,7 +1389,7 @@ static void session_free(session *s) {
     release_workload(s);
     if (s->ws) {
         s->ws->s = NULL;
-        s->ws->closing = 1;
+        s->ws->linger_until = now_ms() + 2000;
     }
     drop_delayed(s);
     ssmb_channel_destroy(s->ch);
@@ -1505,6 +1511,7 @@ static void open_data_channel(conn *c, uint64_t now) {
         }
     } else if (s->ch) {
         ssmb_channel_reconnected(s->ch, now);
+        if (s->ending && !s->terminated) s->end_ms = now;
         note("session %s: data channel reconnected", s->id);
     }
 }
@@ -1602,7 +1609,6 @@ static void deliver(session *s, uint64_t now) {
             c->msg_ready = 0;
             return;
         }
-        c->stream_msgs++;
     }
     r = ssmb_channel_recv(s->ch, c->msg, c->msg_len, c->msg_op == SSMB_WS_TEXT, now);
     if (r == SSMB_AGAIN) return;
@@ -1629,7 +1635,7 @@ static void write_frames(session *s, uint64_t now) {
     conn *c = s->ws;
     const uint8_t *f;
     size_t n;
-    if (!c || !c->opened || c->dead || !s->ch) return;
+    if (!c || !c->opened || c->dead || c->closing || !s->ch) return;
     while (s->delayed_count) {
         held_frame *h = &s->delayed[s->delayed_head];
         if (h->due > now || conn_room(c) < h->len + 16) break;
@@ -1672,7 +1678,6 @@ static void write_frames(session *s, uint64_t now) {
         if (opt.delay_ms > 0) {
             if (!delay_frame(s, send, n, now)) break;
             ssmb_channel_frame_sent(s->ch, now);
-            if (is_data) c->stream_msgs++;
             continue;
         }
         if (is_data && !s->reordered.data && roll(opt.reorder)) {
@@ -1682,7 +1687,6 @@ static void write_frames(session *s, uint64_t now) {
                 s->reordered.len = n;
                 s->reordered.due = now;
                 ssmb_channel_frame_sent(s->ch, now);
-                c->stream_msgs++;
                 continue;
             }
         }
@@ -1698,7 +1702,6 @@ static void write_frames(session *s, uint64_t now) {
             free_held(&s->reordered);
         }
         ssmb_channel_frame_sent(s->ch, now);
-        if (is_data) c->stream_msgs++;
     }
 }
 
@@ -1909,14 +1912,18 @@ static void proc_pump(session *s, uint64_t now) {
 /* Everything one session does in a turn of the loop. */
 static void session_pump(session *s, uint64_t now) {
     conn *c = s->ws;
-    if (c && c->opened && !c->dead) {
-        if (opt.cut_after && c->stream_msgs >= (uint64_t)opt.cut_after) {
+    if (c && c->opened && !c->dead && !c->closing && s->ch) {
+        ssmb_channel_metrics m;
+        ssmb_channel_get_metrics(s->ch, &m);
+        if (!s->next_cut) s->next_cut = (uint64_t)opt.cut_after;
+        if (opt.cut_after && m.data_out + m.data_in >= s->next_cut) {
             note("session %s: cutting the WebSocket after %llu stream messages", s->id,
-                 (unsigned long long)c->stream_msgs);
-            c->dead = 1;
+                 (unsigned long long)(m.data_out + m.data_in));
+            s->next_cut = m.data_out + m.data_in + (uint64_t)opt.cut_after;
+            c->closing = 1;
         } else if (opt.cut_every && now >= c->since_ms + (uint64_t)opt.cut_every * 1000u) {
             note("session %s: cutting the WebSocket (every %d s)", s->id, opt.cut_every);
-            c->dead = 1;
+            c->closing = 1;
         }
     }
     if (c && c->dead) {
@@ -1933,9 +1940,11 @@ static void session_pump(session *s, uint64_t now) {
     }
     if (!s->ending) {
         int i;
-        for (i = 0; i < 4; i++) {
+        for (i = 0; i < 256; i++) {
             deliver(s, now);
             channel_events(s);
+            if (!s->ws || s->ending) break;
+            if (!s->ws->msg_ready && s->ws->in_len) ws_process(s->ws);
             if (!s->ws || !s->ws->msg_ready) break;
         }
         if (s->ready && s->workload && !s->ending) {
@@ -1959,7 +1968,7 @@ static void session_pump(session *s, uint64_t now) {
         int drained = ssmb_channel_next_frame(s->ch, &f, &n) != SSMB_OK &&
                       ssmb_channel_next_deadline(s->ch) == SSMB_NO_DEADLINE && !s->delayed_count &&
                       !s->reordered.data;
-        if (drained || now >= s->end_ms + 5000) {
+        if (drained || (now >= s->end_ms + 5000 && (s->ws || s->terminated))) {
             if (s->ws && conn_room(s->ws) < 2048) return;
             send_closed(s);
             note("session %s: closed%s%s", s->id, s->reason[0] ? ": " : "", s->reason);
@@ -2199,6 +2208,10 @@ static int loop_timeout(uint64_t now) {
         if (s->ws && s->ws->msg_ready && best > now + 1) best = now + 1;
         if (s->pin_len && best > now + 10) best = now + 10;
     }
+    for (i = 0; i < MAX_CONNS; i++) {
+        if (conns[i] && conns[i]->state == C_WS && conns[i]->in_len && !conns[i]->msg_ready) best = now;
+        if (conns[i] && conns[i]->linger_until && best > conns[i]->linger_until) best = conns[i]->linger_until;
+    }
     return best <= now ? 0 : (int)(best - now);
 }
 
@@ -2301,6 +2314,7 @@ int main(int argc, char **argv) {
             conn *c = conns[i];
             if (!c) continue;
             if (!c->dead && c->out_len) conn_io(c);
+            if (c->linger_until && now >= c->linger_until) c->closing = 1;
             if (c->dead) conn_free(i);
             else if (c->closing && !c->out_len &&
                      (!c->sc || !(br_ssl_engine_current_state(&c->sc->eng) & BR_SSL_SENDREC)))
