@@ -323,7 +323,6 @@ static int params_parse(params *ps, const char *text, const char **why) {
 static struct termios g_saved_tty;
 static volatile sig_atomic_t g_tty_raw;
 static int g_sig_pipe[2] = {-1, -1};
-static volatile sig_atomic_t g_end_signals;
 static volatile sig_atomic_t g_interrupts;
 
 /* Async-signal-safe: tcsetattr is. */
@@ -362,8 +361,7 @@ static void on_signal(int sig) {
     int saved = errno;
     char c = sig == SIGWINCH ? 'W' : sig == SIGINT ? 'I' : 'T';
     if (sig == SIGTERM || sig == SIGHUP) {
-        tty_restore();
-        if (++g_end_signals > 1) _exit(1); /* a second one: leave now */
+        tty_restore(); /* at once: the end may take a few seconds (terminate, shutdown) */
     } else if (sig == SIGINT && ++g_interrupts > 2) {
         tty_restore();
         _exit(130); /* the third Ctrl-C does not wait for the session's end */
