@@ -28,7 +28,7 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all test deps bench clean fuzz
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/example-%,$(wildcard examples/*.c))
-all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(BUILD)/ssmb-local $(EXAMPLES) $(FUZZ_REPLAY)
+all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(BUILD)/ssmb-local $(BUILD)/ssmb $(EXAMPLES) $(FUZZ_REPLAY)
 
 deps:
 	@sh tools/deps.sh
