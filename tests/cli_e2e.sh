@@ -189,5 +189,22 @@ sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
 EOF
 if timeout 60 python3 "$T/term_session.py" "$SSMB" start-session "$@"; then ok; else bad "start-session in a terminal"; fi
 
+# ---- plugin mode under the real AWS CLI (when one is installed): it calls
+# StartSession itself, asks `session-manager-plugin --version`, and passes
+# the response in AWS_SSM_START_SESSION_RESPONSE. The pauses keep the
+# output in messages of their own: this case is about the plugin's arguments.
+if command -v aws >/dev/null 2>&1; then
+    mkdir -p "$T/bin"
+    ln -s "$(cd "$(dirname "$SSMB")" && pwd)/ssmb" "$T/bin/session-manager-plugin"
+    PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" timeout 60 aws ssm start-session --target "$TARGET" \
+        --endpoint-url "$EP" --document-name AWS-StartNonInteractiveCommand \
+        --parameters '{"command":["sleep 0.3; echo plugin-ok; sleep 0.3"]}' >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    if [ "$rc" = 0 ] && [ "$(cat "$T/out")" = plugin-ok ] && grep -q '^Starting session with SessionId: ' "$T/err"; then ok
+    else bad "aws ssm start-session with ssmb as the plugin: exit $rc, stdout '$(cat "$T/out")', stderr '$(cat "$T/err")'"; fi
+else
+    echo "cli_e2e: no aws command, plugin mode under the AWS CLI not checked"
+fi
+
 echo "cli_e2e: $passed passed, $failed failed"
 [ "$failed" = 0 ]

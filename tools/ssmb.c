@@ -406,6 +406,8 @@ typedef struct config {
     int quiet;
     int quiet_default;          /* status lines only with -v */
     int is_run;                 /* exit status semantics of `run` */
+    int plugin;                 /* plugin mode: a normal end is 0, whatever the remote's exit code
+                                   (the AWS CLI turns any other status into its own error) */
 } config;
 
 typedef struct app {
@@ -796,7 +798,7 @@ static int decide_mode(config *c, const char *doc, const char **why) {
 }
 
 static int exit_status(const app *a) {
-    if (a->have_exit) return a->exit_code < 0 || a->exit_code > 255 ? 255 : (int)a->exit_code;
+    if (a->have_exit && !a->cfg->plugin) return a->exit_code < 0 || a->exit_code > 255 ? 255 : (int)a->exit_code;
     if (a->failed || a->close_result < 0 || !a->closed) return a->cfg->is_run ? EXIT_RUN_FAILED : 1;
     return 0;
 }
@@ -949,6 +951,7 @@ static int plugin_main(int argc, char **argv) {
     }
     if (decide_mode(&c, doc_name, &why) != 0) return plugin_fail("%s", why);
     c.ca_file = env_nonempty("AWS_CA_BUNDLE");
+    c.plugin = 1;
     json_free(&resp);
     json_free(&req);
     return run_session(&c);
