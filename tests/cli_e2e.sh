@@ -111,26 +111,46 @@ pids="$pids $!"
 wait_for "$T/echo.port" '^[0-9]+$' 10 || { echo "cli_e2e: echo server did not start"; exit 1; }
 ECHO_PORT=$(head -n 1 "$T/echo.port")
 
-"$SSMB" port-forward -v "$@" --remote-port "$ECHO_PORT" --local 127.0.0.1:0 >"$T/pf.out" 2>"$T/pf.err" </dev/null &
-PF=$!
-pids="$pids $PF"
-if wait_for "$T/pf.err" '^listening on 127\.0\.0\.1:[0-9]+$' 20; then
-    LPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/pf.err" | head -n 1)
+# pf_start EXTRA...: a port-forward in the background, PF its PID, LPORT its port.
+pf_start() {
+    : >"$T/pf.err"
+    "$SSMB" port-forward "$@" >"$T/pf.out" 2>"$T/pf.err" </dev/null &
+    PF=$!
+    pids="$pids $PF"
+    LPORT=
+    wait_for "$T/pf.err" '^listening on 127\.0\.0\.1:[0-9]+$' 20 &&
+        LPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/pf.err" | head -n 1)
+    [ -n "$LPORT" ]
+}
+# pf_stop: SIGTERM ends the session cleanly, exit 0 within the 3 s shutdown
+# bound (10 s for a terminate that hangs); after 20 s it is killed.
+pf_stop() {
+    kill "$PF" 2>/dev/null
+    n=0
+    while kill -0 "$PF" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -9 "$PF" 2>/dev/null
+    wait "$PF"
+}
+
+if pf_start "$@" --remote-port "$ECHO_PORT" --local 127.0.0.1:0; then
     if timeout 40 python3 "$T/client.py" "$LPORT" 50000 && timeout 40 python3 "$T/client.py" "$LPORT" 1; then ok
     else bad "port-forward: transfer failed ($(tail -n 3 "$T/pf.err"))"; fi
-    grep -q 'connection .* opened' "$T/pf.err" && ok || bad "port-forward -v: no 'connection opened' line"
     [ -s "$T/pf.out" ] && bad "port-forward: wrote to stdout" || ok
+    pf_stop; rc=$?
+    [ "$rc" = 0 ] && ok || bad "port-forward: exit $rc after SIGTERM"
 else
     bad "port-forward: no listening line ($(cat "$T/pf.err"))"
 fi
-# SIGTERM ends the session cleanly: exit 0 within the 3 s shutdown bound
-# (and 10 s for a terminate that hangs); after 20 s it is killed.
-kill "$PF" 2>/dev/null
-n=0
-while kill -0 "$PF" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
-kill -9 "$PF" 2>/dev/null
-wait "$PF"; rc=$?
-[ "$rc" = 0 ] && ok || bad "port-forward: exit $rc after SIGTERM"
+# -v: a line when each connection opens and closes (FORWARD_OPEN / FORWARD_CLOSE).
+if pf_start -v "$@" --remote-port "$ECHO_PORT"; then
+    timeout 40 python3 "$T/client.py" "$LPORT" 1 || bad "port-forward -v: transfer failed"
+    wait_for "$T/pf.err" 'connection [0-9]+ closed' 10
+    grep -qE '^connection [0-9]+ opened$' "$T/pf.err" && grep -qE '^connection [0-9]+ closed$' "$T/pf.err" && ok ||
+        bad "port-forward -v: no opened/closed lines ($(cat "$T/pf.err"))"
+    pf_stop
+else
+    bad "port-forward -v: no listening line ($(cat "$T/pf.err"))"
+fi
 
 # ---- ssh-proxy: stdin and stdout bridged to the echo server
 cat >"$T/stdio.py" <<'EOF'
