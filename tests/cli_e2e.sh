@@ -68,6 +68,22 @@ run_case run-127 127 "" "not found" "$@" -- no-such-command-ssmb-e2e
 run_case run-unknown-target 255 "" "TargetNotConnected|not connected|InvalidTarget" \
     --target i-00000000000000000 --endpoint-url "$EP" -- true
 
+# ---- failures: one line naming the cause, a non-zero status
+err_case() { # err_case NAME PATTERN CMD...
+    name=$1; pat=$2; shift 2
+    timeout 30 "$@" >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    lines=$(wc -l <"$T/err" | tr -d ' ')
+    if [ "$rc" != 0 ] && [ "$rc" -lt 124 ] && [ "$lines" = 1 ] && [ ! -s "$T/out" ] && grep -qE "$pat" "$T/err"; then ok
+    else bad "$name: exit $rc, stderr '$(cat "$T/err")'"; fi
+}
+err_case no-credentials '^ssmb: no AWS credentials found' \
+    env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$SSMB" start-session "$@"
+err_case connection-refused '^ssmb: cannot connect to http://127\.0\.0\.1:1' \
+    "$SSMB" start-session --target "$TARGET" --endpoint-url http://127.0.0.1:1
+err_case target-not-connected '^ssmb: TargetNotConnected: ' \
+    "$SSMB" start-session --target i-00000000000000000 --endpoint-url "$EP"
+
 # ---- port-forward through a local echo server
 cat >"$T/echo.py" <<'EOF'
 import socket, sys, threading

@@ -499,20 +499,19 @@ static void report_failure(app *a, int32_t result, ssmb_str msg) {
     case SSMB_ERR_CONNECT:
     case SSMB_ERR_DNS:
     case SSMB_ERR_TIMEOUT:
-        if (a->max_state <= SSMB_SESSION_STARTING) {
-            endpoint_text(a, ep, sizeof ep);
-            err_line("cannot connect to %s (%s)%s%.*s", ep, ssmb_result_str((ssmb_result)result), sep, ml, mp);
-        } else {
-            err_line("cannot connect to the session's stream URL (%s)%s%.*s",
-                     ssmb_result_str((ssmb_result)result), sep, ml, mp);
-        }
+        if (a->max_state <= SSMB_SESSION_STARTING) endpoint_text(a, ep, sizeof ep);
+        else snprintf(ep, sizeof ep, "the session's stream URL");
+        if (ml) err_line("cannot connect to %s: %.*s", ep, ml, mp);
+        else err_line("cannot connect to %s: %s", ep, ssmb_result_str((ssmb_result)result));
         break;
     case SSMB_ERR_AWS_API:
         if (ml) err_line("%.*s", ml, mp);
         else err_line("the AWS API refused the request (%s)", ssmb_result_str((ssmb_result)result));
         break;
     default:
-        if (ml) err_line("%.*s (%s)", ml, mp, ssmb_result_str((ssmb_result)result));
+        if (!a->cfg->sd.region && ml && strstr(mp, "region") && result == SSMB_ERR_INVALID_ARG)
+            err_line("no AWS region: give --region, or set AWS_REGION or a profile's region");
+        else if (ml) err_line("%.*s (%s)", ml, mp, ssmb_result_str((ssmb_result)result));
         else err_line("%s", ssmb_result_str((ssmb_result)result));
         break;
     }
