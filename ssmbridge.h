@@ -15524,6 +15524,7 @@ SSMB_APIDEF ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms) {
 #define SSMB__SESS_REASON_MAX 256u
 #define SSMB__SESS_REQUEST_MAX 16384u   /* an API request (StartSession with parameters, STS) */
 #define SSMB__SESS_STATES 8u            /* state changes waiting for the host */
+#define SSMB__SESS_ROUNDS 64            /* WebSocket events a session reads per turn */
 
 /* The forward of a Port session (>>portfwd below). */
 typedef struct ssmb__fwd ssmb__fwd;
@@ -15578,6 +15579,7 @@ struct ssmb__sess {
     size_t frame_len, frame_cap;
     uint8_t frame_held;                 /* complete, waiting for the channel */
     uint8_t frame_skip;                 /* too long: dropped until its end */
+    uint8_t more_in;                    /* the last turn stopped with pieces perhaps waiting */
     size_t out_sent;
     /* the end */
     ssmb_result result;
@@ -15958,7 +15960,8 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     int rounds;
     if (ssmb__fwd_pending(s->fwd)) return; /* its bytes point into the channel's last event */
     if (s->frame_held && !ssmb__sess_give_frame(s, now)) return;
-    for (rounds = 0; rounds < 64 && s->ws.id; rounds++) {
+    s->more_in = 0;
+    for (rounds = 0; rounds < SSMB__SESS_ROUNDS && s->ws.id; rounds++) {
         slot = ssmb__slot_of(eng, s->ws);
         if (!slot || !ssmb__slot_event(eng, slot, &ev)) return;
         switch (ev.type) {
@@ -15966,12 +15969,17 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
         case SSMB_EVENT_WS_MESSAGE:
             ssmb__sess_piece(s, &ev.piece, now);
             if (s->frame_held) return;
-            if (s->fwd) return; /* the forward takes the message's events before the next one */
+            if (s->fwd) { /* the forward takes the message's events before the next one */
+                ssmb_event unused;
+                while (!ssmb__fwd_pending(s->fwd) && ssmb__sess_next_channel_only(eng, s, &unused)) {}
+                if (ssmb__fwd_pending(s->fwd)) return;
+            }
             break;
         case SSMB_EVENT_WS_CLOSED: ssmb__sess_lost(eng, s, (ssmb_result)ev.result, now); return;
         default: break;
         }
     }
+    s->more_in = rounds == SSMB__SESS_ROUNDS; /* pieces may wait in the conn: come back at once */
 }
 
 /* Frames of the channel out to the WebSocket; a frame larger than the
@@ -16054,6 +16062,9 @@ static void ssmb__sess_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *
 static uint64_t ssmb__sess_deadline(const ssmb__sess *s) {
     uint64_t d = SSMB_NO_DEADLINE;
     if (s->states_count || s->pending_writable || s->exit_pending || s->closed_pending || ssmb__fwd_due(s)) return 0;
+    /* a message waits for the channel (the host takes events until none are left before it
+       sleeps, so the channel can take it now), or the last turn ran out of rounds */
+    if (s->more_in || (s->frame_held && !ssmb__fwd_pending(s->fwd))) return 0;
     if (s->state == SSMB_SESSION_CLOSED) return SSMB_NO_DEADLINE;
     if (s->call_kind != SSMB__CALL_NONE && !s->call_ws.id) d = s->call_due;
     d = SSMB__MIN(d, ssmb_channel_next_deadline(s->ch));
