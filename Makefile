@@ -28,7 +28,7 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all test deps bench clean fuzz
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/example-%,$(wildcard examples/*.c))
-all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(EXAMPLES) $(FUZZ_REPLAY)
+all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(BUILD)/ssmb-local $(EXAMPLES) $(FUZZ_REPLAY)
 
 deps:
 	@sh tools/deps.sh
@@ -106,6 +106,10 @@ $(BUILD)/bench: tools/bench.c tools/bench_net.c $(HDR) | $(BUILD)
 # Echoes every message of a WebSocket server back (the outside check's client).
 $(BUILD)/ws-echo: tools/ws-echo.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ws-echo.c -o $@ $(TLSLIB)
+
+# The AWS side on loopback: SSM API, data channel and agent (tests, demos).
+$(BUILD)/ssmb-local: tools/ssmb-local.c $(HDR) | $(BUILD)
+	$(GCC) $(C99) -D_GNU_SOURCE -O2 tools/ssmb-local.c -o $@ $(TLSLIB) -lutil
 
 # The examples compile warning-free with the project's flags.
 $(BUILD)/example-%: examples/%.c $(HDR) | $(BUILD)
