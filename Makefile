@@ -107,6 +107,10 @@ $(BUILD)/bench: tools/bench.c tools/bench_net.c $(HDR) | $(BUILD)
 $(BUILD)/ws-echo: tools/ws-echo.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ws-echo.c -o $@ $(TLSLIB)
 
+# The command-line client (and, through a symlink, session-manager-plugin).
+$(BUILD)/ssmb: tools/ssmb.c $(HDR) | $(BUILD)
+	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ssmb.c -o $@ $(TLSLIB)
+
 # The AWS side on loopback: SSM API, data channel and agent (tests, demos).
 $(BUILD)/ssmb-local: tools/ssmb-local.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_GNU_SOURCE -O2 tools/ssmb-local.c -o $@ $(TLSLIB) -lutil

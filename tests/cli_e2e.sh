@@ -1,0 +1,185 @@
+#!/bin/sh
+# build/ssmb end to end against build/ssmb-local on loopback: `ssmb run`
+# exit codes with stdout and stderr kept apart, a port-forward transfer
+# through a local echo server, and stdin/stdout bridging (ssh-proxy). Every
+# process started here is stopped by its PID; every step is bounded by
+# timeout.
+# usage: sh tests/cli_e2e.sh BUILD_DIR
+B=${1:-build}
+SSMB=$B/ssmb
+LOCAL=$B/ssmb-local
+for f in "$SSMB" "$LOCAL"; do [ -x "$f" ] || { echo "cli_e2e: no $f"; exit 1; }; done
+command -v python3 >/dev/null || { echo "cli_e2e: python3 is needed for the echo server"; exit 1; }
+T=$(mktemp -d)
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# wait_for FILE PATTERN SECONDS: until a line of FILE matches.
+wait_for() {
+    n=0
+    while [ $n -lt $(($3 * 10)) ]; do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1; n=$((n + 1))
+    done
+    return 1
+}
+
+# ---- the emulator
+"$LOCAL" --port 0 >"$T/local.out" 2>"$T/local.err" &
+pids="$pids $!"
+wait_for "$T/local.out" '^secret-access-key: ' 20 || { echo "cli_e2e: ssmb-local did not start"; cat "$T/local.err"; exit 1; }
+field() { sed -n "s/^$1: //p" "$T/local.out" | head -n 1; }
+EP=$(field endpoint); CA=$(field ca-bundle)
+export AWS_REGION="$(field region)" AWS_ACCESS_KEY_ID="$(field access-key-id)" AWS_SECRET_ACCESS_KEY="$(field secret-access-key)"
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_CA_BUNDLE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SSM
+export AWS_CONFIG_FILE="$T/none" AWS_SHARED_CREDENTIALS_FILE="$T/none" AWS_EC2_METADATA_DISABLED=true
+TARGET=i-0123456789abcdef0
+set -- --target "$TARGET" --endpoint-url "$EP" --ca-bundle "$CA"
+
+# ---- run: exit codes, stdout and stderr apart
+# run_case NAME WANT_RC WANT_STDOUT STDERR_PATTERN COMMAND
+run_case() {
+    name=$1; want=$2; want_out=$3; err_pat=$4; shift 4
+    timeout 30 "$SSMB" run "$@" >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    out=$(cat "$T/out"); err=$(cat "$T/err")
+    [ "$rc" = "$want" ] || { bad "$name: exit $rc, want $want (stderr: $err)"; return; }
+    [ "$out" = "$want_out" ] || { bad "$name: stdout '$out', want '$want_out'"; return; }
+    if [ -z "$err_pat" ]; then [ -z "$err" ] || { bad "$name: stderr not empty: $err"; return; }
+    else echo "$err" | grep -qE "$err_pat" || { bad "$name: stderr '$err' lacks '$err_pat'"; return; }; fi
+    ok
+}
+run_case run-0 0 "hello world" "" "$@" -- echo hello world
+run_case run-3 3 "out" "^oops$" "$@" -- 'echo out; echo oops >&2; exit 3'
+run_case run-127 127 "" "not found" "$@" -- no-such-command-ssmb-e2e
+run_case run-unknown-target 255 "" "TargetNotConnected|not connected|InvalidTarget" \
+    --target i-00000000000000000 --endpoint-url "$EP" --ca-bundle "$CA" -- true
+
+# ---- port-forward through a local echo server
+cat >"$T/echo.py" <<'EOF'
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+cat >"$T/client.py" <<'EOF'
+import os, socket, sys
+port, size = int(sys.argv[1]), int(sys.argv[2])
+data = os.urandom(size)
+c = socket.create_connection(("127.0.0.1", port), timeout=20)
+got = bytearray(); sent = 0
+c.setblocking(True)
+import selectors
+sel = selectors.DefaultSelector(); sel.register(c, selectors.EVENT_READ | selectors.EVENT_WRITE)
+while len(got) < size:
+    for key, ev in sel.select(timeout=20) or [(None, 0)]:
+        if key is None: sys.exit("timed out with %d of %d bytes back" % (len(got), size))
+        if ev & selectors.EVENT_WRITE and sent < size:
+            sent += c.send(data[sent:sent + 16384])
+            if sent == size: sel.modify(c, selectors.EVENT_READ)
+        if ev & selectors.EVENT_READ:
+            d = c.recv(65536)
+            if not d: sys.exit("closed with %d of %d bytes back" % (len(got), size))
+            got += d
+c.close()
+sys.exit(0 if bytes(got) == data else "the bytes differ")
+EOF
+python3 "$T/echo.py" >"$T/echo.port" 2>/dev/null &
+pids="$pids $!"
+wait_for "$T/echo.port" '^[0-9]+$' 10 || { echo "cli_e2e: echo server did not start"; exit 1; }
+ECHO_PORT=$(head -n 1 "$T/echo.port")
+
+timeout 60 "$SSMB" port-forward -v "$@" --remote-port "$ECHO_PORT" --local 127.0.0.1:0 >"$T/pf.out" 2>"$T/pf.err" </dev/null &
+PF=$!
+pids="$pids $PF"
+if wait_for "$T/pf.err" '^listening on 127\.0\.0\.1:[0-9]+$' 20; then
+    LPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/pf.err" | head -n 1)
+    if timeout 40 python3 "$T/client.py" "$LPORT" 1000000 && timeout 40 python3 "$T/client.py" "$LPORT" 1; then ok
+    else bad "port-forward: transfer failed ($(tail -n 3 "$T/pf.err"))"; fi
+    grep -q 'connection .* opened' "$T/pf.err" && ok || bad "port-forward -v: no 'connection opened' line"
+    [ -s "$T/pf.out" ] && bad "port-forward: wrote to stdout" || ok
+else
+    bad "port-forward: no listening line ($(cat "$T/pf.err"))"
+fi
+kill "$PF" 2>/dev/null
+wait "$PF"; rc=$?
+[ "$rc" = 0 ] && ok || bad "port-forward: exit $rc after SIGTERM"
+
+# ---- ssh-proxy: stdin and stdout bridged to the echo server
+cat >"$T/stdio.py" <<'EOF'
+import os, subprocess, sys
+size = 200000
+data = os.urandom(size)
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+import threading
+def feed():
+    p.stdin.write(data); p.stdin.flush()
+threading.Thread(target=feed, daemon=True).start()
+got = bytearray()
+while len(got) < size:
+    d = p.stdout.read1(65536)
+    if not d: break
+    got += d
+p.stdin.close()
+rc = p.wait(timeout=20)
+if bytes(got) != data: sys.exit("ssh-proxy: %d of %d bytes back, or different" % (len(got), size))
+sys.exit(0 if rc == 0 else "ssh-proxy: exit %d after stdin's end" % rc)
+EOF
+if timeout 60 python3 "$T/stdio.py" "$SSMB" ssh-proxy "$@" --port "$ECHO_PORT"; then ok; else bad "ssh-proxy: stdio bridge"; fi
+
+# ---- start-session in a terminal: raw mode, a shell, ~. and the terminal restored
+cat >"$T/tty.py" <<'EOF'
+import os, pty, select, sys, termios, time
+def pump(fd, out, secs, until=None):
+    end = time.time() + secs
+    while time.time() < end:
+        if until and until in out: return out
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try: d = os.read(fd, 4096)
+            except OSError: return out
+            if not d: return out
+            out += d
+    return out
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+before = termios.tcgetattr(fd)
+out = pump(fd, b"", 20, b"$ ")
+if b"$ " not in out: sys.exit("no prompt: %r" % out[-300:])
+raw = termios.tcgetattr(fd)
+if raw[3] & (termios.ICANON | termios.ECHO | termios.ISIG): sys.exit("the terminal is not raw")
+os.write(fd, b"echo sum=$((40+2))\r")
+out = pump(fd, out, 10, b"sum=42")
+if b"sum=42" not in out: sys.exit("no command output: %r" % out[-300:])
+os.write(fd, b"\r~.")
+out = pump(fd, out, 15)
+_, status = os.waitpid(pid, 0)
+after = termios.tcgetattr(fd)
+if after[3] != before[3] or after[0] != before[0] or after[1] != before[1]: sys.exit("the terminal was not restored")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
+EOF
+if timeout 60 python3 "$T/tty.py" "$SSMB" start-session "$@"; then ok; else bad "start-session in a terminal"; fi
+
+echo "cli_e2e: $passed passed, $failed failed"
+[ "$failed" = 0 ]
