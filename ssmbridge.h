@@ -1195,6 +1195,9 @@ SSMB_API ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, s
                                        uint64_t now_ms);
 /* The next event: SSMB_OK, SSMB_AGAIN (none), SSMB_CLOSED (none, and over). */
 SSMB_API ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev);
+/* 1 while events not yet polled point into the last frame passed to recv:
+   keep that memory unchanged until this says 0. */
+SSMB_API int ssmb_channel_borrows(const ssmb_channel *ch);
 
 /* The next frame to send as one binary message: acknowledgements first,
    then retransmissions, then new messages. It stays the same (and valid)
@@ -7766,6 +7769,8 @@ SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame
     else ssmb__chan_input(ch, frame, len, is_text);
     return SSMB_OK;
 }
+
+SSMB_APIDEF int ssmb_channel_borrows(const ssmb_channel *ch) { return ch && ch->borrowed != 0; }
 
 SSMB_APIDEF ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev) {
     if (!ch || !ev) return SSMB_ERR_INVALID_ARG;
@@ -15962,6 +15967,10 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     if (s->frame_held && !ssmb__sess_give_frame(s, now)) return;
     s->more_in = 0;
     for (rounds = 0; rounds < SSMB__SESS_ROUNDS && s->ws.id; rounds++) {
+        if (ssmb_channel_borrows(s->ch)) { /* its events point into s->frame: no new message yet */
+            s->more_in = 1;
+            return;
+        }
         slot = ssmb__slot_of(eng, s->ws);
         if (!slot || !ssmb__slot_event(eng, slot, &ev)) return;
         switch (ev.type) {
@@ -16064,7 +16073,7 @@ static uint64_t ssmb__sess_deadline(const ssmb__sess *s) {
     if (s->states_count || s->pending_writable || s->exit_pending || s->closed_pending || ssmb__fwd_due(s)) return 0;
     /* a message waits for the channel (the host takes events until none are left before it
        sleeps, so the channel can take it now), or the last turn ran out of rounds */
-    if (s->more_in || (s->frame_held && !ssmb__fwd_pending(s->fwd))) return 0;
+    if ((s->more_in || s->frame_held) && !ssmb__fwd_pending(s->fwd) && !ssmb_channel_borrows(s->ch)) return 0;
     if (s->state == SSMB_SESSION_CLOSED) return SSMB_NO_DEADLINE;
     if (s->call_kind != SSMB__CALL_NONE && !s->call_ws.id) d = s->call_due;
     d = SSMB__MIN(d, ssmb_channel_next_deadline(s->ch));
@@ -16422,7 +16431,8 @@ SSMB_APIDEF ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_
     }
     for (i = 0; i < eng->desc.max_sessions && eng->sessions[i]; i++) {}
     if (i == eng->desc.max_sessions) return SSMB_ERR_LIMIT;
-    frame_cap = SSMB_CHANNEL_MAX_PAYLOAD + 1024u; /* the agent's payloads and headers */
+    /* the agent's messages: payloads as large as ours or 16 KiB, and the 120-byte header (§2.1) */
+    frame_cap = (d->payload_size > 16384u ? d->payload_size : 16384u) + 120u;
     memset(&scratch, 0, sizeof scratch);
     memset(&a, 0, sizeof a);
     ssmb__sess_layout(&a, d, &scratch, frame_cap);
