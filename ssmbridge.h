@@ -9722,7 +9722,8 @@ typedef struct ssmb__tls ssmb__tls;
 
 typedef struct ssmb__tls_config {
     const ssmb_trust *trust;        /* anchors the chain must reach */
-    const char *server_name;        /* SNI, and the name the certificate must carry */
+    const char *server_name;        /* SNI, and the name the certificate must carry (an IP
+                                       literal: no SNI, an iPAddress SAN) */
     int64_t now_utc;                /* certificate validity is checked at this time */
     ssmb_random_fn random_fn;       /* seeds and nonces */
     void *random_user_data;
@@ -9758,6 +9759,112 @@ static SSMB__MAYBE_UNUSED int ssmb__tls_handshake_done(const ssmb__tls *t);
    own error code (BR_ERR_*, or the negative mbedTLS code). After a failure
    net_out may still hold an alert for the peer. */
 static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail);
+
+#if defined(SSMB_USE_BEARSSL) || defined(SSMB_USE_MBEDTLS)
+/* ---- servers named by IP address ----------------------------------------
+   A server reached by an IPv4 or IPv6 literal gets no SNI (RFC 6066 §3:
+   SNI carries DNS names only) and its certificate must carry the address
+   as an iPAddress subjectAltName, 4 or 16 bytes (RFC 5280 §4.2.1.6; RFC
+   6125 §3.1.3.2). Neither BearSSL's minimal engine nor mbedTLS 2.28 matches
+   those, so each backend checks them itself; a DNS name or CN spelling
+   the address is not accepted in its place. */
+
+/* One decimal part of dotted IPv4 text at s[*i]: 1..3 digits up to 255,
+   without a leading zero (inet_pton refuses those too: "010" could mean
+   octal elsewhere). */
+static int ssmb__ip4_part(const char *s, size_t len, size_t *i, uint8_t *out) {
+    unsigned v = 0;
+    size_t start = *i;
+    while (*i < len && *i - start < 3 && s[*i] >= '0' && s[*i] <= '9') {
+        v = v * 10 + (unsigned)(s[*i] - '0');
+        (*i)++;
+    }
+    if (*i == start || v > 255 || (s[start] == '0' && *i - start > 1)) return 0;
+    *out = (uint8_t)v;
+    return 1;
+}
+
+/* The whole of s[0, len) as a dotted-quad IPv4 address. */
+static int ssmb__ip4_parse(const char *s, size_t len, uint8_t out[4]) {
+    size_t i = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        if (k > 0 && (i >= len || s[i++] != '.')) return 0;
+        if (!ssmb__ip4_part(s, len, &i, out + k)) return 0;
+    }
+    return i == len;
+}
+
+static int ssmb__hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* One group of IPv6 text at s[*i]: 1..4 hex digits, into out[0..1]. */
+static int ssmb__ip6_group(const char *s, size_t len, size_t *i, uint8_t *out) {
+    unsigned v = 0;
+    size_t start = *i;
+    int h;
+    while (*i < len && *i - start < 4 && (h = ssmb__hex_digit(s[*i])) >= 0) {
+        v = v * 16 + (unsigned)h;
+        (*i)++;
+    }
+    if (*i == start) return 0;
+    out[0] = (uint8_t)(v >> 8);
+    out[1] = (uint8_t)v;
+    return 1;
+}
+
+/* Spreads the n bytes read around a "::" at `gap` (-1: none) to 16. */
+static int ssmb__ip6_expand(uint8_t out[16], size_t n, long gap) {
+    size_t tail;
+    if (gap < 0) return n == 16;
+    if (n >= 16) return 0; /* "::" stands for one group at least */
+    tail = n - (size_t)gap;
+    memmove(out + 16 - tail, out + gap, tail);
+    memset(out + gap, 0, 16 - n);
+    return 1;
+}
+
+/* The whole of s[0, len) as IPv6 text (RFC 4291 §2.2): groups, one "::",
+   an IPv4 tail; no zone ("%eth0"). */
+static int ssmb__ip6_parse(const char *s, size_t len, uint8_t out[16]) {
+    size_t i = 0, n = 0;
+    long gap = -1;
+    if (len >= 2 && s[0] == ':' && s[1] == ':') {
+        gap = 0;
+        i = 2;
+    }
+    while (i < len) {
+        if (!memchr(s + i, ':', len - i) && memchr(s + i, '.', len - i)) { /* the IPv4 tail ends the text */
+            if (n > 12 || !ssmb__ip4_parse(s + i, len - i, out + n)) return 0;
+            n += 4;
+            break;
+        }
+        if (n >= 16 || !ssmb__ip6_group(s, len, &i, out + n)) return 0;
+        n += 2;
+        if (i == len) break;
+        if (s[i++] != ':' || i == len) return 0;
+        if (s[i] == ':') {
+            if (gap >= 0) return 0;
+            gap = (long)n;
+            i++;
+        }
+    }
+    return ssmb__ip6_expand(out, n, gap);
+}
+
+/* The address bytes when `name` is an IPv4 or IPv6 literal: 4, 16, or 0
+   for a name that is neither (a DNS name). */
+static size_t ssmb__tls_ip_literal(const char *name, uint8_t out[16]) {
+    size_t len = strlen(name);
+    if (ssmb__ip4_parse(name, len, out)) return 4;
+    if (memchr(name, ':', len) && ssmb__ip6_parse(name, len, out)) return 16;
+    return 0;
+}
+#endif
 
 // >>tls-bearssl
 /* ---- shared by the BearSSL and mbedTLS backends --------------------------
@@ -10087,6 +10194,200 @@ SSMB_APIDEF void ssmb_trust_destroy(ssmb_trust *t) {
 
 SSMB_APIDEF const char *ssmb_tls_backend(void) { return "bearssl"; }
 
+/* ---- the iPAddress check (BearSSL) ---------------------------------------
+   BearSSL's X.509 engines never look at iPAddress names and its decoder
+   does not expose subjectAltName, so for a server named by IP the minimal
+   engine runs with no name to check (the chain, anchors, validity and key
+   usage are all still checked by it) and a wrapper around it keeps the
+   end-entity certificate's bytes as they stream past, then reads its
+   subjectAltName with the small DER walker below. */
+
+/* Largest end-entity certificate kept for the check; a larger one is
+   refused (real server certificates are 1-3 KiB). */
+#define SSMB__BR_LEAF_MAX 16384
+
+/* A DER element's contents: [p, p + len), always inside the buffer read. */
+typedef struct ssmb__der {
+    const uint8_t *p;
+    size_t len;
+} ssmb__der;
+
+/* A definite length at d (short form, or long form of 1..4 bytes). */
+static int ssmb__der_length(ssmb__der *d, size_t *len) {
+    size_t n, i;
+    uint8_t first;
+    if (d->len < 1) return 0;
+    first = d->p[0];
+    d->p++;
+    d->len--;
+    if (first < 0x80) {
+        *len = first;
+        return 1;
+    }
+    n = first & 0x7Fu; /* 0: indefinite, not DER */
+    if (n == 0 || n > 4 || n > d->len) return 0;
+    for (*len = 0, i = 0; i < n; i++) *len = (*len << 8) | d->p[i];
+    d->p += n;
+    d->len -= n;
+    return 1;
+}
+
+/* Takes the next element off the front of d: its tag (one-byte tags only,
+   which is all a certificate uses up to the SANs) and its contents. 0 when
+   it is malformed or runs past d. */
+static int ssmb__der_next(ssmb__der *d, uint8_t *tag, ssmb__der *body) {
+    size_t len;
+    if (d->len < 1 || (d->p[0] & 0x1Fu) == 0x1Fu) return 0;
+    *tag = d->p[0];
+    d->p++;
+    d->len--;
+    if (!ssmb__der_length(d, &len) || len > d->len) return 0;
+    body->p = d->p;
+    body->len = len;
+    d->p += len;
+    d->len -= len;
+    return 1;
+}
+
+/* The contents of the next element when it has tag `want`. */
+static int ssmb__der_expect(ssmb__der *d, uint8_t want, ssmb__der *body) {
+    uint8_t tag;
+    return ssmb__der_next(d, &tag, body) && tag == want;
+}
+
+/* GeneralNames (RFC 5280 §4.2.1.6): 1 when one is the iPAddress [7]
+   (context-specific, primitive: 0x87) with exactly these bytes. */
+static int ssmb__der_names_have_ip(ssmb__der names, const uint8_t *ip, size_t ip_len) {
+    ssmb__der name;
+    uint8_t tag;
+    while (names.len > 0) {
+        if (!ssmb__der_next(&names, &tag, &name)) return 0;
+        if (tag == 0x87 && name.len == ip_len && memcmp(name.p, ip, ip_len) == 0) return 1;
+    }
+    return 0;
+}
+
+/* One Extension { extnID, critical DEFAULT FALSE, extnValue }: 1 when it
+   is subjectAltName (2.5.29.17) and names the address. */
+static int ssmb__der_ext_has_ip(ssmb__der ext, const uint8_t *ip, size_t ip_len) {
+    static const uint8_t san_oid[] = {0x55, 0x1D, 0x11};
+    ssmb__der oid, value, names;
+    uint8_t tag;
+    if (!ssmb__der_expect(&ext, 0x06, &oid)) return 0;
+    if (oid.len != sizeof san_oid || memcmp(oid.p, san_oid, sizeof san_oid) != 0) return 0;
+    if (!ssmb__der_next(&ext, &tag, &value)) return 0;
+    if (tag == 0x01 && !ssmb__der_next(&ext, &tag, &value)) return 0; /* past `critical` */
+    if (tag != 0x04 || !ssmb__der_expect(&value, 0x30, &names)) return 0;
+    return ssmb__der_names_have_ip(names, ip, ip_len);
+}
+
+/* 1 when the DER certificate cert[0, len) carries the iPAddress
+   subjectAltName ip[0, ip_len); 0 when it does not, or is malformed
+   (every read stays inside cert). Certificate → tbsCertificate → the
+   extensions, explicitly tagged [3] (0xA3), after the other fields. */
+static int ssmb__der_cert_has_ip(const uint8_t *cert, size_t len, const uint8_t *ip, size_t ip_len) {
+    ssmb__der d, c, tbs, field, exts, ext;
+    uint8_t tag;
+    d.p = cert;
+    d.len = len;
+    if (!ssmb__der_expect(&d, 0x30, &c) || !ssmb__der_expect(&c, 0x30, &tbs)) return 0;
+    do {
+        if (!ssmb__der_next(&tbs, &tag, &field)) return 0; /* no extensions at all */
+    } while (tag != 0xA3);
+    if (!ssmb__der_expect(&field, 0x30, &exts)) return 0;
+    while (exts.len > 0) {
+        if (!ssmb__der_expect(&exts, 0x30, &ext)) return 0;
+        if (ssmb__der_ext_has_ip(ext, ip, ip_len)) return 1;
+    }
+    return 0;
+}
+
+/* Wraps the minimal engine for a server named by IP. BearSSL calls
+   through `vtable`, the first field, so the context is the struct. */
+typedef struct ssmb__br_ipx {
+    const br_x509_class *vtable;
+    br_x509_minimal_context *inner;  /* does all the chain validation */
+    uint8_t ip[16];
+    size_t ip_len;                   /* 4 or 16 */
+    uint32_t certs;                  /* certificates started in this chain */
+    int too_big;                     /* the end-entity certificate exceeded the buffer */
+    int refused;                     /* the chain passed but the address is not named */
+    size_t leaf_len;
+    uint8_t leaf[SSMB__BR_LEAF_MAX];
+} ssmb__br_ipx;
+
+static ssmb__br_ipx *ssmb__br_ipx_of(const br_x509_class **ctx) { return (ssmb__br_ipx *)(void *)ctx; }
+
+static const br_x509_class **ssmb__br_ipx_inner(const br_x509_class **ctx) {
+    return &ssmb__br_ipx_of(ctx)->inner->vtable;
+}
+
+/* The engine hands over the SNI name, empty here; the minimal engine gets
+   NULL: no DNS name is to be matched. */
+static void ssmb__br_ipx_start_chain(const br_x509_class **ctx, const char *server_name) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    (void)server_name;
+    x->certs = 0;
+    x->too_big = 0;
+    x->refused = 0;
+    x->leaf_len = 0;
+    (*ssmb__br_ipx_inner(ctx))->start_chain(ssmb__br_ipx_inner(ctx), NULL);
+}
+
+static void ssmb__br_ipx_start_cert(const br_x509_class **ctx, uint32_t length) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    x->certs++;
+    if (x->certs == 1 && length > SSMB__BR_LEAF_MAX) x->too_big = 1;
+    (*ssmb__br_ipx_inner(ctx))->start_cert(ssmb__br_ipx_inner(ctx), length);
+}
+
+/* The server's own certificate comes first (RFC 5246 §7.4.2). */
+static void ssmb__br_ipx_append(const br_x509_class **ctx, const unsigned char *buf, size_t len) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    if (x->certs == 1 && !x->too_big) {
+        if (len > SSMB__BR_LEAF_MAX - x->leaf_len) {
+            x->too_big = 1;
+        } else {
+            memcpy(x->leaf + x->leaf_len, buf, len);
+            x->leaf_len += len;
+        }
+    }
+    (*ssmb__br_ipx_inner(ctx))->append(ssmb__br_ipx_inner(ctx), buf, len);
+}
+
+static void ssmb__br_ipx_end_cert(const br_x509_class **ctx) {
+    (*ssmb__br_ipx_inner(ctx))->end_cert(ssmb__br_ipx_inner(ctx));
+}
+
+/* The chain's own verdict first; only a chain that passed is then held to
+   the address. The refusal is BearSSL's code for a name mismatch. */
+static unsigned ssmb__br_ipx_end_chain(const br_x509_class **ctx) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    unsigned err = (*ssmb__br_ipx_inner(ctx))->end_chain(ssmb__br_ipx_inner(ctx));
+    if (err != 0) return err;
+    if (x->too_big) {
+        x->refused = 1;
+        return BR_ERR_X509_LIMIT_EXCEEDED;
+    }
+    if (!ssmb__der_cert_has_ip(x->leaf, x->leaf_len, x->ip, x->ip_len)) {
+        x->refused = 1;
+        return BR_ERR_X509_BAD_SERVER_NAME;
+    }
+    return 0;
+}
+
+/* No key from a refused chain, should the engine ask regardless. */
+static const br_x509_pkey *ssmb__br_ipx_get_pkey(const br_x509_class *const *ctx, unsigned *usages) {
+    const ssmb__br_ipx *x = (const ssmb__br_ipx *)(const void *)ctx;
+    const br_x509_class *const *inner = &x->inner->vtable;
+    return x->refused ? NULL : (*inner)->get_pkey(inner, usages);
+}
+
+static const br_x509_class ssmb__br_ipx_class = {
+    sizeof(ssmb__br_ipx),     ssmb__br_ipx_start_chain, ssmb__br_ipx_start_cert, ssmb__br_ipx_append,
+    ssmb__br_ipx_end_cert,    ssmb__br_ipx_end_chain,   ssmb__br_ipx_get_pkey,
+};
+
 /* ---- the TLS engine (BearSSL) --------------------------------------------
    One block: the client context, the X.509 validator and the record
    buffer (BR_SSL_BUFSIZE_BIDI: a record each way, so sending never waits
@@ -10097,6 +10398,7 @@ SSMB_APIDEF const char *ssmb_tls_backend(void) { return "bearssl"; }
 struct ssmb__tls {
     br_ssl_client_context sc;
     br_x509_minimal_context xc;
+    ssmb__br_ipx ipx;               /* in use only for a server named by IP */
     int handshake_seen;             /* application data could flow once (sticky) */
     unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
@@ -10128,6 +10430,19 @@ static ssmb_result ssmb__br_seed(ssmb__tls *t, const ssmb__tls_config *cfg) {
     return r == SSMB_OK ? SSMB_OK : SSMB_ERR_NO_RANDOM;
 }
 
+/* The name for SNI, which also turns on the minimal engine's check of
+   the certificate against it (dNSName SANs, else the CN). A server named
+   by IP gets no SNI, and the wrapper checks its iPAddress SANs instead. */
+static const char *ssmb__br_sni(ssmb__tls *t, const char *server_name) {
+    ssmb__br_ipx *x = &t->ipx;
+    x->ip_len = ssmb__tls_ip_literal(server_name, x->ip);
+    if (x->ip_len == 0) return server_name;
+    x->vtable = &ssmb__br_ipx_class;
+    x->inner = &t->xc;
+    br_ssl_engine_set_x509(&t->sc.eng, &x->vtable);
+    return NULL;
+}
+
 static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
     ssmb_result r = ssmb__tls_check_config(cfg);
     t->handshake_seen = 0;
@@ -10140,11 +10455,7 @@ static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
     ssmb__br_set_time(&t->xc, cfg->now_utc);
     r = ssmb__br_seed(t, cfg);
     if (r != SSMB_OK) return r;
-    /* The name goes into SNI and turns on the name check of the server
-       certificate. BearSSL's minimal X.509 engine matches it against DNS
-       names (dNSName SANs, else the CN), never against IP-address SANs, so
-       a server reached by IP must carry that IP as a DNS name. */
-    if (!br_ssl_client_reset(&t->sc, cfg->server_name, 0)) return SSMB_ERR_TLS;
+    if (!br_ssl_client_reset(&t->sc, ssmb__br_sni(t, cfg->server_name), 0)) return SSMB_ERR_TLS;
     return SSMB_OK;
 }
 
@@ -10331,6 +10642,8 @@ struct ssmb__tls {
     ssmb_random_fn random_fn;
     void *random_user_data;
     int64_t now_utc;
+    uint8_t ip[16];             /* a server named by IP: the address it must carry */
+    size_t ip_len;              /* 4 or 16; 0 for a DNS name */
     int32_t err;                /* sticky mbedTLS error; 0 while healthy */
     uint8_t handshake_done;
     uint8_t flush_asked;        /* app_out is to become records however little it holds */
@@ -10430,17 +10743,34 @@ static int64_t ssmb__mbed_unix_time(const mbedtls_x509_time *tm) {
     return days * 86400 + (int64_t)tm->hour * 3600 + tm->min * 60 + tm->sec;
 }
 
+/* 1 when the certificate has an iPAddress subjectAltName with exactly
+   these bytes. mbedTLS 2.28 lists every SAN entry raw, tagged as in the
+   DER (iPAddress: context-specific [7], 0x87), though it decodes only some
+   kinds (x509_crt.h, subject_alt_names). */
+static int ssmb__mbed_names_ip(const mbedtls_x509_crt *crt, const uint8_t *ip, size_t ip_len) {
+    const mbedtls_x509_sequence *s;
+    const int tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS;
+    for (s = &crt->subject_alt_names; s; s = s->next) {
+        if (s->buf.tag == tag && s->buf.p && s->buf.len == ip_len && memcmp(s->buf.p, ip, ip_len) == 0) return 1;
+    }
+    return 0;
+}
+
 /* Validity at the configured time, not at mbedTLS's clock: mbedTLS sets
    EXPIRED and FUTURE from time() for every certificate of the chain, the
    trusted root included, then calls this for each (mbedtls_ssl_conf_verify)
    before it judges the flags. The two flags are replaced by the verdict
-   at now_utc; every other flag stays. */
+   at now_utc; every other flag stays. For a server named by IP, mbedTLS
+   has no name to check (none was set), so the server's own certificate
+   (depth 0) is held to the address here, with mbedTLS's name-mismatch
+   flag when it does not carry it. */
 static int ssmb__mbed_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
     const ssmb__tls *t = (const ssmb__tls *)ctx;
-    (void)depth;
     *flags &= ~(uint32_t)(MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE);
     if (t->now_utc < ssmb__mbed_unix_time(&crt->valid_from)) *flags |= MBEDTLS_X509_BADCERT_FUTURE;
     if (t->now_utc > ssmb__mbed_unix_time(&crt->valid_to)) *flags |= MBEDTLS_X509_BADCERT_EXPIRED;
+    if (depth == 0 && t->ip_len && !ssmb__mbed_names_ip(crt, t->ip, t->ip_len))
+        *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
     return 0;
 }
 
@@ -10543,6 +10873,7 @@ static ssmb_result ssmb__mbed_configure(ssmb__tls *t, const ssmb__tls_config *cf
     t->random_fn = ssmb__tls_random_fn(cfg);
     t->random_user_data = cfg->random_user_data;
     t->now_utc = cfg->now_utc;
+    t->ip_len = ssmb__tls_ip_literal(cfg->server_name, t->ip);
     if (mbedtls_ssl_config_defaults(c, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                     MBEDTLS_SSL_PRESET_DEFAULT) != 0)
         return SSMB_ERR_TLS;
@@ -10557,10 +10888,11 @@ static ssmb_result ssmb__mbed_configure(ssmb__tls *t, const ssmb__tls_config *cf
 
 static ssmb_result ssmb__mbed_start(ssmb__tls *t, const char *server_name) {
     int rc = mbedtls_ssl_setup(&t->ssl, &t->conf);
-    /* The name goes into SNI and is what the certificate must carry.
-       mbedTLS 2.28 matches it against DNS names (dNSName SANs, else the
-       CN), never against IP-address SANs. */
-    if (rc == 0) rc = mbedtls_ssl_set_hostname(&t->ssl, server_name);
+    /* A DNS name goes into SNI and is what the certificate must carry
+       (dNSName SANs, else the CN). mbedTLS 2.28 would match an IP literal
+       against those too and send it as SNI, so one is never set: the
+       verify callback checks the iPAddress SANs instead. */
+    if (rc == 0 && t->ip_len == 0) rc = mbedtls_ssl_set_hostname(&t->ssl, server_name);
     if (rc == MBEDTLS_ERR_SSL_ALLOC_FAILED) return SSMB_ERR_NOMEM;
     if (rc != 0) return SSMB_ERR_TLS;
     mbedtls_ssl_set_bio(&t->ssl, t, ssmb__mbed_send, ssmb__mbed_recv, NULL);
