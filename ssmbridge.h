@@ -13945,9 +13945,15 @@ SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#if defined(__STRICT_ANSI__) && !defined(__cplusplus) && !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
+int kill(pid_t pid, int sig); /* POSIX; strict C99 headers hide it (used for credential_process) */
+#endif
 
 /* O_CLOEXEC is POSIX 2008, so a strict C99 compile does not declare it;
    glibc always has the bit underneath. */
@@ -15880,8 +15886,16 @@ enum {
     SSMB__CALL_NONE = 0,
     SSMB__CALL_START = 1,
     SSMB__CALL_RESUME = 2,
-    SSMB__CALL_TERMINATE = 3
+    SSMB__CALL_TERMINATE = 3,
+    SSMB__CALL_STS_ROLE = 4,            /* credential steps: STS AssumeRole */
+    SSMB__CALL_STS_WEB = 5,             /* AssumeRoleWithWebIdentity */
+    SSMB__CALL_ECS = 6,
+    SSMB__CALL_IMDS_TOKEN = 7,          /* IMDSv2: token, role, credentials, in this order */
+    SSMB__CALL_IMDS_ROLE = 8,
+    SSMB__CALL_IMDS_CREDS = 9,
+    SSMB__CALL_OPEN_WS = 10             /* not a call: attach once credentials are ready */
 };
+#define SSMB__SESS_PROC_MAX 65536u      /* credential_process output kept */
 
 struct ssmb__sess {
     size_t mem_size;
@@ -15937,6 +15951,18 @@ struct ssmb__sess {
     ssmb_api_parameter *params;
     char *target;
     ssmb__fwd *fwd;                     /* the forward of a Port session, or NULL */
+    /* the credential chain */
+    ssmb_creds explicit_creds;          /* the desc's keys, or empty */
+    char profile[SSMB_CREDS_NAME_MAX];
+    ssmb_creds_result *plan;            /* while the chain runs */
+    uint32_t role_next, after_creds;
+    char imds_token[128], imds_role[128];
+    int proc_pid, proc_fd;              /* credential_process, its stdout */
+    int proc_told;                      /* fd_change_fn heard of proc_fd */
+    char *proc_out;                     /* SSMB__SESS_PROC_MAX bytes while it runs */
+    size_t proc_len;
+    uint64_t proc_deadline;
+    int64_t creds_at;                   /* UTC when the chain last delivered */
 };
 
 #define SSMB__SLOG(eng, level, msg) \
@@ -16016,6 +16042,344 @@ static void ssmb__sess_begin_closing(ssmb_engine *eng, ssmb__sess *s, ssmb_resul
     }
 }
 
+/* ---- credentials: the chain, with its network and process steps ----
+   ssmb_creds_resolve reads the environment and the files and says what is
+   left to do; the steps run here without blocking: STS AssumeRole (and
+   AssumeRoleWithWebIdentity), the ECS container endpoint, the IMDSv2
+   exchange (token, role, credentials) as API calls of the session, and
+   credential_process as a child whose output is read from the poll loop.
+   The chain runs again before a call when the credentials expire within
+   their refresh window, so a ResumeSession an hour in signs with fresh
+   ones. */
+
+static ssmb_str ssmb__sess_view(const char *p, size_t n) {
+    ssmb_str v;
+    v.ptr = p;
+    v.len = n;
+    return v;
+}
+
+static ssmb_result ssmb__sess_open_ws(ssmb_engine *eng, ssmb__sess *s, uint64_t now);
+
+static void ssmb__sess_creds_fail(ssmb_engine *eng, ssmb__sess *s, ssmb_result r, const char *why) {
+    ssmb__sess_reason(s, "credentials: ", why, strlen(why));
+    ssmb__sess_end(eng, s, r < 0 ? r : SSMB_ERR_CREDENTIALS, NULL);
+}
+
+static void ssmb__fwd_tell(ssmb_engine *eng, int fd, uint32_t events);
+
+static void ssmb__sess_proc_close(ssmb_engine *eng, ssmb__sess *s) {
+    if (s->proc_fd < 0) return;
+    if (s->proc_told) ssmb__fwd_tell(eng, s->proc_fd, 0);
+    close(s->proc_fd);
+    s->proc_fd = -1;
+    s->proc_told = 0;
+}
+
+static void ssmb__sess_plan_free(ssmb_engine *eng, ssmb__sess *s) {
+    if (!s->plan) return;
+    ssmb_creds_result_wipe(s->plan);
+    ssmb__free(&eng->desc.allocator, s->plan, sizeof *s->plan);
+    s->plan = NULL;
+}
+
+static void ssmb__sess_proc_stop(ssmb_engine *eng, ssmb__sess *s) {
+    ssmb__sess_proc_close(eng, s);
+    if (s->proc_pid > 0) {
+        kill(s->proc_pid, SIGKILL);
+        (void)waitpid(s->proc_pid, NULL, 0); /* killed: it is gone at once */
+    }
+    s->proc_pid = 0;
+    if (s->proc_out) {
+        ssmb__wipe(s->proc_out, SSMB__SESS_PROC_MAX);
+        ssmb__free(&eng->desc.allocator, s->proc_out, SSMB__SESS_PROC_MAX);
+        s->proc_out = NULL;
+    }
+}
+
+/* The chain is done: the credentials are the session's, the waiting call goes. */
+static void ssmb__sess_creds_ready(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb_creds_wipe(&s->creds);
+    s->creds = s->plan->creds;
+    s->creds_at = eng->desc.utc_fn(eng->desc.utc_user_data);
+    if (!s->region[0] && s->plan->region[0] && strlen(s->plan->region) < sizeof s->region)
+        strcpy(s->region, s->plan->region);
+    ssmb__sess_plan_free(eng, s);
+    s->call_kind = s->after_creds;
+    s->after_creds = SSMB__CALL_NONE;
+    s->call_retries = 0;
+    s->call_due = now;
+    if (s->call_kind == SSMB__CALL_OPEN_WS) { /* attach: the WebSocket is signed with them */
+        ssmb_result r;
+        s->call_kind = SSMB__CALL_NONE;
+        r = ssmb__sess_open_ws(eng, s, now);
+        if (r != SSMB_OK) ssmb__sess_end(eng, s, r, "cannot open the data channel's WebSocket");
+        return;
+    }
+    if (s->state == SSMB_SESSION_CREDENTIALS && s->call_kind == SSMB__CALL_START)
+        ssmb__sess_set_state(s, SSMB_SESSION_STARTING);
+}
+
+/* Runs credential_process: `sh -c command`, its stdout to a pipe. */
+static ssmb_result ssmb__sess_proc_start(ssmb_engine *eng, ssmb__sess *s) {
+    int fds[2];
+    pid_t pid;
+    if (!s->proc_out) s->proc_out = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_PROC_MAX);
+    if (!s->proc_out) return SSMB_ERR_NOMEM;
+    if (pipe(fds) != 0) return SSMB_ERR_IO;
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return SSMB_ERR_IO;
+    }
+    if (pid == 0) {
+        char *argv[4];
+        char sh[] = "/bin/sh", dash_c[] = "-c";
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        argv[0] = sh;
+        argv[1] = dash_c;
+        argv[2] = s->plan->process_command;
+        argv[3] = NULL;
+        execv(sh, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    s->proc_fd = fds[0];
+    s->proc_pid = pid;
+    s->proc_len = 0;
+    return SSMB_OK;
+}
+
+/* The next step of the plan. */
+static void ssmb__sess_creds_next(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb_creds_result *p = s->plan;
+    uint32_t kind = SSMB__CALL_NONE;
+    switch (p->step) {
+    case SSMB_CREDS_STEP_READY:
+        if (s->role_next >= p->role_count) {
+            ssmb__sess_creds_ready(eng, s, now);
+            return;
+        }
+        kind = SSMB__CALL_STS_ROLE;
+        break;
+    case SSMB_CREDS_STEP_WEB_IDENTITY: kind = SSMB__CALL_STS_WEB; break;
+    case SSMB_CREDS_STEP_ECS: kind = SSMB__CALL_ECS; break;
+    case SSMB_CREDS_STEP_IMDS: kind = s->imds_token[0] ? SSMB__CALL_IMDS_ROLE : SSMB__CALL_IMDS_TOKEN; break;
+    case SSMB_CREDS_STEP_PROCESS:
+        if (ssmb__sess_proc_start(eng, s) != SSMB_OK) ssmb__sess_creds_fail(eng, s, SSMB_ERR_IO, "credential_process cannot be started");
+        s->proc_deadline = now + 60000;
+        return;
+    default: ssmb__sess_creds_fail(eng, s, SSMB_ERR_CREDENTIALS, "unknown step"); return;
+    }
+    s->call_kind = kind;
+    s->call_retries = 0;
+    s->call_due = now;
+}
+
+/* Resolves the chain now (environment, files) and starts its steps;
+   `after` is the call to make with the result. */
+static ssmb_result ssmb__sess_creds_begin(ssmb_engine *eng, ssmb__sess *s, uint32_t after, uint64_t now) {
+    ssmb_creds_desc cd;
+    ssmb_result r;
+    memset(&cd, 0, sizeof cd);
+    cd.allocator = eng->desc.allocator;
+    cd.logger = eng->desc.logger;
+    cd.getenv_fn = eng->desc.getenv_fn;
+    cd.getenv_user_data = eng->desc.getenv_user_data;
+    cd.explicit_creds = ssmb_creds_view(&s->explicit_creds);
+    cd.profile = s->profile[0] ? s->profile : NULL;
+    ssmb__sess_plan_free(eng, s);
+    s->plan = (ssmb_creds_result *)ssmb__alloc(&eng->desc.allocator, sizeof *s->plan);
+    if (!s->plan) return SSMB_ERR_NOMEM;
+    r = ssmb_creds_resolve(&cd, s->plan);
+    if (r == SSMB_OK && !s->region[0] && s->plan->region[0] && strlen(s->plan->region) < sizeof s->region)
+        strcpy(s->region, s->plan->region); /* the profile's region, needed before the chain ends */
+    if (r != SSMB_OK) {
+        char where[SSMB__SESS_REASON_MAX];
+        ssmb__sink k;
+        size_t n = 0;
+        ssmb__sink_init(&k, where, sizeof where - 1);
+        ssmb__put_z(&k, s->plan->error.reason ? s->plan->error.reason : ssmb_result_str(r));
+        if (s->plan->error.file[0]) {
+            char line[16];
+            ssmb__put_z(&k, " (");
+            ssmb__put_z(&k, s->plan->error.file);
+            if (s->plan->error.line) {
+                ssmb__put_z(&k, " line ");
+                ssmb__eng_put_port(line, (uint16_t)SSMB__MIN(s->plan->error.line, 65535u));
+                ssmb__put_z(&k, line);
+            }
+            ssmb__put_z(&k, ")");
+        }
+        if (ssmb__sink_finish(&k, &n) != SSMB_OK) n = sizeof where - 1;
+        where[n] = '\0';
+        ssmb__sess_reason(s, "credentials: ", where, n);
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, s->reason);
+        ssmb__sess_plan_free(eng, s);
+        return r;
+    }
+    s->role_next = 0;
+    s->imds_token[0] = s->imds_role[0] = '\0';
+    s->after_creds = after;
+    s->call_kind = SSMB__CALL_NONE;
+    ssmb__sess_creds_next(eng, s, now);
+    return SSMB_OK;
+}
+
+/* credential_process: its output gathered, then parsed once it ends. */
+static void ssmb__sess_proc_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssize_t n;
+    int status = 0;
+    if (s->proc_pid <= 0) return;
+    while (s->proc_fd >= 0) {
+        if (s->proc_len == SSMB__SESS_PROC_MAX) {
+            ssmb__sess_proc_stop(eng, s);
+            ssmb__sess_creds_fail(eng, s, SSMB_ERR_LIMIT, "credential_process printed too much");
+            return;
+        }
+        n = read(s->proc_fd, s->proc_out + s->proc_len, SSMB__SESS_PROC_MAX - s->proc_len);
+        if (n > 0) {
+            s->proc_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        ssmb__sess_proc_close(eng, s);
+    }
+    if (now >= s->proc_deadline) {
+        ssmb__sess_proc_stop(eng, s);
+        ssmb__sess_creds_fail(eng, s, SSMB_ERR_TIMEOUT, "credential_process ran longer than 60 s");
+        return;
+    }
+    if (s->proc_fd >= 0 || waitpid(s->proc_pid, &status, WNOHANG) == 0) return;
+    s->proc_pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        ssmb__sess_creds_fail(eng, s, SSMB_ERR_CREDENTIALS, "credential_process failed (non-zero exit status)");
+        return;
+    }
+    if (ssmb_creds_process_parse(s->proc_out, s->proc_len, &s->plan->creds) != SSMB_OK) {
+        ssmb__sess_creds_fail(eng, s, SSMB_ERR_CREDENTIALS, "credential_process printed no valid credentials JSON");
+        return;
+    }
+    ssmb__sess_proc_stop(eng, s);
+    s->plan->step = SSMB_CREDS_STEP_READY;
+    ssmb__sess_creds_next(eng, s, now);
+}
+
+/* The URL and bytes of a credential step's request. */
+static ssmb_result ssmb__sess_creds_request(ssmb_engine *eng, ssmb__sess *s, char *url, size_t url_cap, char *buf,
+                                            size_t cap, size_t *len) {
+    ssmb_creds_result *p = s->plan;
+    int64_t utc = eng->desc.utc_fn(eng->desc.utc_user_data);
+    char token[SSMB_CREDS_TOKEN_MAX];
+    size_t tn = 0;
+    ssmb_result r = SSMB_OK;
+    const char *region = s->region[0] ? s->region : p->region;
+    if (s->call_kind == SSMB__CALL_STS_ROLE || s->call_kind == SSMB__CALL_STS_WEB) {
+        ssmb_api_endpoint_desc ed;
+        memset(&ed, 0, sizeof ed);
+        ed.service = "sts";
+        ed.region = region[0] ? region : "us-east-1";
+        ed.getenv_fn = eng->desc.getenv_fn;
+        ed.getenv_user_data = eng->desc.getenv_user_data;
+        r = ssmb_api_endpoint_resolve(&ed, url, url_cap, &tn, NULL);
+        if (r != SSMB_OK) return r;
+        if (s->call_kind == SSMB__CALL_STS_ROLE)
+            return ssmb_creds_sts_assume_role_request(&p->roles[s->role_next], &p->creds, region, utc, buf, cap, len);
+        r = ssmb_creds_read_token_file(p->web_identity.token_file, token, sizeof token, &tn);
+        if (r == SSMB_OK)
+            r = ssmb_creds_sts_web_identity_request(&p->web_identity, ssmb__sess_view(token, tn), region, buf, cap, len);
+        ssmb__wipe(token, sizeof token);
+        return r;
+    }
+    if (s->call_kind == SSMB__CALL_ECS) {
+        if (strlen(p->ecs.url) >= url_cap) return SSMB_ERR_LIMIT;
+        strcpy(url, p->ecs.url);
+        if (p->ecs.auth_token_file[0]) r = ssmb_creds_read_token_file(p->ecs.auth_token_file, token, sizeof token, &tn);
+        else tn = strlen(strcpy(token, p->ecs.auth_token));
+        if (r == SSMB_OK) r = ssmb_creds_ecs_request(&p->ecs, ssmb__sess_view(token, tn), buf, cap, len);
+        ssmb__wipe(token, sizeof token);
+        return r;
+    }
+    /* IMDS: http://host:port/ */
+    {
+        ssmb__sink k;
+        char port[8];
+        size_t n = 0;
+        int v6 = strchr(p->imds.host, ':') != NULL;
+        ssmb__sink_init(&k, url, url_cap - 1);
+        ssmb__put_z(&k, v6 ? "http://[" : "http://");
+        ssmb__put_z(&k, p->imds.host);
+        ssmb__put_z(&k, v6 ? "]:" : ":");
+        ssmb__eng_put_port(port, p->imds.port);
+        ssmb__put_z(&k, port);
+        ssmb__put_z(&k, "/");
+        if (ssmb__sink_finish(&k, &n) != SSMB_OK) return SSMB_ERR_LIMIT;
+        url[n] = '\0';
+    }
+    if (s->call_kind == SSMB__CALL_IMDS_TOKEN) return ssmb_creds_imds_token_request(&p->imds, 0, buf, cap, len);
+    return ssmb_creds_imds_creds_request(&p->imds, ssmb_str_c(s->imds_token),
+                                         ssmb_str_c(s->call_kind == SSMB__CALL_IMDS_CREDS ? s->imds_role : ""), buf,
+                                         cap, len);
+}
+
+/* A credential step's response. */
+static void ssmb__sess_creds_done(ssmb_engine *eng, ssmb__sess *s, char *resp, size_t len, uint64_t now) {
+    ssmb_creds_result *p = s->plan;
+    uint32_t kind = s->call_kind, status = 0, keep = p->creds.refresh_before_s;
+    ssmb_str body;
+    ssmb_creds got;
+    ssmb_result r = ssmb_creds_http_body(resp, len, &status, &body);
+    s->call_kind = SSMB__CALL_NONE;
+    memset(&got, 0, sizeof got);
+    if (r == SSMB_OK && (kind == SSMB__CALL_STS_ROLE || kind == SSMB__CALL_STS_WEB)) {
+        r = ssmb_creds_sts_parse(body.ptr, body.len, &got, NULL, 0);
+    } else if (r == SSMB_OK && kind == SSMB__CALL_ECS) {
+        r = ssmb_creds_http_parse(body.ptr, body.len, &got);
+    } else if (r == SSMB_OK && kind == SSMB__CALL_IMDS_TOKEN) {
+        if (body.len == 0 || body.len >= sizeof s->imds_token) r = SSMB_ERR_MALFORMED;
+        else {
+            memcpy(s->imds_token, body.ptr, body.len);
+            s->imds_token[body.len] = '\0';
+        }
+    } else if (r == SSMB_OK && kind == SSMB__CALL_IMDS_ROLE) {
+        ssmb_str role;
+        r = ssmb_creds_imds_role_parse(body.ptr, body.len, &role);
+        if (r == SSMB_OK && role.len >= sizeof s->imds_role) r = SSMB_ERR_LIMIT;
+        if (r == SSMB_OK) {
+            memcpy(s->imds_role, role.ptr, role.len);
+            s->imds_role[role.len] = '\0';
+        }
+    } else if (r == SSMB_OK && kind == SSMB__CALL_IMDS_CREDS) {
+        r = ssmb_creds_http_parse(body.ptr, body.len, &got);
+    }
+    if (r != SSMB_OK) {
+        static const char *const names[] = {"STS AssumeRole failed", "STS AssumeRoleWithWebIdentity failed",
+                                            "the ECS container endpoint failed", "IMDS token request failed",
+                                            "IMDS role request failed", "IMDS credentials request failed"};
+        ssmb_creds_wipe(&got);
+        ssmb__sess_creds_fail(eng, s, r == SSMB_ERR_HTTP ? SSMB_ERR_CREDENTIALS : r, names[kind - SSMB__CALL_STS_ROLE]);
+        return;
+    }
+    if (kind == SSMB__CALL_IMDS_TOKEN || kind == SSMB__CALL_IMDS_ROLE) {
+        s->call_kind = kind + 1u; /* token, then role, then credentials */
+        s->call_retries = 0;
+        s->call_due = now;
+        return;
+    }
+    got.refresh_before_s = keep;
+    ssmb_creds_wipe(&p->creds);
+    p->creds = got;
+    ssmb_creds_wipe(&got);
+    if (kind == SSMB__CALL_STS_ROLE) s->role_next++;
+    p->step = SSMB_CREDS_STEP_READY;
+    ssmb__sess_creds_next(eng, s, now);
+}
+
 /* ---- API calls ---- */
 
 static ssmb_result ssmb__sess_call_write(ssmb_engine *eng, ssmb__sess *s, char *buf, size_t cap, size_t *len) {
@@ -16040,12 +16404,18 @@ static ssmb_result ssmb__sess_call_send(ssmb_engine *eng, ssmb__sess *s, uint64_
     ssmb_conn_desc cd;
     size_t len = 0;
     ssmb_result r;
+    char url[SSMB_CREDS_TEXT_MAX];
     char *buf = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_REQUEST_MAX);
     if (!buf) return SSMB_ERR_NOMEM;
-    r = ssmb__sess_call_write(eng, s, buf, SSMB__SESS_REQUEST_MAX, &len);
+    if (s->call_kind >= SSMB__CALL_STS_ROLE) {
+        r = ssmb__sess_creds_request(eng, s, url, sizeof url, buf, SSMB__SESS_REQUEST_MAX, &len);
+    } else {
+        r = ssmb__sess_call_write(eng, s, buf, SSMB__SESS_REQUEST_MAX, &len);
+        strcpy(url, s->ssm_endpoint);
+    }
     if (r == SSMB_OK) {
         memset(&cd, 0, sizeof cd);
-        cd.url = s->ssm_endpoint;
+        cd.url = url;
         cd.request = buf;
         cd.request_len = len;
         r = ssmb__eng_open_internal(eng, &cd, s->index + 1u, now, &s->call_ws);
@@ -16086,6 +16456,10 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
     ssmb_api_stream_policy policy;
     ssmb_result r;
     uint32_t kind = s->call_kind;
+    if (kind >= SSMB__CALL_STS_ROLE) {
+        ssmb__sess_creds_done(eng, s, resp, len, now);
+        return;
+    }
     ssmb__sess_policy(s, &policy);
     memset(&v, 0, sizeof v);
     if (kind == SSMB__CALL_START) r = ssmb_api_start_session_parse(resp, len, &policy, &ar, &v);
@@ -16155,7 +16529,9 @@ static void ssmb__sess_call_finished(ssmb_engine *eng, ssmb__sess *s, ssmb__slot
         s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
         return;
     }
-    ssmb__sess_reason(s, "cannot reach the SSM endpoint: ", ssmb_result_str(r), strlen(ssmb_result_str(r)));
+    ssmb__sess_reason(s, s->call_kind >= SSMB__CALL_STS_ROLE ? "credentials: cannot reach the credentials endpoint: "
+                                                             : "cannot reach the SSM endpoint: ",
+                      ssmb_result_str(r), strlen(ssmb_result_str(r)));
     ssmb__sess_end(eng, s, r, NULL);
 }
 
@@ -16165,6 +16541,16 @@ static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) 
     if (!s->call_ws.id) {
         ssmb_result r;
         if (now < s->call_due) return;
+        int64_t utc = eng->desc.utc_fn(eng->desc.utc_user_data);
+        /* Fresh credentials that are already inside their refresh window are used as they are
+           (the source has nothing newer): the chain runs again at most once a minute. */
+        if (s->call_kind <= SSMB__CALL_TERMINATE && !s->explicit_creds.access_key_id[0] &&
+            ssmb_creds_needs_refresh(&s->creds, utc) && utc - s->creds_at >= 60) {
+            SSMB__SLOG(eng, SSMB_LOG_INFO, "credentials expire soon: the chain runs again");
+            r = ssmb__sess_creds_begin(eng, s, s->call_kind, now);
+            if (r != SSMB_OK) ssmb__sess_end(eng, s, r, NULL);
+            return;
+        }
         r = ssmb__sess_call_send(eng, s, now);
         if (r == SSMB_OK) return;
         if (s->call_kind == SSMB__CALL_TERMINATE) {
@@ -16371,6 +16757,8 @@ static void ssmb__sess_report_metrics(ssmb_engine *eng, ssmb__sess *s) {
 static void ssmb__sess_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *ready, size_t nready,
                             uint64_t now) {
     if (s->state == SSMB_SESSION_CLOSED) return;
+    ssmb__sess_proc_work(eng, s, now);
+    if (s->state == SSMB_SESSION_CLOSED) return;
     ssmb__sess_call_work(eng, s, now);
     if (s->state == SSMB_SESSION_CLOSED) return;
     ssmb__sess_ws_in(eng, s, now);
@@ -16408,6 +16796,7 @@ static uint64_t ssmb__sess_deadline(const ssmb__sess *s) {
     if ((s->more_in || s->frame_held) && !ssmb__fwd_pending(s->fwd) && !ssmb_channel_borrows(s->ch)) return 0;
     if (s->state == SSMB_SESSION_CLOSED) return SSMB_NO_DEADLINE;
     if (s->call_kind != SSMB__CALL_NONE && !s->call_ws.id) d = s->call_due;
+    if (s->proc_pid > 0) d = SSMB__MIN(d, s->proc_fd >= 0 ? s->proc_deadline : s->started_at); /* reap it now */
     d = SSMB__MIN(d, ssmb_channel_next_deadline(s->ch));
     if (s->state == SSMB_SESSION_CLOSING) d = SSMB__MIN(d, s->close_deadline);
     if (s->size_pending && ssmb_channel_is_ready(s->ch)) d = 0;
@@ -16615,41 +17004,8 @@ static void ssmb__sess_region(ssmb_engine *eng, ssmb__sess *s, const ssmb_sessio
     const char *r = d->region;
     if (!r || !*r) r = eng->desc.getenv_fn("AWS_REGION", eng->desc.getenv_user_data);
     if (!r || !*r) r = eng->desc.getenv_fn("AWS_DEFAULT_REGION", eng->desc.getenv_user_data);
-    if (!r || !*r) r = profile_region;
+    if ((!r || !*r) && profile_region) r = profile_region;
     if (r && strlen(r) < sizeof s->region) strcpy(s->region, r);
-}
-
-/* Credentials: the desc's, else the chain (which also gives the profile's
-   region). Steps that need the network are not run by the engine yet. */
-static ssmb_result ssmb__sess_credentials(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d) {
-    ssmb_creds_desc cd;
-    ssmb_creds_result *res;
-    ssmb_result r;
-    memset(&cd, 0, sizeof cd);
-    cd.allocator = eng->desc.allocator;
-    cd.logger = eng->desc.logger;
-    cd.getenv_fn = eng->desc.getenv_fn;
-    cd.getenv_user_data = eng->desc.getenv_user_data;
-    cd.explicit_creds = d->credentials;
-    cd.profile = d->profile;
-    res = (ssmb_creds_result *)ssmb__alloc(&eng->desc.allocator, sizeof *res);
-    if (!res) return SSMB_ERR_NOMEM;
-    r = ssmb_creds_resolve(&cd, res);
-    if (r == SSMB_OK && (res->step != SSMB_CREDS_STEP_READY || res->role_count)) {
-        SSMB__SLOG(eng, SSMB_LOG_ERROR, "credentials need a remote step (process, STS, ECS or IMDS): not supported "
-                                        "by the engine yet; give keys or a profile with keys");
-        r = SSMB_ERR_UNSUPPORTED;
-    }
-    if (r == SSMB_OK) {
-        s->creds = res->creds;
-        ssmb__sess_region(eng, s, d, res->region);
-    } else if (res->error.reason) {
-        SSMB__SLOG(eng, SSMB_LOG_ERROR, res->error.reason);
-        if (res->error.file[0]) SSMB__SLOG(eng, SSMB_LOG_ERROR, res->error.file);
-    }
-    ssmb_creds_result_wipe(res);
-    ssmb__free(&eng->desc.allocator, res, sizeof *res);
-    return r;
 }
 
 /* The SSM endpoint, and the StreamUrl host a custom endpoint allows. */
@@ -16698,12 +17054,33 @@ static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s) {
     if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
     if (s->ch) ssmb_channel_destroy(s->ch);
     if (s->fwd) ssmb__fwd_free(eng, s->fwd);
+    ssmb__sess_plan_free(eng, s);
+    ssmb__sess_proc_stop(eng, s);
     eng->sessions[s->index] = NULL;
     ssmb__free_object(s, &eng->desc.allocator, s->mem_size); /* keys and the token are wiped with it */
 }
 
+/* The desc's keys and profile, kept for the chain's later runs. */
+static ssmb_result ssmb__sess_keep_identity(ssmb__sess *s, const ssmb_session_desc *d) {
+    const ssmb_aws_credentials *c = &d->credentials;
+    if (c->access_key_id.len >= sizeof s->explicit_creds.access_key_id ||
+        c->secret_access_key.len >= sizeof s->explicit_creds.secret_access_key ||
+        c->session_token.len >= sizeof s->explicit_creds.session_token ||
+        (d->profile && strlen(d->profile) >= sizeof s->profile))
+        return SSMB_ERR_LIMIT;
+    if (c->access_key_id.len) memcpy(s->explicit_creds.access_key_id, c->access_key_id.ptr, c->access_key_id.len);
+    if (c->secret_access_key.len)
+        memcpy(s->explicit_creds.secret_access_key, c->secret_access_key.ptr, c->secret_access_key.len);
+    if (c->session_token.len) memcpy(s->explicit_creds.session_token, c->session_token.ptr, c->session_token.len);
+    if (d->profile) strcpy(s->profile, d->profile);
+    return SSMB_OK;
+}
+
 static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d, uint64_t now) {
-    ssmb_result r = ssmb__sess_credentials(eng, s, d);
+    ssmb_result r = ssmb__sess_keep_identity(s, d);
+    if (r != SSMB_OK) return r;
+    ssmb__sess_region(eng, s, d, NULL);
+    r = ssmb__sess_creds_begin(eng, s, SSMB__CALL_NONE, now);
     if (r != SSMB_OK) return r;
     if (!s->region[0] && !d->stream_url) {
         SSMB__SLOG(eng, SSMB_LOG_ERROR, "no region: set desc.region, AWS_REGION or the profile's region");
@@ -16738,8 +17115,13 @@ static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_
         strcpy(s->session_id, d->session_id);
         strcpy(s->token, d->token_value);
         strcpy(s->stream_url, d->stream_url);
-        return ssmb__sess_open_ws(eng, s, now);
     }
+    /* What comes once the credentials are there (now, or after the chain's steps). */
+    if (s->plan) {
+        s->after_creds = d->stream_url ? SSMB__CALL_OPEN_WS : SSMB__CALL_START;
+        return SSMB_OK;
+    }
+    if (d->stream_url) return ssmb__sess_open_ws(eng, s, now);
     ssmb__sess_set_state(s, SSMB_SESSION_STARTING);
     s->call_kind = SSMB__CALL_START;
     s->call_due = now;
@@ -16780,6 +17162,7 @@ SSMB_APIDEF ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_
     s->index = i;
     s->gen = eng->session_gen[i] = eng->session_gen[i] == 0xffffu ? 1u : eng->session_gen[i] + 1u;
     s->user_data = d->user_data;
+    s->proc_fd = -1;
     s->state = SSMB_SESSION_CREDENTIALS;
     eng->sessions[i] = s;
     eng->now = now_ms;
@@ -17381,6 +17764,18 @@ static size_t ssmb__fwds_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, int
         ssmb__sess *s = eng->sessions[i];
         ssmb__fwd *f = s ? s->fwd : NULL;
         uint16_t ev;
+        if (s && s->proc_fd >= 0) { /* credential_process's output */
+            if (tell && !s->proc_told) {
+                s->proc_told = 1;
+                ssmb__fwd_tell(eng, s->proc_fd, SSMB_POLLIN);
+            }
+            if (total < cap && out) {
+                out[total].fd = s->proc_fd;
+                out[total].events = SSMB_POLLIN;
+                out[total].revents = 0;
+            }
+            total++;
+        }
         if (!f) continue;
         ev = ssmb__fwd_listen_interest(s, f);
         if (tell && ev != f->told_levents) {

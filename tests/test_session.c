@@ -228,6 +228,10 @@ static void take_event(run *r, const ssmb_event *ev) {
         if (ev->state == SSMB_SESSION_RECONNECTING) r->reconnecting++;
         break;
     case SSMB_EVENT_SESSION_OUTPUT:
+        if (ev->len > sizeof r->out - 1 - r->out_len && r->out_len > sizeof r->out / 2) { /* keep the newest half */
+            memmove(r->out, r->out + r->out_len - sizeof r->out / 2, sizeof r->out / 2);
+            r->out_len = sizeof r->out / 2;
+        }
         n = ev->len < sizeof r->out - 1 - r->out_len ? ev->len : sizeof r->out - 1 - r->out_len;
         memcpy(r->out + r->out_len, ev->data, n);
         r->out_len += n;
@@ -577,4 +581,187 @@ SSMB_TEST(session_terminate) {
         CHECK_EQ_INT((long long)r.mem.live, 0);
     }
     local_stop(&l);
+}
+
+/* ---- the credential chain's remote steps, through stubs on 127.0.0.1 ---- */
+
+typedef struct test_env {
+    const char *names[8];
+    const char *values[8];
+    int64_t utc_offset;         /* added to the real clock (expiry and refresh) */
+    char log[4096];             /* the library's log lines */
+} test_env;
+
+static test_env g_env;
+
+static const char *env_lookup(const char *name, void *u) {
+    test_env *e = (test_env *)u;
+    int i;
+    for (i = 0; i < 8 && e->names[i]; i++)
+        if (strcmp(e->names[i], name) == 0) return e->values[i];
+    return NULL;
+}
+
+static int64_t env_utc(void *u) { return (int64_t)time(NULL) + ((test_env *)u)->utc_offset; }
+
+static void env_log(const char *tag, uint32_t level, uint32_t item, const char *msg, uint32_t line, void *u) {
+    test_env *e = (test_env *)u;
+    size_t have = strlen(e->log);
+    (void)tag;
+    (void)level;
+    (void)item;
+    (void)line;
+    snprintf(e->log + have, sizeof e->log - have, "%s\n", msg);
+}
+
+static int run_engine_env(run *r, test_env *e) {
+    ssmb_desc d;
+    memset(r, 0, sizeof *r);
+    memset(&d, 0, sizeof d);
+    d.allocator.alloc_fn = count_alloc;
+    d.allocator.free_fn = count_free;
+    d.allocator.user_data = &r->mem;
+    d.getenv_fn = env_lookup;
+    d.getenv_user_data = e;
+    d.utc_fn = env_utc;
+    d.utc_user_data = e;
+    d.logger.log_fn = env_log;
+    d.logger.user_data = e;
+    d.https_proxy = "";
+    return ssmb_engine_create(&d, &r->eng) == SSMB_OK ? 0 : -1;
+}
+
+static void env_set(test_env *e, const char *name, const char *value) {
+    int i;
+    for (i = 0; i < 7 && e->names[i]; i++) {}
+    e->names[i] = name;
+    e->values[i] = value;
+}
+
+/* A command run with credentials from the chain only; 1 when it worked. */
+static int chain_case(const local *l, test_env *e, const char *profile, const char *cmd, const char *want_last) {
+    run r;
+    ssmb_session_desc sd;
+    ssmb_document doc;
+    int ok;
+    if (run_engine_env(&r, e) != 0) return 0;
+    session_desc(&sd, l, NULL);
+    memset(&sd.credentials, 0, sizeof sd.credentials);
+    sd.profile = profile;
+    ssmb_document_command(&sd, &doc, cmd);
+    if (!CHECK(ssmb_session_start(r.eng, &sd, now_ms(), &r.s) == SSMB_OK)) printf("  log: %s\n", e->log);
+    RUN_UNTIL(&r, r.ready, 15000);
+    if (r.ready) e->utc_offset += 200; /* now the credentials expire within their refresh window */
+    RUN_UNTIL(&r, 0, 30000);
+    ok = r.closed && r.have_exit && r.exit_code == 0 && (!want_last || strstr(r.out, want_last) != NULL);
+    if (!ok) printf("  chain case: closed %d exit %d result %d message \"%s\" log:\n%s", r.closed, r.exit_code,
+                    (int)r.result, r.message, e->log);
+    run_end(&r);
+    CHECK_EQ_INT((long long)r.mem.live, 0);
+    return ok;
+}
+
+static int hits(child *stub, const char *name) {
+    char needle[64];
+    const char *p;
+    int n = 0;
+    (void)child_read(stub);
+    snprintf(needle, sizeof needle, "hit %s\n", name);
+    for (p = stub->text; (p = strstr(p, needle)) != NULL; p++) n++;
+    return n;
+}
+
+static int write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+SSMB_TEST(session_credentials_remote_steps) {
+    static const char *const cut[] = {"--cut-after", "40", NULL};
+    local l;
+    child stub;
+    char keys[300], url[64], ecs_url[128], imds_url[128], config[1024];
+    char *argv[] = {(char *)PY, (char *)"tests/creds_stub.py", keys, (char *)"400", NULL};
+    if (!have_local() || !CHECK(local_start(&l, cut) == 0)) return;
+    snprintf(keys, sizeof keys, "%s:%s", l.key, l.secret);
+    if (!CHECK(child_start(&stub, argv) == 0 && child_lines(&stub, 1, 5000) == 0)) {
+        local_stop(&l);
+        return;
+    }
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", atoi(stub.text));
+    snprintf(imds_url, sizeof imds_url, "%s/", url);
+    snprintf(ecs_url, sizeof ecs_url, "%s/ecs/creds", url);
+
+    /* IMDSv2: token, role, credentials; and again when they near expiry
+       (the WebSocket is cut after 40 messages: ResumeSession refreshes). */
+    memset(&g_env, 0, sizeof g_env);
+    env_set(&g_env, "AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url);
+    env_set(&g_env, "AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+    env_set(&g_env, "AWS_CONFIG_FILE", "/nonexistent/config");
+    CHECK(chain_case(&l, &g_env, NULL, "seq 1 40000", "\n40000\n"));
+    CHECK(hits(&stub, "imds-token") >= 2);
+    CHECK(hits(&stub, "imds-role") >= 2);
+    CHECK(hits(&stub, "imds-creds") >= 2);
+
+    /* ECS container credentials with the authorization token. */
+    memset(&g_env, 0, sizeof g_env);
+    env_set(&g_env, "AWS_CONTAINER_CREDENTIALS_FULL_URI", ecs_url);
+    env_set(&g_env, "AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-auth-token");
+    env_set(&g_env, "AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+    env_set(&g_env, "AWS_CONFIG_FILE", "/nonexistent/config");
+    CHECK(chain_case(&l, &g_env, NULL, "echo ecs", "ecs"));
+    CHECK(hits(&stub, "ecs-creds") >= 1);
+
+    /* Web identity: the token file, STS AssumeRoleWithWebIdentity. */
+    CHECK(write_file("build/test-web-identity-token", "web-identity-token\n") == 0);
+    memset(&g_env, 0, sizeof g_env);
+    env_set(&g_env, "AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/stub");
+    env_set(&g_env, "AWS_WEB_IDENTITY_TOKEN_FILE", "build/test-web-identity-token");
+    env_set(&g_env, "AWS_ENDPOINT_URL_STS", url);
+    env_set(&g_env, "AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+    env_set(&g_env, "AWS_CONFIG_FILE", "/nonexistent/config");
+    CHECK(chain_case(&l, &g_env, NULL, "echo web", "web"));
+    CHECK(hits(&stub, "sts-web-identity") >= 1);
+
+    /* A profile's role_arn with source_profile: STS AssumeRole signed with
+       the source profile's keys; and credential_process. */
+    snprintf(config, sizeof config,
+             "[profile base]\naws_access_key_id = AKIDBASEPROFILE0000\naws_secret_access_key = base-secret\n"
+             "[profile app]\nrole_arn = arn:aws:iam::123456789012:role/app\nsource_profile = base\n"
+             "[profile proc]\ncredential_process = printf '{\"Version\": 1, \"AccessKeyId\": \"%s\", "
+             "\"SecretAccessKey\": \"%s\"}'\n",
+             l.key, l.secret);
+    CHECK(write_file("build/test-aws-config", config) == 0);
+    memset(&g_env, 0, sizeof g_env);
+    env_set(&g_env, "AWS_CONFIG_FILE", "build/test-aws-config");
+    env_set(&g_env, "AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+    env_set(&g_env, "AWS_ENDPOINT_URL_STS", url);
+    env_set(&g_env, "AWS_EC2_METADATA_DISABLED", "true");
+    CHECK(chain_case(&l, &g_env, "app", "echo role", "role"));
+    CHECK(hits(&stub, "sts-assume-role") >= 1);
+    CHECK(chain_case(&l, &g_env, "proc", "echo process", "process"));
+    child_stop(&stub);
+    local_stop(&l);
+}
+
+/* A malformed credentials file: refused at start, the log names the file and line. */
+SSMB_TEST(session_credentials_malformed_file) {
+    run r;
+    ssmb_session_desc sd;
+    ssmb_session s;
+    memset(&g_env, 0, sizeof g_env);
+    CHECK(write_file("build/test-bad-credentials", "[default]\naws_access_key_id = AKID\nthis line is wrong\n") == 0);
+    env_set(&g_env, "AWS_SHARED_CREDENTIALS_FILE", "build/test-bad-credentials");
+    env_set(&g_env, "AWS_CONFIG_FILE", "/nonexistent/config");
+    if (!CHECK(run_engine_env(&r, &g_env) == 0)) return;
+    memset(&sd, 0, sizeof sd);
+    sd.target = TARGET;
+    sd.region = "us-east-1";
+    CHECK(ssmb_session_start(r.eng, &sd, now_ms(), &s) < 0);
+    CHECK(strstr(g_env.log, "build/test-bad-credentials") != NULL);
+    CHECK(strstr(g_env.log, "line 3") != NULL);
+    run_end(&r);
+    CHECK_EQ_INT((long long)r.mem.live, 0);
 }
