@@ -765,3 +765,102 @@ SSMB_TEST(session_credentials_malformed_file) {
     run_end(&r);
     CHECK_EQ_INT((long long)r.mem.live, 0);
 }
+
+/* ---- several sessions in one engine, with the metrics callback ---- */
+
+typedef struct metrics_seen {
+    int calls;
+    uint64_t max_messages_in, max_bytes_in;
+} metrics_seen;
+
+static void on_metrics(ssmb_engine *eng, ssmb_session s, const ssmb_session_metrics *m, void *u) {
+    metrics_seen *seen = (metrics_seen *)u;
+    (void)eng;
+    (void)s;
+    seen->calls++;
+    if (m->messages_in > seen->max_messages_in) seen->max_messages_in = m->messages_in;
+    if (m->bytes_in > seen->max_bytes_in) seen->max_bytes_in = m->bytes_in;
+}
+
+typedef struct multi {
+    int exit_code[3], closed[3];
+    char out[3][64];
+} multi;
+
+static void on_event(ssmb_engine *eng, const ssmb_event *ev, void *u) {
+    multi *m = (multi *)u;
+    int i = (int)(intptr_t)ev->user_data;
+    (void)eng;
+    if (ev->type == SSMB_EVENT_SESSION_EXIT) m->exit_code[i] = ev->exit_code;
+    if (ev->type == SSMB_EVENT_SESSION_CLOSED) m->closed[i] = 1;
+    if (ev->type == SSMB_EVENT_SESSION_OUTPUT) {
+        size_t have = strlen(m->out[i]), n = ev->len < 63 - have ? ev->len : 63 - have;
+        memcpy(m->out[i] + have, ev->data, n);
+        m->out[i][have + n] = '\0';
+    }
+}
+
+SSMB_TEST(session_several_with_metrics) {
+    local l;
+    ssmb_engine *eng = NULL;
+    ssmb_desc d;
+    metrics_seen seen;
+    multi m;
+    counting mem;
+    ssmb_session s[3];
+    ssmb_session_metrics total;
+    ssmb_document doc[3];
+    char cmd[3][64];
+    int i;
+    uint64_t end;
+    if (!have_local() || !CHECK(local_start(&l, NULL) == 0)) return;
+    memset(&seen, 0, sizeof seen);
+    memset(&m, 0, sizeof m);
+    memset(&mem, 0, sizeof mem);
+    memset(&d, 0, sizeof d);
+    d.allocator.alloc_fn = count_alloc;
+    d.allocator.free_fn = count_free;
+    d.allocator.user_data = &mem;
+    d.getenv_fn = no_env;
+    d.https_proxy = "";
+    d.event_fn = on_event;
+    d.event_user_data = &m;
+    d.metrics_fn = on_metrics;
+    d.metrics_user_data = &seen;
+    d.metrics_interval_ms = 100;
+    if (!CHECK(ssmb_engine_create(&d, &eng) == SSMB_OK)) {
+        local_stop(&l);
+        return;
+    }
+    for (i = 0; i < 3; i++) {
+        ssmb_session_desc sd;
+        session_desc(&sd, &l, NULL);
+        sd.user_data = (void *)(intptr_t)i;
+        snprintf(cmd[i], sizeof cmd[i], "sleep 0.3; echo session %d; exit %d", i, 10 + i);
+        ssmb_document_command(&sd, &doc[i], cmd[i]);
+        CHECK_EQ_INT(ssmb_session_start(eng, &sd, now_ms(), &s[i]), SSMB_OK);
+    }
+    end = now_ms() + 15000;
+    while (!(m.closed[0] && m.closed[1] && m.closed[2]) && now_ms() < end) {
+        (void)ssmb_engine_process(eng, NULL, 0, now_ms());
+        (void)ssmb_engine_wait(eng, 20);
+        (void)ssmb_engine_tick(eng, now_ms());
+    }
+    for (i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "session %d\n", i);
+        CHECK(m.closed[i]);
+        CHECK_EQ_INT(m.exit_code[i], 10 + i);
+        CHECK_EQ_STR(m.out[i], want);
+    }
+    CHECK(seen.calls >= 3);     /* at least the final call of each */
+    CHECK(seen.max_messages_in > 0);
+    CHECK(seen.max_bytes_in >= 10);
+    ssmb_engine_metrics(eng, &total);
+    CHECK_EQ_INT(total.sessions_started, 3);
+    CHECK_EQ_INT(total.sessions_open, 0);
+    CHECK(ssmb_engine_shutdown(eng, now_ms(), now_ms() + 1000));
+    ssmb_engine_destroy(eng);
+    CHECK_EQ_INT((long long)mem.live, 0);
+    local_stop(&l);
+}
