@@ -1195,6 +1195,9 @@ SSMB_API ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, s
                                        uint64_t now_ms);
 /* The next event: SSMB_OK, SSMB_AGAIN (none), SSMB_CLOSED (none, and over). */
 SSMB_API ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev);
+/* 1 while events not yet polled point into the last frame passed to recv:
+   keep that memory unchanged until this says 0. */
+SSMB_API int ssmb_channel_borrows(const ssmb_channel *ch);
 
 /* The next frame to send as one binary message: acknowledgements first,
    then retransmissions, then new messages. It stays the same (and valid)
@@ -7767,6 +7770,8 @@ SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame
     return SSMB_OK;
 }
 
+SSMB_APIDEF int ssmb_channel_borrows(const ssmb_channel *ch) { return ch && ch->borrowed != 0; }
+
 SSMB_APIDEF ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev) {
     if (!ch || !ev) return SSMB_ERR_INVALID_ARG;
     if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
@@ -9717,7 +9722,8 @@ typedef struct ssmb__tls ssmb__tls;
 
 typedef struct ssmb__tls_config {
     const ssmb_trust *trust;        /* anchors the chain must reach */
-    const char *server_name;        /* SNI, and the name the certificate must carry */
+    const char *server_name;        /* SNI, and the name the certificate must carry (an IP
+                                       literal: no SNI, an iPAddress SAN) */
     int64_t now_utc;                /* certificate validity is checked at this time */
     ssmb_random_fn random_fn;       /* seeds and nonces */
     void *random_user_data;
@@ -9753,6 +9759,112 @@ static SSMB__MAYBE_UNUSED int ssmb__tls_handshake_done(const ssmb__tls *t);
    own error code (BR_ERR_*, or the negative mbedTLS code). After a failure
    net_out may still hold an alert for the peer. */
 static SSMB__MAYBE_UNUSED ssmb_result ssmb__tls_error(const ssmb__tls *t, int32_t *detail);
+
+#if defined(SSMB_USE_BEARSSL) || defined(SSMB_USE_MBEDTLS)
+/* ---- servers named by IP address ----------------------------------------
+   A server reached by an IPv4 or IPv6 literal gets no SNI (RFC 6066 §3:
+   SNI carries DNS names only) and its certificate must carry the address
+   as an iPAddress subjectAltName, 4 or 16 bytes (RFC 5280 §4.2.1.6; RFC
+   6125 §3.1.3.2). Neither BearSSL's minimal engine nor mbedTLS 2.28 matches
+   those, so each backend checks them itself; a DNS name or CN spelling
+   the address is not accepted in its place. */
+
+/* One decimal part of dotted IPv4 text at s[*i]: 1..3 digits up to 255,
+   without a leading zero (inet_pton refuses those too: "010" could mean
+   octal elsewhere). */
+static int ssmb__ip4_part(const char *s, size_t len, size_t *i, uint8_t *out) {
+    unsigned v = 0;
+    size_t start = *i;
+    while (*i < len && *i - start < 3 && s[*i] >= '0' && s[*i] <= '9') {
+        v = v * 10 + (unsigned)(s[*i] - '0');
+        (*i)++;
+    }
+    if (*i == start || v > 255 || (s[start] == '0' && *i - start > 1)) return 0;
+    *out = (uint8_t)v;
+    return 1;
+}
+
+/* The whole of s[0, len) as a dotted-quad IPv4 address. */
+static int ssmb__ip4_parse(const char *s, size_t len, uint8_t out[4]) {
+    size_t i = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        if (k > 0 && (i >= len || s[i++] != '.')) return 0;
+        if (!ssmb__ip4_part(s, len, &i, out + k)) return 0;
+    }
+    return i == len;
+}
+
+static int ssmb__hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* One group of IPv6 text at s[*i]: 1..4 hex digits, into out[0..1]. */
+static int ssmb__ip6_group(const char *s, size_t len, size_t *i, uint8_t *out) {
+    unsigned v = 0;
+    size_t start = *i;
+    int h;
+    while (*i < len && *i - start < 4 && (h = ssmb__hex_digit(s[*i])) >= 0) {
+        v = v * 16 + (unsigned)h;
+        (*i)++;
+    }
+    if (*i == start) return 0;
+    out[0] = (uint8_t)(v >> 8);
+    out[1] = (uint8_t)v;
+    return 1;
+}
+
+/* Spreads the n bytes read around a "::" at `gap` (-1: none) to 16. */
+static int ssmb__ip6_expand(uint8_t out[16], size_t n, long gap) {
+    size_t tail;
+    if (gap < 0) return n == 16;
+    if (n >= 16) return 0; /* "::" stands for one group at least */
+    tail = n - (size_t)gap;
+    memmove(out + 16 - tail, out + gap, tail);
+    memset(out + gap, 0, 16 - n);
+    return 1;
+}
+
+/* The whole of s[0, len) as IPv6 text (RFC 4291 §2.2): groups, one "::",
+   an IPv4 tail; no zone ("%eth0"). */
+static int ssmb__ip6_parse(const char *s, size_t len, uint8_t out[16]) {
+    size_t i = 0, n = 0;
+    long gap = -1;
+    if (len >= 2 && s[0] == ':' && s[1] == ':') {
+        gap = 0;
+        i = 2;
+    }
+    while (i < len) {
+        if (!memchr(s + i, ':', len - i) && memchr(s + i, '.', len - i)) { /* the IPv4 tail ends the text */
+            if (n > 12 || !ssmb__ip4_parse(s + i, len - i, out + n)) return 0;
+            n += 4;
+            break;
+        }
+        if (n >= 16 || !ssmb__ip6_group(s, len, &i, out + n)) return 0;
+        n += 2;
+        if (i == len) break;
+        if (s[i++] != ':' || i == len) return 0;
+        if (s[i] == ':') {
+            if (gap >= 0) return 0;
+            gap = (long)n;
+            i++;
+        }
+    }
+    return ssmb__ip6_expand(out, n, gap);
+}
+
+/* The address bytes when `name` is an IPv4 or IPv6 literal: 4, 16, or 0
+   for a name that is neither (a DNS name). */
+static size_t ssmb__tls_ip_literal(const char *name, uint8_t out[16]) {
+    size_t len = strlen(name);
+    if (ssmb__ip4_parse(name, len, out)) return 4;
+    if (memchr(name, ':', len) && ssmb__ip6_parse(name, len, out)) return 16;
+    return 0;
+}
+#endif
 
 // >>tls-bearssl
 /* ---- shared by the BearSSL and mbedTLS backends --------------------------
@@ -10082,6 +10194,200 @@ SSMB_APIDEF void ssmb_trust_destroy(ssmb_trust *t) {
 
 SSMB_APIDEF const char *ssmb_tls_backend(void) { return "bearssl"; }
 
+/* ---- the iPAddress check (BearSSL) ---------------------------------------
+   BearSSL's X.509 engines never look at iPAddress names and its decoder
+   does not expose subjectAltName, so for a server named by IP the minimal
+   engine runs with no name to check (the chain, anchors, validity and key
+   usage are all still checked by it) and a wrapper around it keeps the
+   end-entity certificate's bytes as they stream past, then reads its
+   subjectAltName with the small DER walker below. */
+
+/* Largest end-entity certificate kept for the check; a larger one is
+   refused (real server certificates are 1-3 KiB). */
+#define SSMB__BR_LEAF_MAX 16384
+
+/* A DER element's contents: [p, p + len), always inside the buffer read. */
+typedef struct ssmb__der {
+    const uint8_t *p;
+    size_t len;
+} ssmb__der;
+
+/* A definite length at d (short form, or long form of 1..4 bytes). */
+static int ssmb__der_length(ssmb__der *d, size_t *len) {
+    size_t n, i;
+    uint8_t first;
+    if (d->len < 1) return 0;
+    first = d->p[0];
+    d->p++;
+    d->len--;
+    if (first < 0x80) {
+        *len = first;
+        return 1;
+    }
+    n = first & 0x7Fu; /* 0: indefinite, not DER */
+    if (n == 0 || n > 4 || n > d->len) return 0;
+    for (*len = 0, i = 0; i < n; i++) *len = (*len << 8) | d->p[i];
+    d->p += n;
+    d->len -= n;
+    return 1;
+}
+
+/* Takes the next element off the front of d: its tag (one-byte tags only,
+   which is all a certificate uses up to the SANs) and its contents. 0 when
+   it is malformed or runs past d. */
+static int ssmb__der_next(ssmb__der *d, uint8_t *tag, ssmb__der *body) {
+    size_t len;
+    if (d->len < 1 || (d->p[0] & 0x1Fu) == 0x1Fu) return 0;
+    *tag = d->p[0];
+    d->p++;
+    d->len--;
+    if (!ssmb__der_length(d, &len) || len > d->len) return 0;
+    body->p = d->p;
+    body->len = len;
+    d->p += len;
+    d->len -= len;
+    return 1;
+}
+
+/* The contents of the next element when it has tag `want`. */
+static int ssmb__der_expect(ssmb__der *d, uint8_t want, ssmb__der *body) {
+    uint8_t tag;
+    return ssmb__der_next(d, &tag, body) && tag == want;
+}
+
+/* GeneralNames (RFC 5280 §4.2.1.6): 1 when one is the iPAddress [7]
+   (context-specific, primitive: 0x87) with exactly these bytes. */
+static int ssmb__der_names_have_ip(ssmb__der names, const uint8_t *ip, size_t ip_len) {
+    ssmb__der name;
+    uint8_t tag;
+    while (names.len > 0) {
+        if (!ssmb__der_next(&names, &tag, &name)) return 0;
+        if (tag == 0x87 && name.len == ip_len && memcmp(name.p, ip, ip_len) == 0) return 1;
+    }
+    return 0;
+}
+
+/* One Extension { extnID, critical DEFAULT FALSE, extnValue }: 1 when it
+   is subjectAltName (2.5.29.17) and names the address. */
+static int ssmb__der_ext_has_ip(ssmb__der ext, const uint8_t *ip, size_t ip_len) {
+    static const uint8_t san_oid[] = {0x55, 0x1D, 0x11};
+    ssmb__der oid, value, names;
+    uint8_t tag;
+    if (!ssmb__der_expect(&ext, 0x06, &oid)) return 0;
+    if (oid.len != sizeof san_oid || memcmp(oid.p, san_oid, sizeof san_oid) != 0) return 0;
+    if (!ssmb__der_next(&ext, &tag, &value)) return 0;
+    if (tag == 0x01 && !ssmb__der_next(&ext, &tag, &value)) return 0; /* past `critical` */
+    if (tag != 0x04 || !ssmb__der_expect(&value, 0x30, &names)) return 0;
+    return ssmb__der_names_have_ip(names, ip, ip_len);
+}
+
+/* 1 when the DER certificate cert[0, len) carries the iPAddress
+   subjectAltName ip[0, ip_len); 0 when it does not, or is malformed
+   (every read stays inside cert). Certificate → tbsCertificate → the
+   extensions, explicitly tagged [3] (0xA3), after the other fields. */
+static int ssmb__der_cert_has_ip(const uint8_t *cert, size_t len, const uint8_t *ip, size_t ip_len) {
+    ssmb__der d, c, tbs, field, exts, ext;
+    uint8_t tag;
+    d.p = cert;
+    d.len = len;
+    if (!ssmb__der_expect(&d, 0x30, &c) || !ssmb__der_expect(&c, 0x30, &tbs)) return 0;
+    do {
+        if (!ssmb__der_next(&tbs, &tag, &field)) return 0; /* no extensions at all */
+    } while (tag != 0xA3);
+    if (!ssmb__der_expect(&field, 0x30, &exts)) return 0;
+    while (exts.len > 0) {
+        if (!ssmb__der_expect(&exts, 0x30, &ext)) return 0;
+        if (ssmb__der_ext_has_ip(ext, ip, ip_len)) return 1;
+    }
+    return 0;
+}
+
+/* Wraps the minimal engine for a server named by IP. BearSSL calls
+   through `vtable`, the first field, so the context is the struct. */
+typedef struct ssmb__br_ipx {
+    const br_x509_class *vtable;
+    br_x509_minimal_context *inner;  /* does all the chain validation */
+    uint8_t ip[16];
+    size_t ip_len;                   /* 4 or 16 */
+    uint32_t certs;                  /* certificates started in this chain */
+    int too_big;                     /* the end-entity certificate exceeded the buffer */
+    int refused;                     /* the chain passed but the address is not named */
+    size_t leaf_len;
+    uint8_t leaf[SSMB__BR_LEAF_MAX];
+} ssmb__br_ipx;
+
+static ssmb__br_ipx *ssmb__br_ipx_of(const br_x509_class **ctx) { return (ssmb__br_ipx *)(void *)ctx; }
+
+static const br_x509_class **ssmb__br_ipx_inner(const br_x509_class **ctx) {
+    return &ssmb__br_ipx_of(ctx)->inner->vtable;
+}
+
+/* The engine hands over the SNI name, empty here; the minimal engine gets
+   NULL: no DNS name is to be matched. */
+static void ssmb__br_ipx_start_chain(const br_x509_class **ctx, const char *server_name) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    (void)server_name;
+    x->certs = 0;
+    x->too_big = 0;
+    x->refused = 0;
+    x->leaf_len = 0;
+    (*ssmb__br_ipx_inner(ctx))->start_chain(ssmb__br_ipx_inner(ctx), NULL);
+}
+
+static void ssmb__br_ipx_start_cert(const br_x509_class **ctx, uint32_t length) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    x->certs++;
+    if (x->certs == 1 && length > SSMB__BR_LEAF_MAX) x->too_big = 1;
+    (*ssmb__br_ipx_inner(ctx))->start_cert(ssmb__br_ipx_inner(ctx), length);
+}
+
+/* The server's own certificate comes first (RFC 5246 §7.4.2). */
+static void ssmb__br_ipx_append(const br_x509_class **ctx, const unsigned char *buf, size_t len) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    if (x->certs == 1 && !x->too_big) {
+        if (len > SSMB__BR_LEAF_MAX - x->leaf_len) {
+            x->too_big = 1;
+        } else {
+            memcpy(x->leaf + x->leaf_len, buf, len);
+            x->leaf_len += len;
+        }
+    }
+    (*ssmb__br_ipx_inner(ctx))->append(ssmb__br_ipx_inner(ctx), buf, len);
+}
+
+static void ssmb__br_ipx_end_cert(const br_x509_class **ctx) {
+    (*ssmb__br_ipx_inner(ctx))->end_cert(ssmb__br_ipx_inner(ctx));
+}
+
+/* The chain's own verdict first; only a chain that passed is then held to
+   the address. The refusal is BearSSL's code for a name mismatch. */
+static unsigned ssmb__br_ipx_end_chain(const br_x509_class **ctx) {
+    ssmb__br_ipx *x = ssmb__br_ipx_of(ctx);
+    unsigned err = (*ssmb__br_ipx_inner(ctx))->end_chain(ssmb__br_ipx_inner(ctx));
+    if (err != 0) return err;
+    if (x->too_big) {
+        x->refused = 1;
+        return BR_ERR_X509_LIMIT_EXCEEDED;
+    }
+    if (!ssmb__der_cert_has_ip(x->leaf, x->leaf_len, x->ip, x->ip_len)) {
+        x->refused = 1;
+        return BR_ERR_X509_BAD_SERVER_NAME;
+    }
+    return 0;
+}
+
+/* No key from a refused chain, should the engine ask regardless. */
+static const br_x509_pkey *ssmb__br_ipx_get_pkey(const br_x509_class *const *ctx, unsigned *usages) {
+    const ssmb__br_ipx *x = (const ssmb__br_ipx *)(const void *)ctx;
+    const br_x509_class *const *inner = &x->inner->vtable;
+    return x->refused ? NULL : (*inner)->get_pkey(inner, usages);
+}
+
+static const br_x509_class ssmb__br_ipx_class = {
+    sizeof(ssmb__br_ipx),     ssmb__br_ipx_start_chain, ssmb__br_ipx_start_cert, ssmb__br_ipx_append,
+    ssmb__br_ipx_end_cert,    ssmb__br_ipx_end_chain,   ssmb__br_ipx_get_pkey,
+};
+
 /* ---- the TLS engine (BearSSL) --------------------------------------------
    One block: the client context, the X.509 validator and the record
    buffer (BR_SSL_BUFSIZE_BIDI: a record each way, so sending never waits
@@ -10092,6 +10398,7 @@ SSMB_APIDEF const char *ssmb_tls_backend(void) { return "bearssl"; }
 struct ssmb__tls {
     br_ssl_client_context sc;
     br_x509_minimal_context xc;
+    ssmb__br_ipx ipx;               /* in use only for a server named by IP */
     int handshake_seen;             /* application data could flow once (sticky) */
     unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
@@ -10123,6 +10430,19 @@ static ssmb_result ssmb__br_seed(ssmb__tls *t, const ssmb__tls_config *cfg) {
     return r == SSMB_OK ? SSMB_OK : SSMB_ERR_NO_RANDOM;
 }
 
+/* The name for SNI, which also turns on the minimal engine's check of
+   the certificate against it (dNSName SANs, else the CN). A server named
+   by IP gets no SNI, and the wrapper checks its iPAddress SANs instead. */
+static const char *ssmb__br_sni(ssmb__tls *t, const char *server_name) {
+    ssmb__br_ipx *x = &t->ipx;
+    x->ip_len = ssmb__tls_ip_literal(server_name, x->ip);
+    if (x->ip_len == 0) return server_name;
+    x->vtable = &ssmb__br_ipx_class;
+    x->inner = &t->xc;
+    br_ssl_engine_set_x509(&t->sc.eng, &x->vtable);
+    return NULL;
+}
+
 static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
     ssmb_result r = ssmb__tls_check_config(cfg);
     t->handshake_seen = 0;
@@ -10135,11 +10455,7 @@ static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
     ssmb__br_set_time(&t->xc, cfg->now_utc);
     r = ssmb__br_seed(t, cfg);
     if (r != SSMB_OK) return r;
-    /* The name goes into SNI and turns on the name check of the server
-       certificate. BearSSL's minimal X.509 engine matches it against DNS
-       names (dNSName SANs, else the CN), never against IP-address SANs, so
-       a server reached by IP must carry that IP as a DNS name. */
-    if (!br_ssl_client_reset(&t->sc, cfg->server_name, 0)) return SSMB_ERR_TLS;
+    if (!br_ssl_client_reset(&t->sc, ssmb__br_sni(t, cfg->server_name), 0)) return SSMB_ERR_TLS;
     return SSMB_OK;
 }
 
@@ -10326,6 +10642,8 @@ struct ssmb__tls {
     ssmb_random_fn random_fn;
     void *random_user_data;
     int64_t now_utc;
+    uint8_t ip[16];             /* a server named by IP: the address it must carry */
+    size_t ip_len;              /* 4 or 16; 0 for a DNS name */
     int32_t err;                /* sticky mbedTLS error; 0 while healthy */
     uint8_t handshake_done;
     uint8_t flush_asked;        /* app_out is to become records however little it holds */
@@ -10425,17 +10743,34 @@ static int64_t ssmb__mbed_unix_time(const mbedtls_x509_time *tm) {
     return days * 86400 + (int64_t)tm->hour * 3600 + tm->min * 60 + tm->sec;
 }
 
+/* 1 when the certificate has an iPAddress subjectAltName with exactly
+   these bytes. mbedTLS 2.28 lists every SAN entry raw, tagged as in the
+   DER (iPAddress: context-specific [7], 0x87), though it decodes only some
+   kinds (x509_crt.h, subject_alt_names). */
+static int ssmb__mbed_names_ip(const mbedtls_x509_crt *crt, const uint8_t *ip, size_t ip_len) {
+    const mbedtls_x509_sequence *s;
+    const int tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS;
+    for (s = &crt->subject_alt_names; s; s = s->next) {
+        if (s->buf.tag == tag && s->buf.p && s->buf.len == ip_len && memcmp(s->buf.p, ip, ip_len) == 0) return 1;
+    }
+    return 0;
+}
+
 /* Validity at the configured time, not at mbedTLS's clock: mbedTLS sets
    EXPIRED and FUTURE from time() for every certificate of the chain, the
    trusted root included, then calls this for each (mbedtls_ssl_conf_verify)
    before it judges the flags. The two flags are replaced by the verdict
-   at now_utc; every other flag stays. */
+   at now_utc; every other flag stays. For a server named by IP, mbedTLS
+   has no name to check (none was set), so the server's own certificate
+   (depth 0) is held to the address here, with mbedTLS's name-mismatch
+   flag when it does not carry it. */
 static int ssmb__mbed_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
     const ssmb__tls *t = (const ssmb__tls *)ctx;
-    (void)depth;
     *flags &= ~(uint32_t)(MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE);
     if (t->now_utc < ssmb__mbed_unix_time(&crt->valid_from)) *flags |= MBEDTLS_X509_BADCERT_FUTURE;
     if (t->now_utc > ssmb__mbed_unix_time(&crt->valid_to)) *flags |= MBEDTLS_X509_BADCERT_EXPIRED;
+    if (depth == 0 && t->ip_len && !ssmb__mbed_names_ip(crt, t->ip, t->ip_len))
+        *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
     return 0;
 }
 
@@ -10538,6 +10873,7 @@ static ssmb_result ssmb__mbed_configure(ssmb__tls *t, const ssmb__tls_config *cf
     t->random_fn = ssmb__tls_random_fn(cfg);
     t->random_user_data = cfg->random_user_data;
     t->now_utc = cfg->now_utc;
+    t->ip_len = ssmb__tls_ip_literal(cfg->server_name, t->ip);
     if (mbedtls_ssl_config_defaults(c, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                     MBEDTLS_SSL_PRESET_DEFAULT) != 0)
         return SSMB_ERR_TLS;
@@ -10552,10 +10888,11 @@ static ssmb_result ssmb__mbed_configure(ssmb__tls *t, const ssmb__tls_config *cf
 
 static ssmb_result ssmb__mbed_start(ssmb__tls *t, const char *server_name) {
     int rc = mbedtls_ssl_setup(&t->ssl, &t->conf);
-    /* The name goes into SNI and is what the certificate must carry.
-       mbedTLS 2.28 matches it against DNS names (dNSName SANs, else the
-       CN), never against IP-address SANs. */
-    if (rc == 0) rc = mbedtls_ssl_set_hostname(&t->ssl, server_name);
+    /* A DNS name goes into SNI and is what the certificate must carry
+       (dNSName SANs, else the CN). mbedTLS 2.28 would match an IP literal
+       against those too and send it as SNI, so one is never set: the
+       verify callback checks the iPAddress SANs instead. */
+    if (rc == 0 && t->ip_len == 0) rc = mbedtls_ssl_set_hostname(&t->ssl, server_name);
     if (rc == MBEDTLS_ERR_SSL_ALLOC_FAILED) return SSMB_ERR_NOMEM;
     if (rc != 0) return SSMB_ERR_TLS;
     mbedtls_ssl_set_bio(&t->ssl, t, ssmb__mbed_send, ssmb__mbed_recv, NULL);
@@ -13608,9 +13945,15 @@ SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#if defined(__STRICT_ANSI__) && !defined(__cplusplus) && !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
+int kill(pid_t pid, int sig); /* POSIX; strict C99 headers hide it (used for credential_process) */
+#endif
 
 /* O_CLOEXEC is POSIX 2008, so a strict C99 compile does not declare it;
    glibc always has the bit underneath. */
@@ -15524,6 +15867,7 @@ SSMB_APIDEF ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms) {
 #define SSMB__SESS_REASON_MAX 256u
 #define SSMB__SESS_REQUEST_MAX 16384u   /* an API request (StartSession with parameters, STS) */
 #define SSMB__SESS_STATES 8u            /* state changes waiting for the host */
+#define SSMB__SESS_ROUNDS 64            /* WebSocket events a session reads per turn */
 
 /* The forward of a Port session (>>portfwd below). */
 typedef struct ssmb__fwd ssmb__fwd;
@@ -15542,8 +15886,16 @@ enum {
     SSMB__CALL_NONE = 0,
     SSMB__CALL_START = 1,
     SSMB__CALL_RESUME = 2,
-    SSMB__CALL_TERMINATE = 3
+    SSMB__CALL_TERMINATE = 3,
+    SSMB__CALL_STS_ROLE = 4,            /* credential steps: STS AssumeRole */
+    SSMB__CALL_STS_WEB = 5,             /* AssumeRoleWithWebIdentity */
+    SSMB__CALL_ECS = 6,
+    SSMB__CALL_IMDS_TOKEN = 7,          /* IMDSv2: token, role, credentials, in this order */
+    SSMB__CALL_IMDS_ROLE = 8,
+    SSMB__CALL_IMDS_CREDS = 9,
+    SSMB__CALL_OPEN_WS = 10             /* not a call: attach once credentials are ready */
 };
+#define SSMB__SESS_PROC_MAX 65536u      /* credential_process output kept */
 
 struct ssmb__sess {
     size_t mem_size;
@@ -15578,6 +15930,7 @@ struct ssmb__sess {
     size_t frame_len, frame_cap;
     uint8_t frame_held;                 /* complete, waiting for the channel */
     uint8_t frame_skip;                 /* too long: dropped until its end */
+    uint8_t more_in;                    /* the last turn stopped with pieces perhaps waiting */
     size_t out_sent;
     /* the end */
     ssmb_result result;
@@ -15598,6 +15951,18 @@ struct ssmb__sess {
     ssmb_api_parameter *params;
     char *target;
     ssmb__fwd *fwd;                     /* the forward of a Port session, or NULL */
+    /* the credential chain */
+    ssmb_creds explicit_creds;          /* the desc's keys, or empty */
+    char profile[SSMB_CREDS_NAME_MAX];
+    ssmb_creds_result *plan;            /* while the chain runs */
+    uint32_t role_next, after_creds;
+    char imds_token[128], imds_role[128];
+    int proc_pid, proc_fd;              /* credential_process, its stdout */
+    int proc_told;                      /* fd_change_fn heard of proc_fd */
+    char *proc_out;                     /* SSMB__SESS_PROC_MAX bytes while it runs */
+    size_t proc_len;
+    uint64_t proc_deadline;
+    int64_t creds_at;                   /* UTC when the chain last delivered */
 };
 
 #define SSMB__SLOG(eng, level, msg) \
@@ -15677,6 +16042,344 @@ static void ssmb__sess_begin_closing(ssmb_engine *eng, ssmb__sess *s, ssmb_resul
     }
 }
 
+/* ---- credentials: the chain, with its network and process steps ----
+   ssmb_creds_resolve reads the environment and the files and says what is
+   left to do; the steps run here without blocking: STS AssumeRole (and
+   AssumeRoleWithWebIdentity), the ECS container endpoint, the IMDSv2
+   exchange (token, role, credentials) as API calls of the session, and
+   credential_process as a child whose output is read from the poll loop.
+   The chain runs again before a call when the credentials expire within
+   their refresh window, so a ResumeSession an hour in signs with fresh
+   ones. */
+
+static ssmb_str ssmb__sess_view(const char *p, size_t n) {
+    ssmb_str v;
+    v.ptr = p;
+    v.len = n;
+    return v;
+}
+
+static ssmb_result ssmb__sess_open_ws(ssmb_engine *eng, ssmb__sess *s, uint64_t now);
+
+static void ssmb__sess_creds_fail(ssmb_engine *eng, ssmb__sess *s, ssmb_result r, const char *why) {
+    ssmb__sess_reason(s, "credentials: ", why, strlen(why));
+    ssmb__sess_end(eng, s, r < 0 ? r : SSMB_ERR_CREDENTIALS, NULL);
+}
+
+static void ssmb__fwd_tell(ssmb_engine *eng, int fd, uint32_t events);
+
+static void ssmb__sess_proc_close(ssmb_engine *eng, ssmb__sess *s) {
+    if (s->proc_fd < 0) return;
+    if (s->proc_told) ssmb__fwd_tell(eng, s->proc_fd, 0);
+    close(s->proc_fd);
+    s->proc_fd = -1;
+    s->proc_told = 0;
+}
+
+static void ssmb__sess_plan_free(ssmb_engine *eng, ssmb__sess *s) {
+    if (!s->plan) return;
+    ssmb_creds_result_wipe(s->plan);
+    ssmb__free(&eng->desc.allocator, s->plan, sizeof *s->plan);
+    s->plan = NULL;
+}
+
+static void ssmb__sess_proc_stop(ssmb_engine *eng, ssmb__sess *s) {
+    ssmb__sess_proc_close(eng, s);
+    if (s->proc_pid > 0) {
+        kill(s->proc_pid, SIGKILL);
+        (void)waitpid(s->proc_pid, NULL, 0); /* killed: it is gone at once */
+    }
+    s->proc_pid = 0;
+    if (s->proc_out) {
+        ssmb__wipe(s->proc_out, SSMB__SESS_PROC_MAX);
+        ssmb__free(&eng->desc.allocator, s->proc_out, SSMB__SESS_PROC_MAX);
+        s->proc_out = NULL;
+    }
+}
+
+/* The chain is done: the credentials are the session's, the waiting call goes. */
+static void ssmb__sess_creds_ready(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb_creds_wipe(&s->creds);
+    s->creds = s->plan->creds;
+    s->creds_at = eng->desc.utc_fn(eng->desc.utc_user_data);
+    if (!s->region[0] && s->plan->region[0] && strlen(s->plan->region) < sizeof s->region)
+        strcpy(s->region, s->plan->region);
+    ssmb__sess_plan_free(eng, s);
+    s->call_kind = s->after_creds;
+    s->after_creds = SSMB__CALL_NONE;
+    s->call_retries = 0;
+    s->call_due = now;
+    if (s->call_kind == SSMB__CALL_OPEN_WS) { /* attach: the WebSocket is signed with them */
+        ssmb_result r;
+        s->call_kind = SSMB__CALL_NONE;
+        r = ssmb__sess_open_ws(eng, s, now);
+        if (r != SSMB_OK) ssmb__sess_end(eng, s, r, "cannot open the data channel's WebSocket");
+        return;
+    }
+    if (s->state == SSMB_SESSION_CREDENTIALS && s->call_kind == SSMB__CALL_START)
+        ssmb__sess_set_state(s, SSMB_SESSION_STARTING);
+}
+
+/* Runs credential_process: `sh -c command`, its stdout to a pipe. */
+static ssmb_result ssmb__sess_proc_start(ssmb_engine *eng, ssmb__sess *s) {
+    int fds[2];
+    pid_t pid;
+    if (!s->proc_out) s->proc_out = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_PROC_MAX);
+    if (!s->proc_out) return SSMB_ERR_NOMEM;
+    if (pipe(fds) != 0) return SSMB_ERR_IO;
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return SSMB_ERR_IO;
+    }
+    if (pid == 0) {
+        char *argv[4];
+        char sh[] = "/bin/sh", dash_c[] = "-c";
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        argv[0] = sh;
+        argv[1] = dash_c;
+        argv[2] = s->plan->process_command;
+        argv[3] = NULL;
+        execv(sh, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    s->proc_fd = fds[0];
+    s->proc_pid = pid;
+    s->proc_len = 0;
+    return SSMB_OK;
+}
+
+/* The next step of the plan. */
+static void ssmb__sess_creds_next(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssmb_creds_result *p = s->plan;
+    uint32_t kind = SSMB__CALL_NONE;
+    switch (p->step) {
+    case SSMB_CREDS_STEP_READY:
+        if (s->role_next >= p->role_count) {
+            ssmb__sess_creds_ready(eng, s, now);
+            return;
+        }
+        kind = SSMB__CALL_STS_ROLE;
+        break;
+    case SSMB_CREDS_STEP_WEB_IDENTITY: kind = SSMB__CALL_STS_WEB; break;
+    case SSMB_CREDS_STEP_ECS: kind = SSMB__CALL_ECS; break;
+    case SSMB_CREDS_STEP_IMDS: kind = s->imds_token[0] ? SSMB__CALL_IMDS_ROLE : SSMB__CALL_IMDS_TOKEN; break;
+    case SSMB_CREDS_STEP_PROCESS:
+        if (ssmb__sess_proc_start(eng, s) != SSMB_OK) ssmb__sess_creds_fail(eng, s, SSMB_ERR_IO, "credential_process cannot be started");
+        s->proc_deadline = now + 60000;
+        return;
+    default: ssmb__sess_creds_fail(eng, s, SSMB_ERR_CREDENTIALS, "unknown step"); return;
+    }
+    s->call_kind = kind;
+    s->call_retries = 0;
+    s->call_due = now;
+}
+
+/* Resolves the chain now (environment, files) and starts its steps;
+   `after` is the call to make with the result. */
+static ssmb_result ssmb__sess_creds_begin(ssmb_engine *eng, ssmb__sess *s, uint32_t after, uint64_t now) {
+    ssmb_creds_desc cd;
+    ssmb_result r;
+    memset(&cd, 0, sizeof cd);
+    cd.allocator = eng->desc.allocator;
+    cd.logger = eng->desc.logger;
+    cd.getenv_fn = eng->desc.getenv_fn;
+    cd.getenv_user_data = eng->desc.getenv_user_data;
+    cd.explicit_creds = ssmb_creds_view(&s->explicit_creds);
+    cd.profile = s->profile[0] ? s->profile : NULL;
+    ssmb__sess_plan_free(eng, s);
+    s->plan = (ssmb_creds_result *)ssmb__alloc(&eng->desc.allocator, sizeof *s->plan);
+    if (!s->plan) return SSMB_ERR_NOMEM;
+    r = ssmb_creds_resolve(&cd, s->plan);
+    if (r == SSMB_OK && !s->region[0] && s->plan->region[0] && strlen(s->plan->region) < sizeof s->region)
+        strcpy(s->region, s->plan->region); /* the profile's region, needed before the chain ends */
+    if (r != SSMB_OK) {
+        char where[SSMB__SESS_REASON_MAX];
+        ssmb__sink k;
+        size_t n = 0;
+        ssmb__sink_init(&k, where, sizeof where - 1);
+        ssmb__put_z(&k, s->plan->error.reason ? s->plan->error.reason : ssmb_result_str(r));
+        if (s->plan->error.file[0]) {
+            char line[16];
+            ssmb__put_z(&k, " (");
+            ssmb__put_z(&k, s->plan->error.file);
+            if (s->plan->error.line) {
+                ssmb__put_z(&k, " line ");
+                ssmb__eng_put_port(line, (uint16_t)SSMB__MIN(s->plan->error.line, 65535u));
+                ssmb__put_z(&k, line);
+            }
+            ssmb__put_z(&k, ")");
+        }
+        if (ssmb__sink_finish(&k, &n) != SSMB_OK) n = sizeof where - 1;
+        where[n] = '\0';
+        ssmb__sess_reason(s, "credentials: ", where, n);
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, s->reason);
+        ssmb__sess_plan_free(eng, s);
+        return r;
+    }
+    s->role_next = 0;
+    s->imds_token[0] = s->imds_role[0] = '\0';
+    s->after_creds = after;
+    s->call_kind = SSMB__CALL_NONE;
+    ssmb__sess_creds_next(eng, s, now);
+    return SSMB_OK;
+}
+
+/* credential_process: its output gathered, then parsed once it ends. */
+static void ssmb__sess_proc_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    ssize_t n;
+    int status = 0;
+    if (s->proc_pid <= 0) return;
+    while (s->proc_fd >= 0) {
+        if (s->proc_len == SSMB__SESS_PROC_MAX) {
+            ssmb__sess_proc_stop(eng, s);
+            ssmb__sess_creds_fail(eng, s, SSMB_ERR_LIMIT, "credential_process printed too much");
+            return;
+        }
+        n = read(s->proc_fd, s->proc_out + s->proc_len, SSMB__SESS_PROC_MAX - s->proc_len);
+        if (n > 0) {
+            s->proc_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        ssmb__sess_proc_close(eng, s);
+    }
+    if (now >= s->proc_deadline) {
+        ssmb__sess_proc_stop(eng, s);
+        ssmb__sess_creds_fail(eng, s, SSMB_ERR_TIMEOUT, "credential_process ran longer than 60 s");
+        return;
+    }
+    if (s->proc_fd >= 0 || waitpid(s->proc_pid, &status, WNOHANG) == 0) return;
+    s->proc_pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        ssmb__sess_creds_fail(eng, s, SSMB_ERR_CREDENTIALS, "credential_process failed (non-zero exit status)");
+        return;
+    }
+    if (ssmb_creds_process_parse(s->proc_out, s->proc_len, &s->plan->creds) != SSMB_OK) {
+        ssmb__sess_creds_fail(eng, s, SSMB_ERR_CREDENTIALS, "credential_process printed no valid credentials JSON");
+        return;
+    }
+    ssmb__sess_proc_stop(eng, s);
+    s->plan->step = SSMB_CREDS_STEP_READY;
+    ssmb__sess_creds_next(eng, s, now);
+}
+
+/* The URL and bytes of a credential step's request. */
+static ssmb_result ssmb__sess_creds_request(ssmb_engine *eng, ssmb__sess *s, char *url, size_t url_cap, char *buf,
+                                            size_t cap, size_t *len) {
+    ssmb_creds_result *p = s->plan;
+    int64_t utc = eng->desc.utc_fn(eng->desc.utc_user_data);
+    char token[SSMB_CREDS_TOKEN_MAX];
+    size_t tn = 0;
+    ssmb_result r = SSMB_OK;
+    const char *region = s->region[0] ? s->region : p->region;
+    if (s->call_kind == SSMB__CALL_STS_ROLE || s->call_kind == SSMB__CALL_STS_WEB) {
+        ssmb_api_endpoint_desc ed;
+        memset(&ed, 0, sizeof ed);
+        ed.service = "sts";
+        ed.region = region[0] ? region : "us-east-1";
+        ed.getenv_fn = eng->desc.getenv_fn;
+        ed.getenv_user_data = eng->desc.getenv_user_data;
+        r = ssmb_api_endpoint_resolve(&ed, url, url_cap, &tn, NULL);
+        if (r != SSMB_OK) return r;
+        if (s->call_kind == SSMB__CALL_STS_ROLE)
+            return ssmb_creds_sts_assume_role_request(&p->roles[s->role_next], &p->creds, region, utc, buf, cap, len);
+        r = ssmb_creds_read_token_file(p->web_identity.token_file, token, sizeof token, &tn);
+        if (r == SSMB_OK)
+            r = ssmb_creds_sts_web_identity_request(&p->web_identity, ssmb__sess_view(token, tn), region, buf, cap, len);
+        ssmb__wipe(token, sizeof token);
+        return r;
+    }
+    if (s->call_kind == SSMB__CALL_ECS) {
+        if (strlen(p->ecs.url) >= url_cap) return SSMB_ERR_LIMIT;
+        strcpy(url, p->ecs.url);
+        if (p->ecs.auth_token_file[0]) r = ssmb_creds_read_token_file(p->ecs.auth_token_file, token, sizeof token, &tn);
+        else tn = strlen(strcpy(token, p->ecs.auth_token));
+        if (r == SSMB_OK) r = ssmb_creds_ecs_request(&p->ecs, ssmb__sess_view(token, tn), buf, cap, len);
+        ssmb__wipe(token, sizeof token);
+        return r;
+    }
+    /* IMDS: http://host:port/ */
+    {
+        ssmb__sink k;
+        char port[8];
+        size_t n = 0;
+        int v6 = strchr(p->imds.host, ':') != NULL;
+        ssmb__sink_init(&k, url, url_cap - 1);
+        ssmb__put_z(&k, v6 ? "http://[" : "http://");
+        ssmb__put_z(&k, p->imds.host);
+        ssmb__put_z(&k, v6 ? "]:" : ":");
+        ssmb__eng_put_port(port, p->imds.port);
+        ssmb__put_z(&k, port);
+        ssmb__put_z(&k, "/");
+        if (ssmb__sink_finish(&k, &n) != SSMB_OK) return SSMB_ERR_LIMIT;
+        url[n] = '\0';
+    }
+    if (s->call_kind == SSMB__CALL_IMDS_TOKEN) return ssmb_creds_imds_token_request(&p->imds, 0, buf, cap, len);
+    return ssmb_creds_imds_creds_request(&p->imds, ssmb_str_c(s->imds_token),
+                                         ssmb_str_c(s->call_kind == SSMB__CALL_IMDS_CREDS ? s->imds_role : ""), buf,
+                                         cap, len);
+}
+
+/* A credential step's response. */
+static void ssmb__sess_creds_done(ssmb_engine *eng, ssmb__sess *s, char *resp, size_t len, uint64_t now) {
+    ssmb_creds_result *p = s->plan;
+    uint32_t kind = s->call_kind, status = 0, keep = p->creds.refresh_before_s;
+    ssmb_str body;
+    ssmb_creds got;
+    ssmb_result r = ssmb_creds_http_body(resp, len, &status, &body);
+    s->call_kind = SSMB__CALL_NONE;
+    memset(&got, 0, sizeof got);
+    if (r == SSMB_OK && (kind == SSMB__CALL_STS_ROLE || kind == SSMB__CALL_STS_WEB)) {
+        r = ssmb_creds_sts_parse(body.ptr, body.len, &got, NULL, 0);
+    } else if (r == SSMB_OK && kind == SSMB__CALL_ECS) {
+        r = ssmb_creds_http_parse(body.ptr, body.len, &got);
+    } else if (r == SSMB_OK && kind == SSMB__CALL_IMDS_TOKEN) {
+        if (body.len == 0 || body.len >= sizeof s->imds_token) r = SSMB_ERR_MALFORMED;
+        else {
+            memcpy(s->imds_token, body.ptr, body.len);
+            s->imds_token[body.len] = '\0';
+        }
+    } else if (r == SSMB_OK && kind == SSMB__CALL_IMDS_ROLE) {
+        ssmb_str role;
+        r = ssmb_creds_imds_role_parse(body.ptr, body.len, &role);
+        if (r == SSMB_OK && role.len >= sizeof s->imds_role) r = SSMB_ERR_LIMIT;
+        if (r == SSMB_OK) {
+            memcpy(s->imds_role, role.ptr, role.len);
+            s->imds_role[role.len] = '\0';
+        }
+    } else if (r == SSMB_OK && kind == SSMB__CALL_IMDS_CREDS) {
+        r = ssmb_creds_http_parse(body.ptr, body.len, &got);
+    }
+    if (r != SSMB_OK) {
+        static const char *const names[] = {"STS AssumeRole failed", "STS AssumeRoleWithWebIdentity failed",
+                                            "the ECS container endpoint failed", "IMDS token request failed",
+                                            "IMDS role request failed", "IMDS credentials request failed"};
+        ssmb_creds_wipe(&got);
+        ssmb__sess_creds_fail(eng, s, r == SSMB_ERR_HTTP ? SSMB_ERR_CREDENTIALS : r, names[kind - SSMB__CALL_STS_ROLE]);
+        return;
+    }
+    if (kind == SSMB__CALL_IMDS_TOKEN || kind == SSMB__CALL_IMDS_ROLE) {
+        s->call_kind = kind + 1u; /* token, then role, then credentials */
+        s->call_retries = 0;
+        s->call_due = now;
+        return;
+    }
+    got.refresh_before_s = keep;
+    ssmb_creds_wipe(&p->creds);
+    p->creds = got;
+    ssmb_creds_wipe(&got);
+    if (kind == SSMB__CALL_STS_ROLE) s->role_next++;
+    p->step = SSMB_CREDS_STEP_READY;
+    ssmb__sess_creds_next(eng, s, now);
+}
+
 /* ---- API calls ---- */
 
 static ssmb_result ssmb__sess_call_write(ssmb_engine *eng, ssmb__sess *s, char *buf, size_t cap, size_t *len) {
@@ -15701,12 +16404,18 @@ static ssmb_result ssmb__sess_call_send(ssmb_engine *eng, ssmb__sess *s, uint64_
     ssmb_conn_desc cd;
     size_t len = 0;
     ssmb_result r;
+    char url[SSMB_CREDS_TEXT_MAX];
     char *buf = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_REQUEST_MAX);
     if (!buf) return SSMB_ERR_NOMEM;
-    r = ssmb__sess_call_write(eng, s, buf, SSMB__SESS_REQUEST_MAX, &len);
+    if (s->call_kind >= SSMB__CALL_STS_ROLE) {
+        r = ssmb__sess_creds_request(eng, s, url, sizeof url, buf, SSMB__SESS_REQUEST_MAX, &len);
+    } else {
+        r = ssmb__sess_call_write(eng, s, buf, SSMB__SESS_REQUEST_MAX, &len);
+        strcpy(url, s->ssm_endpoint);
+    }
     if (r == SSMB_OK) {
         memset(&cd, 0, sizeof cd);
-        cd.url = s->ssm_endpoint;
+        cd.url = url;
         cd.request = buf;
         cd.request_len = len;
         r = ssmb__eng_open_internal(eng, &cd, s->index + 1u, now, &s->call_ws);
@@ -15747,6 +16456,10 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
     ssmb_api_stream_policy policy;
     ssmb_result r;
     uint32_t kind = s->call_kind;
+    if (kind >= SSMB__CALL_STS_ROLE) {
+        ssmb__sess_creds_done(eng, s, resp, len, now);
+        return;
+    }
     ssmb__sess_policy(s, &policy);
     memset(&v, 0, sizeof v);
     if (kind == SSMB__CALL_START) r = ssmb_api_start_session_parse(resp, len, &policy, &ar, &v);
@@ -15816,7 +16529,9 @@ static void ssmb__sess_call_finished(ssmb_engine *eng, ssmb__sess *s, ssmb__slot
         s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
         return;
     }
-    ssmb__sess_reason(s, "cannot reach the SSM endpoint: ", ssmb_result_str(r), strlen(ssmb_result_str(r)));
+    ssmb__sess_reason(s, s->call_kind >= SSMB__CALL_STS_ROLE ? "credentials: cannot reach the credentials endpoint: "
+                                                             : "cannot reach the SSM endpoint: ",
+                      ssmb_result_str(r), strlen(ssmb_result_str(r)));
     ssmb__sess_end(eng, s, r, NULL);
 }
 
@@ -15826,6 +16541,16 @@ static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) 
     if (!s->call_ws.id) {
         ssmb_result r;
         if (now < s->call_due) return;
+        int64_t utc = eng->desc.utc_fn(eng->desc.utc_user_data);
+        /* Fresh credentials that are already inside their refresh window are used as they are
+           (the source has nothing newer): the chain runs again at most once a minute. */
+        if (s->call_kind <= SSMB__CALL_TERMINATE && !s->explicit_creds.access_key_id[0] &&
+            ssmb_creds_needs_refresh(&s->creds, utc) && utc - s->creds_at >= 60) {
+            SSMB__SLOG(eng, SSMB_LOG_INFO, "credentials expire soon: the chain runs again");
+            r = ssmb__sess_creds_begin(eng, s, s->call_kind, now);
+            if (r != SSMB_OK) ssmb__sess_end(eng, s, r, NULL);
+            return;
+        }
         r = ssmb__sess_call_send(eng, s, now);
         if (r == SSMB_OK) return;
         if (s->call_kind == SSMB__CALL_TERMINATE) {
@@ -15958,7 +16683,12 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     int rounds;
     if (ssmb__fwd_pending(s->fwd)) return; /* its bytes point into the channel's last event */
     if (s->frame_held && !ssmb__sess_give_frame(s, now)) return;
-    for (rounds = 0; rounds < 64 && s->ws.id; rounds++) {
+    s->more_in = 0;
+    for (rounds = 0; rounds < SSMB__SESS_ROUNDS && s->ws.id; rounds++) {
+        if (ssmb_channel_borrows(s->ch)) { /* its events point into s->frame: no new message yet */
+            s->more_in = 1;
+            return;
+        }
         slot = ssmb__slot_of(eng, s->ws);
         if (!slot || !ssmb__slot_event(eng, slot, &ev)) return;
         switch (ev.type) {
@@ -15966,12 +16696,17 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
         case SSMB_EVENT_WS_MESSAGE:
             ssmb__sess_piece(s, &ev.piece, now);
             if (s->frame_held) return;
-            if (s->fwd) return; /* the forward takes the message's events before the next one */
+            if (s->fwd) { /* the forward takes the message's events before the next one */
+                ssmb_event unused;
+                while (!ssmb__fwd_pending(s->fwd) && ssmb__sess_next_channel_only(eng, s, &unused)) {}
+                if (ssmb__fwd_pending(s->fwd)) return;
+            }
             break;
         case SSMB_EVENT_WS_CLOSED: ssmb__sess_lost(eng, s, (ssmb_result)ev.result, now); return;
         default: break;
         }
     }
+    s->more_in = rounds == SSMB__SESS_ROUNDS; /* pieces may wait in the conn: come back at once */
 }
 
 /* Frames of the channel out to the WebSocket; a frame larger than the
@@ -16022,6 +16757,8 @@ static void ssmb__sess_report_metrics(ssmb_engine *eng, ssmb__sess *s) {
 static void ssmb__sess_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *ready, size_t nready,
                             uint64_t now) {
     if (s->state == SSMB_SESSION_CLOSED) return;
+    ssmb__sess_proc_work(eng, s, now);
+    if (s->state == SSMB_SESSION_CLOSED) return;
     ssmb__sess_call_work(eng, s, now);
     if (s->state == SSMB_SESSION_CLOSED) return;
     ssmb__sess_ws_in(eng, s, now);
@@ -16054,8 +16791,12 @@ static void ssmb__sess_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *
 static uint64_t ssmb__sess_deadline(const ssmb__sess *s) {
     uint64_t d = SSMB_NO_DEADLINE;
     if (s->states_count || s->pending_writable || s->exit_pending || s->closed_pending || ssmb__fwd_due(s)) return 0;
+    /* a message waits for the channel (the host takes events until none are left before it
+       sleeps, so the channel can take it now), or the last turn ran out of rounds */
+    if ((s->more_in || s->frame_held) && !ssmb__fwd_pending(s->fwd) && !ssmb_channel_borrows(s->ch)) return 0;
     if (s->state == SSMB_SESSION_CLOSED) return SSMB_NO_DEADLINE;
     if (s->call_kind != SSMB__CALL_NONE && !s->call_ws.id) d = s->call_due;
+    if (s->proc_pid > 0) d = SSMB__MIN(d, s->proc_fd >= 0 ? s->proc_deadline : s->started_at); /* reap it now */
     d = SSMB__MIN(d, ssmb_channel_next_deadline(s->ch));
     if (s->state == SSMB_SESSION_CLOSING) d = SSMB__MIN(d, s->close_deadline);
     if (s->size_pending && ssmb_channel_is_ready(s->ch)) d = 0;
@@ -16263,41 +17004,8 @@ static void ssmb__sess_region(ssmb_engine *eng, ssmb__sess *s, const ssmb_sessio
     const char *r = d->region;
     if (!r || !*r) r = eng->desc.getenv_fn("AWS_REGION", eng->desc.getenv_user_data);
     if (!r || !*r) r = eng->desc.getenv_fn("AWS_DEFAULT_REGION", eng->desc.getenv_user_data);
-    if (!r || !*r) r = profile_region;
+    if ((!r || !*r) && profile_region) r = profile_region;
     if (r && strlen(r) < sizeof s->region) strcpy(s->region, r);
-}
-
-/* Credentials: the desc's, else the chain (which also gives the profile's
-   region). Steps that need the network are not run by the engine yet. */
-static ssmb_result ssmb__sess_credentials(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d) {
-    ssmb_creds_desc cd;
-    ssmb_creds_result *res;
-    ssmb_result r;
-    memset(&cd, 0, sizeof cd);
-    cd.allocator = eng->desc.allocator;
-    cd.logger = eng->desc.logger;
-    cd.getenv_fn = eng->desc.getenv_fn;
-    cd.getenv_user_data = eng->desc.getenv_user_data;
-    cd.explicit_creds = d->credentials;
-    cd.profile = d->profile;
-    res = (ssmb_creds_result *)ssmb__alloc(&eng->desc.allocator, sizeof *res);
-    if (!res) return SSMB_ERR_NOMEM;
-    r = ssmb_creds_resolve(&cd, res);
-    if (r == SSMB_OK && (res->step != SSMB_CREDS_STEP_READY || res->role_count)) {
-        SSMB__SLOG(eng, SSMB_LOG_ERROR, "credentials need a remote step (process, STS, ECS or IMDS): not supported "
-                                        "by the engine yet; give keys or a profile with keys");
-        r = SSMB_ERR_UNSUPPORTED;
-    }
-    if (r == SSMB_OK) {
-        s->creds = res->creds;
-        ssmb__sess_region(eng, s, d, res->region);
-    } else if (res->error.reason) {
-        SSMB__SLOG(eng, SSMB_LOG_ERROR, res->error.reason);
-        if (res->error.file[0]) SSMB__SLOG(eng, SSMB_LOG_ERROR, res->error.file);
-    }
-    ssmb_creds_result_wipe(res);
-    ssmb__free(&eng->desc.allocator, res, sizeof *res);
-    return r;
 }
 
 /* The SSM endpoint, and the StreamUrl host a custom endpoint allows. */
@@ -16346,12 +17054,33 @@ static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s) {
     if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
     if (s->ch) ssmb_channel_destroy(s->ch);
     if (s->fwd) ssmb__fwd_free(eng, s->fwd);
+    ssmb__sess_plan_free(eng, s);
+    ssmb__sess_proc_stop(eng, s);
     eng->sessions[s->index] = NULL;
     ssmb__free_object(s, &eng->desc.allocator, s->mem_size); /* keys and the token are wiped with it */
 }
 
+/* The desc's keys and profile, kept for the chain's later runs. */
+static ssmb_result ssmb__sess_keep_identity(ssmb__sess *s, const ssmb_session_desc *d) {
+    const ssmb_aws_credentials *c = &d->credentials;
+    if (c->access_key_id.len >= sizeof s->explicit_creds.access_key_id ||
+        c->secret_access_key.len >= sizeof s->explicit_creds.secret_access_key ||
+        c->session_token.len >= sizeof s->explicit_creds.session_token ||
+        (d->profile && strlen(d->profile) >= sizeof s->profile))
+        return SSMB_ERR_LIMIT;
+    if (c->access_key_id.len) memcpy(s->explicit_creds.access_key_id, c->access_key_id.ptr, c->access_key_id.len);
+    if (c->secret_access_key.len)
+        memcpy(s->explicit_creds.secret_access_key, c->secret_access_key.ptr, c->secret_access_key.len);
+    if (c->session_token.len) memcpy(s->explicit_creds.session_token, c->session_token.ptr, c->session_token.len);
+    if (d->profile) strcpy(s->profile, d->profile);
+    return SSMB_OK;
+}
+
 static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d, uint64_t now) {
-    ssmb_result r = ssmb__sess_credentials(eng, s, d);
+    ssmb_result r = ssmb__sess_keep_identity(s, d);
+    if (r != SSMB_OK) return r;
+    ssmb__sess_region(eng, s, d, NULL);
+    r = ssmb__sess_creds_begin(eng, s, SSMB__CALL_NONE, now);
     if (r != SSMB_OK) return r;
     if (!s->region[0] && !d->stream_url) {
         SSMB__SLOG(eng, SSMB_LOG_ERROR, "no region: set desc.region, AWS_REGION or the profile's region");
@@ -16386,8 +17115,13 @@ static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_
         strcpy(s->session_id, d->session_id);
         strcpy(s->token, d->token_value);
         strcpy(s->stream_url, d->stream_url);
-        return ssmb__sess_open_ws(eng, s, now);
     }
+    /* What comes once the credentials are there (now, or after the chain's steps). */
+    if (s->plan) {
+        s->after_creds = d->stream_url ? SSMB__CALL_OPEN_WS : SSMB__CALL_START;
+        return SSMB_OK;
+    }
+    if (d->stream_url) return ssmb__sess_open_ws(eng, s, now);
     ssmb__sess_set_state(s, SSMB_SESSION_STARTING);
     s->call_kind = SSMB__CALL_START;
     s->call_due = now;
@@ -16411,7 +17145,8 @@ SSMB_APIDEF ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_
     }
     for (i = 0; i < eng->desc.max_sessions && eng->sessions[i]; i++) {}
     if (i == eng->desc.max_sessions) return SSMB_ERR_LIMIT;
-    frame_cap = SSMB_CHANNEL_MAX_PAYLOAD + 1024u; /* the agent's payloads and headers */
+    /* the agent's messages: payloads as large as ours or 16 KiB, and the 120-byte header (§2.1) */
+    frame_cap = (d->payload_size > 16384u ? d->payload_size : 16384u) + 120u;
     memset(&scratch, 0, sizeof scratch);
     memset(&a, 0, sizeof a);
     ssmb__sess_layout(&a, d, &scratch, frame_cap);
@@ -16427,6 +17162,7 @@ SSMB_APIDEF ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_
     s->index = i;
     s->gen = eng->session_gen[i] = eng->session_gen[i] == 0xffffu ? 1u : eng->session_gen[i] + 1u;
     s->user_data = d->user_data;
+    s->proc_fd = -1;
     s->state = SSMB_SESSION_CREDENTIALS;
     eng->sessions[i] = s;
     eng->now = now_ms;
@@ -17028,6 +17764,18 @@ static size_t ssmb__fwds_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, int
         ssmb__sess *s = eng->sessions[i];
         ssmb__fwd *f = s ? s->fwd : NULL;
         uint16_t ev;
+        if (s && s->proc_fd >= 0) { /* credential_process's output */
+            if (tell && !s->proc_told) {
+                s->proc_told = 1;
+                ssmb__fwd_tell(eng, s->proc_fd, SSMB_POLLIN);
+            }
+            if (total < cap && out) {
+                out[total].fd = s->proc_fd;
+                out[total].events = SSMB_POLLIN;
+                out[total].revents = 0;
+            }
+            total++;
+        }
         if (!f) continue;
         ev = ssmb__fwd_listen_interest(s, f);
         if (tell && ev != f->told_levents) {

@@ -6,9 +6,15 @@
 #   wrong.pem / wrong.key      wrong.example only, issued by the CA
 #   expired.pem / expired.key  localhost, issued by the CA, expired in 2021
 #   rogue-ca.pem, rogue.pem / rogue.key   localhost from a CA nobody trusts
+#   dnsonly.pem / .key         localhost only, no IP address
+#   otherip.pem / .key         127.0.0.2 only
+#   dnsip.pem / .key           "127.0.0.1" as a DNS name, not as an address
+#   ip6.pem / .key             127.0.0.1 and ::1, no DNS name
 set -eu
 DIR=${1:-build/certs}
-[ -f "$DIR/done" ] && exit 0
+# The stamp names the set: a directory made for an older set is redone.
+STAMP=done-2
+[ -f "$DIR/$STAMP" ] && exit 0
 mkdir -p "$DIR"
 cd "$DIR"
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
@@ -53,4 +59,8 @@ leaf server ca "DNS:localhost,IP:127.0.0.1"
 leaf wrong ca "DNS:wrong.example"
 leaf expired ca "DNS:localhost,IP:127.0.0.1" 20200101000000Z 20210101000000Z
 leaf rogue rogue-ca "DNS:localhost,IP:127.0.0.1"
-touch done
+leaf dnsonly ca "DNS:localhost"
+leaf otherip ca "IP:127.0.0.2"
+leaf dnsip ca "DNS:127.0.0.1"
+leaf ip6 ca "IP:127.0.0.1,IP:::1"
+touch "$STAMP"

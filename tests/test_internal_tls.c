@@ -67,6 +67,9 @@ typedef struct peer {
     int port;
 } peer;
 
+/* The address the peer listens on unless a test says otherwise. */
+#define LOOPBACK "127.0.0.1"
+
 /* The port the peer prints once listening (0 when none comes in 5 s). */
 static int read_port(int fd) {
     char line[32];
@@ -87,9 +90,9 @@ static int read_port(int fd) {
     return atoi(line);
 }
 
-/* Starts tests/tls_echo_server.py serving CERTS/<name>.pem; close_after < 0
-   leaves the closing to the client. */
-static int peer_start(peer *p, const char *name, long close_after) {
+/* Starts tests/tls_echo_server.py on `addr` serving CERTS/<name>.pem;
+   close_after < 0 leaves the closing to the client. */
+static int peer_start(peer *p, const char *addr, const char *name, long close_after) {
     char cert[128], key[128], after[32];
     int fds[2];
     snprintf(cert, sizeof cert, CERTS "/%s.pem", name);
@@ -103,8 +106,7 @@ static int peer_start(peer *p, const char *name, long close_after) {
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        if (close_after >= 0) execlp("python3", "python3", "tests/tls_echo_server.py", cert, key, after, (char *)NULL);
-        else execlp("python3", "python3", "tests/tls_echo_server.py", cert, key, (char *)NULL);
+        execlp("python3", "python3", "tests/tls_echo_server.py", cert, key, after, addr, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -125,16 +127,32 @@ static void peer_stop(peer *p) {
     waitpid(p->pid, &status, 0);
 }
 
-/* A TCP connection to 127.0.0.1:port, made blocking, then non-blocking. */
-static int connect_local(int port) {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+/* A socket address for IPv4 or IPv6 text and a port; its length, 0 when
+   the text is neither. */
+static socklen_t sockaddr_of(const char *addr, int port, struct sockaddr_storage *ss) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)ss;
+    memset(ss, 0, sizeof *ss);
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        return (socklen_t)sizeof *a4;
+    }
+    if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        return (socklen_t)sizeof *a6;
+    }
+    return 0;
+}
+
+/* A TCP connection to addr:port, made blocking, then non-blocking. */
+static int connect_local(const char *addr, int port) {
+    struct sockaddr_storage ss;
+    socklen_t len = sockaddr_of(addr, port, &ss);
+    int fd = len ? socket(ss.ss_family, SOCK_STREAM, 0) : -1;
     if (fd < 0) return -1;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
         close(fd);
         return -1;
     }
@@ -288,19 +306,20 @@ typedef struct tls_conn {
     int inited;                   /* ssmb__tls_init was called on t */
 } tls_conn;
 
-/* Peer serving `cert`; our side trusts ca.pem, expects `host`, judges
-   validity at `now`. 0 when the setup itself failed (checked). */
-static int conn_open(tls_conn *c, const char *cert, long close_after, const char *host, int64_t now, size_t step) {
+/* Peer on `addr` serving `cert`; our side trusts ca.pem, expects `host`,
+   judges validity at `now`. 0 when the setup itself failed (checked). */
+static int conn_open_at(tls_conn *c, const char *addr, const char *cert, long close_after, const char *host,
+                        int64_t now, size_t step) {
     ssmb__tls_config cfg;
     ssmb_result r;
     memset(c, 0, sizeof *c);
     c->run.fd = -1;
-    if (!peer_start(&c->peer, cert, close_after)) return 0;
+    if (!peer_start(&c->peer, addr, cert, close_after)) return 0;
     if (!CHECK(ssmb_trust_load(NULL, CERTS "/ca.pem", &c->trust) == SSMB_OK)) return 0;
     c->t = (ssmb__tls *)malloc(ssmb__tls_size());
     c->run.t = c->t;
     c->run.step = step;
-    c->run.fd = connect_local(c->peer.port);
+    c->run.fd = connect_local(addr, c->peer.port);
     if (!CHECK(c->t != NULL) || !CHECK(c->run.fd >= 0)) return 0;
     memset(&cfg, 0, sizeof cfg);
     cfg.trust = c->trust;
@@ -309,6 +328,10 @@ static int conn_open(tls_conn *c, const char *cert, long close_after, const char
     r = ssmb__tls_init(c->t, &cfg);
     c->inited = 1;
     return CHECK(r == SSMB_OK);
+}
+
+static int conn_open(tls_conn *c, const char *cert, long close_after, const char *host, int64_t now, size_t step) {
+    return conn_open_at(c, LOOPBACK, cert, close_after, host, now, step);
 }
 
 static void conn_close(tls_conn *c) {
@@ -401,12 +424,12 @@ static void check_refusal_detail(const ssmb__tls *t, int32_t detail, int why) {
 #endif
 }
 
-/* The handshake with `cert` for `host` at `now` must end in
-   SSMB_ERR_TLS_CERT for the reason `why`; 1 when it did. */
-static int refused(const char *cert, const char *host, int64_t now, int why) {
+/* The handshake with a peer on `addr` serving `cert`, for `host` at `now`,
+   must end in SSMB_ERR_TLS_CERT for the reason `why`; 1 when it did. */
+static int refused_at(const char *addr, const char *cert, const char *host, int64_t now, int why) {
     tls_conn c;
     int ok = 0;
-    if (conn_open(&c, cert, -1, host, now, (size_t)-1)) {
+    if (conn_open_at(&c, addr, cert, -1, host, now, (size_t)-1)) {
         int32_t detail = 0;
         ssmb_result r = tls_drive(&c.run, UNTIL_END, 10000);
         CHECK_EQ_INT(r, SSMB_ERR_TLS_CERT);
@@ -417,6 +440,10 @@ static int refused(const char *cert, const char *host, int64_t now, int why) {
     }
     conn_close(&c);
     return ok;
+}
+
+static int refused(const char *cert, const char *host, int64_t now, int why) {
+    return refused_at(LOOPBACK, cert, host, now, why);
 }
 
 SSMB_TEST(tls_certificate_refused) {
@@ -798,4 +825,235 @@ SSMB_TEST(trust_allocator_failures) {
     CHECK(succeeded && total >= 2);
     ssmbt_report("trust with the Nth allocation failing", ok, total, "runs without a leak");
 }
+/* ---- servers named by IP address ----
+   The certificate must carry the address as an iPAddress subjectAltName;
+   the chain is checked as for any name. */
+
+/* Handshake with `cert` on `addr` for the name `host`, then 5 bytes and
+   16 KiB echoed; 1 when both came back. */
+static int ip_echo(const char *addr, const char *cert, const char *host) {
+    tls_conn c;
+    int ok = 0;
+    if (conn_open_at(&c, addr, cert, -1, host, utc_now(), (size_t)-1))
+        ok = echo_once(&c, 5, 11) && echo_once(&c, 16384, 12) && CHECK(ssmb__tls_handshake_done(c.t));
+    conn_close(&c);
+    return ok;
+}
+
+SSMB_TEST(tls_ip_accepted) {
+    long ok = 0;
+    ok += ip_echo(LOOPBACK, "server", "127.0.0.1"); /* DNS:localhost, IP:127.0.0.1 */
+    ok += ip_echo(LOOPBACK, "ip6", "127.0.0.1");    /* IP:127.0.0.1, IP:::1 and no DNS name */
+    ssmbt_report("tls server named by IPv4", ok, 2, "certificates accepted");
+}
+
+SSMB_TEST(tls_ip_refused) {
+    const int64_t now = utc_now();
+    long ok = 0;
+    ok += refused("dnsonly", "127.0.0.1", now, REFUSED_NAME); /* DNS:localhost only */
+    ok += refused("otherip", "127.0.0.1", now, REFUSED_NAME); /* IP:127.0.0.2 only */
+    ok += refused("dnsip", "127.0.0.1", now, REFUSED_NAME);   /* the address as a DNS name */
+    /* 127.0.0.1 mapped into IPv6 is 16 other bytes, not the 4 carried. */
+    ok += refused("server", "::ffff:127.0.0.1", now, REFUSED_NAME);
+    /* The chain is still judged in full. */
+    ok += refused("rogue", "127.0.0.1", now, REFUSED_UNTRUSTED);
+    ok += refused("expired", "127.0.0.1", now, REFUSED_EXPIRED);
+    ok += refused("server", "127.0.0.1", 946684800, REFUSED_NOT_YET);
+    ssmbt_report("tls server named by IPv4", ok, 7, "certificates refused");
+}
+
+/* Whether this host can listen on ::1 (IPv6 may be off in containers). */
+static int ipv6_loopback(void) {
+    struct sockaddr_storage ss;
+    socklen_t len = sockaddr_of("::1", 0, &ss);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0), ok;
+    if (fd < 0) return 0;
+    ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+    close(fd);
+    return ok;
+}
+
+SSMB_TEST(tls_ip6) {
+    long ok = 0;
+    if (!ipv6_loopback()) {
+        printf("tls: no IPv6 loopback, ::1 test skipped\n");
+        return;
+    }
+    ok += ip_echo("::1", "ip6", "::1");                             /* the second IP entry */
+    ok += ip_echo("::1", "ip6", "0:0:0:0:0:0:0:1");                 /* the same bytes, spelt out */
+    ok += refused_at("::1", "server", "::1", utc_now(), REFUSED_NAME); /* 127.0.0.1 only */
+    ssmbt_report("tls server named by IPv6", ok, 3, "cases");
+}
+
+/* The first record our side sends for `name` (a ClientHello), copied. */
+static size_t client_hello_for(const char *name, uint8_t *out, size_t cap) {
+    ssmb_trust *trust;
+    ssmb__tls *t;
+    ssmb__tls_config cfg;
+    size_t n = 0;
+    if (setup_offline(&trust, &t)) {
+        const uint8_t *hello;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.trust = trust;
+        cfg.server_name = name;
+        cfg.now_utc = utc_now();
+        CHECK_EQ_INT(ssmb__tls_init(t, &cfg), SSMB_OK);
+        hello = ssmb__tls_net_out_buf(t, &n);
+        n = hello ? SSMB__MIN(n, cap) : 0;
+        if (n) memcpy(out, hello, n);
+        ssmb__tls_free(t);
+    }
+    free(t);
+    ssmb_trust_destroy(trust);
+    return n;
+}
+
+static int contains(const uint8_t *p, size_t n, const char *text) {
+    size_t k = strlen(text), i;
+    for (i = 0; i + k <= n; i++)
+        if (memcmp(p + i, text, k) == 0) return 1;
+    return 0;
+}
+
+/* SNI carries DNS names only (RFC 6066 §3): none for an address. */
+SSMB_TEST(tls_ip_no_sni) {
+    uint8_t hello[2048];
+    size_t n = client_hello_for("localhost", hello, sizeof hello);
+    CHECK(n > 0 && contains(hello, n, "localhost")); /* the test can see a name */
+    n = client_hello_for("127.0.0.1", hello, sizeof hello);
+    CHECK(n > 0 && !contains(hello, n, "127.0.0.1"));
+    n = client_hello_for("::1", hello, sizeof hello);
+    CHECK(n > 0 && !contains(hello, n, "::1"));
+}
+
+/* Which names are taken as addresses, against the C library's inet_pton. */
+SSMB_TEST(tls_ip_literal_parse) {
+    static const char *const v4[] = {"127.0.0.1", "0.0.0.0", "255.255.255.255", "10.20.30.40"};
+    static const char *const v6[] = {"::1", "::", "1::", "fe80::1:2", "2001:db8::ff00:42:8329",
+                                     "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::ffff:127.0.0.1", "FFFF::aBcD",
+                                     "1:2:3:4:5:6:1.2.3.4", "::1.2.3.4"};
+    static const char *const names[] = {"localhost", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.4.",
+                                        ".1.2.3.4", "1..2.3", "1.2.3.4a", "1234.1.1.1", ":", ":::", "1:::2",
+                                        "1::2::3", ":1::", "1:", "12345::", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::",
+                                        "::1.2.3", "1.2.3.4::", "::1.2.3.4:5", "1:2:3:4:5:6:7:1.2.3.4", "fe80::1%eth0",
+                                        "g::1", "[::1]", "example.com", "1::2:", "::ffff:1.2.3.04"};
+    uint8_t got[16], want[16];
+    size_t i;
+    for (i = 0; i < SSMB__COUNT_OF(v4); i++) {
+        CHECK_EQ_INT(ssmb__tls_ip_literal(v4[i], got), 4);
+        CHECK(inet_pton(AF_INET, v4[i], want) == 1 && CHECK_EQ_MEM(got, want, 4));
+    }
+    for (i = 0; i < SSMB__COUNT_OF(v6); i++) {
+        CHECK_EQ_INT(ssmb__tls_ip_literal(v6[i], got), 16);
+        CHECK(inet_pton(AF_INET6, v6[i], want) == 1 && CHECK_EQ_MEM(got, want, 16));
+    }
+    for (i = 0; i < SSMB__COUNT_OF(names); i++) {
+        if (ssmb__tls_ip_literal(names[i], got) != 0) ssmbt_fail(__FILE__, __LINE__, names[i]);
+    }
+}
+
+#if !defined(SSMB_USE_MBEDTLS)
+/* The DER of CERTS/<name>.pem (malloc'ed; NULL when it cannot be had). */
+static uint8_t *cert_der(const char *name, size_t *len) {
+    size_t text_len = 0, i, n = 0;
+    char *text = cert_text(name, &text_len), *b64 = (char *)malloc(text_len + 1), *p;
+    uint8_t *der = (uint8_t *)malloc(text_len);
+    *len = 0;
+    p = text ? strstr(text, "-----\n") : NULL; /* past the BEGIN line */
+    for (i = p ? (size_t)(p - text) + 6 : text_len; i < text_len && text[i] != '-'; i++)
+        if (text[i] != '\n' && text[i] != '\r') b64[n++] = text[i];
+    if (!p || !b64 || !der || ssmb_base64_decode(b64, n, der, text_len, len) != SSMB_OK) {
+        free(der);
+        der = NULL;
+    }
+    free(text);
+    free(b64);
+    return der;
+}
+
+/* The walker over a malloc'ed copy of exactly n bytes, so ASan sees any
+   read past them. */
+static int walk_copy(const uint8_t *src, size_t n, const uint8_t *ip, size_t ip_len) {
+    uint8_t *copy = (uint8_t *)calloc(n ? n : 1, 1);
+    int r;
+    if (n) memcpy(copy, src, n);
+    r = ssmb__der_cert_has_ip(copy, n, ip, ip_len);
+    free(copy);
+    return r;
+}
+
+/* Every prefix of the certificate, with the outer length rewritten to
+   match so the walk goes deep before it runs out, and as they are. The
+   count of those that name the address: the walker needs only the whole
+   tbsCertificate, not the signature after it. The certificate is
+   256..65535 bytes (0x30 0x82). */
+static long walk_prefixes(const uint8_t *der, size_t len, const uint8_t *ip) {
+    uint8_t *buf = (uint8_t *)malloc(len);
+    long found = 0;
+    size_t n;
+    memcpy(buf, der, len);
+    for (n = 0; n <= len; n++) {
+        if (n >= 4) {
+            buf[2] = (uint8_t)((n - 4) >> 8);
+            buf[3] = (uint8_t)(n - 4);
+        }
+        found += walk_copy(buf, n, ip, 4);
+        found += walk_copy(der, n, ip, 4); /* untouched header: the outer length is too long */
+    }
+    free(buf);
+    return found;
+}
+
+/* Each byte replaced by values that break tags and lengths. */
+static void walk_mutations(const uint8_t *der, size_t len, const uint8_t *ip) {
+    static const uint8_t values[] = {0x00, 0x01, 0x7F, 0x80, 0x81, 0x84, 0x85, 0xFF, 0x1F, 0x30, 0xA3, 0x87};
+    uint8_t *buf = (uint8_t *)malloc(len);
+    size_t i, v;
+    memcpy(buf, der, len);
+    for (i = 0; i < len; i++) {
+        for (v = 0; v < SSMB__COUNT_OF(values); v++) {
+            buf[i] = values[v];
+            (void)walk_copy(buf, len, ip, 4);
+        }
+        buf[i] = der[i];
+    }
+    free(buf);
+}
+
+SSMB_TEST(tls_der_walker) {
+    static const uint8_t ip4[4] = {127, 0, 0, 1}, other[4] = {127, 0, 0, 2};
+    static const uint8_t ip6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t huge_len[] = {0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xF0, 0x30, 0x00};
+    size_t len = 0, dns_len = 0, i, tbs_end;
+    uint8_t *der = cert_der("server.pem", &len), *dns = cert_der("dnsip.pem", &dns_len), *junk;
+    uint32_t seed = 1;
+    if (!CHECK(der && dns && len > 256 && len < 65536 && der[1] == 0x82 && der[5] == 0x82)) goto done;
+    tbs_end = 8 + ((size_t)der[6] << 8 | der[7]);
+    CHECK(walk_copy(der, len, ip4, 4));
+    CHECK(!walk_copy(der, len, other, 4));
+    CHECK(!walk_copy(der, len, ip6, 16));
+    CHECK(!walk_copy(dns, dns_len, ip4, 4)); /* "127.0.0.1" as a DNS name */
+    /* Rewritten: each from the end of the tbsCertificate on; untouched:
+       the whole only. */
+    CHECK_EQ_INT(walk_prefixes(der, len, ip4), len - tbs_end + 1 + 1);
+    walk_mutations(der, len, ip4);
+    CHECK(!walk_copy(huge_len, sizeof huge_len, ip4, 4));
+    /* Random bytes, some starting like a certificate. */
+    junk = (uint8_t *)malloc(512);
+    for (i = 0; i < 20000 && junk; i++) {
+        size_t n = i % 512, k;
+        for (k = 0; k < n; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            junk[k] = (uint8_t)(seed >> 24);
+        }
+        if (n > 4 && i % 2) memcpy(junk, der, 4);
+        (void)walk_copy(junk, n, ip4, 4);
+    }
+    free(junk);
+done:
+    free(der);
+    free(dns);
+}
+#endif
+
 #endif /* !SSMB_NO_TLS */

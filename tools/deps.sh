@@ -3,7 +3,7 @@
 # As root with apt-get: installs what is missing. Otherwise: prints the exact
 # command and fails.
 set -u
-PKGS="g++ valgrind libclang-rt-14-dev libbearssl-dev libmbedtls-dev libjsmn-dev libssl-dev clang pkg-config python3-websockets openssl binutils"
+PKGS="g++ valgrind libclang-rt-14-dev libbearssl-dev libmbedtls-dev libjsmn-dev libssl-dev clang pkg-config python3-websockets openssl binutils awscli openssh-server openssh-client"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
