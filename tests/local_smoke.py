@@ -468,6 +468,70 @@ async def test_faults(local, name, command, expect, resume=False):
     return c
 
 
+async def test_ssh_and_interactive(local, echo_port):
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartSSHSession",
+                                                      "Parameters": {"portNumber": [str(echo_port)]}})
+    c = await open_channel(local, sess)
+    await c.until(lambda: c.ready, 10)
+    check("ssh: Port without a type", c.session_type == "Port" and c.properties == {"portNumber": str(echo_port)},
+          c.properties)
+    await c.send(1, b"SSH-2.0-test\r\n")
+    ok = await c.until(lambda: c.out == b"SSH-2.0-test\r\n", 10)
+    check("ssh: bytes through stdio forwarding", ok, c.out)
+    await c.ws.close()
+    local.call("AmazonSSM.TerminateSession", {"SessionId": sess["SessionId"]})
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
+                                                      "Parameters": {"command": ["echo hello-$((2+3))"]}})
+    c = await open_channel(local, sess)
+    try:
+        await c.until(lambda: False, 10)
+    except TimeoutError:
+        pass
+    check("interactive command: output on a PTY and close", b"hello-5\r\n" in c.out and c.closed is not None,
+          (c.out, c.closed))
+    await c.ws.close()
+
+
+def test_resume_rules(build):
+    refuse = Local(build, "--no-tls", "--refuse-resume")
+    try:
+        st, sess = refuse.call("AmazonSSM.StartSession", {"Target": TARGET})
+        st, res = refuse.call("AmazonSSM.ResumeSession", {"SessionId": sess["SessionId"]})
+        check("--refuse-resume: no TokenValue", st == 200 and "TokenValue" not in res and
+              res.get("SessionId") == sess["SessionId"], res)
+    finally:
+        refuse.stop()
+    idle = Local(build, "--no-tls", "--idle-timeout", "1")
+    try:
+        st, sess = idle.call("AmazonSSM.StartSession", {"Target": TARGET})
+        time.sleep(2.5)
+        st, res = idle.call("AmazonSSM.ResumeSession", {"SessionId": sess["SessionId"]})
+        check("--idle-timeout ends a session without a data channel", st == 400, res)
+    finally:
+        idle.stop()
+
+
+def test_log_and_pacing(build):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "log.jsonl")
+        paced = Local(build, "--no-tls", "--agent-pacing", "reference", "--payload-size", "4096", "--log", path)
+        try:
+            expect = "".join(f"{i}\n" for i in range(1, 3001)).encode()
+            t0 = time.time()
+            asyncio.run(asyncio.wait_for(test_faults(paced, "none (paced)", "seq 1 3000", expect), 30))
+            took = time.time() - t0
+        finally:
+            paced.stop()
+        lines = [json.loads(line) for line in open(path)]
+        data = [x for x in lines if x["type"] == "output_stream_data" and x["payload_type"] == 1]
+        check("--log: JSON lines with direction, session, type, seq, payload type, length",
+              lines and all({"dir", "session", "type", "seq", "payload_type", "len"} <= set(x) for x in lines)
+              and any(x["dir"] == "in" for x in lines), lines[:2])
+        check("--agent-pacing reference: 1 KiB messages", data and max(x["len"] for x in data) == 1024
+              and len(data) >= len(expect) // 1024, [x["len"] for x in data][:5])
+        check("--agent-pacing reference: about 1 ms apart", took >= len(data) * 0.001, took)
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     echo = echo_server()
@@ -485,6 +549,9 @@ def main():
         basic = Local(build, "--no-tls", "--agent-version", "3.0.196.0")
         locals_.append(basic)
         asyncio.run(asyncio.wait_for(test_port(basic, "basic", echo_port), 40))
+        asyncio.run(asyncio.wait_for(test_ssh_and_interactive(plain, echo_port), 40))
+        test_resume_rules(build)
+        test_log_and_pacing(build)
         expect = "".join(f"{i}\n" for i in range(1, 20001)).encode()
         faulty = Local(build, "--no-tls", "--seed", "7", "--drop", "10", "--duplicate", "10", "--reorder", "10",
                        "--withhold-acks", "10", "--corrupt-digest", "5", "--delay", "5")
