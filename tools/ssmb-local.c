@@ -438,6 +438,7 @@ typedef struct conn {
     int msg_ready;              /* a whole message waits for the session */
     uint64_t since_ms;
     uint64_t linger_until;      /* after channel_closed: the client hangs up first, or then */
+    uint64_t last_in_ms;        /* last bytes from the peer (HTTP idle, OpenDataChannelInput wait) */
 } conn;
 
 typedef struct pstream {
@@ -475,6 +476,8 @@ typedef struct session {
     int pty, out_fd, err_fd;
     int reaped, exit_code;
     int exit_sent;
+    uint8_t carry[4];           /* PTY: the start of a UTF-8 sequence, for the next message */
+    size_t carry_len;
     /* port */
     int mux;
     ssmb_smux *smux;
@@ -981,11 +984,12 @@ static void api_start_session(conn *c, const ssmb_json *d) {
             }
             snprintf(s->host, sizeof s->host, "%s", strcmp(host, "::1") == 0 ? "::1" : "127.0.0.1");
         }
+        /* the agent marshals the document's properties map: keys sorted */
         snprintf(s->properties, sizeof s->properties, "{");
         if (remote) append_prop(s->properties, sizeof s->properties, "host", host);
+        if (!ssh && local_port[0]) append_prop(s->properties, sizeof s->properties, "localPortNumber", local_port);
         append_prop(s->properties, sizeof s->properties, "portNumber", port);
         if (!ssh) append_prop(s->properties, sizeof s->properties, "type", "LocalPortForwarding");
-        if (!ssh && local_port[0]) append_prop(s->properties, sizeof s->properties, "localPortNumber", local_port);
         strcat(s->properties, "}");
     } else {
         free(s);
@@ -1711,17 +1715,50 @@ static int pacing_allows(session *s, uint64_t now) {
     return !opt.pacing_reference || now >= s->last_send_ms + 1;
 }
 
-/* Reads fd into one message of payload_type; 1 sent, 0 nothing now, -1 EOF or error. */
+/* Bytes at the end of p[0..n) that begin a UTF-8 sequence not complete yet (0..3). */
+static size_t utf8_tail(const uint8_t *p, size_t n) {
+    size_t back;
+    for (back = 1; back <= 3 && back <= n; back++) {
+        uint8_t b = p[n - back];
+        size_t need;
+        if ((b & 0xC0) == 0x80) continue;   /* a continuation byte: look further back */
+        if (b >= 0xF0) need = 4;
+        else if (b >= 0xE0) need = 3;
+        else if (b >= 0xC0) need = 2;
+        else return 0;
+        return need > back ? back : 0;
+    }
+    return 0;
+}
+
+/* Reads fd into one message of payload_type; 1 sent, 0 nothing now, -1 EOF
+   or error. PTY output never splits a UTF-8 sequence across messages (the
+   agent carries up to 3 bytes over, PROTOCOL.md §7.2). */
 static int pump_fd(session *s, int fd, uint32_t payload_type, uint64_t now) {
     uint8_t buf[SSMB_CHANNEL_MAX_PAYLOAD];
-    size_t space = ssmb_channel_send_space(s->ch), taken = 0;
+    size_t space = ssmb_channel_send_space(s->ch), taken = 0, have, keep = 0;
+    int is_pty = fd == s->pty;
     ssize_t n;
     if (!space || !pacing_allows(s, now)) return 0;
     if (space > sizeof buf) space = sizeof buf;
-    n = read(fd, buf, space);
+    have = is_pty ? s->carry_len : 0;
+    if (space <= have) return 0;
+    memcpy(buf, s->carry, have);
+    n = read(fd, buf + have, space - have);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
-    if (n <= 0) return -1;
-    ssmb_channel_send(s->ch, payload_type, buf, (size_t)n, &taken);
+    if (n <= 0) {
+        if (have) ssmb_channel_send(s->ch, payload_type, buf, have, &taken);
+        if (is_pty) s->carry_len = 0;
+        return -1;
+    }
+    have += (size_t)n;
+    if (is_pty) {
+        keep = utf8_tail(buf, have);
+        if (keep == have) keep = 0;
+        memcpy(s->carry, buf + have - keep, keep);
+        s->carry_len = keep;
+    }
+    ssmb_channel_send(s->ch, payload_type, buf, have - keep, &taken);
     s->last_send_ms = now;
     return 1;
 }
@@ -2302,7 +2339,11 @@ int main(int argc, char **argv) {
         for (i = 0; i < MAX_CONNS; i++) {
             conn *c = conns[i];
             if (!c) continue;
-            conn_io(c);
+            {
+                size_t before = c->in_len;
+                conn_io(c);
+                if (c->in_len != before || !c->last_in_ms) c->last_in_ms = now;
+            }
             if (c->state == C_HTTP) handle_http(c);
             if (c->state == C_WS) ws_process(c);
         }
@@ -2315,6 +2356,8 @@ int main(int argc, char **argv) {
             if (!c) continue;
             if (!c->dead && c->out_len) conn_io(c);
             if (c->linger_until && now >= c->linger_until) c->closing = 1;
+            if (c->state == C_HTTP && now >= c->last_in_ms + 60000) c->closing = 1;
+            if (c->state == C_WS && !c->opened && now >= c->last_in_ms + 30000) c->closing = 1;
             if (c->dead) conn_free(i);
             else if (c->closing && !c->out_len &&
                      (!c->sc || !(br_ssl_engine_current_state(&c->sc->eng) & BR_SSL_SENDREC)))
