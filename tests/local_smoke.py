@@ -160,6 +160,7 @@ class Client:
         self.sess = None
         self.reconnects = 0
         self.corrupt_seen = 0
+        self.chunks = []
 
     async def send(self, ptype, payload):
         frame = msg_encode("input_stream_data", self.seq, ptype, payload)
@@ -207,6 +208,7 @@ class Client:
         elif ptype == 1:
             self.ready = True
             self.out += payload
+            self.chunks.append(payload)
         elif ptype == 11:
             self.err += payload
         elif ptype == 12:
@@ -489,6 +491,25 @@ async def test_ssh_and_interactive(local, echo_port):
         pass
     check("interactive command: output on a PTY and close", b"hello-5\r\n" in c.out and c.closed is not None,
           (c.out, c.closed))
+    await c.ws.close()
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
+                                                      "Parameters": {"command": [
+                                                          "i=0; while [ $i -lt 3000 ]; do printf 'a\\303\\251'; "
+                                                          "i=$((i+1)); done"]}})
+    c = await open_channel(local, sess)
+    try:
+        await c.until(lambda: False, 15)
+    except TimeoutError:
+        pass
+
+    def utf8(b):
+        try:
+            b.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+    check("PTY output: every message is whole UTF-8", c.out == "aé".encode() * 3000 and
+          all(utf8(x) for x in c.chunks) and len(c.chunks) > 5, (len(c.out), len(c.chunks)))
     await c.ws.close()
 
 
