@@ -553,6 +553,20 @@ def test_log_and_pacing(build):
         check("--agent-pacing reference: about 1 ms apart", took >= len(data) * 0.001, took)
 
 
+def test_library_client(build, local, echo_port):
+    """The library's own client pieces (tests/local_client.c), when built as BUILD/local-client."""
+    exe = os.path.join(build, "local-client")
+    if not os.path.exists(exe):
+        print("skip library client: " + exe + " is not built", flush=True)
+        return
+    base = [exe, local.endpoint, local.key, local.secret, REGION]
+    r = subprocess.run(base + ["run", "echo hi; echo err >&2; exit 3"], capture_output=True, timeout=60)
+    check("library client: run", r.returncode == 3 and r.stdout == b"hi\n" and r.stderr == b"err\n",
+          (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run(base + ["forward", str(echo_port), "5000000"], capture_output=True, timeout=60)
+    check("library client: smux forward of 5 MB", r.returncode == 0, (r.returncode, r.stderr))
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     echo = echo_server()
@@ -571,6 +585,7 @@ def main():
         locals_.append(basic)
         asyncio.run(asyncio.wait_for(test_port(basic, "basic", echo_port), 40))
         asyncio.run(asyncio.wait_for(test_ssh_and_interactive(plain, echo_port), 40))
+        test_library_client(build, plain, echo_port)
         test_resume_rules(build)
         test_log_and_pacing(build)
         expect = "".join(f"{i}\n" for i in range(1, 20001)).encode()
