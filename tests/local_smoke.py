@@ -263,6 +263,37 @@ class Client:
         return cond()
 
 
+async def test_channel_auth(local):
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET})
+    real = local.secret
+    local.secret = "wrong-secret"
+    try:
+        await open_channel(local, sess)
+        refused = False
+    except websockets.InvalidStatusCode as e:
+        refused = e.status_code == 403
+    finally:
+        local.secret = real
+    check("data channel: a bad upgrade signature gets 403", refused)
+    c = await open_channel(local, dict(sess, TokenValue="AAEAAnot-the-token"))
+    try:
+        await c.until(lambda: False, 5)
+        closed = False
+    except websockets.ConnectionClosed:
+        closed = True
+    except TimeoutError:
+        closed = False
+    check("data channel: a wrong TokenValue closes the socket", closed)
+    c = await open_channel(local, sess, sign=False)
+    await c.send(1, b"echo unsigned-ok; exit\r")
+    try:
+        await c.until(lambda: False, 10)
+    except TimeoutError:
+        pass
+    check("data channel: an unsigned upgrade with the right token works", b"unsigned-ok" in c.out, c.out)
+    await c.ws.close()
+
+
 async def open_channel(local, sess, sign=True):
     url = sess["StreamUrl"]
     rest = url.split("://", 1)[1]
@@ -586,6 +617,7 @@ def main():
         asyncio.run(asyncio.wait_for(test_port(basic, "basic", echo_port), 40))
         asyncio.run(asyncio.wait_for(test_ssh_and_interactive(plain, echo_port), 40))
         test_library_client(build, plain, echo_port)
+        asyncio.run(asyncio.wait_for(test_channel_auth(plain), 40))
         test_resume_rules(build)
         test_log_and_pacing(build)
         expect = "".join(f"{i}\n" for i in range(1, 20001)).encode()
