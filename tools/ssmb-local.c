@@ -2242,7 +2242,9 @@ static int loop_timeout(uint64_t now) {
         if ((s->delayed_count || s->reordered.data) && best > now + 5) best = now + 5;
         if (opt.pacing_reference && s->workload && best > now + 1) best = now + 1;
         if (opt.cut_every && best > now + 100) best = now + 100;
-        if (s->ws && s->ws->msg_ready && best > now + 1) best = now + 1;
+        if (s->ws && s->ws->msg_ready && !s->disconnect_pending &&
+            s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD <= PIN_CAP && best > now + 1)
+            best = now + 1;
         if (s->pin_len && best > now + 10) best = now + 10;
     }
     for (i = 0; i < MAX_CONNS; i++) {
