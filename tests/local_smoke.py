@@ -397,11 +397,14 @@ async def test_command(local):
         check("non-interactive session started", False, sess)
         return
     c = await open_channel(local, sess)
+    t0 = time.time()
     try:
         await c.until(lambda: False, 15)
     except TimeoutError:
         pass
+    took = time.time() - t0
     await c.ws.close()
+    check("non-interactive: closed as soon as everything was acknowledged", took < 3, took)
     check("non-interactive: handshake NonInteractiveCommands", c.session_type == "NonInteractiveCommands",
           c.session_type)
     check("non-interactive: stdout", c.out == b"hi\n", c.out)

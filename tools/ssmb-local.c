@@ -47,7 +47,8 @@
                  basic (one TCP connection, DisconnectToPort closes it, the
                  next Output dials again). host must be loopback.
    The session ends with channel_closed once the command or shell ended and
-   everything sent was acknowledged (at most 5 s after that end).
+   everything sent was acknowledged (at most 30 s after that end, counted
+   while a WebSocket is connected).
 
    Fault injection (seeded with --seed): --drop applies to stream frames in
    both directions (before the agent channel sees them, and instead of
@@ -1570,8 +1571,12 @@ static void on_output(session *s, const uint8_t *p, size_t n) {
 
 static void channel_events(session *s) {
     ssmb_channel_event ev;
-    while (!s->ending && !s->disconnect_pending && s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD <= PIN_CAP &&
+    while ((s->ending || (!s->disconnect_pending && s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD <= PIN_CAP)) &&
            ssmb_channel_poll(s->ch, &ev) == SSMB_OK) {
+        if (s->ending) { /* draining: acknowledgements still count, client data goes nowhere */
+            if (ev.type == SSMB_CHANNEL_EVENT_CLOSED) session_end(s, ev.message.len ? ev.message.ptr : "");
+            continue;
+        }
         switch (ev.type) {
         case SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE:
             snprintf(s->client_version, sizeof s->client_version, "%.*s", (int)ev.client_version.len,
@@ -1975,12 +1980,12 @@ static void session_pump(session *s, uint64_t now) {
         if (s->ending) s->dead = 1;
         return;
     }
-    if (!s->ending) {
+    if (!s->terminated) {
         int i;
         for (i = 0; i < 256; i++) {
             deliver(s, now);
             channel_events(s);
-            if (!s->ws || s->ending) break;
+            if (!s->ws || s->terminated) break;
             if (!s->ws->msg_ready && s->ws->in_len) ws_process(s->ws);
             if (!s->ws || !s->ws->msg_ready) break;
         }
@@ -2005,7 +2010,7 @@ static void session_pump(session *s, uint64_t now) {
         int drained = ssmb_channel_next_frame(s->ch, &f, &n) != SSMB_OK &&
                       ssmb_channel_next_deadline(s->ch) == SSMB_NO_DEADLINE && !s->delayed_count &&
                       !s->reordered.data;
-        if (drained || (now >= s->end_ms + 5000 && (s->ws || s->terminated))) {
+        if (drained || (now >= s->end_ms + 30000 && (s->ws || s->terminated))) {
             if (s->ws && conn_room(s->ws) < 2048) return;
             send_closed(s);
             note("session %s: closed%s%s", s->id, s->reason[0] ? ": " : "", s->reason);
