@@ -97,7 +97,28 @@ static void on_channel_events(client *c) {
                 off += used;
                 while (ssmb_smux_read(c->mux, c->stream, buf, sizeof buf, &n) == SSMB_OK && n) {
                     for (i = 0; i < n; i++)
-                        if (buf[i] != pattern(c->got + i)) fail("echoed bytes differ");
+                        if (buf[i] != pattern(c->got + i)) {
+                            size_t j, k;
+                            fprintf(stderr, "local_client: byte %zu (read of %zu at %zu) is %u, not %u\n", c->got + i,
+                                    n, c->got, buf[i], pattern(c->got + i));
+                            for (k = 0; k < 4096 && c->got + i >= k; k++) {
+                                for (j = 0; j + c->got + i - k < c->total && j < 16; j++)
+                                    if (buf[i + j] != pattern(c->got + i - k + j)) break;
+                                if (j == 16) {
+                                    fprintf(stderr, "local_client: it matches byte %zu\n", c->got + i - k);
+                                    break;
+                                }
+                            }
+                            for (k = 1; k < 70000 && i + 16 < n; k++) {
+                                for (j = 0; j < 16; j++)
+                                    if (buf[i + j] != pattern(c->got + i + k + j)) break;
+                                if (j == 16) {
+                                    fprintf(stderr, "local_client: it matches byte %zu (ahead)\n", c->got + i + k);
+                                    break;
+                                }
+                            }
+                            fail("echoed bytes differ");
+                        }
                     c->got += n;
                 }
                 if (r < 0) fail("smux feed");

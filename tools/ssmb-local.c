@@ -492,6 +492,7 @@ typedef struct session {
     /* the end */
     int ending;                 /* the workload is over: drain, then channel_closed */
     int terminated;             /* ended by request or error: no resume, no drain */
+    int events_pending;         /* channel events not taken yet (they may point into ws->msg) */
     uint64_t end_ms;
     char reason[256];
     int dead;
@@ -1569,10 +1570,19 @@ static void on_output(session *s, const uint8_t *p, size_t n) {
     }
 }
 
+/* Events may point into the WebSocket message they came from: while some
+   wait (events_pending), the next message must not be read over it. */
 static void channel_events(session *s) {
     ssmb_channel_event ev;
-    while ((s->ending || (!s->disconnect_pending && s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD <= PIN_CAP)) &&
-           ssmb_channel_poll(s->ch, &ev) == SSMB_OK) {
+    for (;;) {
+        if (!s->ending && (s->disconnect_pending || s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD > PIN_CAP)) {
+            s->events_pending = 1;
+            break;
+        }
+        if (ssmb_channel_poll(s->ch, &ev) != SSMB_OK) {
+            s->events_pending = 0;
+            break;
+        }
         if (s->ending) { /* draining: acknowledgements still count, client data goes nowhere */
             if (ev.type == SSMB_CHANNEL_EVENT_CLOSED) session_end(s, ev.message.len ? ev.message.ptr : "");
             continue;
@@ -1876,7 +1886,8 @@ static void mux_pump(session *s, uint64_t now) {
                 stream_drop(s, p);
                 break;
             }
-            ssmb_smux_write(s->smux, p->id, buf, (size_t)got, &taken);
+            if (ssmb_smux_write(s->smux, p->id, buf, (size_t)got, &taken) != SSMB_OK || taken != (size_t)got)
+                note("session %s: smux write took %zu of %zd", s->id, taken, got);
             smux_to_channel(s);
             s->last_send_ms = now;
         }
@@ -2147,6 +2158,7 @@ static void conn_io(conn *c) {
 }
 
 static void ws_process(conn *c) {
+    if (c->s && c->s->events_pending) return; /* the message buffer is still lent out */
     while (!c->msg_ready && c->in_len && !c->dead) {
         ssmb_ws_piece pc;
         size_t used = 0;
@@ -2253,7 +2265,9 @@ static int loop_timeout(uint64_t now) {
         if (s->pin_len && best > now + 10) best = now + 10;
     }
     for (i = 0; i < MAX_CONNS; i++) {
-        if (conns[i] && conns[i]->state == C_WS && conns[i]->in_len && !conns[i]->msg_ready) best = now;
+        if (conns[i] && conns[i]->state == C_WS && conns[i]->in_len && !conns[i]->msg_ready &&
+            !(conns[i]->s && conns[i]->s->events_pending))
+            best = now;
         if (conns[i] && conns[i]->linger_until && best > conns[i]->linger_until) best = conns[i]->linger_until;
     }
     return best <= now ? 0 : (int)(best - now);
