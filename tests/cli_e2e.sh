@@ -35,19 +35,17 @@ wait_for() {
 }
 
 # ---- the emulator
-# Plain http/ws: the library's TLS matches a certificate's DNS names only,
-# and the emulator's StreamUrl names 127.0.0.1 (its certificate carries it
-# as an IP address), so the TLS path is left to the library's own tests.
-"$LOCAL" --port 0 --no-tls >"$T/local.out" 2>"$T/local.err" &
+# TLS with the emulator's generated CA (its certificate names 127.0.0.1).
+"$LOCAL" --port 0 >"$T/local.out" 2>"$T/local.err" &
 pids="$pids $!"
 wait_for "$T/local.out" '^secret-access-key: ' 20 || { echo "cli_e2e: ssmb-local did not start"; cat "$T/local.err"; exit 1; }
 field() { sed -n "s/^$1: //p" "$T/local.out" | head -n 1; }
-EP=$(field endpoint)
+EP=$(field endpoint); CA=$(field ca-bundle)
 export AWS_REGION="$(field region)" AWS_ACCESS_KEY_ID="$(field access-key-id)" AWS_SECRET_ACCESS_KEY="$(field secret-access-key)"
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_CA_BUNDLE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SSM
 export AWS_CONFIG_FILE="$T/none" AWS_SHARED_CREDENTIALS_FILE="$T/none" AWS_EC2_METADATA_DISABLED=true
 TARGET=i-0123456789abcdef0
-set -- --target "$TARGET" --endpoint-url "$EP"
+set -- --target "$TARGET" --endpoint-url "$EP" --ca-bundle "$CA"
 
 # ---- run: exit codes, stdout and stderr apart
 # run_case NAME WANT_RC WANT_STDOUT STDERR_PATTERN COMMAND
@@ -66,7 +64,7 @@ run_case run-0 0 "hello world" "" "$@" -- echo hello world
 run_case run-3 3 "out" "^oops$" "$@" -- 'echo out; echo oops >&2; exit 3'
 run_case run-127 127 "" "not found" "$@" -- no-such-command-ssmb-e2e
 run_case run-unknown-target 255 "" "TargetNotConnected|not connected|InvalidTarget" \
-    --target i-00000000000000000 --endpoint-url "$EP" -- true
+    --target i-00000000000000000 --endpoint-url "$EP" --ca-bundle "$CA" -- true
 
 # ---- failures: one line naming the cause, a non-zero status
 err_case() { # err_case NAME PATTERN CMD...
@@ -82,7 +80,11 @@ err_case no-credentials '^ssmb: no AWS credentials found' \
 err_case connection-refused '^ssmb: cannot connect to http://127\.0\.0\.1:1' \
     "$SSMB" start-session --target "$TARGET" --endpoint-url http://127.0.0.1:1
 err_case target-not-connected '^ssmb: TargetNotConnected: ' \
-    "$SSMB" start-session --target i-00000000000000000 --endpoint-url "$EP"
+    "$SSMB" start-session --target i-00000000000000000 --endpoint-url "$EP" --ca-bundle "$CA"
+err_case tls-refused '^ssmb: TLS certificate refused' \
+    "$SSMB" start-session --target "$TARGET" --endpoint-url "$EP"
+AWS_CA_BUNDLE=$CA run_case run-ca-from-env 0 "env" "" --target "$TARGET" --endpoint-url "$EP" -- echo env
+unset AWS_CA_BUNDLE # (whether a prefix assignment outlives a function call varies between shells)
 
 # ---- port-forward through a local echo server
 cat >"$T/echo.py" <<'EOF'
@@ -232,7 +234,7 @@ if timeout 60 python3 "$T/term_session.py" "$SSMB" start-session "$@"; then ok; 
 if command -v aws >/dev/null 2>&1; then
     mkdir -p "$T/bin"
     ln -s "$(cd "$(dirname "$SSMB")" && pwd)/ssmb" "$T/bin/session-manager-plugin"
-    PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" timeout 60 aws ssm start-session --target "$TARGET" \
+    PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$CA" timeout 60 aws ssm start-session --target "$TARGET" \
         --endpoint-url "$EP" --document-name AWS-StartNonInteractiveCommand \
         --parameters '{"command":["sleep 0.3; echo plugin-ok; sleep 0.3"]}' >"$T/out" 2>"$T/err" </dev/null
     rc=$?
