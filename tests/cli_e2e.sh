@@ -151,7 +151,7 @@ pf_stop() {
 }
 
 if pf_start "$@" --remote-port "$ECHO_PORT" --local 127.0.0.1:0; then
-    if timeout 40 python3 "$T/client.py" "$LPORT" 50000 && timeout 40 python3 "$T/client.py" "$LPORT" 1; then ok
+    if timeout 40 python3 "$T/client.py" "$LPORT" 1000000 && timeout 40 python3 "$T/client.py" "$LPORT" 1; then ok
     else bad "port-forward: transfer failed ($(tail -n 3 "$T/pf.err"))"; fi
     [ -s "$T/pf.out" ] && bad "port-forward: wrote to stdout" || ok
     pf_stop; rc=$?
@@ -173,7 +173,7 @@ fi
 # ---- ssh-proxy: stdin and stdout bridged to the echo server
 cat >"$T/stdio.py" <<'EOF'
 import os, subprocess, sys
-size = 100000
+size = 300000
 data = os.urandom(size)
 p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 import threading
