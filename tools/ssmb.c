@@ -25,10 +25,17 @@
    stdin and stdout are streamed as bytes and stdin's end terminates the
    session once what was read has been taken by the remote.
 
+   Port documents (AWS-StartPortForwardingSession[ToRemoteHost], or any
+   with a localPortNumber parameter) listen on 127.0.0.1:localPortNumber;
+   the bound address is printed as `listening on ADDR`, even with -q (port
+   0 picks a free one). --parameters takes the JSON form or the AWS CLI's
+   shorthand name=value,name=[v1,v2].
+
    Plugin mode: invoked as `session-manager-plugin` (a symlink), or with the
    plugin's argument shape (`--version` alone, or seven arguments with
    StartSession third), ssmb behaves like the Session Manager plugin that
-   `aws ssm start-session` runs (PROTOCOL.md §10). */
+   `aws ssm start-session` runs (PROTOCOL.md §10): it attaches to the
+   session the AWS CLI started and exits 0 when it ends normally. */
 #define SSMBRIDGE_IMPLEMENTATION
 #include "../ssmbridge.h"
 
@@ -561,8 +568,9 @@ static void on_closed(app *a, const ssmb_event *ev) {
         report_failure(a, ev->result, ev->message);
     } else if (a->cfg->is_run && !a->have_exit) {
         a->failed = 1;
-        err_line("the session closed without the command's exit code%s%.*s", ev->message.len ? ": " : "",
-                 (int)ev->message.len, ev->message.ptr);
+        if (!a->stdout_gone) /* a reader that went away (| head) needs no explanation */
+            err_line("the session closed without the command's exit code%s%.*s", ev->message.len ? ": " : "",
+                     (int)ev->message.len, ev->message.ptr);
     } else if (ev->message.len) {
         status_line(a, "session closed: %.*s", (int)ev->message.len, ev->message.ptr);
     } else {
