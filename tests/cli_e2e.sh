@@ -244,5 +244,34 @@ else
     echo "cli_e2e: no aws command, plugin mode under the AWS CLI not checked"
 fi
 
+# ---- real ssh through `ssmb ssh-proxy` as its ProxyCommand, to an sshd of
+# our own on 127.0.0.1 (when openssh is installed): a command, and a
+# megabyte up with its SHA-256 checked on the other side.
+SSHD=$(command -v sshd || ls /usr/sbin/sshd 2>/dev/null)
+if [ -n "$SSHD" ] && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null && [ "$(id -u)" = 0 ]; then
+    mkdir -p "$T/ssh" /run/sshd
+    ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host" && ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/client"
+    cp "$T/ssh/client.pub" "$T/ssh/authorized_keys"; chmod 600 "$T/ssh/authorized_keys"
+    SSH_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf '%s\n' "Port $SSH_PORT" "ListenAddress 127.0.0.1" "HostKey $T/ssh/host" \
+        "AuthorizedKeysFile $T/ssh/authorized_keys" "PidFile $T/ssh/sshd.pid" "StrictModes no" "UsePAM no" \
+        "PasswordAuthentication no" "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" \
+        >"$T/ssh/sshd_config"
+    "$SSHD" -D -e -f "$T/ssh/sshd_config" 2>"$T/ssh/sshd.log" &
+    pids="$pids $!"
+    wait_for "$T/ssh/sshd.log" 'Server listening' 10
+    head -c 1000000 /dev/urandom >"$T/ssh/blob"
+    want=$(sha256sum <"$T/ssh/blob" | cut -d' ' -f1)
+    SSMB_ABS=$(cd "$(dirname "$SSMB")" && pwd)/ssmb
+    got=$(timeout 60 ssh -F /dev/null -i "$T/ssh/client" -o BatchMode=yes -o LogLevel=ERROR \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o ProxyCommand="$SSMB_ABS ssh-proxy --target %h --port $SSH_PORT --endpoint-url $EP --ca-bundle $CA" \
+        "root@$TARGET" 'echo ssh-ok; sha256sum' <"$T/ssh/blob" 2>"$T/ssh/err")
+    if [ "$got" = "ssh-ok
+$want  -" ]; then ok; else bad "ssh through ssh-proxy: '$got' ($(cat "$T/ssh/err"))"; fi
+else
+    echo "cli_e2e: no sshd (or not root), ssh through ssh-proxy not checked"
+fi
+
 echo "cli_e2e: $passed passed, $failed failed"
 [ "$failed" = 0 ]
