@@ -192,9 +192,10 @@ sys.exit(0 if rc == 0 else "ssh-proxy: exit %d after stdin's end" % rc)
 EOF
 if timeout 60 python3 "$T/stdio.py" "$SSMB" ssh-proxy "$@" --port "$ECHO_PORT"; then ok; else bad "ssh-proxy: stdio bridge"; fi
 
-# ---- start-session in a terminal: raw mode, a shell, ~. and the terminal restored
+# ---- start-session in a terminal: raw mode, a shell, the window size and its
+# change (SIGWINCH), ~. and the terminal restored
 cat >"$T/term_session.py" <<'EOF'
-import os, pty, select, sys, termios, time
+import fcntl, os, pty, select, signal, struct, sys, termios, time
 def pump(fd, out, secs, until=None):
     end = time.time() + secs
     while time.time() < end:
@@ -206,8 +207,11 @@ def pump(fd, out, secs, until=None):
             if not d: return out
             out += d
     return out
+def winsize(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 pid, fd = pty.fork()
 if pid == 0:
+    winsize(0, 33, 111)
     os.execv(sys.argv[1], sys.argv[1:])
 before = termios.tcgetattr(fd)
 out = pump(fd, b"", 20, b"$ ")
@@ -217,6 +221,15 @@ if raw[3] & (termios.ICANON | termios.ECHO | termios.ISIG): sys.exit("the termin
 os.write(fd, b"echo sum=$((40+2))\r")
 out = pump(fd, out, 10, b"sum=42")
 if b"sum=42" not in out: sys.exit("no command output: %r" % out[-300:])
+os.write(fd, b"stty size\r")
+out = pump(fd, out, 10, b"33 111")
+if b"33 111" not in out: sys.exit("the first size did not arrive: %r" % out[-300:])
+winsize(fd, 44, 122)
+os.kill(pid, signal.SIGWINCH)
+time.sleep(0.5)
+os.write(fd, b"stty size\r")
+out = pump(fd, out, 10, b"44 122")
+if b"44 122" not in out: sys.exit("the new size did not arrive: %r" % out[-300:])
 os.write(fd, b"\r~.")
 out = pump(fd, out, 15)
 _, status = os.waitpid(pid, 0)
