@@ -599,6 +599,19 @@ def test_library_client(build, local, echo_port):
           (r.returncode, r.stdout, r.stderr))
     r = subprocess.run(base + ["forward", str(echo_port), "5000000"], capture_output=True, timeout=60)
     check("library client: smux forward of 5 MB", r.returncode == 0, (r.returncode, r.stderr))
+    faulty = Local(build, "--no-tls", "--seed", "9", "--drop", "5", "--duplicate", "5", "--reorder", "5",
+                   "--withhold-acks", "5", "--corrupt-digest", "2", "--delay", "3")
+    try:
+        base = [exe, faulty.endpoint, faulty.key, faulty.secret, REGION]
+        r = subprocess.run(base + ["forward", str(echo_port), "2000000"], capture_output=True, timeout=60)
+        check("library client: smux forward of 2 MB through every fault", r.returncode == 0,
+              (r.returncode, r.stderr))
+        r = subprocess.run(base + ["run", "seq 1 50000; seq 1 50000 >&2"], capture_output=True, timeout=60)
+        expect = "".join(f"{i}\n" for i in range(1, 50001)).encode()
+        check("library client: command output through every fault", r.returncode == 0 and r.stdout == expect
+              and r.stderr == expect, (r.returncode, len(r.stdout), len(r.stderr)))
+    finally:
+        faulty.stop()
 
 
 def main():
