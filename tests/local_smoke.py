@@ -653,6 +653,11 @@ def main():
             check("tls banner", tls.endpoint.startswith("https://") and tls.info["ca-bundle"] == d + "/ca.pem",
                   tls.info)
             test_api(tls)
+            ws_echo = os.path.join(build, "ws-echo")
+            if os.path.exists(ws_echo):  # the library's BearSSL client accepts the certificate for 127.0.0.1
+                r = subprocess.run([ws_echo, "--ca", tls.info["ca-bundle"],
+                                    f"wss://127.0.0.1:{tls.port}/v1/data-channel/none"], capture_output=True, timeout=20)
+                check("tls: the library's TLS client accepts https://127.0.0.1", b"detail 404" in r.stderr, r.stderr)
             asyncio.run(asyncio.wait_for(test_command(tls), 30))
             check("tls: exits 0 on SIGTERM", tls.stop() == 0)
     except Exception as e:  # a crash of the test itself is a failure too
