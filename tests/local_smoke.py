@@ -160,6 +160,7 @@ class Client:
         self.sess = None
         self.reconnects = 0
         self.corrupt_seen = 0
+        self.chunks = []
 
     async def send(self, ptype, payload):
         frame = msg_encode("input_stream_data", self.seq, ptype, payload)
@@ -207,6 +208,7 @@ class Client:
         elif ptype == 1:
             self.ready = True
             self.out += payload
+            self.chunks.append(payload)
         elif ptype == 11:
             self.err += payload
         elif ptype == 12:
@@ -259,6 +261,37 @@ class Client:
                 if self.closed is None:
                     raise
         return cond()
+
+
+async def test_channel_auth(local):
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET})
+    real = local.secret
+    local.secret = "wrong-secret"
+    try:
+        await open_channel(local, sess)
+        refused = False
+    except websockets.InvalidStatusCode as e:
+        refused = e.status_code == 403
+    finally:
+        local.secret = real
+    check("data channel: a bad upgrade signature gets 403", refused)
+    c = await open_channel(local, dict(sess, TokenValue="AAEAAnot-the-token"))
+    try:
+        await c.until(lambda: False, 5)
+        closed = False
+    except websockets.ConnectionClosed:
+        closed = True
+    except TimeoutError:
+        closed = False
+    check("data channel: a wrong TokenValue closes the socket", closed)
+    c = await open_channel(local, sess, sign=False)
+    await c.send(1, b"echo unsigned-ok; exit\r")
+    try:
+        await c.until(lambda: False, 10)
+    except TimeoutError:
+        pass
+    check("data channel: an unsigned upgrade with the right token works", b"unsigned-ok" in c.out, c.out)
+    await c.ws.close()
 
 
 async def open_channel(local, sess, sign=True):
@@ -364,11 +397,14 @@ async def test_command(local):
         check("non-interactive session started", False, sess)
         return
     c = await open_channel(local, sess)
+    t0 = time.time()
     try:
         await c.until(lambda: False, 15)
     except TimeoutError:
         pass
+    took = time.time() - t0
     await c.ws.close()
+    check("non-interactive: closed as soon as everything was acknowledged", took < 3, took)
     check("non-interactive: handshake NonInteractiveCommands", c.session_type == "NonInteractiveCommands",
           c.session_type)
     check("non-interactive: stdout", c.out == b"hi\n", c.out)
@@ -468,6 +504,116 @@ async def test_faults(local, name, command, expect, resume=False):
     return c
 
 
+async def test_ssh_and_interactive(local, echo_port):
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartSSHSession",
+                                                      "Parameters": {"portNumber": [str(echo_port)]}})
+    c = await open_channel(local, sess)
+    await c.until(lambda: c.ready, 10)
+    check("ssh: Port without a type", c.session_type == "Port" and c.properties == {"portNumber": str(echo_port)},
+          c.properties)
+    await c.send(1, b"SSH-2.0-test\r\n")
+    ok = await c.until(lambda: c.out == b"SSH-2.0-test\r\n", 10)
+    check("ssh: bytes through stdio forwarding", ok, c.out)
+    await c.ws.close()
+    local.call("AmazonSSM.TerminateSession", {"SessionId": sess["SessionId"]})
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
+                                                      "Parameters": {"command": ["echo hello-$((2+3))"]}})
+    c = await open_channel(local, sess)
+    try:
+        await c.until(lambda: False, 10)
+    except TimeoutError:
+        pass
+    check("interactive command: output on a PTY and close", b"hello-5\r\n" in c.out and c.closed is not None,
+          (c.out, c.closed))
+    await c.ws.close()
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
+                                                      "Parameters": {"command": [
+                                                          "i=0; while [ $i -lt 3000 ]; do printf 'a\\303\\251'; "
+                                                          "i=$((i+1)); done"]}})
+    c = await open_channel(local, sess)
+    try:
+        await c.until(lambda: False, 15)
+    except TimeoutError:
+        pass
+
+    def utf8(b):
+        try:
+            b.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+    check("PTY output: every message is whole UTF-8", c.out == "aé".encode() * 3000 and
+          all(utf8(x) for x in c.chunks) and len(c.chunks) > 5, (len(c.out), len(c.chunks)))
+    await c.ws.close()
+
+
+def test_resume_rules(build):
+    refuse = Local(build, "--no-tls", "--refuse-resume")
+    try:
+        st, sess = refuse.call("AmazonSSM.StartSession", {"Target": TARGET})
+        st, res = refuse.call("AmazonSSM.ResumeSession", {"SessionId": sess["SessionId"]})
+        check("--refuse-resume: no TokenValue", st == 200 and "TokenValue" not in res and
+              res.get("SessionId") == sess["SessionId"], res)
+    finally:
+        refuse.stop()
+    idle = Local(build, "--no-tls", "--idle-timeout", "1")
+    try:
+        st, sess = idle.call("AmazonSSM.StartSession", {"Target": TARGET})
+        time.sleep(2.5)
+        st, res = idle.call("AmazonSSM.ResumeSession", {"SessionId": sess["SessionId"]})
+        check("--idle-timeout ends a session without a data channel", st == 400, res)
+    finally:
+        idle.stop()
+
+
+def test_log_and_pacing(build):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "log.jsonl")
+        paced = Local(build, "--no-tls", "--agent-pacing", "reference", "--payload-size", "4096", "--log", path)
+        try:
+            expect = "".join(f"{i}\n" for i in range(1, 3001)).encode()
+            t0 = time.time()
+            asyncio.run(asyncio.wait_for(test_faults(paced, "none (paced)", "seq 1 3000", expect), 30))
+            took = time.time() - t0
+        finally:
+            paced.stop()
+        lines = [json.loads(line) for line in open(path)]
+        data = [x for x in lines if x["type"] == "output_stream_data" and x["payload_type"] == 1]
+        check("--log: JSON lines with direction, session, type, seq, payload type, length",
+              lines and all({"dir", "session", "type", "seq", "payload_type", "len"} <= set(x) for x in lines)
+              and any(x["dir"] == "in" for x in lines), lines[:2])
+        check("--agent-pacing reference: 1 KiB messages", data and max(x["len"] for x in data) == 1024
+              and len(data) >= len(expect) // 1024, [x["len"] for x in data][:5])
+        check("--agent-pacing reference: about 1 ms apart", took >= len(data) * 0.001, took)
+
+
+def test_library_client(build, local, echo_port):
+    """The library's own client pieces (tests/local_client.c), when built as BUILD/local-client."""
+    exe = os.path.join(build, "local-client")
+    if not os.path.exists(exe):
+        print("skip library client: " + exe + " is not built", flush=True)
+        return
+    base = [exe, local.endpoint, local.key, local.secret, REGION]
+    r = subprocess.run(base + ["run", "echo hi; echo err >&2; exit 3"], capture_output=True, timeout=60)
+    check("library client: run", r.returncode == 3 and r.stdout == b"hi\n" and r.stderr == b"err\n",
+          (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run(base + ["forward", str(echo_port), "5000000"], capture_output=True, timeout=60)
+    check("library client: smux forward of 5 MB", r.returncode == 0, (r.returncode, r.stderr))
+    faulty = Local(build, "--no-tls", "--seed", "9", "--drop", "5", "--duplicate", "5", "--reorder", "5",
+                   "--withhold-acks", "5", "--corrupt-digest", "2", "--delay", "3")
+    try:
+        base = [exe, faulty.endpoint, faulty.key, faulty.secret, REGION]
+        r = subprocess.run(base + ["forward", str(echo_port), "2000000"], capture_output=True, timeout=60)
+        check("library client: smux forward of 2 MB through every fault", r.returncode == 0,
+              (r.returncode, r.stderr))
+        r = subprocess.run(base + ["run", "seq 1 50000; seq 1 50000 >&2"], capture_output=True, timeout=60)
+        expect = "".join(f"{i}\n" for i in range(1, 50001)).encode()
+        check("library client: command output through every fault", r.returncode == 0 and r.stdout == expect
+              and r.stderr == expect, (r.returncode, len(r.stdout), len(r.stderr)))
+    finally:
+        faulty.stop()
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     echo = echo_server()
@@ -485,6 +631,11 @@ def main():
         basic = Local(build, "--no-tls", "--agent-version", "3.0.196.0")
         locals_.append(basic)
         asyncio.run(asyncio.wait_for(test_port(basic, "basic", echo_port), 40))
+        asyncio.run(asyncio.wait_for(test_ssh_and_interactive(plain, echo_port), 40))
+        test_library_client(build, plain, echo_port)
+        asyncio.run(asyncio.wait_for(test_channel_auth(plain), 40))
+        test_resume_rules(build)
+        test_log_and_pacing(build)
         expect = "".join(f"{i}\n" for i in range(1, 20001)).encode()
         faulty = Local(build, "--no-tls", "--seed", "7", "--drop", "10", "--duplicate", "10", "--reorder", "10",
                        "--withhold-acks", "10", "--corrupt-digest", "5", "--delay", "5")
@@ -502,6 +653,11 @@ def main():
             check("tls banner", tls.endpoint.startswith("https://") and tls.info["ca-bundle"] == d + "/ca.pem",
                   tls.info)
             test_api(tls)
+            ws_echo = os.path.join(build, "ws-echo")
+            if os.path.exists(ws_echo):  # the library's BearSSL client accepts the certificate for 127.0.0.1
+                r = subprocess.run([ws_echo, "--ca", tls.info["ca-bundle"],
+                                    f"wss://127.0.0.1:{tls.port}/v1/data-channel/none"], capture_output=True, timeout=20)
+                check("tls: the library's TLS client accepts https://127.0.0.1", b"detail 404" in r.stderr, r.stderr)
             asyncio.run(asyncio.wait_for(test_command(tls), 30))
             check("tls: exits 0 on SIGTERM", tls.stop() == 0)
     except Exception as e:  # a crash of the test itself is a failure too

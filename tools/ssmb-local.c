@@ -47,7 +47,8 @@
                  basic (one TCP connection, DisconnectToPort closes it, the
                  next Output dials again). host must be loopback.
    The session ends with channel_closed once the command or shell ended and
-   everything sent was acknowledged (at most 5 s after that end).
+   everything sent was acknowledged (at most 30 s after that end, counted
+   while a WebSocket is connected).
 
    Fault injection (seeded with --seed): --drop applies to stream frames in
    both directions (before the agent channel sees them, and instead of
@@ -275,6 +276,10 @@ static int file_exists(const char *dir, const char *name) {
     return stat(p, &sb) == 0;
 }
 
+/* The leaf names localhost and 127.0.0.1, the address both as iPAddress
+   and as dNSName: BearSSL's X.509 engine matches the server name against
+   dNSName entries only, so a BearSSL client of https://127.0.0.1 needs the
+   second form. */
 static void make_certs(const char *dir) {
     char ca_key[1024], ca_pem[1024], key[1024], pem[1024], csr[1024], ext[1024];
     FILE *f;
@@ -291,7 +296,7 @@ static void make_certs(const char *dir) {
     f = fopen(ext, "w");
     if (!f) die("cannot write %s", ext);
     fprintf(f, "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-               "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
+               "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1\n");
     fclose(f);
     {
         char *a1[] = {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", ca_key, NULL};
@@ -438,6 +443,7 @@ typedef struct conn {
     int msg_ready;              /* a whole message waits for the session */
     uint64_t since_ms;
     uint64_t linger_until;      /* after channel_closed: the client hangs up first, or then */
+    uint64_t last_in_ms;        /* last bytes from the peer (HTTP idle, OpenDataChannelInput wait) */
 } conn;
 
 typedef struct pstream {
@@ -475,6 +481,8 @@ typedef struct session {
     int pty, out_fd, err_fd;
     int reaped, exit_code;
     int exit_sent;
+    uint8_t carry[4];           /* PTY: the start of a UTF-8 sequence, for the next message */
+    size_t carry_len;
     /* port */
     int mux;
     ssmb_smux *smux;
@@ -488,6 +496,7 @@ typedef struct session {
     /* the end */
     int ending;                 /* the workload is over: drain, then channel_closed */
     int terminated;             /* ended by request or error: no resume, no drain */
+    int events_pending;         /* channel events not taken yet (they may point into ws->msg) */
     uint64_t end_ms;
     char reason[256];
     int dead;
@@ -981,11 +990,12 @@ static void api_start_session(conn *c, const ssmb_json *d) {
             }
             snprintf(s->host, sizeof s->host, "%s", strcmp(host, "::1") == 0 ? "::1" : "127.0.0.1");
         }
+        /* the agent marshals the document's properties map: keys sorted */
         snprintf(s->properties, sizeof s->properties, "{");
         if (remote) append_prop(s->properties, sizeof s->properties, "host", host);
+        if (!ssh && local_port[0]) append_prop(s->properties, sizeof s->properties, "localPortNumber", local_port);
         append_prop(s->properties, sizeof s->properties, "portNumber", port);
         if (!ssh) append_prop(s->properties, sizeof s->properties, "type", "LocalPortForwarding");
-        if (!ssh && local_port[0]) append_prop(s->properties, sizeof s->properties, "localPortNumber", local_port);
         strcat(s->properties, "}");
     } else {
         free(s);
@@ -1564,10 +1574,23 @@ static void on_output(session *s, const uint8_t *p, size_t n) {
     }
 }
 
+/* Events may point into the WebSocket message they came from: while some
+   wait (events_pending), the next message must not be read over it. */
 static void channel_events(session *s) {
     ssmb_channel_event ev;
-    while (!s->ending && !s->disconnect_pending && s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD <= PIN_CAP &&
-           ssmb_channel_poll(s->ch, &ev) == SSMB_OK) {
+    for (;;) {
+        if (!s->ending && (s->disconnect_pending || s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD > PIN_CAP)) {
+            s->events_pending = 1;
+            break;
+        }
+        if (ssmb_channel_poll(s->ch, &ev) != SSMB_OK) {
+            s->events_pending = 0;
+            break;
+        }
+        if (s->ending) { /* draining: acknowledgements still count, client data goes nowhere */
+            if (ev.type == SSMB_CHANNEL_EVENT_CLOSED) session_end(s, ev.message.len ? ev.message.ptr : "");
+            continue;
+        }
         switch (ev.type) {
         case SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE:
             snprintf(s->client_version, sizeof s->client_version, "%.*s", (int)ev.client_version.len,
@@ -1711,17 +1734,50 @@ static int pacing_allows(session *s, uint64_t now) {
     return !opt.pacing_reference || now >= s->last_send_ms + 1;
 }
 
-/* Reads fd into one message of payload_type; 1 sent, 0 nothing now, -1 EOF or error. */
+/* Bytes at the end of p[0..n) that begin a UTF-8 sequence not complete yet (0..3). */
+static size_t utf8_tail(const uint8_t *p, size_t n) {
+    size_t back;
+    for (back = 1; back <= 3 && back <= n; back++) {
+        uint8_t b = p[n - back];
+        size_t need;
+        if ((b & 0xC0) == 0x80) continue;   /* a continuation byte: look further back */
+        if (b >= 0xF0) need = 4;
+        else if (b >= 0xE0) need = 3;
+        else if (b >= 0xC0) need = 2;
+        else return 0;
+        return need > back ? back : 0;
+    }
+    return 0;
+}
+
+/* Reads fd into one message of payload_type; 1 sent, 0 nothing now, -1 EOF
+   or error. PTY output never splits a UTF-8 sequence across messages (the
+   agent carries up to 3 bytes over, PROTOCOL.md §7.2). */
 static int pump_fd(session *s, int fd, uint32_t payload_type, uint64_t now) {
     uint8_t buf[SSMB_CHANNEL_MAX_PAYLOAD];
-    size_t space = ssmb_channel_send_space(s->ch), taken = 0;
+    size_t space = ssmb_channel_send_space(s->ch), taken = 0, have, keep = 0;
+    int is_pty = fd == s->pty;
     ssize_t n;
     if (!space || !pacing_allows(s, now)) return 0;
     if (space > sizeof buf) space = sizeof buf;
-    n = read(fd, buf, space);
+    have = is_pty ? s->carry_len : 0;
+    if (space <= have) return 0;
+    memcpy(buf, s->carry, have);
+    n = read(fd, buf + have, space - have);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
-    if (n <= 0) return -1;
-    ssmb_channel_send(s->ch, payload_type, buf, (size_t)n, &taken);
+    if (n <= 0) {
+        if (have) ssmb_channel_send(s->ch, payload_type, buf, have, &taken);
+        if (is_pty) s->carry_len = 0;
+        return -1;
+    }
+    have += (size_t)n;
+    if (is_pty) {
+        keep = utf8_tail(buf, have);
+        if (keep == have) keep = 0;
+        memcpy(s->carry, buf + have - keep, keep);
+        s->carry_len = keep;
+    }
+    ssmb_channel_send(s->ch, payload_type, buf, have - keep, &taken);
     s->last_send_ms = now;
     return 1;
 }
@@ -1834,7 +1890,8 @@ static void mux_pump(session *s, uint64_t now) {
                 stream_drop(s, p);
                 break;
             }
-            ssmb_smux_write(s->smux, p->id, buf, (size_t)got, &taken);
+            if (ssmb_smux_write(s->smux, p->id, buf, (size_t)got, &taken) != SSMB_OK || taken != (size_t)got)
+                note("session %s: smux write took %zu of %zd", s->id, taken, got);
             smux_to_channel(s);
             s->last_send_ms = now;
         }
@@ -1938,12 +1995,12 @@ static void session_pump(session *s, uint64_t now) {
         if (s->ending) s->dead = 1;
         return;
     }
-    if (!s->ending) {
+    if (!s->terminated) {
         int i;
         for (i = 0; i < 256; i++) {
             deliver(s, now);
             channel_events(s);
-            if (!s->ws || s->ending) break;
+            if (!s->ws || s->terminated) break;
             if (!s->ws->msg_ready && s->ws->in_len) ws_process(s->ws);
             if (!s->ws || !s->ws->msg_ready) break;
         }
@@ -1968,7 +2025,7 @@ static void session_pump(session *s, uint64_t now) {
         int drained = ssmb_channel_next_frame(s->ch, &f, &n) != SSMB_OK &&
                       ssmb_channel_next_deadline(s->ch) == SSMB_NO_DEADLINE && !s->delayed_count &&
                       !s->reordered.data;
-        if (drained || (now >= s->end_ms + 5000 && (s->ws || s->terminated))) {
+        if (drained || (now >= s->end_ms + 30000 && (s->ws || s->terminated))) {
             if (s->ws && conn_room(s->ws) < 2048) return;
             send_closed(s);
             note("session %s: closed%s%s", s->id, s->reason[0] ? ": " : "", s->reason);
@@ -2105,6 +2162,7 @@ static void conn_io(conn *c) {
 }
 
 static void ws_process(conn *c) {
+    if (c->s && c->s->events_pending) return; /* the message buffer is still lent out */
     while (!c->msg_ready && c->in_len && !c->dead) {
         ssmb_ws_piece pc;
         size_t used = 0;
@@ -2205,11 +2263,15 @@ static int loop_timeout(uint64_t now) {
         if ((s->delayed_count || s->reordered.data) && best > now + 5) best = now + 5;
         if (opt.pacing_reference && s->workload && best > now + 1) best = now + 1;
         if (opt.cut_every && best > now + 100) best = now + 100;
-        if (s->ws && s->ws->msg_ready && best > now + 1) best = now + 1;
+        if (s->ws && s->ws->msg_ready && !s->disconnect_pending &&
+            s->pin_len + SSMB_CHANNEL_MAX_PAYLOAD <= PIN_CAP && best > now + 1)
+            best = now + 1;
         if (s->pin_len && best > now + 10) best = now + 10;
     }
     for (i = 0; i < MAX_CONNS; i++) {
-        if (conns[i] && conns[i]->state == C_WS && conns[i]->in_len && !conns[i]->msg_ready) best = now;
+        if (conns[i] && conns[i]->state == C_WS && conns[i]->in_len && !conns[i]->msg_ready &&
+            !(conns[i]->s && conns[i]->s->events_pending))
+            best = now;
         if (conns[i] && conns[i]->linger_until && best > conns[i]->linger_until) best = conns[i]->linger_until;
     }
     return best <= now ? 0 : (int)(best - now);
@@ -2302,7 +2364,11 @@ int main(int argc, char **argv) {
         for (i = 0; i < MAX_CONNS; i++) {
             conn *c = conns[i];
             if (!c) continue;
-            conn_io(c);
+            {
+                size_t before = c->in_len;
+                conn_io(c);
+                if (c->in_len != before || !c->last_in_ms) c->last_in_ms = now;
+            }
             if (c->state == C_HTTP) handle_http(c);
             if (c->state == C_WS) ws_process(c);
         }
@@ -2315,6 +2381,8 @@ int main(int argc, char **argv) {
             if (!c) continue;
             if (!c->dead && c->out_len) conn_io(c);
             if (c->linger_until && now >= c->linger_until) c->closing = 1;
+            if (c->state == C_HTTP && now >= c->last_in_ms + 60000) c->closing = 1;
+            if (c->state == C_WS && !c->opened && now >= c->last_in_ms + 30000) c->closing = 1;
             if (c->dead) conn_free(i);
             else if (c->closing && !c->out_len &&
                      (!c->sc || !(br_ssl_engine_current_state(&c->sc->eng) & BR_SSL_SENDREC)))
