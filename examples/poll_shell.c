@@ -8,9 +8,8 @@
    Ctrl-C, arrows and tab completion reach the remote shell; the terminal is
    restored on exit. Leave with `exit` (or Ctrl-D).
 
-   Usage: poll_shell [--endpoint-url URL] TARGET
-   Credentials, region, AWS_ENDPOINT_URL_SSM and AWS_CA_BUNDLE come from the
-   usual AWS environment (see run_command.c for the local emulator).
+   Usage: poll_shell [--endpoint-url URL] TARGET     (the AWS environment
+   gives credentials, region, AWS_ENDPOINT_URL_SSM, AWS_CA_BUNDLE)
    Build: make (or cc -std=c99 -D_POSIX_C_SOURCE=200809L poll_shell.c -lbearssl). */
 #define SSMBRIDGE_IMPLEMENTATION
 #include "../ssmbridge.h"
@@ -31,8 +30,6 @@ static uint64_t now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
-
-/* ---- the local terminal ---- */
 
 static struct termios saved;
 static int raw_on;
@@ -58,15 +55,13 @@ static void raw_enter(void) {
     atexit(raw_restore);
 }
 
-static void on_winch(int sig) {
-    (void)sig;
-    winch = 1; /* poll() returns with EINTR; the loop sends the new size */
-}
+static void on_winch(int sig) { winch = sig != 0; } /* poll() returns (EINTR): the loop sends the size */
 
+/* All of it, also when a resize interrupts the write. */
 static void write_all(int fd, const uint8_t *p, size_t n) {
     while (n) {
         ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue; /* a resize arrived */
+        if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return;
         p += w;
         n -= (size_t)w;
@@ -116,8 +111,8 @@ int main(int argc, char **argv) {
         if (ssmb_engine_fds(eng, efd, 64, &n) != SSMB_OK) n = 0;
         for (i = 0; i < n; i++) {
             p[i].fd = efd[i].fd;
-            p[i].events = (short)(((efd[i].events & SSMB_POLLIN) ? POLLIN : 0) |
-                                  ((efd[i].events & SSMB_POLLOUT) ? POLLOUT : 0));
+            p[i].events = (short)((efd[i].events & SSMB_POLLIN ? POLLIN : 0) |
+                                  (efd[i].events & SSMB_POLLOUT ? POLLOUT : 0));
         }
         p[n].fd = ready && stdin_open && in_off == in_len ? 0 : -1; /* -1: poll skips it */
         p[n].events = POLLIN;
@@ -125,22 +120,20 @@ int main(int argc, char **argv) {
 
         /* 2. The engine's share of the result, then its events. */
         for (i = 0; i < n; i++)
-            efd[i].revents = (uint16_t)(((p[i].revents & POLLIN) ? SSMB_POLLIN : 0) |
-                                        ((p[i].revents & POLLOUT) ? SSMB_POLLOUT : 0) |
-                                        ((p[i].revents & POLLERR) ? SSMB_POLLERR : 0) |
-                                        ((p[i].revents & POLLHUP) ? SSMB_POLLHUP : 0));
+            efd[i].revents = (uint16_t)((p[i].revents & POLLIN ? SSMB_POLLIN : 0) |
+                                        (p[i].revents & POLLOUT ? SSMB_POLLOUT : 0) |
+                                        (p[i].revents & POLLERR ? SSMB_POLLERR : 0) |
+                                        (p[i].revents & POLLHUP ? SSMB_POLLHUP : 0));
         ssmb_engine_process(eng, efd, n, now_ms());
         while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {
             if (ev.type == SSMB_EVENT_SESSION_STATE) ready = ev.state == SSMB_SESSION_READY;
             if (ev.type == SSMB_EVENT_SESSION_OUTPUT) write_all(1, ev.data, ev.len);
-            if (ev.type == SSMB_EVENT_SESSION_CLOSED) {
-                closed = 1;
-                if (ev.result != SSMB_CLOSED) {
-                    raw_restore();
-                    fprintf(stderr, "\npoll_shell: %s %.*s\n", ssmb_result_str(ev.result), (int)ev.message.len,
-                            ev.message.len ? ev.message.ptr : "");
-                    status = 1;
-                }
+            if (ev.type == SSMB_EVENT_SESSION_CLOSED) closed = 1;
+            if (ev.type == SSMB_EVENT_SESSION_CLOSED && ev.result != SSMB_CLOSED) {
+                raw_restore();
+                fprintf(stderr, "\npoll_shell: %s %.*s\n", ssmb_result_str(ev.result), (int)ev.message.len,
+                        ev.message.len ? ev.message.ptr : "");
+                status = 1;
             }
         }
 
@@ -151,12 +144,8 @@ int main(int argc, char **argv) {
         if (p[n].fd == 0 && (p[n].revents & (POLLIN | POLLHUP))) {
             ssize_t r = read(0, in, sizeof in);
             in_off = 0;
-            in_len = r > 0 ? (size_t)r : 0;
-            if (r <= 0) {
-                stdin_open = 0;
-                in[0] = 4;
-                in_len = 1;
-            }
+            in_len = r > 0 ? (size_t)r : 1;
+            if (r <= 0) stdin_open = 0, in[0] = 4; /* Ctrl-D */
         }
         if (ready && in_off < in_len) {
             size_t took = 0;

@@ -40,8 +40,9 @@ static int drain(ssmb_engine *eng) {
     while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {
         if (ev.type == SSMB_EVENT_SESSION_STATE && ev.state == SSMB_SESSION_READY)
             fprintf(stderr, "port_forward: session ready\n");
-        if (ev.type == SSMB_EVENT_FORWARD_OPEN) fprintf(stderr, "port_forward: connection %d open\n", (int)ev.detail);
-        if (ev.type == SSMB_EVENT_FORWARD_CLOSE) fprintf(stderr, "port_forward: connection %d closed\n", (int)ev.detail);
+        if (ev.type == SSMB_EVENT_FORWARD_OPEN || ev.type == SSMB_EVENT_FORWARD_CLOSE)
+            fprintf(stderr, "port_forward: connection %d %s\n", (int)ev.detail,
+                    ev.type == SSMB_EVENT_FORWARD_OPEN ? "open" : "closed");
         if (ev.type == SSMB_EVENT_SESSION_CLOSED) {
             fprintf(stderr, "port_forward: session closed: %s %.*s\n", ssmb_result_str(ev.result),
                     (int)ev.message.len, ev.message.len ? ev.message.ptr : "");

@@ -369,7 +369,8 @@ static int local_start(local_proc *l, int tls) {
         dup2(fds[1], 1);
         dup2(null, 2);
         close(fds[0]);
-        if (tls) execl("build/ssmb-local", "ssmb-local", "--port", "0", "--cert-dir", "build/certs-local", (char *)NULL);
+        if (tls)
+            execl("build/ssmb-local", "ssmb-local", "--port", "0", "--cert-dir", "build/certs-local", (char *)NULL);
         else execl("build/ssmb-local", "ssmb-local", "--port", "0", "--no-tls", (char *)NULL);
         _exit(127);
     }
@@ -387,7 +388,8 @@ static int local_start(local_proc *l, int tls) {
     }
     close(fds[0]);
     if (!local_value(l, "endpoint: ", l->endpoint, sizeof l->endpoint) ||
-        !local_value(l, "ca-bundle: ", l->ca, sizeof l->ca) || !local_value(l, "region: ", l->region, sizeof l->region) ||
+        !local_value(l, "ca-bundle: ", l->ca, sizeof l->ca) ||
+        !local_value(l, "region: ", l->region, sizeof l->region) ||
         !local_value(l, "access-key-id: ", l->key, sizeof l->key) ||
         !local_value(l, "secret-access-key: ", l->secret, sizeof l->secret)) {
         local_stop(l);
