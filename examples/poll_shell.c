@@ -137,7 +137,16 @@ int main(int argc, char **argv) {
             }
         }
 
-        /* 3. Keystrokes: read a batch, send what the session takes now; the
+        /* 3. The terminal's size first (once ready, then after each SIGWINCH),
+           so the first command already sees it. */
+        if (ready && winch) {
+            struct winsize ws;
+            winch = 0;
+            if (isatty(0) && ioctl(0, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                ssmb_session_resize(eng, s, ws.ws_col, ws.ws_row);
+        }
+
+        /* 4. Keystrokes: read a batch, send what the session takes now; the
            rest waits (stdin is not polled) until a later turn takes it. At
            the end of a piped stdin, Ctrl-D ends the remote shell as it would
            end a local one. */
@@ -150,12 +159,6 @@ int main(int argc, char **argv) {
         if (ready && in_off < in_len) {
             size_t took = 0;
             if (ssmb_session_send(eng, s, in + in_off, in_len - in_off, &took) >= 0) in_off += took;
-        }
-        if (ready && winch) {
-            struct winsize ws;
-            winch = 0;
-            if (isatty(0) && ioctl(0, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-                ssmb_session_resize(eng, s, ws.ws_col, ws.ws_row);
         }
     }
     ssmb_engine_destroy(eng);
