@@ -3,6 +3,7 @@
 #   run_command   output and stderr apart, exit code 3 passed through
 #   port_forward  2 connections x 100000 bytes echoed through the forward,
 #                 then a clean stop on SIGINT
+#   poll_shell    a command from a piped stdin, the end of input ends it
 #   game_loop     the command's output and exit code, tick statistics
 # Everything listens on 127.0.0.1, every step is bounded by timeout, and
 # every process started here is stopped by its PID.
@@ -44,7 +45,7 @@ wait_for() {
     done
 }
 
-for x in ssmb-local example-run_command example-port_forward example-game_loop; do
+for x in ssmb-local example-run_command example-port_forward example-poll_shell example-game_loop; do
     [ -x "$B/$x" ] || { echo "examples: $B/$x is not built (make all)"; exit 1; }
 done
 
@@ -108,6 +109,15 @@ if wait_for "$T/echo.out" '^[0-9]'; then
     PF_PID=
 else
     fail "port_forward: tcp_echo.py did not start"
+fi
+
+# ---- poll_shell, stdin a pipe (no raw mode): its end is Ctrl-D for the shell ----
+printf 'echo $((6*7))x\n' | timeout 30 "$B/example-poll_shell" "$TARGET" >"$T/sh.out" 2>"$T/sh.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q '^42x' "$T/sh.out"; then
+    pass "poll_shell: piped command ran, shell ended at end of input"
+else
+    fail "poll_shell: exit $rc: $(cat "$T/sh.out" "$T/sh.err")"
 fi
 
 # ---- game_loop ----
