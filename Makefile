@@ -119,7 +119,7 @@ $(BUILD)/ssmb-local: tools/ssmb-local.c $(HDR) | $(BUILD)
 $(BUILD)/example-%: examples/%.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 $< -o $@ $(TLSLIB)
 
-bench: deps $(BUILD)/bench
+bench: deps $(BUILD)/bench $(BUILD)/ssmb-local
 	@sh tests/certs.sh $(BUILD)/certs
 	@$(BUILD)/bench
 

@@ -15020,6 +15020,9 @@ static void ssmb__slot_release(ssmb_engine *eng, ssmb__slot *s, int tell) {
 /* Socket bytes into the conn, until it takes no more or the socket has none. */
 static void ssmb__eng_pump_in(ssmb__slot *s, uint64_t now) {
     int round;
+    /* A session may hold a piece across turns (it reads it in place): no
+       read may move the input under it until the session takes the next. */
+    if (s->owner && !(ssmb_conn_wants(s->conn) & SSMB_WANT_READ)) return;
     for (round = 0; round < SSMB__IO_ROUNDS && !s->eof; round++) {
         size_t cap = 0;
         uint8_t *buf = ssmb_conn_recv_buf(s->conn, &cap);
@@ -15929,6 +15932,8 @@ struct ssmb__sess {
     uint8_t *frame;
     size_t frame_len, frame_cap;
     uint8_t frame_held;                 /* complete, waiting for the channel */
+    const uint8_t *msg;                 /* the complete message: the piece itself (read in place) or frame */
+    size_t msg_len;
     uint8_t frame_skip;                 /* too long: dropped until its end */
     uint8_t more_in;                    /* the last turn stopped with pieces perhaps waiting */
     size_t out_sent;
@@ -16014,9 +16019,15 @@ static void ssmb__sess_end(ssmb_engine *eng, ssmb__sess *s, ssmb_result why, con
         s->result = why;
         if (reason && !s->reason[0]) ssmb__sess_reason(s, reason, NULL, 0);
     }
-    if (s->ws.id) ssmb_engine_ws_abort(eng, s->ws);
+    if (s->ws.id) {
+        ssmb_channel_event ce;
+        /* Events that point into the WebSocket's input go with it (the session failed). */
+        while (s->ch && ssmb_channel_borrows(s->ch) && ssmb_channel_poll(s->ch, &ce) == SSMB_OK) {}
+        ssmb_engine_ws_abort(eng, s->ws);
+    }
     if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
     s->ws.id = s->call_ws.id = 0;
+    s->frame_held = 0;
     s->call_kind = SSMB__CALL_NONE;
     ssmb__sess_set_state(s, SSMB_SESSION_CLOSED);
     s->closed_pending = 1;
@@ -16641,21 +16652,33 @@ static void ssmb__sess_lost(ssmb_engine *eng, ssmb__sess *s, ssmb_result why, ui
 
 /* Hands the channel the gathered message; 0 while it must wait. */
 static int ssmb__sess_give_frame(ssmb__sess *s, uint64_t now) {
-    ssmb_result r = ssmb_channel_recv(s->ch, s->frame, s->frame_len, 0, now);
+    ssmb_result r = ssmb_channel_recv(s->ch, s->msg, s->msg_len, 0, now);
     if (r == SSMB_AGAIN) {
         s->frame_held = 1;
         return 0;
     }
     s->frame_held = 0;
-    s->frame_len = 0;
     return 1;
 }
 
-static void ssmb__sess_piece(ssmb__sess *s, const ssmb_ws_piece *p, uint64_t now) {
+/* A message in one piece is read where it lies (the conn keeps it until
+   the next piece is asked for); one in several pieces is gathered in
+   frame, made at its first use. */
+static void ssmb__sess_piece(ssmb_engine *eng, ssmb__sess *s, const ssmb_ws_piece *p, uint64_t now) {
+    uint32_t whole = SSMB_WS_MESSAGE_START | SSMB_WS_MESSAGE_END;
+    if ((p->flags & whole) == whole) {
+        s->msg = p->data;
+        s->msg_len = p->len;
+        if (p->opcode == SSMB_WS_TEXT) (void)ssmb_channel_recv(s->ch, s->msg, s->msg_len, 1, now);
+        else (void)ssmb__sess_give_frame(s, now);
+        return;
+    }
     if (p->flags & SSMB_WS_MESSAGE_START) {
         s->frame_len = 0;
         s->frame_skip = 0;
+        if (!s->frame) s->frame = (uint8_t *)ssmb__alloc(&eng->desc.allocator, s->frame_cap);
     }
+    if (!s->frame) s->frame_skip = 1; /* no memory: the message is lost, as a dropped one (it comes again) */
     if (!s->frame_skip && p->len > s->frame_cap - s->frame_len) s->frame_skip = 1; /* the channel drops it too */
     if (!s->frame_skip && p->len) {
         memcpy(s->frame + s->frame_len, p->data, p->len);
@@ -16667,13 +16690,12 @@ static void ssmb__sess_piece(ssmb__sess *s, const ssmb_ws_piece *p, uint64_t now
         s->frame_len = 0;
         return;
     }
+    s->msg = s->frame;
+    s->msg_len = s->frame_len;
+    s->frame_len = 0;
     /* Text messages that are not ClientMessages (§13 item 2) are the channel's to judge. */
-    if (p->opcode == SSMB_WS_TEXT) {
-        (void)ssmb_channel_recv(s->ch, s->frame, s->frame_len, 1, now);
-        s->frame_len = 0;
-        return;
-    }
-    (void)ssmb__sess_give_frame(s, now);
+    if (p->opcode == SSMB_WS_TEXT) (void)ssmb_channel_recv(s->ch, s->msg, s->msg_len, 1, now);
+    else (void)ssmb__sess_give_frame(s, now);
 }
 
 /* Reads the WebSocket's events while the channel can take messages. */
@@ -16685,7 +16707,7 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     if (s->frame_held && !ssmb__sess_give_frame(s, now)) return;
     s->more_in = 0;
     for (rounds = 0; rounds < SSMB__SESS_ROUNDS && s->ws.id; rounds++) {
-        if (ssmb_channel_borrows(s->ch)) { /* its events point into s->frame: no new message yet */
+        if (ssmb_channel_borrows(s->ch)) { /* its events point into the message: no new one yet */
             s->more_in = 1;
             return;
         }
@@ -16694,7 +16716,7 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
         switch (ev.type) {
         case SSMB_EVENT_WS_OPEN: ssmb__sess_on_open(eng, s, now); break;
         case SSMB_EVENT_WS_MESSAGE:
-            ssmb__sess_piece(s, &ev.piece, now);
+            ssmb__sess_piece(eng, s, &ev.piece, now);
             if (s->frame_held) return;
             if (s->fwd) { /* the forward takes the message's events before the next one */
                 ssmb_event unused;
@@ -16953,13 +16975,12 @@ static uint64_t ssmb__sessions_deadline(const ssmb_engine *eng) {
 static size_t ssmb__zlen(const char *s) { return s ? strlen(s) : 0; }
 
 /* Copies of StartSession's strings, measured then carved like the conn. */
-static void ssmb__sess_layout(ssmb__arena *a, const ssmb_session_desc *d, ssmb__sess *s, size_t frame_cap) {
+static void ssmb__sess_layout(ssmb__arena *a, const ssmb_session_desc *d, ssmb__sess *s) {
     uint32_t i;
     size_t k;
     (void)ssmb__arena_take(a, sizeof(ssmb__sess), 16);
     s->token = (char *)ssmb__arena_take(a, SSMB__SESS_TOKEN_MAX, 1);
     s->stream_url = (char *)ssmb__arena_take(a, SSMB__SESS_URL_MAX, 1);
-    s->frame = (uint8_t *)ssmb__arena_take(a, frame_cap, 16);
     s->target = ssmb__arena_strn(a, d->target ? d->target : "", ssmb__zlen(d->target));
     s->start.target = s->target;
     s->start.document_name = d->document_name ? ssmb__arena_strn(a, d->document_name, strlen(d->document_name)) : NULL;
@@ -17054,6 +17075,10 @@ static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s) {
     if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
     if (s->ch) ssmb_channel_destroy(s->ch);
     if (s->fwd) ssmb__fwd_free(eng, s->fwd);
+    if (s->frame) {
+        ssmb__wipe(s->frame, s->frame_cap);
+        ssmb__free(&eng->desc.allocator, s->frame, s->frame_cap);
+    }
     ssmb__sess_plan_free(eng, s);
     ssmb__sess_proc_stop(eng, s);
     eng->sessions[s->index] = NULL;
@@ -17149,14 +17174,14 @@ SSMB_APIDEF ssmb_result ssmb_session_start(ssmb_engine *eng, const ssmb_session_
     frame_cap = (d->payload_size > 16384u ? d->payload_size : 16384u) + 120u;
     memset(&scratch, 0, sizeof scratch);
     memset(&a, 0, sizeof a);
-    ssmb__sess_layout(&a, d, &scratch, frame_cap);
+    ssmb__sess_layout(&a, d, &scratch);
     if (a.overflow) return SSMB_ERR_OVERFLOW;
     s = (ssmb__sess *)ssmb__alloc(&eng->desc.allocator, a.used);
     if (!s) return SSMB_ERR_NOMEM;
     memset(s, 0, a.used);
     a.base = (uint8_t *)s;
     a.used = 0;
-    ssmb__sess_layout(&a, d, s, frame_cap);
+    ssmb__sess_layout(&a, d, s);
     s->mem_size = a.used;
     s->frame_cap = frame_cap;
     s->index = i;

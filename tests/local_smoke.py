@@ -599,6 +599,19 @@ def test_library_client(build, local, echo_port):
           (r.returncode, r.stdout, r.stderr))
     r = subprocess.run(base + ["forward", str(echo_port), "5000000"], capture_output=True, timeout=60)
     check("library client: smux forward of 5 MB", r.returncode == 0, (r.returncode, r.stderr))
+    faulty = Local(build, "--no-tls", "--seed", "9", "--drop", "5", "--duplicate", "5", "--reorder", "5",
+                   "--withhold-acks", "5", "--corrupt-digest", "2", "--delay", "3")
+    try:
+        base = [exe, faulty.endpoint, faulty.key, faulty.secret, REGION]
+        r = subprocess.run(base + ["forward", str(echo_port), "2000000"], capture_output=True, timeout=60)
+        check("library client: smux forward of 2 MB through every fault", r.returncode == 0,
+              (r.returncode, r.stderr))
+        r = subprocess.run(base + ["run", "seq 1 50000; seq 1 50000 >&2"], capture_output=True, timeout=60)
+        expect = "".join(f"{i}\n" for i in range(1, 50001)).encode()
+        check("library client: command output through every fault", r.returncode == 0 and r.stdout == expect
+              and r.stderr == expect, (r.returncode, len(r.stdout), len(r.stderr)))
+    finally:
+        faulty.stop()
 
 
 def main():
@@ -640,6 +653,11 @@ def main():
             check("tls banner", tls.endpoint.startswith("https://") and tls.info["ca-bundle"] == d + "/ca.pem",
                   tls.info)
             test_api(tls)
+            ws_echo = os.path.join(build, "ws-echo")
+            if os.path.exists(ws_echo):  # the library's BearSSL client accepts the certificate for 127.0.0.1
+                r = subprocess.run([ws_echo, "--ca", tls.info["ca-bundle"],
+                                    f"wss://127.0.0.1:{tls.port}/v1/data-channel/none"], capture_output=True, timeout=20)
+                check("tls: the library's TLS client accepts https://127.0.0.1", b"detail 404" in r.stderr, r.stderr)
             asyncio.run(asyncio.wait_for(test_command(tls), 30))
             check("tls: exits 0 on SIGTERM", tls.stop() == 0)
     except Exception as e:  # a crash of the test itself is a failure too

@@ -503,5 +503,5 @@ int main(void) {
     channel_job_free(&chan16k);
     channel_job_free(&chan16k_unchecked);
     openssl_teardown();
-    return net_bench() ? 0 : 1;
+    return net_bench() && session_heap_bench() ? 0 : 1;
 }

@@ -1,17 +1,21 @@
 /* bench_net.c - included by bench.c: WebSocket echo through the whole
    client stack (engine + BearSSL + WebSocket) against a local echo peer,
-   beside the same bytes through plain TLS (OpenSSL on both ends), and the
-   heap one open connection holds.
+   beside the same bytes through plain TLS (OpenSSL on both ends), the
+   heap one open connection holds, and the heap of one idle Session Manager
+   session against build/ssmb-local, with TLS and without.
 
    The peer is this program forked: an OpenSSL TLS server on 127.0.0.1 that
    answers a WebSocket upgrade and echoes every message, or echoes raw bytes
    when the first bytes are not an HTTP request. Both clients move the same
    16 KiB messages one at a time (write, then read the echo back). */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -185,11 +189,13 @@ static double plain_tls_mibs(int port, const char *ca) {
 /* ---- the whole stack: engine + BearSSL + WebSocket ---- */
 
 typedef struct heap_count {
-    size_t live;
+    size_t live, peak;
 } heap_count;
 
 static void *hc_alloc(size_t n, void *u) {
-    ((heap_count *)u)->live += n;
+    heap_count *hc = (heap_count *)u;
+    hc->live += n;
+    if (hc->live > hc->peak) hc->peak = hc->live;
     return malloc(n);
 }
 
@@ -307,5 +313,181 @@ static int net_bench(void) {
     printf("bench: tls_ws_echo_vs_plain_tls %.3f ratio\n", ours / plain);
     printf("bench: conn_heap_kib %.2f KiB\n", conn_heap / 1024.0);
     printf("bench: conn_heap_beyond_bearssl_kib %.2f KiB\n", (conn_heap - (size_t)BR_SSL_BUFSIZE_BIDI) / 1024.0);
+    return 1;
+}
+
+/* ---- the heap of one idle session ----
+   build/ssmb-local (the AWS side on loopback) is started with TLS or
+   without; an engine with a counting allocator opens a shell session to
+   it, runs until READY and a second of idle, and the bytes it holds then,
+   less what the engine held before the session started, are the
+   session's: channel, buffers, the WebSocket's conn and, with TLS,
+   BearSSL's engine and record buffers. */
+
+typedef struct local_proc {
+    pid_t pid;
+    char text[1024];
+    char endpoint[128], ca[512], region[64], key[128], secret[128];
+} local_proc;
+
+/* The value after "name: " in what ssmb-local printed. */
+static int local_value(const local_proc *l, const char *name, char *out, size_t cap) {
+    const char *p = strstr(l->text, name), *e;
+    if (!p) return 0;
+    p += strlen(name);
+    e = strchr(p, '\n');
+    if (!e || (size_t)(e - p) >= cap) return 0;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = '\0';
+    return 1;
+}
+
+static void local_stop(local_proc *l) {
+    int i;
+    if (l->pid <= 0) return;
+    kill(l->pid, SIGTERM);
+    for (i = 0; i < 100 && waitpid(l->pid, NULL, WNOHANG) == 0; i++) (void)poll(NULL, 0, 20);
+    if (i == 100) {
+        kill(l->pid, SIGKILL);
+        waitpid(l->pid, NULL, 0);
+    }
+    l->pid = 0;
+}
+
+/* Starts ssmb-local and reads its five lines (10 s at most). */
+static int local_start(local_proc *l, int tls) {
+    int fds[2];
+    size_t len = 0;
+    uint64_t end = mono_ms() + 10000;
+    memset(l, 0, sizeof *l);
+    if (pipe(fds) != 0) return 0;
+    l->pid = fork();
+    if (l->pid < 0) return 0;
+    if (l->pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(fds[1], 1);
+        dup2(null, 2);
+        close(fds[0]);
+        if (tls)
+            execl("build/ssmb-local", "ssmb-local", "--port", "0", "--cert-dir", "build/certs-local", (char *)NULL);
+        else execl("build/ssmb-local", "ssmb-local", "--port", "0", "--no-tls", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (!strstr(l->text, "secret-access-key: ") || !strchr(strstr(l->text, "secret-access-key: "), '\n')) {
+        struct pollfd p;
+        ssize_t n;
+        p.fd = fds[0];
+        p.events = POLLIN;
+        if (mono_ms() >= end || poll(&p, 1, 100) < 0) break;
+        n = read(fds[0], l->text + len, sizeof l->text - 1 - len);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+        if (n > 0) len += (size_t)n;
+        l->text[len] = '\0';
+    }
+    close(fds[0]);
+    if (!local_value(l, "endpoint: ", l->endpoint, sizeof l->endpoint) ||
+        !local_value(l, "ca-bundle: ", l->ca, sizeof l->ca) ||
+        !local_value(l, "region: ", l->region, sizeof l->region) ||
+        !local_value(l, "access-key-id: ", l->key, sizeof l->key) ||
+        !local_value(l, "secret-access-key: ", l->secret, sizeof l->secret)) {
+        local_stop(l);
+        return 0;
+    }
+    return 1;
+}
+
+static const char *bench_no_env(const char *name, void *u) {
+    (void)name;
+    (void)u;
+    return NULL; /* everything is given: no variable, file or proxy applies */
+}
+
+/* Events until the session is READY plus idle_ms, or it closed. */
+static int session_run(ssmb_engine *eng, int *ready, uint64_t idle_ms) {
+    uint64_t deadline = mono_ms() + 10000;
+    ssmb_event ev;
+    int closed = 0;
+    while (!closed && mono_ms() < deadline) {
+        ssmb_engine_wait(eng, ssmb_engine_timeout_ms(eng, mono_ms(), 50));
+        ssmb_engine_tick(eng, mono_ms());
+        while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {
+            if (ev.type == SSMB_EVENT_SESSION_STATE && ev.state == SSMB_SESSION_READY && !*ready) {
+                *ready = 1;
+                deadline = mono_ms() + idle_ms;
+            }
+            if (ev.type == SSMB_EVENT_SESSION_CLOSED) closed = 1;
+        }
+    }
+    return *ready && !closed;
+}
+
+/* Bytes one idle session holds (0 on failure); *engine_heap: the engine's
+   own; *peak: the most the session held at once (while StartSession's
+   HTTPS connection and the WebSocket's overlap). */
+static size_t session_heap(int tls, size_t *engine_heap, size_t *peak) {
+    local_proc l;
+    heap_count hc = {0};
+    ssmb_desc d;
+    ssmb_session_desc sd;
+    ssmb_engine *eng = NULL;
+    ssmb_session s;
+    size_t before, held = 0;
+    int ready = 0;
+    uint64_t end;
+    if (!local_start(&l, tls)) return 0;
+    memset(&d, 0, sizeof d);
+    d.allocator.alloc_fn = hc_alloc;
+    d.allocator.free_fn = hc_free;
+    d.allocator.user_data = &hc;
+    d.getenv_fn = bench_no_env;
+    d.https_proxy = "";
+    d.ca_file = tls ? l.ca : "build/certs/ca.pem"; /* plain: any small bundle */
+    memset(&sd, 0, sizeof sd);
+    sd.target = "i-0123456789abcdef0"; /* no document: the shell */
+    sd.region = l.region;
+    sd.endpoint_url = l.endpoint;
+    sd.allow_custom_stream_host = 1;
+    sd.credentials.access_key_id = ssmb_str_c(l.key);
+    sd.credentials.secret_access_key = ssmb_str_c(l.secret);
+    if (ssmb_engine_create(&d, &eng) == SSMB_OK) {
+        before = hc.peak = hc.live;
+        if (ssmb_session_start(eng, &sd, mono_ms(), &s) == SSMB_OK && session_run(eng, &ready, 1000)) {
+            held = hc.live - before;
+            *engine_heap = before;
+            *peak = hc.peak - before;
+        }
+        end = mono_ms() + 5000;
+        while (!ssmb_engine_shutdown(eng, mono_ms(), end)) {
+            ssmb_event ev;
+            ssmb_engine_wait(eng, ssmb_engine_timeout_ms(eng, mono_ms(), 50));
+            ssmb_engine_tick(eng, mono_ms());
+            while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {}
+        }
+        ssmb_engine_destroy(eng);
+    }
+    local_stop(&l);
+    return held;
+}
+
+static int session_heap_bench(void) {
+    size_t engine_heap = 0, plain_engine = 0, peak = 0, plain_peak = 0;
+    size_t tls = session_heap(1, &engine_heap, &peak), plain = session_heap(0, &plain_engine, &plain_peak);
+    if (!tls || !plain) {
+        fprintf(stderr, "bench: the idle session against build/ssmb-local failed (tls %zu, plain %zu bytes)\n", tls,
+                plain);
+        return 0;
+    }
+    printf("%-38s %8.2f %-5s\n", "heap of the engine alone", engine_heap / 1024.0, "KiB");
+    printf("%-38s %8.2f %-5s\n", "heap of one idle session, TLS", tls / 1024.0, "KiB");
+    printf("%-38s %8.2f %-5s\n", "  beyond BearSSL's record buffers", (tls - (size_t)BR_SSL_BUFSIZE_BIDI) / 1024.0,
+           "KiB");
+    printf("%-38s %8.2f %-5s\n", "  at its peak (starting)", peak / 1024.0, "KiB");
+    printf("%-38s %8.2f %-5s\n\n", "heap of one idle session, plain", plain / 1024.0, "KiB");
+    printf("bench: engine_heap_kib %.2f KiB\n", engine_heap / 1024.0);
+    printf("bench: session_heap_kib %.2f KiB\n", tls / 1024.0);
+    printf("bench: session_heap_peak_kib %.2f KiB\n", peak / 1024.0);
+    printf("bench: session_heap_plain_kib %.2f KiB\n", plain / 1024.0);
     return 1;
 }

@@ -276,6 +276,10 @@ static int file_exists(const char *dir, const char *name) {
     return stat(p, &sb) == 0;
 }
 
+/* The leaf names localhost and 127.0.0.1, the address both as iPAddress
+   and as dNSName: BearSSL's X.509 engine matches the server name against
+   dNSName entries only, so a BearSSL client of https://127.0.0.1 needs the
+   second form. */
 static void make_certs(const char *dir) {
     char ca_key[1024], ca_pem[1024], key[1024], pem[1024], csr[1024], ext[1024];
     FILE *f;
@@ -292,7 +296,7 @@ static void make_certs(const char *dir) {
     f = fopen(ext, "w");
     if (!f) die("cannot write %s", ext);
     fprintf(f, "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-               "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
+               "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1\n");
     fclose(f);
     {
         char *a1[] = {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", ca_key, NULL};
