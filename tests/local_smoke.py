@@ -667,6 +667,12 @@ def main():
         locals_.append(cutter)
         c = asyncio.run(asyncio.wait_for(test_faults(cutter, "cut-after", "seq 1 20000", expect, resume=True), 90))
         check("faults: the WebSocket was cut and resumed", c.reconnects > 0, c.reconnects)
+        recycler = Local(build, "--no-tls", "--cut-every", "1", "--agent-pacing", "reference")
+        locals_.append(recycler)
+        expect = "".join(f"{i}\n" for i in range(1, 6001)).encode()
+        c = asyncio.run(asyncio.wait_for(test_faults(recycler, "cut-every", "seq 1 6000; sleep 2", expect,
+                                                     resume=True), 90))
+        check("faults: --cut-every closed and the client resumed", c.reconnects > 0, c.reconnects)
         with tempfile.TemporaryDirectory() as d:
             tls = Local(build, "--cert-dir", d)
             locals_.append(tls)

@@ -86,7 +86,9 @@
    --cut-after N closes the WebSocket (what was written is flushed, then
    the TCP connection closes without a close frame) each time the session's
    stream messages, both ways, each counted once (retransmissions do not
-   count), pass another N; --cut-every S after S seconds on one WebSocket. */
+   count), pass another N; --cut-every S closes each WebSocket after S
+   seconds with a close frame 1000 "Bye", like the service's hourly
+   recycle. */
 #define SSMBRIDGE_IMPLEMENTATION
 #include "../ssmbridge.h"
 
@@ -2008,7 +2010,12 @@ static void session_pump(session *s, uint64_t now) {
             s->next_cut = m.data_out + m.data_in + (uint64_t)opt.cut_after;
             c->closing = 1;
         } else if (opt.cut_every && now >= c->since_ms + (uint64_t)opt.cut_every * 1000u) {
-            note("session %s: cutting the WebSocket (every %d s)", s->id, opt.cut_every);
+            uint8_t cp[SSMB_WS_MAX_CONTROL_PAYLOAD];
+            size_t cl = 0;
+            note("session %s: closing the WebSocket (every %d s)", s->id, opt.cut_every);
+            /* as the service's hourly recycle does (PROTOCOL.md §16): a normal close, "Bye" */
+            if (ssmb_ws_close_payload_build(SSMB_WS_CLOSE_NORMAL, "Bye", 3, cp, &cl) == SSMB_OK)
+                ws_put(c, SSMB_WS_CLOSE, cp, cl);
             c->closing = 1;
         }
     }
