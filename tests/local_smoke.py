@@ -161,6 +161,7 @@ class Client:
         self.reconnects = 0
         self.corrupt_seen = 0
         self.chunks = []
+        self.flags = []
 
     async def send(self, ptype, payload):
         frame = msg_encode("input_stream_data", self.seq, ptype, payload)
@@ -213,6 +214,8 @@ class Client:
             self.err += payload
         elif ptype == 12:
             self.exit_code = payload.decode()
+        elif ptype == 10:
+            self.flags.append(struct.unpack(">I", payload)[0])
 
     async def step(self, timeout):
         try:
@@ -587,6 +590,22 @@ def test_log_and_pacing(build):
         check("--agent-pacing reference: about 1 ms apart", took >= len(data) * 0.001, took)
 
 
+async def test_port_refused(local):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartPortForwardingSession",
+                                                      "Parameters": {"portNumber": [str(closed_port)]}})
+    c = await open_channel(local, sess)
+    await c.until(lambda: c.ready, 10)
+    await c.send(1, smux(0, 3))
+    ok = await c.until(lambda: 3 in c.flags and smux(1, 3) in c.out, 10)
+    check("port smux: a refused destination gives ConnectToPortError and FIN", ok, (c.flags, c.out))
+    await c.send(10, struct.pack(">I", 2))
+    await c.ws.close()
+
+
 def test_library_client(build, local, echo_port):
     """The library's own client pieces (tests/local_client.c), when built as BUILD/local-client."""
     exe = os.path.join(build, "local-client")
@@ -632,6 +651,7 @@ def main():
         locals_.append(basic)
         asyncio.run(asyncio.wait_for(test_port(basic, "basic", echo_port), 40))
         asyncio.run(asyncio.wait_for(test_ssh_and_interactive(plain, echo_port), 40))
+        asyncio.run(asyncio.wait_for(test_port_refused(plain), 30))
         test_library_client(build, plain, echo_port)
         asyncio.run(asyncio.wait_for(test_channel_auth(plain), 40))
         test_resume_rules(build)
@@ -647,6 +667,12 @@ def main():
         locals_.append(cutter)
         c = asyncio.run(asyncio.wait_for(test_faults(cutter, "cut-after", "seq 1 20000", expect, resume=True), 90))
         check("faults: the WebSocket was cut and resumed", c.reconnects > 0, c.reconnects)
+        recycler = Local(build, "--no-tls", "--cut-every", "1", "--agent-pacing", "reference")
+        locals_.append(recycler)
+        expect = "".join(f"{i}\n" for i in range(1, 6001)).encode()
+        c = asyncio.run(asyncio.wait_for(test_faults(recycler, "cut-every", "seq 1 6000; sleep 2", expect,
+                                                     resume=True), 90))
+        check("faults: --cut-every closed and the client resumed", c.reconnects > 0, c.reconnects)
         with tempfile.TemporaryDirectory() as d:
             tls = Local(build, "--cert-dir", d)
             locals_.append(tls)

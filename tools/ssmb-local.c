@@ -19,6 +19,24 @@
 
    usage: ssmb-local [options]       (see usage() below for the list)
 
+   API (POST /, X-Amz-Target AmazonSSM.* signed for "ssm", TrentService.*
+   for "kms"): errors are HTTP 400 with {"__type":...,"message":...}:
+   InvalidSignatureException (signature mismatch, clock skew over 15 min,
+   wrong region or service in the scope), UnrecognizedClientException
+   (unknown access key), ExpiredTokenException (X-Amz-Security-Token
+   "expired"; any other token is accepted), TargetNotConnected ("<target>
+   is not connected."; known targets: i-0123456789abcdef0 and --target),
+   InvalidDocument, InvalidParameters (missing command, bad port, a host
+   that is not 127.0.0.1, ::1 or localhost), DoesNotExistException (Resume
+   or Terminate of an unknown session), UnknownOperationException;
+   MissingAuthenticationTokenException (403) without Authorization.
+   GenerateDataKey returns 64 random bytes (NumberOfBytes 1..64) and keeps
+   the last 64 ciphertext-to-key pairs in memory.
+   Data channel: GET /v1/data-channel/<SessionId> with Upgrade: websocket;
+   an Authorization header there must be a valid SigV4 for "ssmmessages"
+   (else 403); the first text message must be OpenDataChannelInput with the
+   session's current TokenValue (else the socket is closed).
+
    Sessions
      SessionId   <user>-<17 hex digits>, user "local"
      TokenValue  "AAEAA" followed by 64 base64 characters (48 random bytes);
@@ -50,14 +68,27 @@
    everything sent was acknowledged (at most 30 s after that end, counted
    while a WebSocket is connected).
 
-   Fault injection (seeded with --seed): --drop applies to stream frames in
-   both directions (before the agent channel sees them, and instead of
-   sending); --duplicate, --reorder, --delay and --corrupt-digest to frames
-   the agent sends; --withhold-acks to the acknowledgements it sends;
+   Pacing: unpaced by default (payloads of --payload-size bytes, default
+   1024, as fast as the channel takes them); --agent-pacing reference sends
+   1 KiB payloads at most one every 1 ms per session.
+
+   --log FILE appends one JSON line per ClientMessage sent or received:
+   {"t":<monotonic ms>,"dir":"in"|"out","session":...,"type":...,"seq":N,
+   "payload_type":N,"len":N} and "fault":"..." when one was applied.
+
+   Fault injection (percentages, seeded with --seed): --drop applies to
+   stream frames in both directions (before the agent channel sees them,
+   and instead of sending); --duplicate (sent twice), --reorder (held back
+   and sent after the next frame, or after 50 ms) and --corrupt-digest
+   (first digest byte flipped) to the stream frames the agent sends;
+   --delay MS holds every frame the agent sends for MS; --withhold-acks to
+   the acknowledgements it sends;
    --cut-after N closes the WebSocket (what was written is flushed, then
    the TCP connection closes without a close frame) each time the session's
    stream messages, both ways, each counted once (retransmissions do not
-   count), pass another N; --cut-every S after S seconds on one WebSocket. */
+   count), pass another N; --cut-every S closes each WebSocket after S
+   seconds with a close frame 1000 "Bye", like the service's hourly
+   recycle. */
 #define SSMBRIDGE_IMPLEMENTATION
 #include "../ssmbridge.h"
 
@@ -1979,7 +2010,12 @@ static void session_pump(session *s, uint64_t now) {
             s->next_cut = m.data_out + m.data_in + (uint64_t)opt.cut_after;
             c->closing = 1;
         } else if (opt.cut_every && now >= c->since_ms + (uint64_t)opt.cut_every * 1000u) {
-            note("session %s: cutting the WebSocket (every %d s)", s->id, opt.cut_every);
+            uint8_t cp[SSMB_WS_MAX_CONTROL_PAYLOAD];
+            size_t cl = 0;
+            note("session %s: closing the WebSocket (every %d s)", s->id, opt.cut_every);
+            /* as the service's hourly recycle does (PROTOCOL.md §16): a normal close, "Bye" */
+            if (ssmb_ws_close_payload_build(SSMB_WS_CLOSE_NORMAL, "Bye", 3, cp, &cl) == SSMB_OK)
+                ws_put(c, SSMB_WS_CLOSE, cp, cl);
             c->closing = 1;
         }
     }
