@@ -530,6 +530,16 @@ async def test_ssh_and_interactive(local, echo_port):
           (c.out, c.closed))
     await c.ws.close()
     st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
+                                                      "Parameters": {"command": ["sleep 30 & echo bg-left"]}})
+    c = await open_channel(local, sess)
+    try:
+        await c.until(lambda: False, 10)
+    except TimeoutError:
+        pass
+    check("interactive command: ends although a background child keeps the PTY", b"bg-left" in c.out and
+          c.closed is not None, (c.out, c.closed))
+    await c.ws.close()
+    st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
                                                       "Parameters": {"command": [
                                                           "i=0; while [ $i -lt 3000 ]; do printf 'a\\303\\251'; "
                                                           "i=$((i+1)); done"]}})

@@ -1983,6 +1983,15 @@ static void proc_pump(session *s, uint64_t now) {
         s->reaped = 1;
         s->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     }
+    /* The shell is gone but something it left in the background keeps the
+       PTY open: once nothing more is waiting, the session ends anyway. */
+    if (s->reaped && s->pty >= 0 && ssmb_channel_send_space(s->ch) > 0 && pacing_allows(s, now)) {
+        int r = pump_fd(s, s->pty, SSMB_PAYLOAD_OUTPUT, now);
+        if (r <= 0) {
+            kill(-s->pid, SIGHUP);
+            close_fd(&s->pty);
+        }
+    }
     if (!s->reaped || s->pty >= 0 || s->out_fd >= 0 || s->err_fd >= 0) return;
     if (s->kind == K_NONINTERACTIVE && !s->exit_sent) {
         char text[32];
