@@ -28,7 +28,7 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all test deps bench clean fuzz
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/example-%,$(wildcard examples/*.c))
-all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(BUILD)/ssmb-local $(BUILD)/ssmb $(EXAMPLES) $(FUZZ_REPLAY)
+all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(BUILD)/ssmb-local $(BUILD)/local-client $(BUILD)/ssmb $(EXAMPLES) $(FUZZ_REPLAY)
 
 deps:
 	@sh tools/deps.sh
@@ -112,6 +112,10 @@ $(BUILD)/ssmb: tools/ssmb.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tools/ssmb.c -o $@ $(TLSLIB)
 
 # The AWS side on loopback: SSM API, data channel and agent (tests, demos).
+# A client of ssmb-local made of the header's public pieces (the smoke test runs it).
+$(BUILD)/local-client: tests/local_client.c $(HDR) | $(BUILD)
+	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 tests/local_client.c -o $@ $(TLSLIB)
+
 $(BUILD)/ssmb-local: tools/ssmb-local.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_GNU_SOURCE -O2 tools/ssmb-local.c -o $@ $(TLSLIB) -lutil
 

@@ -34,7 +34,8 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 fail() { echo "examples: FAIL $*"; fails=$((fails + 1)); }
-pass() { echo "examples: ok   $*"; }
+passes=0
+pass() { echo "examples: ok   $*"; passes=$((passes + 1)); }
 # wait_for FILE PATTERN: until FILE has a line matching PATTERN (10 s at most)
 wait_for() {
     i=0
@@ -130,5 +131,5 @@ else
     fail "game_loop: exit $rc: $(cat "$T/game.out" "$T/game.err")"
 fi
 
-[ $fails -eq 0 ] && echo "examples: all passed" || echo "examples: $fails failed"
+echo "examples: $passes passed, $fails failed"
 [ $fails -eq 0 ]

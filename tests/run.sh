@@ -58,6 +58,23 @@ under_valgrind() { # the I/O-facing suites again under valgrind (leaks, uninitia
     done
 }
 check valgrind under_valgrind
+run_script() { # run_script NAME COMMAND...: a script that ends with "N passed, M failed"
+    name=$1; shift
+    out=$B/$name.log
+    if timeout 900 "$@" >"$out" 2>&1; then st=ok; else st=FAILED; fi
+    last=$(grep -E '[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    p=$(echo "$last" | sed -n 's/.*[^0-9]\([0-9][0-9]*\) passed.*/\1/p'); f=$(echo "$last" | sed -n 's/.* \([0-9][0-9]*\) failed$/\1/p')
+    [ -n "$p" ] || p=$(echo "$last" | sed -n 's/^\([0-9][0-9]*\) passed.*/\1/p')
+    [ -n "$p" ] && [ -n "$f" ] || { p=0; f=1; }
+    [ "$st" = ok ] || [ "$f" -gt 0 ] || f=1
+    passed=$((passed + p)); failed=$((failed + f))
+    grep -E 'FAIL|Traceback' "$out" | head -n 20
+    echo "script $name: $p passed, $f failed ($st)"
+}
+run_script local-smoke sh tests/local_smoke.sh "$B"
+run_script cli-args sh tests/cli_args.sh "$B"
+run_script cli-e2e sh tests/cli_e2e.sh "$B"
+run_script examples sh tests/examples_check.sh "$B"
 check symbols-prefixed exports_only_ssmb
 check static-exports-nothing static_exports_nothing
 check prints-nothing implementation_prints_nothing
