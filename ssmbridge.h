@@ -9729,9 +9729,10 @@ typedef struct ssmb__tls_config {
     void *random_user_data;
 } ssmb__tls_config;
 
-/* Bytes for one struct ssmb__tls with all its buffers (one allocation). */
-static SSMB__MAYBE_UNUSED size_t ssmb__tls_size(void);
-/* t points at ssmb__tls_size() bytes aligned for any type; starts the
+/* Bytes for one struct ssmb__tls with all its buffers (one allocation),
+   for a connection to server_name (a server named by IP needs more). */
+static SSMB__MAYBE_UNUSED size_t ssmb__tls_size(const char *server_name);
+/* t points at ssmb__tls_size(cfg->server_name) bytes aligned for any type; starts the
    handshake (the ClientHello waits in net_out). SSMB_ERR_INVALID_ARG (no
    trust, or a server name empty or over 255 bytes), SSMB_ERR_NO_RANDOM,
    SSMB_ERR_NOMEM (mbedTLS's own allocations), SSMB_ERR_TLS,
@@ -10313,7 +10314,7 @@ typedef struct ssmb__br_ipx {
     int too_big;                     /* the end-entity certificate exceeded the buffer */
     int refused;                     /* the chain passed but the address is not named */
     size_t leaf_len;
-    uint8_t leaf[SSMB__BR_LEAF_MAX];
+    uint8_t *leaf;                   /* SSMB__BR_LEAF_MAX bytes after the ssmb__tls (see ssmb__tls_size) */
 } ssmb__br_ipx;
 
 static ssmb__br_ipx *ssmb__br_ipx_of(const br_x509_class **ctx) { return (ssmb__br_ipx *)(void *)ctx; }
@@ -10403,7 +10404,11 @@ struct ssmb__tls {
     unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
 
-static size_t ssmb__tls_size(void) { return sizeof(ssmb__tls); }
+/* A server named by IP gets room for its certificate after the struct. */
+static size_t ssmb__tls_size(const char *server_name) {
+    uint8_t ip[16];
+    return sizeof(ssmb__tls) + (server_name && ssmb__tls_ip_literal(server_name, ip) ? SSMB__BR_LEAF_MAX : 0);
+}
 
 /* BearSSL counts days from January 1st of year 0 (proleptic Gregorian,
    bearssl_x509.h), so 1970-01-01 is day 719528. */
@@ -10439,6 +10444,7 @@ static const char *ssmb__br_sni(ssmb__tls *t, const char *server_name) {
     if (x->ip_len == 0) return server_name;
     x->vtable = &ssmb__br_ipx_class;
     x->inner = &t->xc;
+    x->leaf = (uint8_t *)(t + 1);
     br_ssl_engine_set_x509(&t->sc.eng, &x->vtable);
     return NULL;
 }
@@ -10656,7 +10662,10 @@ struct ssmb__tls {
     uint8_t app_out[SSMB__MBED_PLAIN];
 };
 
-static size_t ssmb__tls_size(void) { return sizeof(ssmb__tls); }
+static size_t ssmb__tls_size(const char *server_name) {
+    (void)server_name;
+    return sizeof(ssmb__tls);
+}
 
 /* ---- rings ---- */
 
@@ -11015,7 +11024,10 @@ struct ssmb_trust {
     int32_t unused;
 };
 
-static size_t ssmb__tls_size(void) { return sizeof(ssmb__tls); }
+static size_t ssmb__tls_size(const char *server_name) {
+    (void)server_name;
+    return sizeof(ssmb__tls);
+}
 static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
     (void)t;
     (void)cfg;
@@ -11496,6 +11508,7 @@ SSMB_APIDEF void ssmb_kms_nonce_next(ssmb_kms_nonce_counter *c, uint8_t nonce[12
    allocation made by ssmb_conn_create; nothing after that allocates. */
 
 #define SSMB__CONN_HEAD_MAX 8192u       /* the upgrade request, later the response head */
+#define SSMB__CONN_NAME_MAX 255u        /* a server name (DNS's limit) */
 #define SSMB__CONN_MAX_RESPONSE_HEADERS 48u
 #define SSMB__CONN_MASK_POOL 256u       /* random bytes drawn at once for mask keys */
 #define SSMB__CONN_SIGNER_HEADERS 3u    /* X-Amz-Date, X-Amz-Security-Token, Authorization */
@@ -11654,7 +11667,12 @@ static void ssmb__conn_layout(ssmb__arena *a, const ssmb_conn_desc *d, const ssm
     c->head = (char *)ssmb__arena_take(a, c->head_cap, 1);
     if (c->request_mode) c->resp = (uint8_t *)ssmb__arena_take(a, c->resp_cap, 16);
     if (c->tls_on) {
-        c->tls = (ssmb__tls *)ssmb__arena_take(a, ssmb__tls_size(), 16);
+        char name[SSMB__CONN_NAME_MAX + 1];
+        ssmb_str host = d->server_name && *d->server_name ? ssmb_str_c(d->server_name) : url->host;
+        size_t n = SSMB__MIN(host.len, SSMB__CONN_NAME_MAX);
+        memcpy(name, host.ptr, n);
+        name[n] = '\0';
+        c->tls = (ssmb__tls *)ssmb__arena_take(a, ssmb__tls_size(name), 16);
     } else {
         c->in = (uint8_t *)ssmb__arena_take(a, c->in_cap, 16);
         c->out = (uint8_t *)ssmb__arena_take(a, c->out_cap, 16);
@@ -15957,7 +15975,7 @@ struct ssmb__sess {
     char *target;
     ssmb__fwd *fwd;                     /* the forward of a Port session, or NULL */
     /* the credential chain */
-    ssmb_creds explicit_creds;          /* the desc's keys, or empty */
+    uint8_t explicit_creds;             /* the desc gave keys (in creds; the chain never runs again) */
     char profile[SSMB_CREDS_NAME_MAX];
     ssmb_creds_result *plan;            /* while the chain runs */
     uint32_t role_next, after_creds;
@@ -16202,7 +16220,7 @@ static ssmb_result ssmb__sess_creds_begin(ssmb_engine *eng, ssmb__sess *s, uint3
     cd.logger = eng->desc.logger;
     cd.getenv_fn = eng->desc.getenv_fn;
     cd.getenv_user_data = eng->desc.getenv_user_data;
-    cd.explicit_creds = ssmb_creds_view(&s->explicit_creds);
+    if (s->explicit_creds) cd.explicit_creds = ssmb_creds_view(&s->creds);
     cd.profile = s->profile[0] ? s->profile : NULL;
     ssmb__sess_plan_free(eng, s);
     s->plan = (ssmb_creds_result *)ssmb__alloc(&eng->desc.allocator, sizeof *s->plan);
@@ -16555,7 +16573,7 @@ static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) 
         int64_t utc = eng->desc.utc_fn(eng->desc.utc_user_data);
         /* Fresh credentials that are already inside their refresh window are used as they are
            (the source has nothing newer): the chain runs again at most once a minute. */
-        if (s->call_kind <= SSMB__CALL_TERMINATE && !s->explicit_creds.access_key_id[0] &&
+        if (s->call_kind <= SSMB__CALL_TERMINATE && !s->explicit_creds &&
             ssmb_creds_needs_refresh(&s->creds, utc) && utc - s->creds_at >= 60) {
             SSMB__SLOG(eng, SSMB_LOG_INFO, "credentials expire soon: the chain runs again");
             r = ssmb__sess_creds_begin(eng, s, s->call_kind, now);
@@ -17088,15 +17106,14 @@ static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s) {
 /* The desc's keys and profile, kept for the chain's later runs. */
 static ssmb_result ssmb__sess_keep_identity(ssmb__sess *s, const ssmb_session_desc *d) {
     const ssmb_aws_credentials *c = &d->credentials;
-    if (c->access_key_id.len >= sizeof s->explicit_creds.access_key_id ||
-        c->secret_access_key.len >= sizeof s->explicit_creds.secret_access_key ||
-        c->session_token.len >= sizeof s->explicit_creds.session_token ||
-        (d->profile && strlen(d->profile) >= sizeof s->profile))
+    if (c->access_key_id.len >= sizeof s->creds.access_key_id ||
+        c->secret_access_key.len >= sizeof s->creds.secret_access_key ||
+        c->session_token.len >= sizeof s->creds.session_token || (d->profile && strlen(d->profile) >= sizeof s->profile))
         return SSMB_ERR_LIMIT;
-    if (c->access_key_id.len) memcpy(s->explicit_creds.access_key_id, c->access_key_id.ptr, c->access_key_id.len);
-    if (c->secret_access_key.len)
-        memcpy(s->explicit_creds.secret_access_key, c->secret_access_key.ptr, c->secret_access_key.len);
-    if (c->session_token.len) memcpy(s->explicit_creds.session_token, c->session_token.ptr, c->session_token.len);
+    s->explicit_creds = c->access_key_id.len != 0;
+    if (c->access_key_id.len) memcpy(s->creds.access_key_id, c->access_key_id.ptr, c->access_key_id.len);
+    if (c->secret_access_key.len) memcpy(s->creds.secret_access_key, c->secret_access_key.ptr, c->secret_access_key.len);
+    if (c->session_token.len) memcpy(s->creds.session_token, c->session_token.ptr, c->session_token.len);
     if (d->profile) strcpy(s->profile, d->profile);
     return SSMB_OK;
 }

@@ -316,7 +316,7 @@ static int conn_open_at(tls_conn *c, const char *addr, const char *cert, long cl
     c->run.fd = -1;
     if (!peer_start(&c->peer, addr, cert, close_after)) return 0;
     if (!CHECK(ssmb_trust_load(NULL, CERTS "/ca.pem", &c->trust) == SSMB_OK)) return 0;
-    c->t = (ssmb__tls *)malloc(ssmb__tls_size());
+    c->t = (ssmb__tls *)malloc(ssmb__tls_size("0.0.0.0"));
     c->run.t = c->t;
     c->run.step = step;
     c->run.fd = connect_local(addr, c->peer.port);
@@ -396,8 +396,8 @@ SSMB_TEST(tls_backend_and_size) {
 #else
     CHECK_EQ_STR(b, "bearssl");
 #endif
-    CHECK(ssmb__tls_size() >= sizeof(ssmb__tls));
-    printf("tls backend %s: ssmb__tls_size() = %zu bytes\n", b, ssmb__tls_size());
+    CHECK(ssmb__tls_size("0.0.0.0") >= sizeof(ssmb__tls));
+    printf("tls backend %s: ssmb__tls_size = %zu bytes (a DNS name), %zu (an address)\n", b, ssmb__tls_size("example.com"), ssmb__tls_size("0.0.0.0"));
 }
 
 SSMB_TEST(tls_echo_whole) { echo_sizes("tls echo, whole buffers", (size_t)-1); }
@@ -508,7 +508,7 @@ static ssmb_result counted_random(void *buf, size_t len, void *user_data) {
 /* A trust from ca.pem and a fresh engine block (both checked). */
 static int setup_offline(ssmb_trust **trust, ssmb__tls **t) {
     *trust = NULL;
-    *t = (ssmb__tls *)malloc(ssmb__tls_size());
+    *t = (ssmb__tls *)malloc(ssmb__tls_size("0.0.0.0"));
     return certs_ready() && CHECK(ssmb_trust_load(NULL, CERTS "/ca.pem", trust) == SSMB_OK) && CHECK(*t != NULL);
 }
 
