@@ -26,7 +26,7 @@ FUZZ_TARGETS := msg json ws http conn
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay-%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test deps bench clean fuzz
+.PHONY: all test deps bench clean fuzz demo
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/example-%,$(wildcard examples/*.c))
 all: $(TEST_BINS) $(CHECK_OBJS) $(BUILD)/ws-echo $(BUILD)/ssmb-local $(BUILD)/local-client $(BUILD)/ssmb $(EXAMPLES) $(FUZZ_REPLAY)
 
@@ -95,6 +95,12 @@ fuzz: deps $(FUZZ_TARGETS:%=$(BUILD)/fuzz-%)
 	  echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
 	  $(BUILD)/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 $(BUILD)/fuzz-corpus/$$t 2>&1 | tail -n 3; \
 	done
+
+# A session through the whole stack against ssmb-local: a shell with a
+# terminal, a scripted command and port-forward transfer without one.
+demo: deps
+	@$(MAKE) --no-print-directory -j2 $(BUILD)/ssmb $(BUILD)/ssmb-local
+	@sh tools/demo.sh $(BUILD)
 
 test: deps
 	@$(MAKE) --no-print-directory -j2 all
