@@ -864,3 +864,30 @@ SSMB_TEST(session_several_with_metrics) {
     CHECK_EQ_INT((long long)mem.live, 0);
     local_stop(&l);
 }
+
+/* The service's periodic close (1000 "Bye", every hour in AWS; every second
+   here): the shell goes on through ResumeSession, nothing lost. */
+SSMB_TEST(session_survives_periodic_close) {
+    static const char *const args[] = {"--cut-every", "1", NULL};
+    local l;
+    run r;
+    ssmb_session_desc sd;
+    size_t taken = 0;
+    ssmb_session_info info;
+    if (!have_local() || !CHECK(local_start(&l, args) == 0)) return;
+    if (CHECK(run_engine(&r) == 0)) {
+        session_desc(&sd, &l, NULL);
+        CHECK_EQ_INT(ssmb_session_start(r.eng, &sd, now_ms(), &r.s), SSMB_OK);
+        RUN_UNTIL(&r, r.ready, 10000);
+        CHECK_EQ_INT(ssmb_session_send(r.eng, r.s, "sleep 2.5; seq 1 3000 | tail -n 1; echo after\n", 47, &taken),
+                     SSMB_OK);
+        RUN_UNTIL(&r, strstr(r.out, "3000\r\nafter") != NULL, 15000);
+        CHECK(strstr(r.out, "3000\r\nafter") != NULL);
+        CHECK(r.reconnecting >= 2);
+        CHECK(ssmb_session_get_info(r.eng, r.s, &info) == SSMB_OK && info.metrics.reconnects >= 2);
+        CHECK(!r.closed);
+        run_end(&r);
+        CHECK_EQ_INT((long long)r.mem.live, 0);
+    }
+    local_stop(&l);
+}
