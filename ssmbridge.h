@@ -13964,6 +13964,7 @@ SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
 #include <poll.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -13972,6 +13973,7 @@ SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
     !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
 int kill(pid_t pid, int sig); /* POSIX; strict C99 headers hide it (used for credential_process) */
 #endif
+extern char **environ; /* POSIX: the process's environment, for credential_process */
 
 /* O_CLOEXEC is POSIX 2008, so a strict C99 compile does not declare it;
    glibc always has the bit underneath. */
@@ -15980,7 +15982,7 @@ struct ssmb__sess {
     ssmb_creds_result *plan;            /* while the chain runs */
     uint32_t role_next, after_creds;
     char imds_token[128], imds_role[128];
-    int proc_pid, proc_fd;              /* credential_process, its stdout */
+    int proc_pid, proc_fd;              /* credential_process, its standard output */
     int proc_told;                      /* fd_change_fn heard of proc_fd */
     char *proc_out;                     /* SSMB__SESS_PROC_MAX bytes while it runs */
     size_t proc_len;
@@ -16149,33 +16151,34 @@ static void ssmb__sess_creds_ready(ssmb_engine *eng, ssmb__sess *s, uint64_t now
         ssmb__sess_set_state(s, SSMB_SESSION_STARTING);
 }
 
-/* Runs credential_process: `sh -c command`, its stdout to a pipe. */
+/* Runs credential_process: `sh -c command` (posix_spawn: no fork of a
+   large host), its standard output to a pipe, the environment inherited. */
 static ssmb_result ssmb__sess_proc_start(ssmb_engine *eng, ssmb__sess *s) {
-    int fds[2];
-    pid_t pid;
+    int fds[2], rc;
+    pid_t pid = 0;
+    char sh[] = "/bin/sh", dash_c[] = "-c";
+    char *argv[4];
+    posix_spawn_file_actions_t fa;
     if (!s->proc_out) s->proc_out = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_PROC_MAX);
     if (!s->proc_out) return SSMB_ERR_NOMEM;
     if (pipe(fds) != 0) return SSMB_ERR_IO;
-    pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return SSMB_ERR_IO;
-    }
-    if (pid == 0) {
-        char *argv[4];
-        char sh[] = "/bin/sh", dash_c[] = "-c";
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        argv[0] = sh;
-        argv[1] = dash_c;
-        argv[2] = s->plan->process_command;
-        argv[3] = NULL;
-        execv(sh, argv);
-        _exit(127);
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    argv[0] = sh;
+    argv[1] = dash_c;
+    argv[2] = s->plan->process_command;
+    argv[3] = NULL;
+    rc = posix_spawn_file_actions_init(&fa);
+    if (rc == 0) {
+        rc = posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+        if (rc == 0) rc = posix_spawn_file_actions_addclose(&fa, fds[1]);
+        if (rc == 0) rc = posix_spawn(&pid, sh, &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
     }
     close(fds[1]);
+    if (rc != 0) {
+        close(fds[0]);
+        return SSMB_ERR_IO;
+    }
     (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     s->proc_fd = fds[0];
@@ -16485,6 +16488,7 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
     ssmb_api_stream_policy policy;
     ssmb_result r;
     uint32_t kind = s->call_kind;
+    memset(&ar, 0, sizeof ar);
     if (kind >= SSMB__CALL_STS_ROLE) {
         ssmb__sess_creds_done(eng, s, resp, len, now);
         return;
@@ -16902,7 +16906,7 @@ static int ssmb__sess_channel_event(ssmb_engine *eng, ssmb__sess *s, const ssmb_
 }
 
 /* The session's next event for the host, in order: state changes,
-   writable, channel events (output, stderr, exit), closed. */
+   writable, channel events (output, standard error, exit), closed. */
 static int ssmb__sess_next_event(ssmb_engine *eng, ssmb__sess *s, ssmb_event *ev) {
     ssmb_channel_event ce;
     if (s->states_count) {
