@@ -1064,10 +1064,13 @@ SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
    Messages that come early are acknowledged and kept while the reorder
    buffer has room, else dropped unacknowledged (the peer sends them again).
 
-   One allocation at create; nothing after it allocates. Nothing here reads
-   a clock (now_ms is your monotonic milliseconds; CreatedDate comes from
-   utc_fn, read once at start) or prints. A hostile peer can make it drop
-   frames (counted in the metrics) but never allocate, loop or crash. */
+   One allocation at create; nothing after it allocates (with the mbedTLS
+   backend, mbedTLS itself allocates inside each KMS seal and open, see the
+   kms section). The session keys live in that block and are wiped with it.
+   Nothing here reads a clock (now_ms is your monotonic milliseconds;
+   CreatedDate comes from utc_fn, read once at start) or prints. A hostile
+   peer can make it drop frames (counted in the metrics) but never
+   allocate, loop or crash. */
 
 typedef struct ssmb_channel ssmb_channel;
 
@@ -7203,7 +7206,8 @@ static void ssmb__chan_kms_action(ssmb_channel *ch, const ssmb_handshake_request
     const char *why = NULL;
     a->status = SSMB_ACTION_FAILED;
     if (!ch->cfg.kms) why = "KMS session encryption is not supported by this build";
-    else if (req->kms_key_id.len == 0 || req->kms_key_id.len > SSMB__CHAN_KMS_ID_MAX) why = "KMSKeyId empty or too long";
+    else if (req->kms_key_id.len == 0 || req->kms_key_id.len > SSMB__CHAN_KMS_ID_MAX)
+        why = "KMSKeyId empty or too long";
     else if (req->kms_challenge.len > SSMB__CHAN_KMS_CHALLENGE_MAX) why = "Challenge too long";
     if (why) {
         ssmb__chan_join(err, SSMB__CHAN_ERROR_MAX, "Failed to process action KMSEncryption: ", ssmb_str_c(why));
@@ -7455,7 +7459,8 @@ static ssmb_result ssmb__chan_take_blob(ssmb_channel *ch, const ssmb_json *doc, 
     if (r == SSMB_OK && ch->kms_blob_len == 0) r = SSMB_ERR_JSON;
     if (r != SSMB_OK) {
         ch->kms_blob_len = 0;
-        ssmb__chan_copy_c(ch->reason, sizeof ch->reason, "KMSEncryption ActionResult without a usable KMSCipherTextKey");
+        ssmb__chan_copy_c(ch->reason, sizeof ch->reason,
+                          "KMSEncryption ActionResult without a usable KMSCipherTextKey");
         return SSMB_ERR_SSM_PROTOCOL;
     }
     if (!acked) ch->kms_challenge[0] = '\0'; /* Decrypt without aws:ssm:RandomChallenge (§6.6) */
@@ -8002,7 +8007,7 @@ SSMB_APIDEF ssmb_result ssmb_channel_create(const ssmb_channel_desc *d, ssmb_cha
     if (!ssmb__chan_desc_ok(d)) {
         ssmb__log(&d->logger, "ssmb.channel", SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
                   "ssmb_channel_desc: role, allocator, payload_size, a buffer size, a version, "
-                  "session_type, session_properties or customer_message invalid",
+                  "session_type, session_properties, customer_message or kms_key_id (needs AES-GCM) invalid",
                   (uint32_t)__LINE__);
         return SSMB_ERR_INVALID_ARG;
     }

@@ -3,7 +3,9 @@
    per-direction delay, seeded loss, duplication and reordering) move 20 MB
    each way; a hand-driven peer built from the L0 codec checks every wire
    rule of PROTOCOL.md §14 that belongs to the channel, the RTO vector, the
-   version gates, hostile frames, and the allocator promises. */
+   version gates, hostile frames, and the allocator promises. KMS session
+   encryption (§6) runs over the same link with the test playing KMS, and
+   by hand against the kms primitives. */
 #include "../ssmbridge.h"
 #include "ssmb_test.h"
 
@@ -1947,7 +1949,8 @@ SSMB_TEST(channel_kms_wire_is_ciphertext) {
     /* clear: Size from the client, Flag from the agent */
     CHECK(s->last_len[0][SSMB_PAYLOAD_SIZE] == 21 &&
           memcmp(s->last[0][SSMB_PAYLOAD_SIZE], "{\"cols\":80,\"rows\":24}", 21) == 0);
-    CHECK(s->last_len[1][SSMB_PAYLOAD_FLAG] == 4 && s->last[1][SSMB_PAYLOAD_FLAG][3] == SSMB_FLAG_CONNECT_TO_PORT_ERROR);
+    CHECK(s->last_len[1][SSMB_PAYLOAD_FLAG] == 4 &&
+          s->last[1][SSMB_PAYLOAD_FLAG][3] == SSMB_FLAG_CONNECT_TO_PORT_ERROR);
     sim_free(s);
 }
 
@@ -2162,7 +2165,8 @@ SSMB_TEST(channel_kms_agent_challenge) {
 SSMB_TEST(channel_kms_client_by_hand) {
     static const char request[] =
         "{\"AgentVersion\":\"3.3.700.0\",\"RequestedClientActions\":["
-        "{\"ActionType\":\"SessionType\",\"ActionParameters\":{\"SessionType\":\"Standard_Stream\",\"Properties\":null}},"
+        "{\"ActionType\":\"SessionType\",\"ActionParameters\":{\"SessionType\":\"Standard_Stream\","
+        "\"Properties\":null}},"
         "{\"ActionType\":\"KMSEncryption\",\"ActionParameters\":{\"KMSKeyId\":\"arn:aws:kms:us-east-1:111122223333:"
         "key/1234abcd-12ab-34cd-56ef-1234567890ab\"}}]}";
     static const char want[] =
@@ -2207,7 +2211,9 @@ SSMB_TEST(channel_kms_client_by_hand) {
     wire_clear(w);
     wire_take(w, ch, 30);
     CHECK(w->n == 2 && w->m[1].payload_type == SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE);
-    if (w->n == 2) CHECK(ssmb_kms_challenge_verify(&ak, secret, sizeof secret, w->m[1].payload, w->m[1].payload_size) == SSMB_OK);
+    if (w->n == 2)
+        CHECK(ssmb_kms_challenge_verify(&ak, secret, sizeof secret, w->m[1].payload, w->m[1].payload_size) ==
+              SSMB_OK);
     CHECK(feed(ch, out_data(&f, 2, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, "{\"HandshakeTimeToComplete\":5}"), 40) ==
           SSMB_OK);
     poll_all(ch, &ev);
