@@ -1094,8 +1094,9 @@ typedef enum ssmb_digest_check {
 #define SSMB_CHANNEL_VERSION_MAX 47u                /* longest version string kept */
 #define SSMB_CHANNEL_PROPERTIES_MAX 1023u           /* longest Properties JSON kept */
 #define SSMB_CHANNEL_TEXT_MAX 511u                  /* longest CustomerMessage / close reason kept */
-#define SSMB_CHANNEL_KMS_BLOB_MAX 1024u             /* longest KMS CiphertextBlob taken (real ones are
-                                                       about 200 bytes) */
+#define SSMB_CHANNEL_KMS_BLOB_MAX 1024u             /* longest KMS CiphertextBlob taken: its base64
+                                                       must fit the HandshakeResponse (the KMS model
+                                                       allows SSMB_API_CIPHERTEXT_MAX) */
 
 typedef struct ssmb_channel_desc {
     uint32_t role;                      /* ssmb_channel_role, default SSMB_CHANNEL_CLIENT */
