@@ -1037,6 +1037,16 @@ SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
    honours pause/start_publication (§8.1) and reports channel_closed (§8.2).
    Section numbers (§) are those of PROTOCOL.md.
 
+   KMS session encryption (§6) needs a KMS call the channel cannot make
+   (sans-I/O): the client gets SSMB_CHANNEL_EVENT_KMS_REQUEST, calls
+   GenerateDataKey (ssmb_api_generate_data_key_write) and answers with
+   ssmb_channel_kms_key or ssmb_channel_kms_failed; the agent role gets
+   SSMB_CHANNEL_EVENT_KMS_DECRYPT for the client's blob and answers the
+   same way after KMS Decrypt. From then on the payload types of §6.4 are
+   sealed and opened inside the channel (AES-256-GCM from the TLS backend:
+   under SSMB_NO_TLS the client refuses KMSEncryption, §5.3) and the
+   agent's EncChallengeRequest is answered (§6.5); events carry plaintext.
+
    The loop:
        ssmb_channel_start(ch, now);
        on every WebSocket message:  ssmb_channel_recv(ch, data, len, is_text, now);
@@ -1054,10 +1064,13 @@ SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
    Messages that come early are acknowledged and kept while the reorder
    buffer has room, else dropped unacknowledged (the peer sends them again).
 
-   One allocation at create; nothing after it allocates. Nothing here reads
-   a clock (now_ms is your monotonic milliseconds; CreatedDate comes from
-   utc_fn, read once at start) or prints. A hostile peer can make it drop
-   frames (counted in the metrics) but never allocate, loop or crash. */
+   One allocation at create; nothing after it allocates (with the mbedTLS
+   backend, mbedTLS itself allocates inside each KMS seal and open, see the
+   kms section). The session keys live in that block and are wiped with it.
+   Nothing here reads a clock (now_ms is your monotonic milliseconds;
+   CreatedDate comes from utc_fn, read once at start) or prints. A hostile
+   peer can make it drop frames (counted in the metrics) but never
+   allocate, loop or crash. */
 
 typedef struct ssmb_channel ssmb_channel;
 
@@ -1081,6 +1094,9 @@ typedef enum ssmb_digest_check {
 #define SSMB_CHANNEL_VERSION_MAX 47u                /* longest version string kept */
 #define SSMB_CHANNEL_PROPERTIES_MAX 1023u           /* longest Properties JSON kept */
 #define SSMB_CHANNEL_TEXT_MAX 511u                  /* longest CustomerMessage / close reason kept */
+#define SSMB_CHANNEL_KMS_BLOB_MAX 1024u             /* longest KMS CiphertextBlob taken: its base64
+                                                       must fit the HandshakeResponse (the KMS model
+                                                       allows SSMB_API_CIPHERTEXT_MAX) */
 
 typedef struct ssmb_channel_desc {
     uint32_t role;                      /* ssmb_channel_role, default SSMB_CHANNEL_CLIENT */
@@ -1097,7 +1113,9 @@ typedef struct ssmb_channel_desc {
     const char *session_type;           /* agent role: SessionType of its HandshakeRequest;
                                            default NULL: no handshake, output starts at once (§5.1) */
     const char *session_properties;     /* agent role: Properties JSON (default null); copied */
-    const char *kms_key_id;             /* agent role: also request KMSEncryption (default none) */
+    const char *kms_key_id;             /* agent role: also request KMSEncryption (default none; needs
+                                           ssmb_kms_supported()); with an agent_version of 3.3.808.0 or
+                                           later the request carries a random Challenge (§6.6) */
     const char *customer_message;       /* agent role: HandshakeComplete's CustomerMessage (default "") */
     uint32_t payload_size;              /* outgoing data is cut into payloads of this many bytes,
                                            default 1024 (§3.6), at most SSMB_CHANNEL_MAX_PAYLOAD */
@@ -1106,7 +1124,8 @@ typedef struct ssmb_channel_desc {
     uint32_t send_buffer_messages;      /* default 32 */
     uint32_t reorder_buffer_bytes;      /* payloads that arrived ahead of order, default 8192 */
     uint32_t reorder_buffer_messages;   /* default 16 */
-    uint32_t max_frame;                 /* longer incoming frames are dropped, default 16384 + 120 */
+    uint32_t max_frame;                 /* longer incoming frames are dropped, default 16384 + 120 + 28
+                                           (an encrypted payload is SSMB_KMS_OVERHEAD longer, §6.3) */
     uint32_t max_resend_attempts;       /* then the channel gives up, default 3000 (§3.5) */
     uint32_t digest_check;              /* ssmb_digest_check, default SSMB_DIGEST_CHECK_DEFAULT */
 } ssmb_channel_desc;
@@ -1121,6 +1140,17 @@ typedef enum ssmb_channel_event_type {
     SSMB_CHANNEL_EVENT_RESUMED = 6,     /* start_publication: sending goes on */
     SSMB_CHANNEL_EVENT_CLOSED = 7,      /* the channel is over (the last event) */
     SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE = 8, /* agent role: the client answered the handshake */
+    SSMB_CHANNEL_EVENT_KMS_REQUEST = 9, /* client role: call KMS GenerateDataKey (§6.2) with KeyId
+                                           kms_key_id, NumberOfBytes 64, EncryptionContext
+                                           aws:ssm:SessionId, aws:ssm:TargetId and, when kms_challenge
+                                           is not empty, aws:ssm:RandomChallenge = kms_challenge (§6.6);
+                                           then ssmb_channel_kms_key or ssmb_channel_kms_failed. The
+                                           HandshakeResponse waits for it (the client has no handshake
+                                           timeout, §5.5; the agent gives up after 15 s) */
+    SSMB_CHANNEL_EVENT_KMS_DECRYPT = 10, /* agent role: call KMS Decrypt for the CiphertextBlob in
+                                           data/len (valid until you answer) with the same context
+                                           (aws:ssm:RandomChallenge = kms_challenge when not empty);
+                                           then ssmb_channel_kms_key or ssmb_channel_kms_failed */
     SSMB__CHANNEL_EVENT_FORCE_32 = 0x7fffffff
 } ssmb_channel_event_type;
 
@@ -1146,6 +1176,9 @@ typedef struct ssmb_channel_event {
     ssmb_str client_version;            /* HANDSHAKE_RESPONSE: the client's */
     ssmb_str message;                   /* READY: CustomerMessage; CLOSED: the reason; HANDSHAKE_RESPONSE:
                                            the first action error */
+    ssmb_str kms_key_id;                /* KMS_REQUEST, KMS_DECRYPT: the KMSKeyId of the handshake */
+    ssmb_str kms_challenge;             /* KMS_REQUEST, KMS_DECRYPT: the §6.6 Challenge text for the
+                                           encryption context, or empty (leave the entry out) */
 } ssmb_channel_event;
 
 /* Counters since create. "Frames" are whole ClientMessages. */
@@ -1216,7 +1249,8 @@ SSMB_API ssmb_result ssmb_channel_frame_sent(ssmb_channel *ch, uint64_t now_ms);
 SSMB_API ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_type, const void *data, size_t len,
                                        size_t *accepted);
 /* The most payload bytes (up to payload_size) one message could take now:
-   a send of at most this much is taken whole. 0 while send says AGAIN. */
+   a send of at most this much is taken whole (the 28 bytes encryption adds
+   are counted, §6.3). 0 while send says AGAIN. */
 SSMB_API size_t ssmb_channel_send_space(const ssmb_channel *ch);
 /* A Size message {"cols":N,"rows":M} (§7.2); SSMB_AGAIN as for send. */
 SSMB_API ssmb_result ssmb_channel_send_size(ssmb_channel *ch, uint32_t cols, uint32_t rows);
@@ -1242,6 +1276,30 @@ SSMB_API void ssmb_channel_get_metrics(const ssmb_channel *ch, ssmb_channel_metr
 SSMB_API ssmb_result ssmb_channel_last_error(const ssmb_channel *ch);
 /* 1 once READY was queued (data may be sent). */
 SSMB_API int ssmb_channel_is_ready(const ssmb_channel *ch);
+
+/* The answer to KMS_REQUEST (client) or KMS_DECRYPT (agent): the 64-byte
+   Plaintext data key (n must be SSMB_KMS_DATA_KEY_SIZE) and the
+   CiphertextBlob (1..SSMB_CHANNEL_KMS_BLOB_MAX bytes; the agent's must be
+   the one of its event). The channel copies the two 32-byte keys into its
+   own memory (wiped by destroy); wipe your copy. Client: queues the
+   HandshakeResponse with {"KMSCipherTextKey":...,"KMSCipherTextHash":null}
+   (and "ChallengeAcknowledgement":true when kms_challenge was given, §6.6)
+   and encrypts from now on. Agent: sends the EncChallengeRequest (§6.5)
+   and waits 15 s for the answer; HandshakeComplete follows a correct one.
+   SSMB_ERR_INVALID_STATE when no such event is waiting; SSMB_ERR_INVALID_ARG
+   for a wrong size or blob; SSMB_ERR_LIMIT for a blob that is too long;
+   SSMB_AGAIN when there is no room to send (drain frames, call again).
+   Allocates nothing (mbedTLS: see the kms section). */
+SSMB_API ssmb_result ssmb_channel_kms_key(ssmb_channel *ch, const uint8_t *plaintext, size_t n,
+                                          const uint8_t *ciphertext_blob, size_t blob_len, uint64_t now_ms);
+/* The KMS call failed (error: a short text for the peer and the log, NULL
+   allowed). Client: the HandshakeResponse says KMSEncryption Failed with
+   "Failed to process action KMSEncryption: <error>" (§5.3) and the agent
+   ends the session. Agent: the channel closes (SSMB_ERR_AUTH). Same state
+   rules and SSMB_AGAIN as ssmb_channel_kms_key. */
+SSMB_API ssmb_result ssmb_channel_kms_failed(ssmb_channel *ch, const char *error, uint64_t now_ms);
+/* 1 once the session keys are in use (payloads of §6.4 are encrypted). */
+SSMB_API int ssmb_channel_encrypted(const ssmb_channel *ch);
 
 /* The retransmission timeout estimator (§3.5, RFC 6298 with the reference
    constants), in integer nanoseconds: RTTVAR from the old RTT, then RTT,
@@ -6495,21 +6553,31 @@ SSMB_APIDEF ssmb_result ssmb_exit_code_parse(const void *payload, size_t len, in
    store (payloads that arrived ahead of order) and the ack queue. */
 
 /* Payload room a handshake message may use: a HandshakeResponse of
-   SSMB__CHAN_MAX_ACTIONS actions with names and errors cut to size and
-   nothing to escape stays well under it. */
-#define SSMB__CHAN_CONTROL_MAX 2048u
+   SSMB__CHAN_MAX_ACTIONS actions with names and errors cut to size,
+   nothing to escape and a KMS ActionResult of the longest blob taken
+   (about 1.5 KB) stays well under it. */
+#define SSMB__CHAN_CONTROL_MAX 3072u
 #define SSMB__CHAN_ACK_FRAME_MAX 384u       /* an acknowledge frame: 120 + about 200 bytes of JSON */
 #define SSMB__CHAN_EVENTS 8u                /* events waiting for ssmb_channel_poll */
 #define SSMB__CHAN_RANDOM_POOL 256u         /* random bytes drawn at once for MessageIds */
 #define SSMB__CHAN_REORDER_WINDOW 4096      /* messages further ahead than this are not kept */
 #define SSMB__CHAN_MAX_ACTIONS 4u           /* handshake actions answered (agents send 1 or 2) */
 #define SSMB__CHAN_ERROR_MAX 160u           /* one action's error text */
-#define SSMB__CHAN_HANDSHAKE_MS 15000u      /* agent: wait for the HandshakeResponse (§5.5) */
+#define SSMB__CHAN_HANDSHAKE_MS 15000u      /* agent: wait for the HandshakeResponse, and with KMS
+                                               for the EncChallengeResponse (§5.5) */
+#define SSMB__CHAN_KMS_ID_MAX 511u          /* longest KMSKeyId kept (an alias ARN is about 310) */
+#define SSMB__CHAN_KMS_CHALLENGE_MAX 127u   /* longest §6.6 Challenge text kept (agents send 24) */
+#define SSMB__CHAN_KMS_RESULT_MAX 1500u     /* the KMSEncryption ActionResult with the longest blob */
 #define SSMB__CHAN_MAX_QUEUE 65536u         /* most messages a buffer may be sized for */
 #define SSMB__CHAN_MAX_SAMPLE_NS ((int64_t)3600 * 1000000000) /* RTT samples are capped at an hour */
 
 /* Send ring entry states. Unsent entries are always a suffix of the ring. */
 enum { SSMB__CHAN_UNSENT = 0, SSMB__CHAN_INFLIGHT = 1, SSMB__CHAN_RESEND = 2, SSMB__CHAN_ACKED = 3 };
+/* KMS (§6): nothing asked or refused; an event waits for the host's KMS
+   call; agent: the EncChallengeRequest is out; the keys are in use. */
+enum { SSMB__CHAN_KMS_NONE = 0, SSMB__CHAN_KMS_WAIT_KEY = 1, SSMB__CHAN_KMS_CHALLENGE = 2, SSMB__CHAN_KMS_ON = 3 };
+/* What an event's data points into (ev_borrowed). */
+enum { SSMB__CHAN_EV_OWN = 0, SSMB__CHAN_EV_FRAME = 1, SSMB__CHAN_EV_PLAIN = 2 };
 enum { SSMB__CHAN_IDLE = 0, SSMB__CHAN_OPEN = 1, SSMB__CHAN_OVER = 2 };
 /* What ssmb_channel_next_frame handed out last. */
 enum { SSMB__CHAN_CUR_NONE = 0, SSMB__CHAN_CUR_ACK = 1, SSMB__CHAN_CUR_ENTRY = 2 };
@@ -6536,16 +6604,25 @@ typedef struct ssmb__chan_slot {
     uint32_t payload_type;
 } ssmb__chan_slot;
 
+/* The answers to one HandshakeRequest, in the request's order. */
+typedef struct ssmb__chan_answer {
+    ssmb_processed_action actions[SSMB__CHAN_MAX_ACTIONS];
+    char names[SSMB__CHAN_MAX_ACTIONS][SSMB_CHANNEL_VERSION_MAX + 1];
+    char errors[SSMB__CHAN_MAX_ACTIONS][SSMB__CHAN_ERROR_MAX];
+    size_t count;
+} ssmb__chan_answer;
+
 /* The desc with its defaults filled in. */
 typedef struct ssmb__chan_cfg {
     uint32_t role, payload_size, max_frame, max_attempts, check_digest;
     uint32_t send_msgs, reorder_msgs, ack_cap;
-    size_t send_bytes, reorder_bytes;
+    uint32_t kms;                       /* 1: this channel may encrypt (a KMS key may come) */
+    size_t send_bytes, reorder_bytes, plain_bytes;
 } ssmb__chan_cfg;
 
 /* Where the parts sit inside the one allocation. */
 typedef struct ssmb__chan_layout {
-    size_t send_bytes, send, reorder, slots, acks, total;
+    size_t send_bytes, send, reorder, slots, acks, plain, total;
 } ssmb__chan_layout;
 
 struct ssmb_channel {
@@ -6594,9 +6671,12 @@ struct ssmb_channel {
     uint8_t ack_frame[SSMB__CHAN_ACK_FRAME_MAX];
 
     ssmb_channel_event events[SSMB__CHAN_EVENTS];
-    uint8_t ev_borrowed[SSMB__CHAN_EVENTS];  /* 1: its data points into the caller's frame */
+    uint8_t ev_borrowed[SSMB__CHAN_EVENTS];  /* SSMB__CHAN_EV_*: where its data points */
     uint32_t ev_front, ev_count, borrowed;
+    uint32_t plain_held;                /* events whose data sits in plain (at most one) */
     int on_wire;                        /* handling a payload that sits in the caller's frame */
+    int in_plain;                       /* handling a payload decrypted into plain */
+    uint64_t hs_deadline;               /* agent: when waiting for the client ends (§5.5), or none */
 
     ssmb_rto rto;
     ssmb_channel_metrics m;
@@ -6608,9 +6688,23 @@ struct ssmb_channel {
     char agent_version[SSMB_CHANNEL_VERSION_MAX + 1];
     char session_type[SSMB_CHANNEL_VERSION_MAX + 1];
     char properties[SSMB_CHANNEL_PROPERTIES_MAX + 1];
-    char kms_key_id[256];
+    char kms_key_id[SSMB__CHAN_KMS_ID_MAX + 1];
     char message[SSMB_CHANNEL_TEXT_MAX + 1];    /* CustomerMessage */
     char reason[SSMB_CHANNEL_TEXT_MAX + 1];     /* why the channel ended */
+
+    /* KMS session encryption (§6). The keys are plain data in this block,
+       wiped with it by destroy. */
+    uint32_t kms_state;                 /* SSMB__CHAN_KMS_* */
+    ssmb_kms_keys kms;
+    ssmb_kms_nonce_counter nonces;      /* agent: its nonce counter (§6.3) */
+    char kms_challenge[SSMB__CHAN_KMS_CHALLENGE_MAX + 1];  /* the §6.6 Challenge text */
+    ssmb__chan_answer answer;           /* client: the HandshakeResponse waiting for the key */
+    size_t kms_action;                  /* client: the KMSEncryption entry in answer */
+    char kms_result[SSMB__CHAN_KMS_RESULT_MAX];            /* client: its ActionResult text */
+    uint8_t kms_blob[SSMB_CHANNEL_KMS_BLOB_MAX];           /* agent: the client's CiphertextBlob */
+    size_t kms_blob_len;
+    uint8_t kms_secret[SSMB_KMS_CHALLENGE_SIZE];           /* agent: the challenge bytes (§6.5) */
+    uint8_t *plain;                     /* decrypted incoming payloads: plain_bytes */
 };
 
 static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq);
@@ -6682,14 +6776,24 @@ static void ssmb__chan_copy_c(char *dst, size_t cap, const char *s) {
 
 /* ---- randomness and time ---- */
 
-/* A fresh version-4 MessageId from the pool; 0 when the source failed. */
-static int ssmb__chan_uuid(ssmb_channel *ch, ssmb_uuid *out) {
-    if (ch->pool_used + 16 > SSMB__CHAN_RANDOM_POOL) {
+/* n (at most 16) fresh bytes from the pool; 0 when the source failed.
+   The bytes are used once and wiped from the pool. */
+static int ssmb__chan_draw(ssmb_channel *ch, uint8_t *out, size_t n) {
+    if (ch->pool_used + n > SSMB__CHAN_RANDOM_POOL) {
         if (ch->random_fn(ch->pool, sizeof ch->pool, ch->random_user_data) != SSMB_OK) return 0;
         ch->pool_used = 0;
     }
-    ssmb_uuid_v4(ch->pool + ch->pool_used, out);
-    ch->pool_used += 16;
+    memcpy(out, ch->pool + ch->pool_used, n);
+    ssmb__wipe(ch->pool + ch->pool_used, n);
+    ch->pool_used += n;
+    return 1;
+}
+
+/* A fresh version-4 MessageId from the pool; 0 when the source failed. */
+static int ssmb__chan_uuid(ssmb_channel *ch, ssmb_uuid *out) {
+    uint8_t b[16];
+    if (!ssmb__chan_draw(ch, b, sizeof b)) return 0;
+    ssmb_uuid_v4(b, out);
     return 1;
 }
 
@@ -6708,16 +6812,21 @@ static ssmb_channel_event *ssmb__chan_push(ssmb_channel *ch, uint32_t type) {
     ssmb_channel_event *ev;
     uint32_t limit = type == SSMB_CHANNEL_EVENT_CLOSED ? SSMB__CHAN_EVENTS : SSMB__CHAN_EVENTS - 1;
     uint32_t at = (ch->ev_front + ch->ev_count) % SSMB__CHAN_EVENTS;
-    int borrows = ch->on_wire && (type == SSMB_CHANNEL_EVENT_DATA || type == SSMB_CHANNEL_EVENT_EXIT_CODE);
+    int payload = type == SSMB_CHANNEL_EVENT_DATA || type == SSMB_CHANNEL_EVENT_EXIT_CODE;
+    uint8_t where = !payload ? SSMB__CHAN_EV_OWN
+                    : ch->in_plain ? SSMB__CHAN_EV_PLAIN
+                    : ch->on_wire ? SSMB__CHAN_EV_FRAME
+                                  : SSMB__CHAN_EV_OWN;
     if (ch->ev_count >= limit) return NULL;
     ch->ev_count++;
-    ch->ev_borrowed[at] = (uint8_t)borrows;
-    ch->borrowed += (uint32_t)borrows;
+    ch->ev_borrowed[at] = where;
+    ch->borrowed += where == SSMB__CHAN_EV_FRAME;
+    ch->plain_held += where == SSMB__CHAN_EV_PLAIN;
     ev = &ch->events[at];
     memset(ev, 0, sizeof *ev);
     ev->type = type;
     ev->session_type = ev->properties = ev->agent_version = ssmb__str_empty();
-    ev->client_version = ev->message = ssmb__str_empty();
+    ev->client_version = ev->message = ev->kms_key_id = ev->kms_challenge = ssmb__str_empty();
     return ev;
 }
 
@@ -6841,13 +6950,38 @@ static ssmb_result ssmb__chan_seal(ssmb_channel *ch, uint8_t *dst, uint32_t off,
     return SSMB_OK;
 }
 
-/* Queues one stream message (n > 0). SSMB_AGAIN when it does not fit. */
+/* 1 when this side seals payloads of this type now (§6.4). */
+static int ssmb__chan_encrypts(const ssmb_channel *ch, uint32_t payload_type) {
+    return ch->kms.ready == 1 && ssmb_kms_encrypts(ch->cfg.role, payload_type);
+}
+
+/* A nonce for one sealed payload (§6.3): the client draws 12 random
+   bytes, the agent takes its counter's next value. */
+static int ssmb__chan_nonce(ssmb_channel *ch, uint8_t nonce[12]) {
+    if (ch->cfg.role == SSMB_CHANNEL_CLIENT) return ssmb__chan_draw(ch, nonce, 12);
+    ssmb_kms_nonce_next(&ch->nonces, nonce);
+    return 1;
+}
+
+/* Queues one stream message (n > 0). SSMB_AGAIN when it does not fit.
+   With encryption on, the payload becomes nonce || ciphertext || tag,
+   sealed in place in the ring (§6.3: 28 bytes more). */
 static ssmb_result ssmb__chan_enqueue(ssmb_channel *ch, uint32_t payload_type, const void *payload, size_t n) {
     uint32_t off = 0;
-    uint8_t *dst = ssmb__chan_reserve(ch, SSMB_MSG_HEADER_SIZE + n, &off);
+    int enc = ssmb__chan_encrypts(ch, payload_type);
+    size_t wire = n + (enc ? SSMB_KMS_OVERHEAD : 0), got = 0;
+    uint8_t *dst = ssmb__chan_reserve(ch, SSMB_MSG_HEADER_SIZE + wire, &off), nonce[12];
+    ssmb_result r;
     if (!dst) return SSMB_AGAIN;
-    memcpy(dst + SSMB_MSG_HEADER_SIZE, payload, n);
-    return ssmb__chan_seal(ch, dst, off, payload_type, n);
+    if (!enc) {
+        memcpy(dst + SSMB_MSG_HEADER_SIZE, payload, n);
+        return ssmb__chan_seal(ch, dst, off, payload_type, n);
+    }
+    if (!ssmb__chan_nonce(ch, nonce)) return SSMB_ERR_NO_RANDOM;
+    memcpy(dst + SSMB_MSG_HEADER_SIZE + SSMB_KMS_NONCE_SIZE, payload, n);
+    r = ssmb_kms_encrypt_payload(&ch->kms, dst + SSMB_MSG_HEADER_SIZE + SSMB_KMS_NONCE_SIZE, n, nonce,
+                                 dst + SSMB_MSG_HEADER_SIZE, wire, &got);
+    return r == SSMB_OK ? ssmb__chan_seal(ch, dst, off, payload_type, got) : r;
 }
 
 /* Acknowledged entries leave from the front, except the one handed out
@@ -6975,9 +7109,12 @@ static void ssmb__chan_give_up(ssmb_channel *ch) {
    resent while paused (§8.1, as the agent does). */
 static void ssmb__chan_timers(ssmb_channel *ch) {
     uint32_t i;
-    if (ch->handshake_asked && !ch->ready &&
-        ssmb__chan_since(ch, ch->handshake_start) >= SSMB__CHAN_HANDSHAKE_MS) {
-        ssmb__chan_close(ch, SSMB_ERR_TIMEOUT, "no HandshakeResponse within 15 s (PROTOCOL.md 5.5)", 0);
+    if (!ch->ready && ch->hs_deadline != SSMB_NO_DEADLINE && ch->now >= ch->hs_deadline) {
+        ssmb__chan_close(ch, SSMB_ERR_TIMEOUT,
+                         ch->kms_state == SSMB__CHAN_KMS_CHALLENGE
+                             ? "no EncChallengeResponse within 15 s (PROTOCOL.md 5.5)"
+                             : "no HandshakeResponse within 15 s (PROTOCOL.md 5.5)",
+                         0);
         return;
     }
     if (ch->paused) return;
@@ -7033,14 +7170,6 @@ static void ssmb__chan_entry_sent(ssmb_channel *ch, ssmb__chan_entry *e) {
 
 /* ---- the handshake, client side (§5.2, §5.3, §5.4) ---- */
 
-/* The answers to one HandshakeRequest, in the request's order. */
-typedef struct ssmb__chan_answer {
-    ssmb_processed_action actions[SSMB__CHAN_MAX_ACTIONS];
-    char names[SSMB__CHAN_MAX_ACTIONS][SSMB_CHANNEL_VERSION_MAX + 1];
-    char errors[SSMB__CHAN_MAX_ACTIONS][SSMB__CHAN_ERROR_MAX];
-    size_t count;
-} ssmb__chan_answer;
-
 static int ssmb__chan_known_session_type(ssmb_str t) {
     return ssmb_str_eq(t, "Standard_Stream") || ssmb_str_eq(t, "InteractiveCommands") ||
            ssmb_str_eq(t, "NonInteractiveCommands") || ssmb_str_eq(t, "Port");
@@ -7068,19 +7197,28 @@ static void ssmb__chan_session_action(ssmb_channel *ch, const ssmb_handshake_req
     a->status = SSMB_ACTION_SUCCESS;
 }
 
-/* KMSEncryption (§5.3, §6): the place where a data key would be generated
-   with KMS, ActionResult set to {"KMSCipherTextKey":..., "KMSCipherTextHash":
-   null} and encryption switched on after the response is queued. This
-   build has no KMS client, so the action fails and the agent ends the
+/* KMSEncryption (§5.3, §6.2): the data key comes from the host's KMS
+   GenerateDataKey, so the answer stays open (status 0) and the response
+   waits for ssmb_channel_kms_key or ssmb_channel_kms_failed. Without
+   AES-GCM in this build the action fails at once and the agent ends the
    session. */
 static void ssmb__chan_kms_action(ssmb_channel *ch, const ssmb_handshake_request *req, ssmb_processed_action *a,
-                                  char *err) {
-    (void)ch;
-    (void)req;
+                                  char *err, size_t k) {
+    const char *why = NULL;
     a->status = SSMB_ACTION_FAILED;
-    ssmb__chan_join(err, SSMB__CHAN_ERROR_MAX,
-                    "Failed to process action KMSEncryption: KMS session encryption is not supported by this build",
-                    ssmb__str_empty());
+    if (!ch->cfg.kms) why = "KMS session encryption is not supported by this build";
+    else if (req->kms_key_id.len == 0 || req->kms_key_id.len > SSMB__CHAN_KMS_ID_MAX)
+        why = "KMSKeyId empty or too long";
+    else if (req->kms_challenge.len > SSMB__CHAN_KMS_CHALLENGE_MAX) why = "Challenge too long";
+    if (why) {
+        ssmb__chan_join(err, SSMB__CHAN_ERROR_MAX, "Failed to process action KMSEncryption: ", ssmb_str_c(why));
+        return;
+    }
+    ssmb__chan_copy_json(ch->kms_key_id, sizeof ch->kms_key_id, req->kms_key_id);
+    ssmb__chan_copy_json(ch->kms_challenge, sizeof ch->kms_challenge, req->kms_challenge);
+    a->status = 0; /* decided by the host's KMS call */
+    ch->kms_state = SSMB__CHAN_KMS_WAIT_KEY;
+    ch->kms_action = k;
 }
 
 /* One ProcessedClientAction. Unknown actions say Unsupported (3); the
@@ -7095,7 +7233,7 @@ static void ssmb__chan_one_action(ssmb_channel *ch, const ssmb_handshake_request
     if (ssmb_str_eq(type, "SessionType")) {
         ssmb__chan_session_action(ch, req, a, ans->errors[k]);
     } else if (ssmb_str_eq(type, "KMSEncryption")) {
-        ssmb__chan_kms_action(ch, req, a, ans->errors[k]);
+        ssmb__chan_kms_action(ch, req, a, ans->errors[k], k);
     } else {
         a->status = SSMB_ACTION_UNSUPPORTED;
         ssmb__chan_join(ans->errors[k], SSMB__CHAN_ERROR_MAX, "Unsupported action type ", type);
@@ -7148,20 +7286,71 @@ static void ssmb__chan_send_response(ssmb_channel *ch, const ssmb__chan_answer *
     ssmb__chan_fail(ch, r);
 }
 
-/* Records AgentVersion and the session type, answers every action. */
+/* The host must call KMS before the response can go (§6.2). */
+static void ssmb__chan_ask_kms(ssmb_channel *ch) {
+    ssmb_channel_event *ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_KMS_REQUEST);
+    if (!ev) return; /* cannot happen: a message is handled only with room for its events */
+    ev->kms_key_id = ssmb_str_c(ch->kms_key_id);
+    ev->kms_challenge = ssmb_str_c(ch->kms_challenge);
+    ev->agent_version = ssmb_str_c(ch->agent_version);
+    SSMB__CHAN_LOG(ch, SSMB_LOG_INFO, SSMB_LOGITEM_CHANNEL_HANDSHAKE, "KMSEncryption asked: waiting for the data key");
+}
+
+/* Records AgentVersion and the session type, answers every action. The
+   answer is kept in the channel: with KMSEncryption it waits for the key.
+   A further HandshakeRequest while KMS is asked for or on is ignored (the
+   keys are the session's). */
 static void ssmb__chan_on_handshake_request(ssmb_channel *ch, const uint8_t *p, size_t n) {
     ssmb_handshake_request req;
-    ssmb__chan_answer ans;
     if (ssmb_handshake_request_parse(p, n, &req) != SSMB_OK) {
         ch->m.bad_payloads++;
         SSMB__CHAN_LOG(ch, SSMB_LOG_WARN, SSMB_LOGITEM_CHANNEL_HANDSHAKE, "HandshakeRequest unreadable");
         return;
     }
+    if (ch->kms_state != SSMB__CHAN_KMS_NONE) {
+        ch->m.ignored++;
+        return;
+    }
     if (!ch->handshake_seen) ch->handshake_start = ch->now;
     ch->handshake_seen = 1;
     ssmb__chan_copy_json(ch->agent_version, sizeof ch->agent_version, req.agent_version);
-    ssmb__chan_process_actions(ch, p, n, &req, &ans);
-    ssmb__chan_send_response(ch, &ans);
+    ssmb__chan_process_actions(ch, p, n, &req, &ch->answer);
+    if (ch->kms_state == SSMB__CHAN_KMS_WAIT_KEY) ssmb__chan_ask_kms(ch);
+    else ssmb__chan_send_response(ch, &ch->answer);
+}
+
+/* §6.5, client: decrypt the agent's challenge with the first-half key,
+   seal it again with the second-half key and a fresh nonce. A challenge
+   that does not open means the two sides hold different keys: the session
+   cannot work, so the channel ends (and the service side is told to end
+   it too). */
+static void ssmb__chan_on_challenge_request(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    uint32_t off = 0;
+    size_t len = 0;
+    uint8_t nonce[12], *dst;
+    ssmb_result r;
+    if (ch->kms_state != SSMB__CHAN_KMS_ON) {
+        ch->m.ignored++; /* KMS was refused or not asked for */
+        return;
+    }
+    dst = ssmb__chan_reserve_control(ch, &off);
+    if (!dst) return;
+    if (!ssmb__chan_draw(ch, nonce, sizeof nonce)) {
+        ssmb__chan_fail(ch, SSMB_ERR_NO_RANDOM);
+        return;
+    }
+    r = ssmb_kms_challenge_answer(&ch->kms, p, n, nonce, (char *)dst + SSMB_MSG_HEADER_SIZE, SSMB__CHAN_CONTROL_MAX,
+                                  &len);
+    if (r == SSMB_OK) {
+        ssmb__chan_fail(ch, ssmb__chan_seal(ch, dst, off, SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE, len));
+        return;
+    }
+    ssmb__wipe(dst, SSMB_MSG_HEADER_SIZE + SSMB__CHAN_CONTROL_MAX);
+    ssmb__chan_close(ch, r == SSMB_ERR_AUTH ? SSMB_ERR_AUTH : SSMB_ERR_SSM_PROTOCOL,
+                     r == SSMB_ERR_AUTH ? "EncChallengeRequest does not decrypt with the KMS data key: the agent "
+                                          "holds another key (PROTOCOL.md 6.5)"
+                                        : "EncChallengeRequest unreadable (PROTOCOL.md 6.5)",
+                     1);
 }
 
 /* §5.4: the session starts; without an accepted SessionType the reference
@@ -7186,6 +7375,22 @@ static void ssmb__chan_on_handshake_complete(ssmb_channel *ch, const uint8_t *p,
 }
 
 /* ---- the handshake, agent side ---- */
+
+/* 1 when version a is b or later (same number of parts, §7.6). */
+static int ssmb__chan_version_ge(const char *a, const char *b) {
+    return ssmb_version_gt(a, b) || strcmp(a, b) == 0;
+}
+
+/* §6.6: agents from 3.3.808.0 send a Challenge with KMSEncryption, the
+   standard base64 of 16 random bytes; older ones none. 0: no random. */
+static int ssmb__chan_make_challenge(ssmb_channel *ch) {
+    uint8_t b[16];
+    ch->kms_challenge[0] = '\0';
+    if (!ssmb__chan_version_ge(ch->agent_version, "3.3.808.0")) return 1;
+    if (ch->random_fn(b, sizeof b, ch->random_user_data) != SSMB_OK) return 0;
+    (void)ssmb_base64_encode(b, sizeof b, ch->kms_challenge, sizeof ch->kms_challenge, NULL);
+    return 1;
+}
 
 /* HandshakeRequest (§5.2): SessionType first, then KMSEncryption. */
 static ssmb_result ssmb__chan_send_request(ssmb_channel *ch) {
@@ -7216,6 +7421,7 @@ static ssmb_result ssmb__chan_send_request(ssmb_channel *ch) {
         ssmb__jw_key(&w, "ActionParameters");
         ssmb_json_writer_begin_object(&w);
         ssmb__jw_member_str(&w, "KMSKeyId", ssmb_str_c(ch->kms_key_id));
+        if (ch->kms_challenge[0]) ssmb__jw_member_str(&w, "Challenge", ssmb_str_c(ch->kms_challenge));
         ssmb_json_writer_end_object(&w);
         ssmb_json_writer_end_object(&w);
     }
@@ -7243,13 +7449,36 @@ static ssmb_result ssmb__chan_send_complete(ssmb_channel *ch) {
     return r == SSMB_OK ? ssmb__chan_seal(ch, dst, off, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, n) : r;
 }
 
+/* A successful KMSEncryption action (§5.3): its ActionResult carries the
+   CiphertextBlob, and maybe ChallengeAcknowledgement (§6.6). Kept for the
+   KMS_DECRYPT event. */
+static ssmb_result ssmb__chan_take_blob(ssmb_channel *ch, const ssmb_json *doc, int32_t a) {
+    ssmb_str raw = ssmb_json_raw(doc, ssmb_json_find(doc, a, "ActionResult"));
+    int acked = 0;
+    ssmb_result r = ssmb_kms_action_result_parse(raw.ptr, raw.len, ch->kms_blob, sizeof ch->kms_blob,
+                                                 &ch->kms_blob_len, &acked);
+    if (r == SSMB_OK && ch->kms_blob_len == 0) r = SSMB_ERR_JSON;
+    if (r != SSMB_OK) {
+        ch->kms_blob_len = 0;
+        ssmb__chan_copy_c(ch->reason, sizeof ch->reason,
+                          "KMSEncryption ActionResult without a usable KMSCipherTextKey");
+        return SSMB_ERR_SSM_PROTOCOL;
+    }
+    if (!acked) ch->kms_challenge[0] = '\0'; /* Decrypt without aws:ssm:RandomChallenge (§6.6) */
+    return SSMB_OK;
+}
+
 /* One ProcessedClientAction as the agent checks it: status 1 or failure. */
 static ssmb_result ssmb__chan_check_action(ssmb_channel *ch, const ssmb_json *doc, int32_t a, int *first) {
     uint32_t status = 0;
-    ssmb_str err;
+    ssmb_str err, type;
     if (ssmb_json_kind(doc, a) != SSMB_JSON_OBJECT ||
         ssmb_json_get_u32(doc, ssmb_json_find(doc, a, "ActionStatus"), &status) != SSMB_OK)
         return SSMB_ERR_JSON;
+    if (status == SSMB_ACTION_SUCCESS && ch->kms_key_id[0] &&
+        ssmb_json_get_str(doc, ssmb_json_find(doc, a, "ActionType"), &type) == SSMB_OK &&
+        ssmb_str_eq(type, "KMSEncryption"))
+        return ssmb__chan_take_blob(ch, doc, a);
     if (status == SSMB_ACTION_SUCCESS) return SSMB_OK;
     if (*first && ssmb__json_opt_str(doc, a, "Error", &err) == SSMB_OK) {
         ssmb__chan_copy_json(ch->reason, sizeof ch->reason, err);
@@ -7277,6 +7506,10 @@ static ssmb_result ssmb__chan_read_response(ssmb_channel *ch, const uint8_t *p, 
         if (r == SSMB_ERR_JSON) return r;
         if (r != SSMB_OK) worst = r;
     }
+    if (worst == SSMB_OK && ch->kms_key_id[0] && ch->kms_blob_len == 0) {
+        ssmb__chan_copy_c(ch->reason, sizeof ch->reason, "the client did not answer KMSEncryption");
+        worst = SSMB_ERR_SSM_PROTOCOL;
+    }
     return worst;
 }
 
@@ -7285,7 +7518,7 @@ static ssmb_result ssmb__chan_read_response(ssmb_channel *ch, const uint8_t *p, 
 static void ssmb__chan_on_handshake_response(ssmb_channel *ch, const uint8_t *p, size_t n) {
     ssmb_channel_event *ev;
     ssmb_result r;
-    if (!ch->handshake_asked || ch->ready) {
+    if (!ch->handshake_asked || ch->ready || ch->kms_state != SSMB__CHAN_KMS_NONE) {
         ch->m.ignored++;
         return;
     }
@@ -7303,6 +7536,45 @@ static void ssmb__chan_on_handshake_response(ssmb_channel *ch, const uint8_t *p,
         ssmb__chan_close(ch, SSMB_ERR_SSM_PROTOCOL, ch->reason[0] ? ch->reason : "handshake refused", 0);
         return;
     }
+    ch->hs_deadline = SSMB_NO_DEADLINE;
+    if (ch->kms_key_id[0]) { /* §6: the host decrypts the blob with KMS first */
+        ch->kms_state = SSMB__CHAN_KMS_WAIT_KEY;
+        ev = ssmb__chan_push(ch, SSMB_CHANNEL_EVENT_KMS_DECRYPT);
+        if (ev) {
+            ev->data = ch->kms_blob;
+            ev->len = ch->kms_blob_len;
+            ev->kms_key_id = ssmb_str_c(ch->kms_key_id);
+            ev->kms_challenge = ssmb_str_c(ch->kms_challenge);
+            ev->client_version = ssmb_str_c(ch->client_version);
+        }
+        return;
+    }
+    r = ssmb__chan_send_complete(ch);
+    if (r != SSMB_OK) ssmb__chan_fail(ch, r);
+    else ssmb__chan_become_ready(ch);
+}
+
+/* §6.5, agent: the client's answer must open with the client-to-agent key
+   to exactly the 64 bytes sent; then HandshakeComplete. */
+static void ssmb__chan_on_challenge_response(ssmb_channel *ch, const uint8_t *p, size_t n) {
+    ssmb_result r;
+    if (ch->kms_state != SSMB__CHAN_KMS_CHALLENGE) {
+        ch->m.discarded++;
+        return;
+    }
+    r = ssmb_kms_challenge_verify(&ch->kms, ch->kms_secret, sizeof ch->kms_secret, p, n);
+    ssmb__wipe(ch->kms_secret, sizeof ch->kms_secret);
+    if (r != SSMB_OK) {
+        ch->kms_state = SSMB__CHAN_KMS_NONE;
+        ssmb__chan_close(ch, SSMB_ERR_AUTH,
+                         r == SSMB_ERR_AUTH ? "EncChallengeResponse does not match the challenge: the client "
+                                              "holds another key (PROTOCOL.md 6.5)"
+                                            : "EncChallengeResponse unreadable (PROTOCOL.md 6.5)",
+                         0);
+        return;
+    }
+    ch->kms_state = SSMB__CHAN_KMS_ON;
+    ch->hs_deadline = SSMB_NO_DEADLINE;
     r = ssmb__chan_send_complete(ch);
     if (r != SSMB_OK) ssmb__chan_fail(ch, r);
     else ssmb__chan_become_ready(ch);
@@ -7347,11 +7619,36 @@ static void ssmb__chan_on_flag(ssmb_channel *ch, const uint8_t *p, size_t n, int
     if (ev->result != SSMB_OK) ch->m.bad_payloads++;
 }
 
+/* §6.4: with the keys in use, the payload types the peer seals are opened
+   into plain (the event then points there). A payload that does not open
+   (cut short, altered, another key) ends the channel: it was acknowledged
+   already, and skipping it would corrupt the stream. 0 then. */
+static int ssmb__chan_open_payload(ssmb_channel *ch, uint32_t type, const uint8_t **p, size_t *n) {
+    size_t got = 0;
+    ssmb_result r;
+    if (ch->kms.ready != 1 || !ssmb_kms_decrypts(ch->cfg.role, type)) return 1;
+    r = ch->plain ? ssmb_kms_decrypt_payload(&ch->kms, *p, *n, ch->plain, ch->cfg.plain_bytes, &got)
+                  : SSMB_ERR_INTERNAL;
+    if (r != SSMB_OK) {
+        ssmb__chan_close(ch, r == SSMB_ERR_NOMEM || r == SSMB_ERR_INTERNAL ? r : SSMB_ERR_AUTH,
+                         "an encrypted payload does not decrypt with the KMS data key (PROTOCOL.md 6.3)",
+                         ch->cfg.role == SSMB_CHANNEL_CLIENT);
+        return 0;
+    }
+    *p = ch->plain;
+    *n = got;
+    ch->in_plain = 1;
+    return 1;
+}
+
 static void ssmb__chan_handle_client(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq) {
+    if ((type == SSMB_PAYLOAD_EXIT_CODE || type == SSMB_PAYLOAD_OUTPUT || type == SSMB_PAYLOAD_STDERR) &&
+        !ssmb__chan_open_payload(ch, type, &p, &n))
+        return;
     switch (type) {
     case SSMB_PAYLOAD_HANDSHAKE_REQUEST: ssmb__chan_on_handshake_request(ch, p, n); break;
     case SSMB_PAYLOAD_HANDSHAKE_COMPLETE: ssmb__chan_on_handshake_complete(ch, p, n); break;
-    case SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST: ch->m.ignored++; break; /* KMS was refused (§6.5) */
+    case SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST: ssmb__chan_on_challenge_request(ch, p, n); break;
     case SSMB_PAYLOAD_EXIT_CODE: ssmb__chan_on_exit_code(ch, p, n, seq); break;
     case SSMB_PAYLOAD_FLAG: ssmb__chan_on_flag(ch, p, n, seq); break;
     default: ssmb__chan_on_data(ch, type, p, n, seq); break;
@@ -7362,9 +7659,10 @@ static void ssmb__chan_handle_client(ssmb_channel *ch, uint32_t type, const uint
    the handshake's own is acknowledged and dropped. */
 static void ssmb__chan_handle_agent(ssmb_channel *ch, uint32_t type, const uint8_t *p, size_t n, int64_t seq) {
     if (type == SSMB_PAYLOAD_HANDSHAKE_RESPONSE) ssmb__chan_on_handshake_response(ch, p, n);
+    else if (type == SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE && !ch->ready) ssmb__chan_on_challenge_response(ch, p, n);
     else if (!ch->ready) ch->m.discarded++;
     else if (type == SSMB_PAYLOAD_FLAG) ssmb__chan_on_flag(ch, p, n, seq);
-    else ssmb__chan_on_data(ch, type, p, n, seq);
+    else if (ssmb__chan_open_payload(ch, type, &p, &n)) ssmb__chan_on_data(ch, type, p, n, seq);
 }
 
 /* Every in-order payload comes here, from the wire or from the reorder
@@ -7374,6 +7672,7 @@ static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p,
     ch->m.data_bytes_in += n;
     if (ch->cfg.role == SSMB_CHANNEL_CLIENT) ssmb__chan_handle_client(ch, type, p, n, seq);
     else ssmb__chan_handle_agent(ch, type, p, n, seq);
+    ch->in_plain = 0;
 }
 
 /* ---- the reorder store ---- */
@@ -7442,8 +7741,9 @@ static void ssmb__chan_drop(ssmb_channel *ch, uint64_t *counter, const char *why
 
 /* Room to acknowledge it, and for the handshake message it will cause. */
 static int ssmb__chan_can_accept(const ssmb_channel *ch, uint32_t type) {
-    int reply = ch->cfg.role == SSMB_CHANNEL_CLIENT ? type == SSMB_PAYLOAD_HANDSHAKE_REQUEST
-                                                    : type == SSMB_PAYLOAD_HANDSHAKE_RESPONSE;
+    int reply = ch->cfg.role == SSMB_CHANNEL_CLIENT
+                    ? type == SSMB_PAYLOAD_HANDSHAKE_REQUEST || type == SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST
+                    : type == SSMB_PAYLOAD_HANDSHAKE_RESPONSE || type == SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE;
     if (ch->ack_count == ch->cfg.ack_cap) return 0;
     return !reply || ssmb__chan_largest_room(ch) >= SSMB_MSG_HEADER_SIZE + SSMB__CHAN_CONTROL_MAX;
 }
@@ -7594,6 +7894,8 @@ static int ssmb__chan_desc_ok(const ssmb_channel_desc *d) {
         !ssmb__chan_ascii_ok(d->agent_version, SSMB_CHANNEL_VERSION_MAX) ||
         !ssmb__chan_ascii_ok(d->session_type, SSMB_CHANNEL_VERSION_MAX) || !ssmb__chan_ascii_ok(d->kms_key_id, 255))
         return 0;
+    /* An agent asking for KMS must be able to encrypt (§6). */
+    if (d->role == SSMB_CHANNEL_AGENT && d->kms_key_id && *d->kms_key_id && !ssmb_kms_supported()) return 0;
     return ssmb__chan_text_ok(d->customer_message, SSMB_CHANNEL_TEXT_MAX) &&
            ssmb__chan_properties_ok(d->session_properties);
 }
@@ -7604,14 +7906,22 @@ static void ssmb__chan_defaults(const ssmb_channel_desc *d, ssmb__chan_cfg *c) {
     size_t least;
     c->role = d->role;
     c->payload_size = ssmb__chan_or(d->payload_size, 1024);
-    c->max_frame = ssmb__chan_or(d->max_frame, 16384 + SSMB_MSG_HEADER_SIZE);
+    c->max_frame = ssmb__chan_or(d->max_frame, 16384 + SSMB_MSG_HEADER_SIZE + SSMB_KMS_OVERHEAD);
     c->max_attempts = ssmb__chan_or(d->max_resend_attempts, 3000);
     c->send_msgs = ssmb__chan_or(d->send_buffer_messages, 32);
     c->reorder_msgs = ssmb__chan_or(d->reorder_buffer_messages, 16);
     c->ack_cap = c->reorder_msgs + 32;
     c->reorder_bytes = ssmb__chan_or(d->reorder_buffer_bytes, 8192);
+    /* The client may be asked for KMS by any agent; the agent asks when
+       configured to. Incoming payloads are opened into a buffer of their
+       largest size, outgoing ones grow by 28 bytes (§6.3). */
+    c->kms = ssmb_kms_supported() &&
+             (d->role == SSMB_CHANNEL_CLIENT || (d->kms_key_id != NULL && d->kms_key_id[0] != '\0'));
+    c->plain_bytes = c->kms && c->max_frame > SSMB_MSG_HEADER_SIZE ? c->max_frame - SSMB_MSG_HEADER_SIZE : 0;
     /* room for one full data frame and for any handshake message */
-    least = SSMB_MSG_HEADER_SIZE + (c->payload_size > SSMB__CHAN_CONTROL_MAX ? c->payload_size : SSMB__CHAN_CONTROL_MAX);
+    least = SSMB_MSG_HEADER_SIZE + (c->payload_size + SSMB_KMS_OVERHEAD > SSMB__CHAN_CONTROL_MAX
+                                        ? c->payload_size + SSMB_KMS_OVERHEAD
+                                        : SSMB__CHAN_CONTROL_MAX);
     c->send_bytes = ssmb__chan_or(d->send_buffer_bytes, 16384);
     if (c->send_bytes < least) c->send_bytes = least;
     c->check_digest = d->digest_check == SSMB_DIGEST_CHECK_ON ||
@@ -7634,7 +7944,7 @@ static int ssmb__chan_measure(const ssmb__chan_cfg *c, ssmb__chan_layout *l) {
         return 0;
     if (!ssmb__chan_part(&at, c->send_bytes, &l->send_bytes) || !ssmb__chan_part(&at, entries, &l->send) ||
         !ssmb__chan_part(&at, c->reorder_bytes, &l->reorder) || !ssmb__chan_part(&at, slots, &l->slots) ||
-        !ssmb__chan_part(&at, acks, &l->acks))
+        !ssmb__chan_part(&at, acks, &l->acks) || !ssmb__chan_part(&at, c->plain_bytes, &l->plain))
         return 0;
     l->total = at;
     return 1;
@@ -7674,6 +7984,8 @@ static void ssmb__chan_init(ssmb_channel *ch, const ssmb_channel_desc *d, const 
     ch->acks = (ssmb__chan_ack *)(void *)(base + l->acks);
     ch->held_slot = -1;
     ch->pool_used = SSMB__CHAN_RANDOM_POOL;
+    ch->hs_deadline = SSMB_NO_DEADLINE;
+    ch->plain = c->plain_bytes ? base + l->plain : NULL;
     ssmb_rto_init(&ch->rto);
     ssmb__chan_strings(ch, d);
 }
@@ -7696,7 +8008,7 @@ SSMB_APIDEF ssmb_result ssmb_channel_create(const ssmb_channel_desc *d, ssmb_cha
     if (!ssmb__chan_desc_ok(d)) {
         ssmb__log(&d->logger, "ssmb.channel", SSMB_LOG_ERROR, SSMB_LOGITEM_DESC_INVALID,
                   "ssmb_channel_desc: role, allocator, payload_size, a buffer size, a version, "
-                  "session_type, session_properties or customer_message invalid",
+                  "session_type, session_properties, customer_message or kms_key_id (needs AES-GCM) invalid",
                   (uint32_t)__LINE__);
         return SSMB_ERR_INVALID_ARG;
     }
@@ -7727,7 +8039,9 @@ static ssmb_result ssmb__chan_start_agent(ssmb_channel *ch) {
     }
     ch->handshake_asked = 1;
     ch->handshake_start = ch->now;
-    r = ssmb__chan_send_request(ch);
+    ch->hs_deadline = ch->now + SSMB__CHAN_HANDSHAKE_MS;
+    if (ch->kms_key_id[0] && !ssmb__chan_make_challenge(ch)) r = SSMB_ERR_NO_RANDOM;
+    else r = ssmb__chan_send_request(ch);
     ssmb__chan_fail(ch, r);
     return r;
 }
@@ -7749,11 +8063,13 @@ SSMB_APIDEF ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms) {
 /* ---- input, events ---- */
 
 /* Poll first when a waiting event still points into the caller's last
-   frame, when a kept payload is next in order, or when one message's
-   events (three at most) might not fit. */
+   frame or into the decryption buffer (one payload at a time), when a
+   kept payload is next in order, or when one message's events (three at
+   most) might not fit. */
 static int ssmb__chan_busy(ssmb_channel *ch) {
     if (ch->ev_count == 0) ssmb__chan_release_held(ch);
-    return ch->borrowed || ch->ev_count > SSMB__CHAN_EVENTS - 4 || ssmb__chan_slot_find(ch, ch->expected) >= 0;
+    return ch->borrowed || ch->plain_held || ch->ev_count > SSMB__CHAN_EVENTS - 4 ||
+           ssmb__chan_slot_find(ch, ch->expected) >= 0;
 }
 
 SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
@@ -7781,7 +8097,8 @@ SSMB_APIDEF ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *
     }
     if (ch->ev_count) {
         *ev = ch->events[ch->ev_front];
-        ch->borrowed -= ch->ev_borrowed[ch->ev_front];
+        ch->borrowed -= ch->ev_borrowed[ch->ev_front] == SSMB__CHAN_EV_FRAME;
+        ch->plain_held -= ch->ev_borrowed[ch->ev_front] == SSMB__CHAN_EV_PLAIN;
         ch->ev_front = (ch->ev_front + 1) % SSMB__CHAN_EVENTS;
         ch->ev_count--;
         return SSMB_OK;
@@ -7869,10 +8186,11 @@ SSMB_APIDEF ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_typ
 }
 
 SSMB_APIDEF size_t ssmb_channel_send_space(const ssmb_channel *ch) {
-    size_t room;
+    size_t room, head = SSMB_MSG_HEADER_SIZE;
     if (!ch || ssmb__chan_can_send(ch) != SSMB_OK) return 0;
+    if (ssmb__chan_encrypts(ch, SSMB_PAYLOAD_OUTPUT)) head += SSMB_KMS_OVERHEAD;
     room = ssmb__chan_largest_room(ch);
-    return room > SSMB_MSG_HEADER_SIZE ? SSMB__MIN(room - SSMB_MSG_HEADER_SIZE, (size_t)ch->cfg.payload_size) : 0;
+    return room > head ? SSMB__MIN(room - head, (size_t)ch->cfg.payload_size) : 0;
 }
 
 /* One small control payload, whole or not at all. */
@@ -7913,7 +8231,7 @@ SSMB_APIDEF uint64_t ssmb_channel_next_deadline(const ssmb_channel *ch) {
     uint64_t best = SSMB_NO_DEADLINE;
     uint32_t i;
     if (!ch || ch->state != SSMB__CHAN_OPEN) return best;
-    if (ch->handshake_asked && !ch->ready) best = ch->handshake_start + SSMB__CHAN_HANDSHAKE_MS;
+    if (!ch->ready) best = ch->hs_deadline;
     if (ch->paused) return best;
     for (i = 0; i < ch->send_sent; i++) {
         const ssmb__chan_entry *e = ssmb__chan_at(ch, i);
@@ -7974,6 +8292,104 @@ SSMB_APIDEF ssmb_result ssmb_channel_last_error(const ssmb_channel *ch) {
 }
 
 SSMB_APIDEF int ssmb_channel_is_ready(const ssmb_channel *ch) { return ch && ch->ready; }
+
+/* ---- KMS: the host's answers (§6.2, §6.5) ---- */
+
+/* SSMB_OK when a KMS event waits for its answer and a handshake message
+   fits in the ring. */
+static ssmb_result ssmb__chan_kms_answerable(ssmb_channel *ch, uint64_t now_ms) {
+    if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    if (ch->kms_state != SSMB__CHAN_KMS_WAIT_KEY) return SSMB_ERR_INVALID_STATE;
+    ch->now = now_ms;
+    return ssmb__chan_largest_room(ch) >= SSMB_MSG_HEADER_SIZE + SSMB__CHAN_CONTROL_MAX ? SSMB_OK : SSMB_AGAIN;
+}
+
+/* Client: the KMSEncryption answer, then the HandshakeResponse (§5.3). */
+static ssmb_result ssmb__chan_client_key(ssmb_channel *ch, const uint8_t *key, const uint8_t *blob, size_t blob_len) {
+    ssmb_processed_action *a = &ch->answer.actions[ch->kms_action];
+    size_t rn = 0;
+    ssmb_result r = ssmb_kms_action_result_build(blob, blob_len, ch->kms_challenge[0] != '\0', ch->kms_result,
+                                                 sizeof ch->kms_result, &rn);
+    if (r == SSMB_OK) r = ssmb_kms_keys_init(&ch->kms, SSMB_CHANNEL_CLIENT, key, SSMB_KMS_DATA_KEY_SIZE);
+    if (r != SSMB_OK) return r;
+    a->status = SSMB_ACTION_SUCCESS;
+    a->result_json = ssmb_str_c(ch->kms_result);
+    /* §6.4: encryption starts with the successful response */
+    ch->kms_state = SSMB__CHAN_KMS_ON;
+    ssmb__chan_send_response(ch, &ch->answer);
+    return ch->state == SSMB__CHAN_OVER ? ch->error : SSMB_OK;
+}
+
+/* Agent: the keys from KMS Decrypt, then the EncChallengeRequest (§6.5):
+   64 random bytes sealed with the agent-to-client key; 15 s for the
+   answer (§5.5). */
+static ssmb_result ssmb__chan_agent_key(ssmb_channel *ch, const uint8_t *key, const uint8_t *blob, size_t blob_len) {
+    uint8_t seed[12], nonce[12], *dst;
+    uint32_t off = 0;
+    size_t n = 0;
+    ssmb_result r;
+    if (blob_len != ch->kms_blob_len || !ssmb_equal_ct(blob, ch->kms_blob, blob_len)) return SSMB_ERR_INVALID_ARG;
+    if (ch->random_fn(seed, sizeof seed, ch->random_user_data) != SSMB_OK ||
+        ch->random_fn(ch->kms_secret, sizeof ch->kms_secret, ch->random_user_data) != SSMB_OK)
+        return SSMB_ERR_NO_RANDOM;
+    r = ssmb_kms_keys_init(&ch->kms, SSMB_CHANNEL_AGENT, key, SSMB_KMS_DATA_KEY_SIZE);
+    if (r != SSMB_OK) return r;
+    ssmb_kms_nonce_init(&ch->nonces, seed);
+    ssmb_kms_nonce_next(&ch->nonces, nonce);
+    dst = ssmb__chan_reserve_control(ch, &off);
+    r = dst ? ssmb_kms_challenge_request(&ch->kms, ch->kms_secret, sizeof ch->kms_secret, nonce,
+                                         (char *)dst + SSMB_MSG_HEADER_SIZE, SSMB__CHAN_CONTROL_MAX, &n)
+            : SSMB_ERR_INTERNAL;
+    if (r == SSMB_OK) r = ssmb__chan_seal(ch, dst, off, SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST, n);
+    if (r != SSMB_OK) {
+        ssmb_kms_keys_clear(&ch->kms);
+        return r;
+    }
+    ch->kms_state = SSMB__CHAN_KMS_CHALLENGE;
+    ch->hs_deadline = ch->now + SSMB__CHAN_HANDSHAKE_MS;
+    return SSMB_OK;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_kms_key(ssmb_channel *ch, const uint8_t *plaintext, size_t n,
+                                             const uint8_t *ciphertext_blob, size_t blob_len, uint64_t now_ms) {
+    ssmb_result r;
+    if (!ch || !plaintext || n != SSMB_KMS_DATA_KEY_SIZE || !ciphertext_blob || blob_len == 0)
+        return SSMB_ERR_INVALID_ARG;
+    if (blob_len > SSMB_CHANNEL_KMS_BLOB_MAX) return SSMB_ERR_LIMIT;
+    r = ssmb__chan_kms_answerable(ch, now_ms);
+    if (r != SSMB_OK) return r;
+    r = ch->cfg.role == SSMB_CHANNEL_CLIENT ? ssmb__chan_client_key(ch, plaintext, ciphertext_blob, blob_len)
+                                            : ssmb__chan_agent_key(ch, plaintext, ciphertext_blob, blob_len);
+    if (r == SSMB_ERR_NO_RANDOM || r == SSMB_ERR_INTERNAL) ssmb__chan_fail(ch, r);
+    return r;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_kms_failed(ssmb_channel *ch, const char *error, uint64_t now_ms) {
+    ssmb_processed_action *a;
+    ssmb_result r;
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    r = ssmb__chan_kms_answerable(ch, now_ms);
+    if (r != SSMB_OK) return r;
+    ch->kms_state = SSMB__CHAN_KMS_NONE;
+    if (ch->cfg.role == SSMB_CHANNEL_AGENT) {
+        ssmb__chan_join(ch->reason, sizeof ch->reason, "KMS Decrypt of the client's data key failed: ",
+                        ssmb_str_c(error ? error : ""));
+        ssmb__chan_close(ch, SSMB_ERR_AUTH, ch->reason, 0);
+        return SSMB_OK;
+    }
+    /* §5.3: status Failed, Error "Failed to process action KMSEncryption:
+       <reason>"; the agent then ends the session. */
+    a = &ch->answer.actions[ch->kms_action];
+    a->status = SSMB_ACTION_FAILED;
+    ssmb__chan_join(ch->answer.errors[ch->kms_action], SSMB__CHAN_ERROR_MAX, "Failed to process action KMSEncryption: ",
+                    ssmb_str_c(error && *error ? error : "KMS GenerateDataKey failed"));
+    a->error = ssmb_str_c(ch->answer.errors[ch->kms_action]);
+    ssmb__chan_send_response(ch, &ch->answer);
+    return ch->state == SSMB__CHAN_OVER ? ch->error : SSMB_OK;
+}
+
+SSMB_APIDEF int ssmb_channel_encrypted(const ssmb_channel *ch) { return ch && ch->kms.ready == 1; }
 
 /* ---- version gates (§7.6) ---- */
 

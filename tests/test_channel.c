@@ -3,7 +3,9 @@
    per-direction delay, seeded loss, duplication and reordering) move 20 MB
    each way; a hand-driven peer built from the L0 codec checks every wire
    rule of PROTOCOL.md §14 that belongs to the channel, the RTO vector, the
-   version gates, hostile frames, and the allocator promises. */
+   version gates, hostile frames, and the allocator promises. KMS session
+   encryption (§6) runs over the same link with the test playing KMS, and
+   by hand against the kms primitives. */
 #include "../ssmbridge.h"
 #include "ssmb_test.h"
 
@@ -270,7 +272,9 @@ SSMB_TEST(channel_one_allocation) {
     client_desc(&d);
     use_counting(&d, &k);
     want = ssmb_channel_memory_size(&d);
-    CHECK(want > 16384 + 8192 && want < 40 * 1024);
+    /* send ring, reorder store and, for KMS (§6), the buffer incoming
+       payloads are decrypted into (any agent may ask a client for it) */
+    CHECK(want > 16384 + 8192 + 16384 && want < 56 * 1024);
     CHECK(ssmb_channel_create(&d, &ch) == SSMB_OK);
     CHECK_EQ_INT(k.allocs, 1);
     CHECK_EQ_INT(k.last_size, want);
@@ -280,6 +284,8 @@ SSMB_TEST(channel_one_allocation) {
     CHECK_EQ_INT(k.live, 0);
     agent_desc(&d, "Standard_Stream");
     use_counting(&d, &k);
+    CHECK_EQ_INT(ssmb_channel_memory_size(&d) + 16384 + 28, want); /* no KMS asked for: no buffer */
+    d.kms_key_id = "alias/k";
     CHECK_EQ_INT(ssmb_channel_memory_size(&d), want);
 }
 
@@ -516,6 +522,20 @@ typedef struct sim_lane {
     uint64_t order;
 } sim_lane;
 
+/* A stand-in for KMS (§6.2): GenerateDataKey gives 64 random bytes and a
+   made-up blob, Decrypt maps the blob back, and only with the same
+   aws:ssm:RandomChallenge context (§6.6), as KMS would. */
+typedef struct fake_kms {
+    uint32_t rng;
+    uint8_t key[64];
+    uint8_t blob[16];
+    char context[128];          /* the RandomChallenge GenerateDataKey was given */
+    int fail_generate;          /* GenerateDataKey fails */
+    int wrong_decrypt;          /* Decrypt hands back a key differing in its first half */
+    long generates, decrypts;
+    int answer;                 /* what the last ssmb_channel_kms_key / _failed said */
+} fake_kms;
+
 /* One end: its channel and its application stream. */
 typedef struct sim_side {
     ssmb_channel *ch;
@@ -532,6 +552,8 @@ typedef struct sim_side {
     char captured[512];
     size_t captured_len;
     uint8_t scratch[SSMB_CHANNEL_MAX_PAYLOAD];
+    fake_kms *kms;              /* answers this end's KMS events (NULL: nobody does) */
+    const uint64_t *clock;
 } sim_side;
 
 typedef struct sim {
@@ -542,7 +564,11 @@ typedef struct sim {
     int handshake;              /* the agent asks for a handshake */
     int client_may_send;        /* the client got what makes it ready, on the wire */
     long early_data;            /* client data frames before that */
+    long challenge_answers;     /* EncChallengeResponses first sent before that */
+    long late_challenge;        /* ... first sent after it */
     long steps;
+    uint8_t last[2][13][2048];  /* per end (client 0) and payload type: the last payload sent */
+    size_t last_len[2][13];
 } sim;
 
 /* The application streams: byte i of the stream seeded s. */
@@ -594,12 +620,25 @@ static void lane_free(sim_lane *l) {
 static void sim_inspect(sim *s, sim_side *from, const uint8_t *f, size_t n) {
     ssmb_msg m;
     ssmb_channel_metrics mt;
+    int end = from == &s->c ? 0 : 1, first;
     if (!CHECK(ssmb_msg_decode(f, n, &m) == SSMB_OK)) return;
     if (ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE)) return;
+    if (m.payload_type < 13 && m.payload_size <= sizeof s->last[0][0]) {
+        memcpy(s->last[end][m.payload_type], m.payload, m.payload_size);
+        s->last_len[end][m.payload_type] = m.payload_size;
+    }
     /* §5.1, §14 item 8: no client data before HandshakeComplete (or the
-       first output without a handshake) reached the client */
-    if (from == &s->c && m.payload_type != SSMB_PAYLOAD_HANDSHAKE_RESPONSE && !s->client_may_send) s->early_data++;
+       first output without a handshake) reached the client; the KMS
+       challenge answer belongs to the handshake (§6.5) */
+    if (from == &s->c && m.payload_type != SSMB_PAYLOAD_HANDSHAKE_RESPONSE &&
+        m.payload_type != SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE && !s->client_may_send)
+        s->early_data++;
     if (m.sequence_number >= from->seq_cap) return;
+    first = from->last_sent[m.sequence_number] == 0;
+    if (from == &s->c && first && m.payload_type == SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE) {
+        if (s->client_may_send) s->late_challenge++;
+        else s->challenge_answers++;
+    }
     if (from->last_sent[m.sequence_number]) {
         /* a retransmission: only once the RTO the metrics report expired */
         ssmb_channel_get_metrics(from->ch, &mt);
@@ -656,7 +695,38 @@ static void sim_on_data(sim_side *x, const ssmb_channel_event *ev) {
     x->got += ev->len;
 }
 
+/* The host's KMS call for a KMS_REQUEST (client) or KMS_DECRYPT (agent). */
+static void fake_kms_call(sim_side *x, const ssmb_channel_event *ev) {
+    fake_kms *k = x->kms;
+    uint8_t key[64];
+    size_t i;
+    if (ev->type == SSMB_CHANNEL_EVENT_KMS_REQUEST) {
+        k->generates++;
+        if (k->fail_generate) {
+            k->answer = ssmb_channel_kms_failed(x->ch, "AccessDeniedException: no kms:GenerateDataKey", *x->clock);
+            return;
+        }
+        for (i = 0; i < sizeof k->key; i++) k->key[i] = (uint8_t)xorshift(&k->rng);
+        memcpy(k->blob, "FAKEBLOB", 8);
+        for (i = 8; i < sizeof k->blob; i++) k->blob[i] = (uint8_t)xorshift(&k->rng);
+        snprintf(k->context, sizeof k->context, "%.*s", (int)ev->kms_challenge.len, ev->kms_challenge.ptr);
+        k->answer = ssmb_channel_kms_key(x->ch, k->key, sizeof k->key, k->blob, sizeof k->blob, *x->clock);
+        return;
+    }
+    k->decrypts++;
+    if (ev->len != sizeof k->blob || memcmp(ev->data, k->blob, ev->len) != 0 ||
+        !ssmb_str_eq(ev->kms_challenge, k->context)) {
+        k->answer = ssmb_channel_kms_failed(x->ch, "InvalidCiphertextException", *x->clock);
+        return;
+    }
+    memcpy(key, k->key, sizeof key);
+    if (k->wrong_decrypt) key[5] ^= 0x40;
+    k->answer = ssmb_channel_kms_key(x->ch, key, sizeof key, ev->data, ev->len, *x->clock);
+}
+
 static void sim_on_event(sim_side *x, const ssmb_channel_event *ev) {
+    if ((ev->type == SSMB_CHANNEL_EVENT_KMS_REQUEST || ev->type == SSMB_CHANNEL_EVENT_KMS_DECRYPT) && x->kms)
+        fake_kms_call(x, ev);
     if (ev->type == SSMB_CHANNEL_EVENT_DATA) {
         sim_on_data(x, ev);
         return;
@@ -753,6 +823,7 @@ static sim *sim_new(const ssmb_channel_desc *cd, const ssmb_channel_desc *ad, ui
     s->handshake = ad->session_type != NULL;
     sim_side_init(&s->c, make(cd, s->now), 0xC11E47u, 0xA6E47u, bytes, cd->payload_size);
     sim_side_init(&s->a, make(ad, s->now), 0xA6E47u, 0xC11E47u, bytes, ad->payload_size);
+    s->c.clock = s->a.clock = &s->now;
     sim_poll(&s->c);
     sim_poll(&s->a);
     return s;
@@ -992,8 +1063,10 @@ SSMB_TEST(channel_client_handshake_on_the_wire) {
     free(w);
 }
 
-/* Unknown session type, KMS and an unknown action are all refused with a
-   reason (§5.3); a HandshakeComplete then ends the channel. */
+/* Unknown session type, KMS (the host's KMS call failed) and an unknown
+   action are all refused with a reason (§5.3); the response waits for the
+   host's answer to KMS_REQUEST; a HandshakeComplete then ends the
+   channel. */
 SSMB_TEST(channel_client_handshake_refusals) {
     static const char request[] =
         "{\"AgentVersion\":\"3.3.987.0\",\"RequestedClientActions\":["
@@ -1005,7 +1078,7 @@ SSMB_TEST(channel_client_handshake_refusals) {
         "{\"ActionType\":\"SessionType\",\"ActionStatus\":2,\"ActionResult\":null,"
         "\"Error\":\"Failed to process action SessionType: Unknown session type Bogus\"},"
         "{\"ActionType\":\"KMSEncryption\",\"ActionStatus\":2,\"ActionResult\":null,"
-        "\"Error\":\"Failed to process action KMSEncryption: KMS session encryption is not supported by this build\"},"
+        "\"Error\":\"Failed to process action KMSEncryption: AccessDeniedException: not allowed\"},"
         "{\"ActionType\":\"FutureThing\",\"ActionStatus\":3,\"ActionResult\":null,"
         "\"Error\":\"Unsupported action type FutureThing\"}],\"Errors\":null}";
     ssmb_channel_desc d;
@@ -1013,13 +1086,24 @@ SSMB_TEST(channel_client_handshake_refusals) {
     wire *w = wire_new();
     events ev;
     frame f;
-    const got_event *closed;
+    const got_event *closed, *kms;
     memset(&ev, 0, sizeof ev);
     client_desc(&d);
     ch = make(&d, 0);
+    CHECK(ssmb_channel_kms_failed(ch, "x", 5) == SSMB_ERR_INVALID_STATE); /* nothing asked yet */
     CHECK(feed(ch, out_data(&f, 0, SSMB_PAYLOAD_HANDSHAKE_REQUEST, request), 10) == SSMB_OK);
+    poll_all(ch, &ev);
+    kms = find_event(&ev, SSMB_CHANNEL_EVENT_KMS_REQUEST);
+    CHECK(kms && ssmb_str_eq(kms->ev.kms_key_id, "alias/k") && ssmb_str_eq(kms->ev.kms_challenge, "AAAA"));
     wire_take(w, ch, 10);
+    CHECK(w->n == 1 && acked_seq(&w->m[0]) == 0); /* the response waits for KMS */
+    CHECK(ssmb_channel_next_deadline(ch) == SSMB_NO_DEADLINE); /* the client has no handshake timeout (§5.5) */
+    CHECK(ssmb_channel_kms_failed(ch, "AccessDeniedException: not allowed", 30) == SSMB_OK);
+    CHECK(ssmb_channel_kms_failed(ch, "twice", 30) == SSMB_ERR_INVALID_STATE);
+    wire_take(w, ch, 30);
     CHECK(w->n == 2 && payload_is(&w->m[1], want));
+    CHECK(!ssmb_channel_encrypted(ch));
+    ev.n = 0;
     CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, "{\"HandshakeTimeToComplete\":1}"), 20) == SSMB_OK);
     poll_all(ch, &ev);
     closed = find_event(&ev, SSMB_CHANNEL_EVENT_CLOSED);
@@ -1249,7 +1333,7 @@ SSMB_TEST(channel_bad_frames_dropped_and_counted) {
     memset(f.bytes + 80, 0xEE, 32); /* empty payload: the digest is not checked */
     CHECK(feed(ch, &f, 1) == SSMB_OK);
     poll_all(ch, &ev);
-    CHECK(ssmb_channel_recv(ch, f.bytes, 16384 + 121, 0, 1) == SSMB_OK); /* oversize, never read */
+    CHECK(ssmb_channel_recv(ch, f.bytes, 16384 + 120 + 28 + 1, 0, 1) == SSMB_OK); /* oversize, never read */
     CHECK(ev.n == 1 && ev.e[0].ev.type == SSMB_CHANNEL_EVENT_DATA && ev.e[0].ev.len == 0);
     wire_take(w, ch, 2);
     CHECK(w->n == 1 && acked_seq(&w->m[0]) == 1); /* only the empty one */
@@ -1732,27 +1816,446 @@ SSMB_TEST(channel_pair_stderr_exit_code_flag) {
     sim_free(s);
 }
 
-/* An agent that asks for KMS is refused by this build's client, and ends. */
-SSMB_TEST(channel_pair_kms_refused) {
-    ssmb_channel_desc cd, ad;
+/* ---- KMS session encryption (§6) ---- */
+
+/* A client and an agent with KMS on, the test playing KMS. */
+static sim *kms_sim(ssmb_channel_desc *cd, ssmb_channel_desc *ad, const char *session_type, fake_kms *k,
+                    uint64_t bytes) {
     sim *s;
-    int i, saw_response = 0, saw_closed = 0;
+    memset(k, 0, sizeof *k);
+    k->rng = 0x6b6d7321u;
+    client_desc(cd);
+    agent_desc(ad, session_type);
+    ad->kms_key_id = "alias/ssm-session";
+    s = sim_new(cd, ad, bytes);
+    s->c.kms = s->a.kms = k;
+    return s;
+}
+
+/* Opens a payload seen on the wire with half of the fake data key. */
+static int kms_opens_to(const fake_kms *k, int agent_to_client, const uint8_t *p, size_t n, const char *want) {
+    uint8_t out[2048];
+    size_t got = 0;
+    const uint8_t *key = agent_to_client ? k->key : k->key + 32;
+    if (ssmb_aes256_gcm_open(key, 32, p, n, out, sizeof out, &got) != SSMB_OK) return 0;
+    return got == strlen(want) && memcmp(out, want, got) == 0;
+}
+
+static int contains(const uint8_t *hay, size_t n, const char *needle) {
+    size_t i, m = strlen(needle);
+    for (i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0) return 1;
+    return 0;
+}
+
+/* 2 MB each way over 10% loss, 5% duplication and reordering, encrypted:
+   byte-exact, the KMS calls made once each with the same §6.6 context, the
+   challenge answered before HandshakeComplete and no data before it, and
+   not one allocation after create. */
+SSMB_TEST(channel_link_kms_bulk_lossy) {
+    ssmb_channel_desc cd, ad;
+    counting cnt;
+    fake_kms k;
+    sim *s;
+    long before;
+    memset(&cnt, 0, sizeof cnt);
     client_desc(&cd);
     agent_desc(&ad, "Standard_Stream");
-    ad.kms_key_id = "alias/session-key";
-    s = sim_new(&cd, &ad, 0);
+    use_counting(&cd, &cnt);
+    use_counting(&ad, &cnt);
+    memset(&k, 0, sizeof k);
+    k.rng = 0x6b6d7321u;
+    ad.kms_key_id = "alias/ssm-session";
+    s = sim_new(&cd, &ad, (uint64_t)2 << 20);
+    s->c.kms = s->a.kms = &k;
+    before = cnt.allocs;
+    sim_lanes(s, 20, 15, 100, 50);
+    sim_run(s, 50000000);
+    sim_check_bulk(s, "channel lossy link with KMS", &cnt, before);
+    CHECK(ssmb_channel_encrypted(s->c.ch) && ssmb_channel_encrypted(s->a.ch));
+    CHECK(k.generates == 1 && k.decrypts == 1 && k.answer == SSMB_OK);
+    CHECK_EQ_INT(strlen(k.context), 24); /* base64 of 16 bytes from a 3.3.987.0 agent (§6.6) */
+    CHECK_EQ_INT(s->challenge_answers, 1);
+    CHECK_EQ_INT(s->late_challenge, 0);
+    CHECK(metrics(s->c.ch).retransmissions > 0 && metrics(s->a.ch).retransmissions > 0);
+    /* the last Output frames each way: plaintext + 28, sealed with the right half */
+    CHECK(s->last_len[0][SSMB_PAYLOAD_OUTPUT] > 28 && s->last_len[1][SSMB_PAYLOAD_OUTPUT] > 28);
+    sim_free(s);
+    CHECK_EQ_INT(cnt.live, 0);
+}
+
+/* What is on the wire: Output (both ways), StdErr and ExitCode (agent)
+   sealed, nonce || ciphertext || tag; Size, Flag and the handshake clear
+   (§6.3, §6.4); the ActionResult of §5.3 with the §6.6 acknowledgement;
+   events carry the plaintext. */
+SSMB_TEST(channel_kms_wire_is_ciphertext) {
+    ssmb_channel_desc cd, ad;
+    fake_kms k;
+    sim *s;
+    size_t acc;
+    int i;
+    char want[256], b64[64];
+    const got_event *exit_ev = NULL, *ready = NULL;
+    s = kms_sim(&cd, &ad, "NonInteractiveCommands", &k, 0);
+    s->c.capture = s->a.capture = 1;
+    sim_lanes(s, 5, 0, 0, 0);
+    sim_settle(s, 2000);
+    CHECK(ssmb_channel_is_ready(s->c.ch) && ssmb_channel_is_ready(s->a.ch));
+    CHECK(ssmb_channel_encrypted(s->c.ch) && ssmb_channel_encrypted(s->a.ch));
+    CHECK_EQ_INT(s->challenge_answers, 1);
+    CHECK_EQ_INT(s->early_data, 0);
+    /* the handshake, clear */
+    CHECK(contains(s->last[1][SSMB_PAYLOAD_HANDSHAKE_REQUEST], s->last_len[1][SSMB_PAYLOAD_HANDSHAKE_REQUEST],
+                   "{\"ActionType\":\"KMSEncryption\",\"ActionParameters\":{\"KMSKeyId\":\"alias/ssm-session\","
+                   "\"Challenge\":\""));
+    ssmb_base64_encode(k.blob, sizeof k.blob, b64, sizeof b64, NULL);
+    snprintf(want, sizeof want,
+             "{\"ActionType\":\"KMSEncryption\",\"ActionStatus\":1,\"ActionResult\":{\"KMSCipherTextKey\":\"%s\","
+             "\"KMSCipherTextHash\":null,\"ChallengeAcknowledgement\":true},\"Error\":\"\"}",
+             b64);
+    CHECK(contains(s->last[0][SSMB_PAYLOAD_HANDSHAKE_RESPONSE], s->last_len[0][SSMB_PAYLOAD_HANDSHAKE_RESPONSE],
+                   want));
+    CHECK(s->last_len[1][SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST] == 14 + 124 + 2 &&
+          s->last_len[0][SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE] == 14 + 124 + 2); /* {"Challenge":"<124>"} */
+    CHECK(s->last_len[1][SSMB_PAYLOAD_HANDSHAKE_COMPLETE] > 0);
+    CHECK(ssmb_channel_send(s->c.ch, SSMB_PAYLOAD_OUTPUT, "secret keystrokes", 17, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send_size(s->c.ch, 80, 24) == SSMB_OK);
+    CHECK(ssmb_channel_send(s->a.ch, SSMB_PAYLOAD_OUTPUT, "secret output", 13, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send(s->a.ch, SSMB_PAYLOAD_STDERR, "secret err", 10, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send(s->a.ch, SSMB_PAYLOAD_EXIT_CODE, "EXIT_CODE: 7", 12, &acc) == SSMB_OK);
+    CHECK(ssmb_channel_send_flag(s->a.ch, SSMB_FLAG_CONNECT_TO_PORT_ERROR) == SSMB_OK);
+    sim_settle(s, 4000);
+    CHECK_EQ_STR(s->c.captured, "[1]secret output[11]secret err");
+    CHECK_EQ_STR(s->a.captured, "[1]secret keystrokes[3]{\"cols\":80,\"rows\":24}");
+    for (i = 0; i < s->c.ev.n; i++) {
+        if (s->c.ev.e[i].ev.type == SSMB_CHANNEL_EVENT_EXIT_CODE) exit_ev = &s->c.ev.e[i];
+        if (s->c.ev.e[i].ev.type == SSMB_CHANNEL_EVENT_READY) ready = &s->c.ev.e[i];
+    }
+    CHECK(exit_ev && exit_ev->ev.result == SSMB_OK && exit_ev->ev.exit_code == 7);
+    CHECK(ready && ssmb_str_eq(ready->ev.session_type, "NonInteractiveCommands"));
+    /* sealed: 28 bytes longer, not the plaintext, opened by the right half */
+    CHECK_EQ_INT(s->last_len[0][SSMB_PAYLOAD_OUTPUT], 17 + 28);
+    CHECK(!contains(s->last[0][SSMB_PAYLOAD_OUTPUT], s->last_len[0][SSMB_PAYLOAD_OUTPUT], "secret"));
+    CHECK(kms_opens_to(&k, 0, s->last[0][SSMB_PAYLOAD_OUTPUT], s->last_len[0][SSMB_PAYLOAD_OUTPUT],
+                       "secret keystrokes"));
+    CHECK(!kms_opens_to(&k, 1, s->last[0][SSMB_PAYLOAD_OUTPUT], s->last_len[0][SSMB_PAYLOAD_OUTPUT],
+                        "secret keystrokes"));
+    CHECK_EQ_INT(s->last_len[1][SSMB_PAYLOAD_OUTPUT], 13 + 28);
+    CHECK(kms_opens_to(&k, 1, s->last[1][SSMB_PAYLOAD_OUTPUT], s->last_len[1][SSMB_PAYLOAD_OUTPUT],
+                       "secret output"));
+    CHECK(kms_opens_to(&k, 1, s->last[1][SSMB_PAYLOAD_STDERR], s->last_len[1][SSMB_PAYLOAD_STDERR], "secret err"));
+    CHECK(kms_opens_to(&k, 1, s->last[1][SSMB_PAYLOAD_EXIT_CODE], s->last_len[1][SSMB_PAYLOAD_EXIT_CODE],
+                       "EXIT_CODE: 7"));
+    /* clear: Size from the client, Flag from the agent */
+    CHECK(s->last_len[0][SSMB_PAYLOAD_SIZE] == 21 &&
+          memcmp(s->last[0][SSMB_PAYLOAD_SIZE], "{\"cols\":80,\"rows\":24}", 21) == 0);
+    CHECK(s->last_len[1][SSMB_PAYLOAD_FLAG] == 4 &&
+          s->last[1][SSMB_PAYLOAD_FLAG][3] == SSMB_FLAG_CONNECT_TO_PORT_ERROR);
+    sim_free(s);
+}
+
+/* The agent's Decrypt gives another key: the client cannot open the
+   challenge and ends (and says to terminate the session); the agent gives
+   up 15 s after its challenge (§5.5). Neither becomes ready. */
+SSMB_TEST(channel_kms_wrong_key_fails_challenge) {
+    ssmb_channel_desc cd, ad;
+    fake_kms k;
+    sim *s;
+    int i;
+    const ssmb_channel_event *cc = NULL, *ac = NULL;
+    s = kms_sim(&cd, &ad, "Standard_Stream", &k, 0);
+    k.wrong_decrypt = 1;
+    sim_lanes(s, 5, 0, 0, 0);
+    sim_settle(s, 100000);
+    sim_poll(&s->a); /* the timeout came from a tick */
+    for (i = 0; i < s->c.ev.n; i++)
+        if (s->c.ev.e[i].ev.type == SSMB_CHANNEL_EVENT_CLOSED) cc = &s->c.ev.e[i].ev;
+    for (i = 0; i < s->a.ev.n; i++)
+        if (s->a.ev.e[i].ev.type == SSMB_CHANNEL_EVENT_CLOSED) ac = &s->a.ev.e[i].ev;
+    CHECK(cc && cc->result == SSMB_ERR_AUTH && cc->terminate_session == 1 &&
+          strstr(cc->message.ptr, "EncChallengeRequest does not decrypt") != NULL);
+    CHECK(ac && ac->result == SSMB_ERR_TIMEOUT && strstr(ac->message.ptr, "no EncChallengeResponse") != NULL);
+    CHECK(!ssmb_channel_is_ready(s->c.ch) && !ssmb_channel_is_ready(s->a.ch));
+    CHECK_EQ_INT(s->challenge_answers, 0);
+    CHECK_EQ_INT(s->early_data, 0);
+    sim_free(s);
+}
+
+/* GenerateDataKey fails at the host: KMSEncryption Failed with the §5.3
+   error text, and the agent ends the session; the client waits for the
+   service's channel_closed. */
+SSMB_TEST(channel_kms_host_failure_refuses) {
+    ssmb_channel_desc cd, ad;
+    fake_kms k;
+    sim *s;
+    int i, saw_response = 0, saw_closed = 0;
+    s = kms_sim(&cd, &ad, "Standard_Stream", &k, 0);
+    k.fail_generate = 1;
     sim_lanes(s, 5, 0, 0, 0);
     sim_settle(s, 1000);
     for (i = 0; i < s->a.ev.n; i++) {
         const ssmb_channel_event *e = &s->a.ev.e[i].ev;
         if (e->type == SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE)
-            saw_response = e->result == SSMB_ERR_SSM_PROTOCOL && strstr(e->message.ptr, "KMS session encryption") != NULL;
+            saw_response = e->result == SSMB_ERR_SSM_PROTOCOL &&
+                           ssmb_str_eq(e->message, "Failed to process action KMSEncryption: AccessDeniedException: "
+                                                   "no kms:GenerateDataKey");
         if (e->type == SSMB_CHANNEL_EVENT_CLOSED) saw_closed = e->result == SSMB_ERR_SSM_PROTOCOL;
     }
     CHECK(saw_response && saw_closed);
+    CHECK(k.generates == 1 && k.decrypts == 0 && k.answer == SSMB_OK);
     CHECK(!ssmb_channel_is_ready(s->c.ch) && !ssmb_channel_is_ready(s->a.ch));
+    CHECK(!ssmb_channel_encrypted(s->c.ch));
     CHECK(ssmb_channel_last_error(s->c.ch) == SSMB_OK); /* the client waits for channel_closed */
     sim_free(s);
+}
+
+/* An agent channel brought to its challenge by hand: HandshakeResponse
+   with the ActionResult, KMS_DECRYPT, the key. The EncChallengeRequest
+   payload goes to req. */
+static ssmb_channel *kms_agent_at_challenge(wire *w, const uint8_t key[64], frame *req, uint64_t at) {
+    static const uint8_t blob[8] = {'B', 'L', 'O', 'B', 1, 2, 3, 4};
+    ssmb_channel_desc d;
+    ssmb_channel *ch;
+    ssmb_handshake_request hr;
+    events ev;
+    frame f;
+    char result[128], resp[512], challenge[64] = "";
+    size_t n = 0;
+    const got_event *dec;
+    int i;
+    memset(&ev, 0, sizeof ev);
+    agent_desc(&d, "Standard_Stream");
+    d.kms_key_id = "alias/k";
+    ch = make(&d, 0);
+    wire_clear(w);
+    wire_take(w, ch, 0);
+    if (CHECK(w->n == 1) && CHECK(ssmb_handshake_request_parse(w->m[0].payload, w->m[0].payload_size, &hr) == SSMB_OK))
+        snprintf(challenge, sizeof challenge, "%.*s", (int)hr.kms_challenge.len, hr.kms_challenge.ptr);
+    CHECK_EQ_INT(strlen(challenge), 24);
+    CHECK(feed(ch, ack_for(&f, SSMB_MSG_OUTPUT_STREAM_DATA, 0), 10) == SSMB_OK);
+    CHECK(ssmb_kms_action_result_build(blob, sizeof blob, 1, result, sizeof result, &n) == SSMB_OK);
+    snprintf(resp, sizeof resp,
+             "{\"ClientVersion\":\"1.2.764.0\",\"ProcessedClientActions\":[{\"ActionType\":\"SessionType\","
+             "\"ActionStatus\":1,\"ActionResult\":null,\"Error\":\"\"},{\"ActionType\":\"KMSEncryption\","
+             "\"ActionStatus\":1,\"ActionResult\":%s,\"Error\":\"\"}],\"Errors\":null}",
+             result);
+    CHECK(feed(ch, in_data(&f, 0, SSMB_PAYLOAD_HANDSHAKE_RESPONSE, resp), 1000) == SSMB_OK);
+    poll_all(ch, &ev);
+    dec = find_event(&ev, SSMB_CHANNEL_EVENT_KMS_DECRYPT);
+    CHECK(find_event(&ev, SSMB_CHANNEL_EVENT_HANDSHAKE_RESPONSE) != NULL);
+    CHECK(dec && dec->ev.len == sizeof blob && memcmp(dec->ev.data, blob, sizeof blob) == 0 &&
+          ssmb_str_eq(dec->ev.kms_key_id, "alias/k") && ssmb_str_eq(dec->ev.kms_challenge, challenge));
+    wire_clear(w);
+    wire_take(w, ch, 1000); /* the ack */
+    CHECK(ssmb_channel_next_deadline(ch) == SSMB_NO_DEADLINE); /* the host's Decrypt is not timed */
+    CHECK(ssmb_channel_kms_key(ch, key, 63, blob, sizeof blob, at) == SSMB_ERR_INVALID_ARG);
+    CHECK(ssmb_channel_kms_key(ch, key, 64, blob, sizeof blob - 1, at) == SSMB_ERR_INVALID_ARG);
+    CHECK(ssmb_channel_kms_key(ch, key, 64, blob, sizeof blob, at) == SSMB_OK);
+    CHECK(ssmb_channel_kms_key(ch, key, 64, blob, sizeof blob, at) == SSMB_ERR_INVALID_STATE);
+    wire_clear(w);
+    wire_take(w, ch, at);
+    req->len = 0;
+    for (i = 0; i < w->n; i++)
+        if (w->m[i].payload_type == SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST) {
+            memcpy(req->bytes, w->m[i].payload, w->m[i].payload_size);
+            req->len = w->m[i].payload_size;
+            CHECK(feed(ch, ack_for(&f, SSMB_MSG_OUTPUT_STREAM_DATA, w->m[i].sequence_number), at) == SSMB_OK);
+        }
+    CHECK(req->len > 0);
+    CHECK_EQ_INT(ssmb_channel_next_deadline(ch), at + 15000); /* §5.5: 15 s for the answer */
+    return ch;
+}
+
+/* The agent's side of §6.5 by hand: a wrong answer ends it, a right one
+   brings HandshakeComplete (and no client data counts before it), no
+   answer times out, a failed Decrypt ends it; its nonces count up (§6.3). */
+SSMB_TEST(channel_kms_agent_challenge) {
+    uint8_t key[64], other[64], bytes[64], nonce[12];
+    ssmb_kms_keys ck, wrong;
+    ssmb_channel *ch;
+    wire *w = wire_new();
+    frame req, f;
+    events ev;
+    char answer[256];
+    size_t n = 0, i;
+    const got_event *closed;
+    uint32_t seed = 99;
+    for (i = 0; i < 64; i++) key[i] = (uint8_t)xorshift(&seed);
+    memcpy(other, key, 64);
+    other[40] ^= 1; /* the client-to-agent half differs */
+    memset(bytes, 0x5a, sizeof bytes);
+    memset(nonce, 7, sizeof nonce);
+    CHECK(ssmb_kms_keys_init(&ck, SSMB_CHANNEL_CLIENT, key, 64) == SSMB_OK);
+    CHECK(ssmb_kms_keys_init(&wrong, SSMB_CHANNEL_CLIENT, other, 64) == SSMB_OK);
+
+    /* a wrong answer */
+    memset(&ev, 0, sizeof ev);
+    ch = kms_agent_at_challenge(w, key, &req, 5000);
+    CHECK(ssmb_kms_challenge_answer(&wrong, req.bytes, req.len, nonce, answer, sizeof answer, &n) == SSMB_OK);
+    CHECK(feed(ch, in_data(&f, 1, SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE, answer), 6000) == SSMB_OK);
+    poll_all(ch, &ev);
+    closed = find_event(&ev, SSMB_CHANNEL_EVENT_CLOSED);
+    CHECK(closed && closed->ev.result == SSMB_ERR_AUTH &&
+          strstr(closed->ev.message.ptr, "EncChallengeResponse does not match") != NULL);
+    CHECK(!find_event(&ev, SSMB_CHANNEL_EVENT_READY) && !ssmb_channel_is_ready(ch));
+    ssmb_channel_destroy(ch);
+
+    /* the right answer, after client data that is discarded (§5.1) */
+    memset(&ev, 0, sizeof ev);
+    ch = kms_agent_at_challenge(w, key, &req, 5000);
+    CHECK(feed(ch, in_data(&f, 1, SSMB_PAYLOAD_OUTPUT, "too early"), 5500) == SSMB_OK);
+    CHECK(ssmb_kms_challenge_answer(&ck, req.bytes, req.len, nonce, answer, sizeof answer, &n) == SSMB_OK);
+    CHECK(feed(ch, in_data(&f, 2, SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE, answer), 6000) == SSMB_OK);
+    poll_all(ch, &ev);
+    CHECK(find_event(&ev, SSMB_CHANNEL_EVENT_READY) != NULL && ssmb_channel_encrypted(ch));
+    CHECK_EQ_INT(metrics(ch).discarded, 1);
+    CHECK(ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "hi", 2, &n) == SSMB_OK);
+    wire_clear(w);
+    wire_take(w, ch, 6000);
+    CHECK_EQ_INT(w->n, 4); /* two acks, HandshakeComplete, the Output */
+    if (w->n == 4) {
+        uint8_t plain[8];
+        size_t got = 0;
+        CHECK(w->m[2].payload_type == SSMB_PAYLOAD_HANDSHAKE_COMPLETE);
+        CHECK(w->m[3].payload_type == SSMB_PAYLOAD_OUTPUT && w->m[3].payload_size == 2 + 28);
+        CHECK(ssmb_kms_decrypt_payload(&ck, w->m[3].payload, w->m[3].payload_size, plain, sizeof plain, &got) ==
+                  SSMB_OK &&
+              got == 2 && memcmp(plain, "hi", 2) == 0);
+        /* the counter: this nonce is the challenge's plus one, word 0 first */
+        {
+            uint8_t sealed[200], want[12];
+            ssmb_kms_nonce_counter c;
+            size_t sn = 0;
+            CHECK(ssmb_challenge_parse(req.bytes, req.len, sealed, sizeof sealed, &sn) == SSMB_OK);
+            ssmb_kms_nonce_init(&c, sealed);
+            ssmb_kms_nonce_next(&c, want);
+            ssmb_kms_nonce_next(&c, want);
+            CHECK(memcmp(w->m[3].payload, want, 12) == 0);
+        }
+    }
+    /* an Output that does not open ends the agent's channel */
+    ev.n = 0;
+    memset(f.bytes, 0, sizeof f.bytes);
+    CHECK(ssmb_kms_encrypt_payload(&wrong, "bad", 3, nonce, bytes, sizeof bytes, &n) == SSMB_OK);
+    frame_build(&f, SSMB_MSG_INPUT_STREAM_DATA, 3, SSMB_PAYLOAD_OUTPUT, bytes, n);
+    CHECK(feed(ch, &f, 6100) == SSMB_OK);
+    poll_all(ch, &ev);
+    closed = find_event(&ev, SSMB_CHANNEL_EVENT_CLOSED);
+    CHECK(closed && closed->ev.result == SSMB_ERR_AUTH && !find_event(&ev, SSMB_CHANNEL_EVENT_DATA));
+    ssmb_channel_destroy(ch);
+
+    /* no answer: 15 s (§5.5) */
+    memset(&ev, 0, sizeof ev);
+    ch = kms_agent_at_challenge(w, key, &req, 5000);
+    CHECK(ssmb_channel_tick(ch, 19999) == SSMB_OK);
+    CHECK(ssmb_channel_tick(ch, 20000) == SSMB_ERR_TIMEOUT);
+    poll_all(ch, &ev);
+    closed = find_event(&ev, SSMB_CHANNEL_EVENT_CLOSED);
+    CHECK(closed && strstr(closed->ev.message.ptr, "no EncChallengeResponse within 15 s") != NULL);
+    ssmb_channel_destroy(ch);
+    ssmb_kms_keys_clear(&ck);
+    ssmb_kms_keys_clear(&wrong);
+    free(w);
+}
+
+/* The client's side by hand, with an agent older than 3.3.808.0 (no
+   Challenge: no acknowledgement, §6.6): the exact HandshakeResponse, the
+   challenge answered with the second half, Output sealed with a fresh
+   random nonce, StdErr opened; a payload that does not open ends it. */
+SSMB_TEST(channel_kms_client_by_hand) {
+    static const char request[] =
+        "{\"AgentVersion\":\"3.3.700.0\",\"RequestedClientActions\":["
+        "{\"ActionType\":\"SessionType\",\"ActionParameters\":{\"SessionType\":\"Standard_Stream\","
+        "\"Properties\":null}},"
+        "{\"ActionType\":\"KMSEncryption\",\"ActionParameters\":{\"KMSKeyId\":\"arn:aws:kms:us-east-1:111122223333:"
+        "key/1234abcd-12ab-34cd-56ef-1234567890ab\"}}]}";
+    static const char want[] =
+        "{\"ClientVersion\":\"1.2.764.0\",\"ProcessedClientActions\":["
+        "{\"ActionType\":\"SessionType\",\"ActionStatus\":1,\"ActionResult\":null,\"Error\":\"\"},"
+        "{\"ActionType\":\"KMSEncryption\",\"ActionStatus\":1,\"ActionResult\":{\"KMSCipherTextKey\":\"QkxPQg==\","
+        "\"KMSCipherTextHash\":null},\"Error\":\"\"}],\"Errors\":null}";
+    static const uint8_t secret[64] = {1, 2, 3};
+    uint8_t key[64], big[SSMB_CHANNEL_KMS_BLOB_MAX + 1], sealed[128], nonce[12];
+    ssmb_kms_keys ak;
+    ssmb_channel_desc d;
+    ssmb_channel *ch;
+    wire *w = wire_new();
+    events ev;
+    frame f;
+    char json[256];
+    size_t n = 0, got = 0, i;
+    const got_event *kms, *data, *closed;
+    uint32_t seed = 7;
+    memset(&ev, 0, sizeof ev);
+    memset(big, 'b', sizeof big);
+    for (i = 0; i < 64; i++) key[i] = (uint8_t)xorshift(&seed);
+    CHECK(ssmb_kms_keys_init(&ak, SSMB_CHANNEL_AGENT, key, 64) == SSMB_OK);
+    client_desc(&d);
+    ch = make(&d, 0);
+    CHECK(ssmb_channel_kms_key(ch, key, 64, (const uint8_t *)"BLOB", 4, 1) == SSMB_ERR_INVALID_STATE);
+    CHECK(feed(ch, out_data(&f, 0, SSMB_PAYLOAD_HANDSHAKE_REQUEST, request), 10) == SSMB_OK);
+    poll_all(ch, &ev);
+    kms = find_event(&ev, SSMB_CHANNEL_EVENT_KMS_REQUEST);
+    CHECK(kms && ssmb_str_eq(kms->ev.kms_key_id,
+                             "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab") &&
+          kms->ev.kms_challenge.len == 0 && ssmb_str_eq(kms->ev.agent_version, "3.3.700.0"));
+    CHECK(ssmb_channel_kms_key(ch, key, 64, big, sizeof big, 20) == SSMB_ERR_LIMIT);
+    CHECK(ssmb_channel_kms_key(ch, key, 32, (const uint8_t *)"BLOB", 4, 20) == SSMB_ERR_INVALID_ARG);
+    CHECK(ssmb_channel_kms_key(ch, key, 64, (const uint8_t *)"BLOB", 4, 20) == SSMB_OK);
+    CHECK(ssmb_channel_encrypted(ch));
+    wire_take(w, ch, 20);
+    CHECK(w->n == 2 && payload_is(&w->m[1], want));
+    /* §6.5: the agent's challenge, sealed with the first half */
+    CHECK(ssmb_kms_challenge_request(&ak, secret, sizeof secret, nonce, json, sizeof json, &n) == SSMB_OK);
+    CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_ENC_CHALLENGE_REQUEST, json), 30) == SSMB_OK);
+    wire_clear(w);
+    wire_take(w, ch, 30);
+    CHECK(w->n == 2 && w->m[1].payload_type == SSMB_PAYLOAD_ENC_CHALLENGE_RESPONSE);
+    if (w->n == 2)
+        CHECK(ssmb_kms_challenge_verify(&ak, secret, sizeof secret, w->m[1].payload, w->m[1].payload_size) ==
+              SSMB_OK);
+    CHECK(feed(ch, out_data(&f, 2, SSMB_PAYLOAD_HANDSHAKE_COMPLETE, "{\"HandshakeTimeToComplete\":5}"), 40) ==
+          SSMB_OK);
+    poll_all(ch, &ev);
+    CHECK(ssmb_channel_is_ready(ch));
+    /* Output out: a random nonce each time */
+    CHECK(ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "ls\r", 3, &n) == SSMB_OK);
+    CHECK(ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "ls\r", 3, &n) == SSMB_OK);
+    CHECK(ssmb_channel_send_size(ch, 100, 30) == SSMB_OK);
+    wire_clear(w);
+    wire_take(w, ch, 50);
+    CHECK_EQ_INT(w->n, 4);
+    if (w->n == 4) {
+        uint8_t plain[8];
+        CHECK(w->m[1].payload_size == 31 && w->m[2].payload_size == 31);
+        CHECK(memcmp(w->m[1].payload, w->m[2].payload, 12) != 0);
+        CHECK(memcmp(w->m[1].payload + 12, w->m[2].payload + 12, 19) != 0);
+        CHECK(ssmb_kms_decrypt_payload(&ak, w->m[2].payload, 31, plain, sizeof plain, &got) == SSMB_OK && got == 3 &&
+              memcmp(plain, "ls\r", 3) == 0);
+        CHECK(payload_is(&w->m[3], "{\"cols\":100,\"rows\":30}"));
+    }
+    /* StdErr in, sealed with the first half */
+    memset(nonce, 3, sizeof nonce);
+    CHECK(ssmb_kms_encrypt_payload(&ak, "oops", 4, nonce, sealed, sizeof sealed, &n) == SSMB_OK);
+    frame_build(&f, SSMB_MSG_OUTPUT_STREAM_DATA, 3, SSMB_PAYLOAD_STDERR, sealed, n);
+    ev.n = 0;
+    CHECK(feed(ch, &f, 60) == SSMB_OK);
+    CHECK(ssmb_channel_borrows(ch) == 0); /* opened into the channel's own buffer */
+    poll_all(ch, &ev);
+    data = find_event(&ev, SSMB_CHANNEL_EVENT_DATA);
+    CHECK(data && data->ev.payload_type == SSMB_PAYLOAD_STDERR && data_is(data, "oops"));
+    /* altered in transit (a valid digest over altered bytes): the end */
+    sealed[14] ^= 1;
+    frame_build(&f, SSMB_MSG_OUTPUT_STREAM_DATA, 4, SSMB_PAYLOAD_OUTPUT, sealed, n);
+    ev.n = 0;
+    CHECK(feed(ch, &f, 70) == SSMB_OK);
+    poll_all(ch, &ev);
+    closed = find_event(&ev, SSMB_CHANNEL_EVENT_CLOSED);
+    CHECK(closed && closed->ev.result == SSMB_ERR_AUTH && closed->ev.terminate_session == 1 &&
+          !find_event(&ev, SSMB_CHANNEL_EVENT_DATA));
+    ssmb_kms_keys_clear(&ak);
+    ssmb_channel_destroy(ch);
+    free(w);
 }
 
 /* A HandshakeRequest without a SessionType action: the answer lists none,
