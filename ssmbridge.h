@@ -2611,6 +2611,7 @@ typedef struct ssmb_session_info {
     ssmb_str agent_version;
     ssmb_str region;
     uint32_t port_mux;                  /* Port: 1 smux (agent > 3.0.196.0), 0 basic */
+    uint32_t encrypted;                 /* 1: KMS session encryption is on (§6) */
     int32_t exit_code;                  /* -1 until SESSION_EXIT */
     ssmb_session_metrics metrics;
 } ssmb_session_info;
@@ -16332,7 +16333,8 @@ enum {
     SSMB__CALL_IMDS_TOKEN = 7,          /* IMDSv2: token, role, credentials, in this order */
     SSMB__CALL_IMDS_ROLE = 8,
     SSMB__CALL_IMDS_CREDS = 9,
-    SSMB__CALL_OPEN_WS = 10             /* not a call: attach once credentials are ready */
+    SSMB__CALL_OPEN_WS = 10,            /* not a call: attach once credentials are ready */
+    SSMB__CALL_DATA_KEY = 11            /* KMS GenerateDataKey for the handshake (§6.2) */
 };
 #define SSMB__SESS_PROC_MAX 65536u      /* credential_process output kept */
 
@@ -16404,6 +16406,11 @@ struct ssmb__sess {
     size_t proc_len;
     uint64_t proc_deadline;
     int64_t creds_at;                   /* UTC when the chain last delivered */
+    /* KMS session encryption (§6): the channel's request, the call's endpoint */
+    uint8_t kms_wanted;                 /* KMS_REQUEST came: GenerateDataKey once the call slot is free */
+    char kms_key_id[SSMB__CHAN_KMS_ID_MAX + 1];
+    char kms_challenge[SSMB__CHAN_KMS_CHALLENGE_MAX + 1];
+    char kms_endpoint[SSMB__SESS_ENDPOINT_MAX];
 };
 
 #define SSMB__SLOG(eng, level, msg) \
@@ -16828,6 +16835,77 @@ static void ssmb__sess_creds_done(ssmb_engine *eng, ssmb__sess *s, char *resp, s
     ssmb__sess_creds_next(eng, s, now);
 }
 
+/* ---- KMS: the data key of an encrypted session (PROTOCOL.md §6.2) ---- */
+
+static ssmb_result ssmb__sess_data_key_request(ssmb_engine *eng, ssmb__sess *s, char *url, size_t url_cap, char *buf,
+                                               size_t cap, size_t *len) {
+    ssmb_api_call call;
+    ssmb_api_data_key_request args;
+    ssmb_api_endpoint_desc ed;
+    size_t n = 0;
+    ssmb_result r;
+    memset(&ed, 0, sizeof ed);
+    ed.service = "kms"; /* never the SSM endpoint (PROTOCOL.md §16) */
+    ed.region = s->region;
+    ed.endpoint_url = s->kms_endpoint[0] ? s->kms_endpoint : NULL;
+    ed.getenv_fn = eng->desc.getenv_fn;
+    ed.getenv_user_data = eng->desc.getenv_user_data;
+    r = ssmb_api_endpoint_resolve(&ed, url, url_cap, &n, NULL);
+    if (r != SSMB_OK) return r;
+    memset(&call, 0, sizeof call);
+    call.endpoint = url;
+    call.region = s->region;
+    call.creds = ssmb_creds_view(&s->creds);
+    call.time = eng->desc.utc_fn(eng->desc.utc_user_data);
+    memset(&args, 0, sizeof args);
+    args.key_id = s->kms_key_id;
+    args.session_id = s->session_id;
+    args.target_id = s->target;
+    args.random_challenge = s->kms_challenge;
+    return ssmb_api_generate_data_key_write(&call, &args, buf, cap, len);
+}
+
+static void ssmb__sess_data_key_done(ssmb_engine *eng, ssmb__sess *s, char *resp, size_t len, uint64_t now) {
+    uint8_t blob[SSMB_CHANNEL_KMS_BLOB_MAX];
+    ssmb_api_response ar;
+    ssmb_api_data_key dk;
+    ssmb_result r;
+    memset(&ar, 0, sizeof ar);
+    memset(&dk, 0, sizeof dk);
+    dk.ciphertext = blob;
+    dk.ciphertext_cap = sizeof blob;
+    r = ssmb_api_generate_data_key_parse(resp, len, &ar, &dk);
+    if (r < 0 && ar.retryable && s->call_retries < SSMB_API_MAX_RETRIES) {
+        uint32_t rnd = 0;
+        (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
+        s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+        return;
+    }
+    s->call_kind = SSMB__CALL_NONE;
+    if (r == SSMB_OK) {
+        r = ssmb_channel_kms_key(s->ch, dk.plaintext, sizeof dk.plaintext, blob, dk.ciphertext_len, now);
+    } else {
+        char why[SSMB__SESS_REASON_MAX];
+        ssmb__sink k;
+        size_t n = 0;
+        ssmb__sink_init(&k, why, sizeof why - 1);
+        ssmb__put_z(&k, "GenerateDataKey failed: ");
+        if (r == SSMB_ERR_AWS_API) {
+            ssmb__put(&k, ar.error_type.ptr, SSMB__MIN(ar.error_type.len, 64));
+            ssmb__put_z(&k, ": ");
+            ssmb__put(&k, ar.error_message.ptr, SSMB__MIN(ar.error_message.len, 128));
+        } else {
+            ssmb__put_z(&k, ssmb_result_str(r));
+        }
+        if (ssmb__sink_finish(&k, &n) != SSMB_OK) n = sizeof why - 1;
+        why[n] = '\0';
+        SSMB__SLOG(eng, SSMB_LOG_ERROR, why);
+        (void)ssmb_channel_kms_failed(s->ch, why, now);
+    }
+    ssmb__wipe(&dk, sizeof dk);
+    ssmb__wipe(blob, sizeof blob);
+}
+
 /* ---- API calls ---- */
 
 static ssmb_result ssmb__sess_call_write(ssmb_engine *eng, ssmb__sess *s, char *buf, size_t cap, size_t *len) {
@@ -16855,7 +16933,9 @@ static ssmb_result ssmb__sess_call_send(ssmb_engine *eng, ssmb__sess *s, uint64_
     char url[SSMB_CREDS_TEXT_MAX];
     char *buf = (char *)ssmb__alloc(&eng->desc.allocator, SSMB__SESS_REQUEST_MAX);
     if (!buf) return SSMB_ERR_NOMEM;
-    if (s->call_kind >= SSMB__CALL_STS_ROLE) {
+    if (s->call_kind == SSMB__CALL_DATA_KEY) {
+        r = ssmb__sess_data_key_request(eng, s, url, sizeof url, buf, SSMB__SESS_REQUEST_MAX, &len);
+    } else if (s->call_kind >= SSMB__CALL_STS_ROLE) {
         r = ssmb__sess_creds_request(eng, s, url, sizeof url, buf, SSMB__SESS_REQUEST_MAX, &len);
     } else {
         r = ssmb__sess_call_write(eng, s, buf, SSMB__SESS_REQUEST_MAX, &len);
@@ -16905,6 +16985,10 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
     ssmb_result r;
     uint32_t kind = s->call_kind;
     memset(&ar, 0, sizeof ar);
+    if (kind == SSMB__CALL_DATA_KEY) {
+        ssmb__sess_data_key_done(eng, s, resp, len, now);
+        return;
+    }
     if (kind >= SSMB__CALL_STS_ROLE) {
         ssmb__sess_creds_done(eng, s, resp, len, now);
         return;
@@ -16972,6 +17056,12 @@ static void ssmb__sess_call_finished(ssmb_engine *eng, ssmb__sess *s, ssmb__slot
         s->call_kind = SSMB__CALL_NONE;
         return;
     }
+    if (s->call_kind == SSMB__CALL_DATA_KEY && (s->call_retries >= SSMB_API_MAX_RETRIES ||
+                                                (r != SSMB_ERR_IO && r != SSMB_ERR_TIMEOUT && r != SSMB_ERR_CONNECT))) {
+        s->call_kind = SSMB__CALL_NONE;
+        (void)ssmb_channel_kms_failed(s->ch, "cannot reach the KMS endpoint", now);
+        return;
+    }
     if (s->call_retries < SSMB_API_MAX_RETRIES && (r == SSMB_ERR_IO || r == SSMB_ERR_TIMEOUT || r == SSMB_ERR_CONNECT)) {
         uint32_t rnd = 0;
         (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
@@ -16986,6 +17076,12 @@ static void ssmb__sess_call_finished(ssmb_engine *eng, ssmb__sess *s, ssmb__slot
 
 static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     ssmb__slot *slot;
+    if (s->call_kind == SSMB__CALL_NONE && s->kms_wanted) {
+        s->kms_wanted = 0;
+        s->call_kind = SSMB__CALL_DATA_KEY;
+        s->call_retries = 0;
+        s->call_due = now;
+    }
     if (s->call_kind == SSMB__CALL_NONE) return;
     if (!s->call_ws.id) {
         ssmb_result r;
@@ -16993,7 +17089,7 @@ static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) 
         int64_t utc = eng->desc.utc_fn(eng->desc.utc_user_data);
         /* Fresh credentials that are already inside their refresh window are used as they are
            (the source has nothing newer): the chain runs again at most once a minute. */
-        if (s->call_kind <= SSMB__CALL_TERMINATE && !s->explicit_creds &&
+        if ((s->call_kind <= SSMB__CALL_TERMINATE || s->call_kind == SSMB__CALL_DATA_KEY) && !s->explicit_creds &&
             ssmb_creds_needs_refresh(&s->creds, utc) && utc - s->creds_at >= 60) {
             SSMB__SLOG(eng, SSMB_LOG_INFO, "credentials expire soon: the chain runs again");
             r = ssmb__sess_creds_begin(eng, s, s->call_kind, now);
@@ -17004,6 +17100,12 @@ static void ssmb__sess_call_work(ssmb_engine *eng, ssmb__sess *s, uint64_t now) 
         if (r == SSMB_OK) return;
         if (s->call_kind == SSMB__CALL_TERMINATE) {
             s->call_kind = SSMB__CALL_NONE;
+            return;
+        }
+        if (s->call_kind == SSMB__CALL_DATA_KEY) {
+            s->call_kind = SSMB__CALL_NONE;
+            (void)ssmb_channel_kms_failed(s->ch, "GenerateDataKey cannot be written (KMSKeyId, region or endpoint)",
+                                          now);
             return;
         }
         ssmb__sess_reason(s, "cannot send the API request: ", ssmb_result_str(r), strlen(ssmb_result_str(r)));
@@ -17317,6 +17419,14 @@ static int ssmb__sess_channel_event(ssmb_engine *eng, ssmb__sess *s, const ssmb_
         if (ce->terminate_session) s->terminate = 1;
         ssmb__sess_begin_closing(eng, s, (ssmb_result)ce->result, now);
         return 0;
+    case SSMB_CHANNEL_EVENT_KMS_REQUEST:
+        memcpy(s->kms_key_id, ce->kms_key_id.ptr, SSMB__MIN(ce->kms_key_id.len, sizeof s->kms_key_id - 1));
+        s->kms_key_id[SSMB__MIN(ce->kms_key_id.len, sizeof s->kms_key_id - 1)] = '\0';
+        memcpy(s->kms_challenge, ce->kms_challenge.ptr,
+               SSMB__MIN(ce->kms_challenge.len, sizeof s->kms_challenge - 1));
+        s->kms_challenge[SSMB__MIN(ce->kms_challenge.len, sizeof s->kms_challenge - 1)] = '\0';
+        s->kms_wanted = 1;
+        return 0;
     default: return 0; /* flags, pauses: the channel acts on them */
     }
 }
@@ -17541,6 +17651,10 @@ static ssmb_result ssmb__sess_keep_identity(ssmb__sess *s, const ssmb_session_de
 static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d, uint64_t now) {
     ssmb_result r = ssmb__sess_keep_identity(s, d);
     if (r != SSMB_OK) return r;
+    if (d->kms_endpoint_url) {
+        if (strlen(d->kms_endpoint_url) >= sizeof s->kms_endpoint) return SSMB_ERR_LIMIT;
+        strcpy(s->kms_endpoint, d->kms_endpoint_url);
+    }
     ssmb__sess_region(eng, s, d, NULL);
     r = ssmb__sess_creds_begin(eng, s, SSMB__CALL_NONE, now);
     if (r != SSMB_OK) return r;
@@ -17722,6 +17836,7 @@ SSMB_APIDEF ssmb_result ssmb_session_get_info(ssmb_engine *eng, ssmb_session h, 
     out->region = ssmb_str_c(s->region);
     out->port_mux = strcmp(s->session_type, "Port") == 0 && ssmb_agent_has(s->agent_version, SSMB_AGENT_MUX);
     out->exit_code = s->exit_code;
+    out->encrypted = (uint32_t)ssmb_channel_encrypted(s->ch);
     ssmb__sess_metrics(s, &out->metrics);
     return SSMB_OK;
 }

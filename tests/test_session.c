@@ -891,3 +891,44 @@ SSMB_TEST(session_survives_periodic_close) {
     }
     local_stop(&l);
 }
+
+/* KMS session encryption (PROTOCOL.md §6): GenerateDataKey through the
+   API (ssmb-local is the KMS too), the challenge, then a shell and a
+   command whose payloads travel encrypted. */
+SSMB_TEST(session_kms_encrypted) {
+    static const char *const args[] = {"--kms-key-id", "alias/ssmb-test", NULL};
+    local l;
+    run r;
+    ssmb_session_desc sd;
+    ssmb_document doc;
+    ssmb_session_info info;
+    size_t taken = 0;
+    if (!ssmb_kms_supported()) return;
+    if (!have_local() || !CHECK(local_start(&l, args) == 0)) return;
+    if (CHECK(run_engine(&r) == 0)) { /* a shell: encryption on once ready */
+        session_desc(&sd, &l, NULL);
+        sd.kms_endpoint_url = l.endpoint;
+        CHECK_EQ_INT(ssmb_session_start(r.eng, &sd, now_ms(), &r.s), SSMB_OK);
+        RUN_UNTIL(&r, r.ready, 10000);
+        CHECK(ssmb_session_get_info(r.eng, r.s, &info) == SSMB_OK && info.encrypted == 1);
+        CHECK_EQ_INT(ssmb_session_send(r.eng, r.s, "echo $((40+2))k\n", 16, &taken), SSMB_OK);
+        RUN_UNTIL(&r, strstr(r.out, "42k") != NULL, 10000);
+        CHECK(strstr(r.out, "42k") != NULL);
+        run_end(&r);
+        CHECK_EQ_INT((long long)r.mem.live, 0);
+    }
+    if (CHECK(run_engine(&r) == 0)) {
+        session_desc(&sd, &l, NULL);
+        sd.kms_endpoint_url = l.endpoint;
+        ssmb_document_command(&sd, &doc, "seq 1 5000 | tail -n 2; echo secret-out >&2; exit 6");
+        CHECK_EQ_INT(ssmb_session_start(r.eng, &sd, now_ms(), &r.s), SSMB_OK);
+        RUN_UNTIL(&r, 0, 15000);
+        CHECK(r.closed);
+        CHECK_EQ_INT(r.exit_code, 6);
+        CHECK_EQ_STR(r.out, "4999\n5000\n");
+        CHECK_EQ_STR(r.err, "secret-out\n");
+        run_end(&r);
+        CHECK_EQ_INT((long long)r.mem.live, 0);
+    }
+    local_stop(&l);
+}

@@ -135,6 +135,7 @@
 typedef struct options {
     int port;
     const char *key, *secret, *region, *cert_dir, *shell, *agent_version, *log_path;
+    const char *kms_key_id;         /* --kms-key-id: sessions ask for KMS encryption (§6) */
     char *creds_buf;
     const char *targets[32];
     int target_count;
@@ -209,7 +210,7 @@ static void usage(void) {
             "                  [--idle-timeout S] [--agent-pacing reference] [--payload-size N]\n"
             "                  [--log FILE] [--seed N] [--drop P] [--duplicate P] [--reorder P]\n"
             "                  [--delay MS] [--withhold-acks P] [--corrupt-digest P]\n"
-            "                  [--cut-after N] [--cut-every S] [--refuse-resume]\n");
+            "                  [--cut-after N] [--cut-every S] [--refuse-resume] [--kms-key-id ID]\n");
     exit(2);
 }
 
@@ -255,6 +256,7 @@ static void parse_options(int argc, char **argv) {
             opt.targets[opt.target_count++] = v;
         } else if (ARG("--shell")) opt.shell = v;
         else if (ARG("--agent-version")) opt.agent_version = v;
+        else if (ARG("--kms-key-id")) opt.kms_key_id = v;
         else if (ARG("--idle-timeout")) opt.idle_timeout = int_arg(v, 1, 86400 * 7);
         else if (ARG("--agent-pacing")) {
             if (strcmp(v, "reference") == 0) opt.pacing_reference = 1;
@@ -1509,6 +1511,13 @@ static int create_channel(session *s, uint64_t now) {
         d.session_type = "Port";
         d.session_properties = s->properties;
     }
+    /* PROTOCOL.md §5.1: with a KMS key the shell and interactive commands
+       get a handshake too; KMS is never requested for Port sessions. */
+    if (opt.kms_key_id && s->kind != K_PORT) {
+        d.kms_key_id = opt.kms_key_id;
+        if (s->kind == K_SHELL) d.session_type = "Standard_Stream";
+        if (s->kind == K_INTERACTIVE) d.session_type = "InteractiveCommands";
+    }
     d.payload_size = opt.payload_size;
     d.send_buffer_bytes = 1024u * 1024u;
     d.send_buffer_messages = 512;
@@ -1607,6 +1616,20 @@ static void on_output(session *s, const uint8_t *p, size_t n) {
 
 /* Events may point into the WebSocket message they came from: while some
    wait (events_pending), the next message must not be read over it. */
+/* KMS Decrypt of the client's CiphertextBlob: the key GenerateDataKey made. */
+static void kms_decrypt(session *s, const uint8_t *blob, size_t len) {
+    size_t i;
+    for (i = 0; i < KMS_KEYS; i++) {
+        kms_key *k = &kms_keys[i];
+        if (k->used && len == sizeof k->blob && memcmp(k->blob, blob, len) == 0) {
+            (void)ssmb_channel_kms_key(s->ch, k->plain, sizeof k->plain, blob, len, now_ms());
+            return;
+        }
+    }
+    (void)ssmb_channel_kms_failed(s->ch, "InvalidCiphertextException: the ciphertext refers to no key of this KMS",
+                                  now_ms());
+}
+
 static void channel_events(session *s) {
     ssmb_channel_event ev;
     for (;;) {
@@ -1638,6 +1661,7 @@ static void channel_events(session *s) {
             if (ev.payload_type == SSMB_PAYLOAD_SIZE) on_size(s, ev.data, ev.len);
             else if (ev.payload_type == SSMB_PAYLOAD_OUTPUT) on_output(s, ev.data, ev.len);
             break;
+        case SSMB_CHANNEL_EVENT_KMS_DECRYPT: kms_decrypt(s, ev.data, ev.len); break;
         case SSMB_CHANNEL_EVENT_FLAG:
             if (ev.flag == SSMB_FLAG_TERMINATE_SESSION) session_end(s, "");
             else if (ev.flag == SSMB_FLAG_DISCONNECT_TO_PORT && s->kind == K_PORT && !s->mux) s->disconnect_pending = 1;
