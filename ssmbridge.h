@@ -17243,7 +17243,10 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     ssmb__slot *slot;
     ssmb_event ev;
     int rounds;
-    if (ssmb__fwd_pending(s->fwd)) return; /* its bytes point into the channel's last event */
+    if (ssmb__fwd_pending(s->fwd)) { /* its bytes point into the channel's last event */
+        s->more_in = 1;               /* read on as soon as the forward took them */
+        return;
+    }
     if (s->frame_held && !ssmb__sess_give_frame(s, now)) return;
     s->more_in = 0;
     for (rounds = 0; rounds < SSMB__SESS_ROUNDS && s->ws.id; rounds++) {
@@ -17326,10 +17329,15 @@ static void ssmb__sess_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *
     ssmb__sess_ws_in(eng, s, now);
     if (s->fwd && s->state != SSMB_SESSION_CLOSED) {
         ssmb_event ev;
-        /* the forward reads the channel's events itself (none of them is the host's but the
-           session's own), so the WebSocket's next message can come in */
-        while (!ssmb__fwd_pending(s->fwd) && ssmb__sess_next_channel_only(eng, s, &ev)) {}
-        ssmb__fwd_work(eng, s, ready, nready, now);
+        int round;
+        /* The forward reads the channel's events itself (none of them is the host's but the
+           session's own); once the sockets took its bytes, the next messages can come in. */
+        for (round = 0; round < 4 && s->state != SSMB_SESSION_CLOSED; round++) {
+            while (!ssmb__fwd_pending(s->fwd) && ssmb__sess_next_channel_only(eng, s, &ev)) {}
+            ssmb__fwd_work(eng, s, ready, round == 0 ? nready : 0, now);
+            if (ssmb__fwd_pending(s->fwd) || !s->more_in || s->state == SSMB_SESSION_CLOSED) break;
+            ssmb__sess_ws_in(eng, s, now);
+        }
     }
     if (s->state == SSMB_SESSION_CLOSED) return;
     if (now >= ssmb_channel_next_deadline(s->ch)) (void)ssmb_channel_tick(s->ch, now);
@@ -18294,6 +18302,22 @@ static void ssmb__fwd_accept(ssmb__fwd *f) {
     ssmb__fwd_event(f, SSMB_EVENT_FORWARD_OPEN, f->conns[i].number);
 }
 
+/* The agent's bytes as far as the sockets take them: the mux's streams
+   into their sockets, which makes room for the bytes still waiting, whose
+   frames may fill the streams again; until nothing moves. */
+static void ssmb__fwd_drain(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, uint64_t now) {
+    int round;
+    for (round = 0; round < 8 && s->state != SSMB_SESSION_CLOSED; round++) {
+        size_t before = f->pend_len;
+        uint32_t i;
+        ssmb__fwd_mux_events(eng, s, f);
+        for (i = 0; f->mode == 1 && i < f->max_conns; i++)
+            if (f->conns[i].fd >= 0) ssmb__fwd_mux_to_socket(eng, f, &f->conns[i]);
+        if (f->pend_len) (void)ssmb__fwd_take(eng, f, now);
+        if (f->pend_len == 0 || f->pend_len == before) break;
+    }
+}
+
 /* The forward's part of the session's turn. */
 static void ssmb__fwd_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *ready, size_t nready, uint64_t now) {
     ssmb__fwd *f = s->fwd;
@@ -18301,15 +18325,13 @@ static void ssmb__fwd_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *r
     if (!f) return;
     ssmb__fwd_choose(eng, s, f);
     if (f->mode < 0 || s->state == SSMB_SESSION_CLOSED) return;
-    if (f->pend_len) (void)ssmb__fwd_take(eng, f, now);
-    ssmb__fwd_mux_events(eng, s, f);
-    if (s->state == SSMB_SESSION_CLOSED || s->state == SSMB_SESSION_CLOSING) return;
     for (i = 0; i < f->max_conns; i++) {
         ssmb__fwd_conn *c = &f->conns[i];
         unsigned re = c->fd >= 0 ? ssmb__eng_revents(ready, nready, c->fd) : 0;
-        if (c->fd >= 0 && f->mode == 1) ssmb__fwd_mux_to_socket(eng, f, c);
         if (c->fd >= 0 && (re & (SSMB_POLLIN | SSMB_POLLHUP | SSMB_POLLERR))) ssmb__fwd_socket_in(eng, s, f, c);
     }
+    ssmb__fwd_drain(eng, s, f, now);
+    if (s->state == SSMB_SESSION_CLOSED || s->state == SSMB_SESSION_CLOSING) return;
     if (ssmb__eng_revents(ready, nready, f->lfd) & SSMB_POLLIN) ssmb__fwd_accept(f);
     ssmb__fwd_mux_out(s, f);
     if (f->mux && ssmb_smux_next_deadline(f->mux) <= now) (void)ssmb_smux_tick(f->mux, now);
