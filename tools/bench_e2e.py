@@ -38,7 +38,7 @@ class BenchError(Exception):
 
 def row(name, value, unit):
     if isinstance(value, float):
-        value = "%.3f" % value if value < 10 else "%.1f" % value
+        value = "%.3g" % value if value < 0.1 else "%.3f" % value if value < 10 else "%.1f" % value
     print("bench: %s %s %s" % (name, value, unit), flush=True)
 
 
