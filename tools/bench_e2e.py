@@ -7,6 +7,7 @@
 #   pf_upload_1k_mbs, pf_download_1k_mbs      port-forward, 1 KiB payloads
 #   pf_upload_16k_mbs, pf_download_16k_mbs    ssmb-local --payload-size 16384
 #   tls_pipe_mbs, pf_upload_16k_vs_tls_pipe   Python ssl on both ends, baseline
+#   (and pf_download_16k_vs_tls_pipe)
 #   keystroke_rtt_p50_us, keystroke_rtt_p99_us  shell through start-session in a PTY
 #   ssmb_rss_shell_kib, ssmb_rss_pf10_kib     VmHWM of ssmb
 #   ssmb_stripped_kib                         strip -o of build/ssmb
