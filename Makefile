@@ -129,9 +129,10 @@ $(BUILD)/ssmb-local: tools/ssmb-local.c $(HDR) | $(BUILD)
 $(BUILD)/example-%: examples/%.c $(HDR) | $(BUILD)
 	$(GCC) $(C99) -D_POSIX_C_SOURCE=200809L -O2 $< -o $@ $(TLSLIB)
 
-bench: deps $(BUILD)/bench $(BUILD)/ssmb-local
+bench: deps $(BUILD)/bench $(BUILD)/ssmb-local $(BUILD)/ssmb
 	@sh tests/certs.sh $(BUILD)/certs
 	@$(BUILD)/bench
+	@/usr/bin/python3 tools/bench_e2e.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
