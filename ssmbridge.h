@@ -2593,7 +2593,8 @@ typedef struct ssmb_session_desc {
     uint32_t allow_custom_stream_host;
     const char *client_version;         /* HandshakeResponse; default SSMB_CHANNEL_CLIENT_VERSION */
     uint32_t payload_size;              /* outgoing payloads, default 1024 (§3.6), up to 32768 */
-    uint32_t send_buffer_bytes;         /* default: the channel's */
+    uint32_t send_buffer_bytes;         /* default: the channel's (16 KiB); more carries more per round
+                                           trip (bulk transfers: 256 KiB and up) */
     uint32_t cols, rows;                /* first terminal size sent once ready (0: none) */
     uint32_t no_reconnect;              /* 1: a lost WebSocket ends the session */
     uint32_t reconnect_timeout_ms;      /* give up reconnecting after this long, default 120000 */
@@ -17622,6 +17623,8 @@ static ssmb_result ssmb__sess_channel(ssmb_engine *eng, ssmb__sess *s, const ssm
     cd.client_version = d->client_version;
     cd.payload_size = d->payload_size;
     cd.send_buffer_bytes = d->send_buffer_bytes;
+    if (d->send_buffer_bytes) /* as many messages as the bytes hold at the payload size */
+        cd.send_buffer_messages = d->send_buffer_bytes / (d->payload_size ? d->payload_size : 1024u) + 4u;
     cd.max_frame = (uint32_t)s->frame_cap;
     return ssmb_channel_create(&cd, &s->ch);
 }

@@ -7,7 +7,7 @@
      ssmb port-forward --target ID --remote-port N [--remote-host H]
                        [--local ADDR] [COMMON]
      ssmb ssh-proxy --target ID [--port N] [COMMON]
-   COMMON: [--region R] [--profile P] [--endpoint-url URL] [--ca-bundle FILE]
+   COMMON: [--region R] [--profile P] [--endpoint-url URL] [--ca-bundle FILE] [--payload-size N]
            [-q] [-v | -vv]
 
    Region, profile and CA bundle also come from AWS_REGION /
@@ -821,6 +821,10 @@ static int run_session(config *c) {
     a.line_start = 1;
     if (a.mode == MODE_AUTO) a.mode = isatty(STDIN_FILENO) ? MODE_TERMINAL : MODE_STDIO;
     if (a.mode == MODE_TERMINAL && !c->sd.cols) (void)tty_size(&c->sd.cols, &c->sd.rows);
+    /* Bulk sessions keep more in flight than the library's small default:
+       the window is what carries throughput over a long round trip. */
+    if ((a.mode == MODE_FORWARD || a.mode == MODE_STDIO) && !c->sd.send_buffer_bytes)
+        c->sd.send_buffer_bytes = 512u * 1024u;
     if (signals_install() != 0) {
         err_line("cannot set up signal handling: %s", strerror(errno));
         return 1;
@@ -973,7 +977,7 @@ static void usage(FILE *f) {
             "       ssmb port-forward --target ID --remote-port N [--remote-host H] [--local ADDR] [COMMON]\n"
             "       ssmb ssh-proxy --target ID [--port N] [COMMON]\n"
             "       ssmb --version\n"
-            "COMMON: [--region R] [--profile P] [--endpoint-url URL] [--ca-bundle FILE] [-q] [-v|-vv]\n"
+            "COMMON: [--region R] [--profile P] [--endpoint-url URL] [--ca-bundle FILE] [--payload-size N] [-q] [-v|-vv]\n"
             "ADDR: host:port (port 0: any free one) or unix:/path; default 127.0.0.1:0\n"
             "In a terminal, ~. at the start of a line disconnects.\n");
 }
@@ -991,6 +995,7 @@ typedef struct cli {
     int cmd;
     const char *target, *document, *parameters, *reason, *region, *profile, *endpoint, *ca_bundle;
     const char *remote_port, *remote_host, *local, *port;
+    const char *payload_size;
     int verbose, quiet;
     char **words;
     int nwords;
@@ -1017,6 +1022,7 @@ static const option g_options[] = {
     {"--remote-host", offsetof(cli, remote_host), 1u << CMD_PORT},
     {"--local", offsetof(cli, local), 1u << CMD_PORT},
     {"--port", offsetof(cli, port), 1u << CMD_SSH},
+    {"--payload-size", offsetof(cli, payload_size), ALL_CMDS},
 };
 
 static int parse_cli(int argc, char **argv, cli *o) {
@@ -1122,6 +1128,13 @@ static int cli_main(int argc, char **argv) {
     if (!c.sd.region) c.sd.region = env_nonempty("AWS_DEFAULT_REGION");
     c.sd.profile = nonempty(o.profile) ? o.profile : env_nonempty("AWS_PROFILE");
     c.ca_file = nonempty(o.ca_bundle) ? o.ca_bundle : env_nonempty("AWS_CA_BUNDLE");
+    if (o.payload_size) {
+        char *end;
+        unsigned long n = strtoul(o.payload_size, &end, 10);
+        if (*end || n < 1 || n > SSMB_CHANNEL_MAX_PAYLOAD)
+            return usage_error("--payload-size '%s' is not a number of bytes from 1 to 32768", o.payload_size);
+        c.sd.payload_size = (uint32_t)n;
+    }
     if (nonempty(o.endpoint)) {
         ssmb_url u;
         if (ssmb_url_parse(o.endpoint, strlen(o.endpoint), &u) != SSMB_OK)
