@@ -1128,6 +1128,9 @@ typedef struct ssmb_channel_desc {
                                            (an encrypted payload is SSMB_KMS_OVERHEAD longer, §6.3) */
     uint32_t max_resend_attempts;       /* then the channel gives up, default 3000 (§3.5) */
     uint32_t digest_check;              /* ssmb_digest_check, default SSMB_DIGEST_CHECK_DEFAULT */
+    uint32_t decrypt_in_place;          /* 1: the frames you pass to ssmb_channel_recv may be rewritten:
+                                           KMS-encrypted payloads are opened where they lie and no
+                                           decryption buffer (max_frame bytes) is allocated */
 } ssmb_channel_desc;
 
 typedef enum ssmb_channel_event_type {
@@ -6619,6 +6622,7 @@ typedef struct ssmb__chan_cfg {
     uint32_t role, payload_size, max_frame, max_attempts, check_digest;
     uint32_t send_msgs, reorder_msgs, ack_cap;
     uint32_t kms;                       /* 1: this channel may encrypt (a KMS key may come) */
+    uint32_t in_place;                  /* 1: incoming payloads are decrypted where they lie */
     size_t send_bytes, reorder_bytes, plain_bytes;
 } ssmb__chan_cfg;
 
@@ -7628,18 +7632,20 @@ static void ssmb__chan_on_flag(ssmb_channel *ch, const uint8_t *p, size_t n, int
 static int ssmb__chan_open_payload(ssmb_channel *ch, uint32_t type, const uint8_t **p, size_t *n) {
     size_t got = 0;
     ssmb_result r;
+    /* In place: the host said its frames may be rewritten (the reorder store's are the channel's). */
+    uint8_t *out = ch->cfg.in_place ? (uint8_t *)(uintptr_t)*p : ch->plain;
+    size_t cap = ch->cfg.in_place ? *n : ch->cfg.plain_bytes;
     if (ch->kms.ready != 1 || !ssmb_kms_decrypts(ch->cfg.role, type)) return 1;
-    r = ch->plain ? ssmb_kms_decrypt_payload(&ch->kms, *p, *n, ch->plain, ch->cfg.plain_bytes, &got)
-                  : SSMB_ERR_INTERNAL;
+    r = out ? ssmb_kms_decrypt_payload(&ch->kms, *p, *n, out, cap, &got) : SSMB_ERR_INTERNAL;
     if (r != SSMB_OK) {
         ssmb__chan_close(ch, r == SSMB_ERR_NOMEM || r == SSMB_ERR_INTERNAL ? r : SSMB_ERR_AUTH,
                          "an encrypted payload does not decrypt with the KMS data key (PROTOCOL.md 6.3)",
                          ch->cfg.role == SSMB_CHANNEL_CLIENT);
         return 0;
     }
-    *p = ch->plain;
+    *p = out;
     *n = got;
-    ch->in_plain = 1;
+    ch->in_plain = !ch->cfg.in_place;
     return 1;
 }
 
@@ -7919,7 +7925,9 @@ static void ssmb__chan_defaults(const ssmb_channel_desc *d, ssmb__chan_cfg *c) {
        largest size, outgoing ones grow by 28 bytes (§6.3). */
     c->kms = ssmb_kms_supported() &&
              (d->role == SSMB_CHANNEL_CLIENT || (d->kms_key_id != NULL && d->kms_key_id[0] != '\0'));
-    c->plain_bytes = c->kms && c->max_frame > SSMB_MSG_HEADER_SIZE ? c->max_frame - SSMB_MSG_HEADER_SIZE : 0;
+    c->in_place = d->decrypt_in_place != 0;
+    c->plain_bytes =
+        c->kms && !c->in_place && c->max_frame > SSMB_MSG_HEADER_SIZE ? c->max_frame - SSMB_MSG_HEADER_SIZE : 0;
     /* room for one full data frame and for any handshake message */
     least = SSMB_MSG_HEADER_SIZE + (c->payload_size + SSMB_KMS_OVERHEAD > SSMB__CHAN_CONTROL_MAX
                                         ? c->payload_size + SSMB_KMS_OVERHEAD
@@ -10623,7 +10631,7 @@ SSMB_APIDEF const char *ssmb_tls_backend(void) { return "bearssl"; }
 
 /* Largest end-entity certificate kept for the check; a larger one is
    refused (real server certificates are 1-3 KiB). */
-#define SSMB__BR_LEAF_MAX 16384
+#define SSMB__BR_LEAF_MAX 4096 /* the end-entity certificate of a server named by IP (local endpoints) */
 
 /* A DER element's contents: [p, p + len), always inside the buffer read. */
 typedef struct ssmb__der {
@@ -16303,7 +16311,6 @@ SSMB_APIDEF ssmb_result ssmb_engine_wait(ssmb_engine *eng, int max_ms) {
    took the request, and the response only while it is read. */
 
 #define SSMB__SESS_TOKEN_MAX (SSMB_API_TOKEN_MAX + 1)
-#define SSMB__SESS_URL_MAX (SSMB_API_STREAM_URL_MAX + 1)
 #define SSMB__SESS_ENDPOINT_MAX 512u
 #define SSMB__SESS_REASON_MAX 256u
 #define SSMB__SESS_REQUEST_MAX 16384u   /* an API request (StartSession with parameters, STS) */
@@ -16386,8 +16393,11 @@ struct ssmb__sess {
     char custom_host[SSMB__DNS_NAME_MAX + 1];
     uint32_t allow_plain_ws;
     char session_id[SSMB_API_SESSION_ID_MAX + 1];
-    char *token;                        /* SSMB__SESS_TOKEN_MAX */
-    char *stream_url;                   /* SSMB__SESS_URL_MAX */
+    char *token;                        /* TokenValue and StreamUrl, in ident */
+    char *stream_url;
+    char *ident;                        /* allocated to their size when they come (StartSession,
+                                           ResumeSession, attach); wiped and freed when replaced */
+    size_t ident_size;
     char session_type[32];
     char agent_version[SSMB_CHANNEL_VERSION_MAX + 1];
     /* StartSession's arguments, copied */
@@ -16411,7 +16421,7 @@ struct ssmb__sess {
     uint8_t kms_wanted;                 /* KMS_REQUEST came: GenerateDataKey once the call slot is free */
     char kms_key_id[SSMB__CHAN_KMS_ID_MAX + 1];
     char kms_challenge[SSMB__CHAN_KMS_CHALLENGE_MAX + 1];
-    char kms_endpoint[SSMB__SESS_ENDPOINT_MAX];
+    char *kms_endpoint;                 /* the desc's kms_endpoint_url (copied), or NULL */
 };
 
 #define SSMB__SLOG(eng, level, msg) \
@@ -16848,7 +16858,7 @@ static ssmb_result ssmb__sess_data_key_request(ssmb_engine *eng, ssmb__sess *s, 
     memset(&ed, 0, sizeof ed);
     ed.service = "kms"; /* never the SSM endpoint (PROTOCOL.md §16) */
     ed.region = s->region;
-    ed.endpoint_url = s->kms_endpoint[0] ? s->kms_endpoint : NULL;
+    ed.endpoint_url = s->kms_endpoint;
     ed.getenv_fn = eng->desc.getenv_fn;
     ed.getenv_user_data = eng->desc.getenv_user_data;
     r = ssmb_api_endpoint_resolve(&ed, url, url_cap, &n, NULL);
@@ -16957,18 +16967,40 @@ static ssmb_result ssmb__sess_call_send(ssmb_engine *eng, ssmb__sess *s, uint64_
 
 static ssmb_result ssmb__sess_open_ws(ssmb_engine *eng, ssmb__sess *s, uint64_t now);
 
+static void ssmb__sess_drop_ident(ssmb_engine *eng, ssmb__sess *s) {
+    if (!s->ident) return;
+    ssmb__wipe(s->ident, s->ident_size); /* the token is a secret */
+    ssmb__free(&eng->desc.allocator, s->ident, s->ident_size);
+    s->ident = s->token = s->stream_url = NULL;
+    s->ident_size = 0;
+}
+
+/* A new TokenValue, and the StreamUrl (an empty one keeps the old). */
+static ssmb_result ssmb__sess_set_ident(ssmb_engine *eng, ssmb__sess *s, ssmb_str token, ssmb_str url) {
+    size_t size;
+    char *block;
+    if (!url.len && s->stream_url) url = ssmb_str_c(s->stream_url);
+    size = token.len + url.len + 2;
+    block = (char *)ssmb__alloc(&eng->desc.allocator, size);
+    if (!block) return SSMB_ERR_NOMEM;
+    memcpy(block, token.ptr, token.len);
+    block[token.len] = '\0';
+    memcpy(block + token.len + 1, url.ptr, url.len); /* before the old block goes: url may point into it */
+    block[token.len + 1 + url.len] = '\0';
+    ssmb__sess_drop_ident(eng, s);
+    s->ident = s->token = block;
+    s->stream_url = block + token.len + 1;
+    s->ident_size = size;
+    return SSMB_OK;
+}
+
 /* What the StartSession or ResumeSession answer gave. */
-static void ssmb__sess_take_session(ssmb__sess *s, const ssmb_api_session *v, int resume) {
+static ssmb_result ssmb__sess_take_session(ssmb_engine *eng, ssmb__sess *s, const ssmb_api_session *v, int resume) {
     if (!resume) {
         memcpy(s->session_id, v->session_id.ptr, v->session_id.len);
         s->session_id[v->session_id.len] = '\0';
     }
-    memcpy(s->token, v->token_value.ptr, v->token_value.len);
-    s->token[v->token_value.len] = '\0';
-    if (v->stream_url.len) {
-        memcpy(s->stream_url, v->stream_url.ptr, v->stream_url.len);
-        s->stream_url[v->stream_url.len] = '\0';
-    }
+    return ssmb__sess_set_ident(eng, s, v->token_value, v->stream_url);
 }
 
 static void ssmb__sess_policy(const ssmb__sess *s, ssmb_api_stream_policy *p) {
@@ -17028,8 +17060,8 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
         ssmb__sess_end(eng, s, r, NULL);
         return;
     }
-    ssmb__sess_take_session(s, &v, kind == SSMB__CALL_RESUME);
-    r = ssmb__sess_open_ws(eng, s, now);
+    r = ssmb__sess_take_session(eng, s, &v, kind == SSMB__CALL_RESUME);
+    if (r == SSMB_OK) r = ssmb__sess_open_ws(eng, s, now);
     if (r != SSMB_OK) ssmb__sess_end(eng, s, r, "cannot open the data channel's WebSocket");
 }
 
@@ -17536,9 +17568,10 @@ static void ssmb__sess_layout(ssmb__arena *a, const ssmb_session_desc *d, ssmb__
     uint32_t i;
     size_t k;
     (void)ssmb__arena_take(a, sizeof(ssmb__sess), 16);
-    s->token = (char *)ssmb__arena_take(a, SSMB__SESS_TOKEN_MAX, 1);
-    s->stream_url = (char *)ssmb__arena_take(a, SSMB__SESS_URL_MAX, 1);
     s->target = ssmb__arena_strn(a, d->target ? d->target : "", ssmb__zlen(d->target));
+    s->kms_endpoint = d->kms_endpoint_url && *d->kms_endpoint_url
+                          ? ssmb__arena_strn(a, d->kms_endpoint_url, strlen(d->kms_endpoint_url))
+                          : NULL;
     s->start.target = s->target;
     s->start.document_name = d->document_name ? ssmb__arena_strn(a, d->document_name, strlen(d->document_name)) : NULL;
     s->start.reason = d->reason ? ssmb__arena_strn(a, d->reason, strlen(d->reason)) : NULL;
@@ -17626,6 +17659,7 @@ static ssmb_result ssmb__sess_channel(ssmb_engine *eng, ssmb__sess *s, const ssm
     if (d->send_buffer_bytes) /* as many messages as the bytes hold at the payload size */
         cd.send_buffer_messages = d->send_buffer_bytes / (d->payload_size ? d->payload_size : 1024u) + 4u;
     cd.max_frame = (uint32_t)s->frame_cap;
+    cd.decrypt_in_place = 1; /* messages are read in the conn's input or the session's own buffer */
     return ssmb_channel_create(&cd, &s->ch);
 }
 
@@ -17634,6 +17668,7 @@ static void ssmb__sess_free(ssmb_engine *eng, ssmb__sess *s) {
     if (s->call_ws.id) ssmb_engine_ws_abort(eng, s->call_ws);
     if (s->ch) ssmb_channel_destroy(s->ch);
     if (s->fwd) ssmb__fwd_free(eng, s->fwd);
+    ssmb__sess_drop_ident(eng, s);
     if (s->frame) {
         ssmb__wipe(s->frame, s->frame_cap);
         ssmb__free(&eng->desc.allocator, s->frame, s->frame_cap);
@@ -17662,10 +17697,6 @@ static ssmb_result ssmb__sess_keep_identity(ssmb__sess *s, const ssmb_session_de
 static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_session_desc *d, uint64_t now) {
     ssmb_result r = ssmb__sess_keep_identity(s, d);
     if (r != SSMB_OK) return r;
-    if (d->kms_endpoint_url) {
-        if (strlen(d->kms_endpoint_url) >= sizeof s->kms_endpoint) return SSMB_ERR_LIMIT;
-        strcpy(s->kms_endpoint, d->kms_endpoint_url);
-    }
     ssmb__sess_region(eng, s, d, NULL);
     r = ssmb__sess_creds_begin(eng, s, SSMB__CALL_NONE, now);
     if (r != SSMB_OK) return r;
@@ -17700,8 +17731,8 @@ static ssmb_result ssmb__sess_setup(ssmb_engine *eng, ssmb__sess *s, const ssmb_
             return SSMB_ERR_SSM_PROTOCOL;
         }
         strcpy(s->session_id, d->session_id);
-        strcpy(s->token, d->token_value);
-        strcpy(s->stream_url, d->stream_url);
+        if (ssmb__sess_set_ident(eng, s, ssmb_str_c(d->token_value), ssmb_str_c(d->stream_url)) != SSMB_OK)
+            return SSMB_ERR_NOMEM;
     }
     /* What comes once the credentials are there (now, or after the chain's steps). */
     if (s->plan) {
