@@ -21,7 +21,9 @@
      L1 sans-I/O     the data channel, the connection, the API exchanges:
                      bytes in, bytes out, time passed in.
      L2 TLS          BearSSL (default), mbedTLS, or none.
-     L3 engine       non-blocking sockets driven by the host's poll loop.
+     L3 engine       non-blocking sockets driven by the host's poll loop;
+                     sessions (credentials, StartSession, the data channel,
+                     reconnection through ResumeSession) and port forwards.
 
    Nothing blocks except ssmb_engine_wait(), which only the host calls.
    Nothing allocates except through the allocator you give, and only when
@@ -44,6 +46,32 @@
        m.payload = (const uint8_t *)"ls\r"; m.payload_size = 3;
        uint8_t frame[256]; size_t n;
        if (ssmb_msg_encode(&m, frame, sizeof frame, &n) == SSMB_OK) send_binary(frame, n);
+
+   QUICK START: A SESSION (run a command, get its exit code)
+   =========================================================
+       ssmb_desc d = {0};                      // zero is default everywhere
+       ssmb_engine *eng;
+       ssmb_engine_create(&d, &eng);
+       ssmb_session_desc sd = {0};             // region, keys, endpoint: the AWS chain
+       ssmb_document doc;
+       sd.target = "i-0123456789abcdef0";
+       ssmb_document_command(&sd, &doc, "uptime");
+       ssmb_session s;
+       int code = -1;
+       ssmb_session_start(eng, &sd, now_ms(), &s);
+       for (int done = 0; !done;) {
+           ssmb_engine_wait(eng, 1000);        // or poll/epoll over ssmb_engine_fds
+           ssmb_engine_tick(eng, now_ms());
+           ssmb_event ev;
+           while (ssmb_engine_next_event(eng, &ev) == SSMB_OK) {
+               if (ev.type == SSMB_EVENT_SESSION_OUTPUT) fwrite(ev.data, 1, ev.len, stdout);
+               if (ev.type == SSMB_EVENT_SESSION_EXIT) code = ev.exit_code;
+               if (ev.type == SSMB_EVENT_SESSION_CLOSED) done = 1;
+           }
+       }
+   A shell: no document, ssmb_session_send for keystrokes, ssmb_session_resize.
+   A port forward: ssmb_document_port_forward, then ssmb_forward_open on a
+   local address. See the session and forward sections below.
 
    QUICK START: POLL LOOP (a WebSocket through the engine)
    ======================================================
@@ -133,7 +161,10 @@
             ClientMessage codec and payloads, WebSocket framing, HTTP/1.1;
             TLS through BearSSL or mbedTLS; the sans-I/O WebSocket
             connection and data channel; the poll engine with its resolver
-            and proxy support; KMS session encryption; credential sources.
+            and proxy support; KMS session encryption; credential sources;
+            sessions with reconnection, credential steps run by the
+            engine, port forwards (smux and basic), typed documents,
+            metrics.
 
    LICENSE
    =======
@@ -16412,7 +16443,7 @@ struct ssmb__sess {
     uint32_t role_next, after_creds;
     char imds_token[128], imds_role[128];
     int proc_pid, proc_fd;              /* credential_process, its standard output */
-    int proc_told;                      /* fd_change_fn heard of proc_fd */
+    uint16_t proc_told;                 /* what fd_change_fn last heard of proc_fd */
     char *proc_out;                     /* SSMB__SESS_PROC_MAX bytes while it runs */
     size_t proc_len;
     uint64_t proc_deadline;
@@ -18388,6 +18419,24 @@ static uint16_t ssmb__fwd_listen_interest(const ssmb__sess *s, const ssmb__fwd *
     return used < f->max_conns ? (uint16_t)SSMB_POLLIN : (uint16_t)0;
 }
 
+/* One descriptor of a forward (or credential_process): fd_change_fn hears
+   of a change of interest when tell, out gets it (while there is room)
+   when it wants anything; *total counts those that do. */
+static void ssmb__fd_report(ssmb_engine *eng, int fd, uint16_t ev, uint16_t *told, int tell, ssmb_pollfd *out,
+                            size_t cap, size_t *total) {
+    if (tell && ev != *told) {
+        *told = ev;
+        ssmb__fwd_tell(eng, fd, ev);
+    }
+    if (!ev) return;
+    if (*total < cap && out) {
+        out[*total].fd = fd;
+        out[*total].events = ev;
+        out[*total].revents = 0;
+    }
+    (*total)++;
+}
+
 /* Every forward descriptor with interest: into out (up to cap), counted.
    With tell, fd_change_fn hears of the changes instead. */
 static size_t ssmb__fwds_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, int tell) {
@@ -18396,45 +18445,15 @@ static size_t ssmb__fwds_fds(ssmb_engine *eng, ssmb_pollfd *out, size_t cap, int
     for (i = 0; i < eng->desc.max_sessions; i++) {
         ssmb__sess *s = eng->sessions[i];
         ssmb__fwd *f = s ? s->fwd : NULL;
-        uint16_t ev;
-        if (s && s->proc_fd >= 0) { /* credential_process's output */
-            if (tell && !s->proc_told) {
-                s->proc_told = 1;
-                ssmb__fwd_tell(eng, s->proc_fd, SSMB_POLLIN);
-            }
-            if (total < cap && out) {
-                out[total].fd = s->proc_fd;
-                out[total].events = SSMB_POLLIN;
-                out[total].revents = 0;
-            }
-            total++;
-        }
+        if (s && s->proc_fd >= 0) /* credential_process's output */
+            ssmb__fd_report(eng, s->proc_fd, SSMB_POLLIN, &s->proc_told, tell, out, cap, &total);
         if (!f) continue;
-        ev = ssmb__fwd_listen_interest(s, f);
-        if (tell && ev != f->told_levents) {
-            f->told_levents = ev;
-            ssmb__fwd_tell(eng, f->lfd, ev);
-        }
-        if (ev && total < cap && out) {
-            out[total].fd = f->lfd;
-            out[total].events = ev;
-            out[total].revents = 0;
-        }
-        total += ev != 0;
+        ssmb__fd_report(eng, f->lfd, ssmb__fwd_listen_interest(s, f), &f->told_levents, tell, out, cap, &total);
         for (k = 0; k < f->max_conns; k++) {
             ssmb__fwd_conn *c = &f->conns[k];
-            if (c->fd < 0) continue;
-            ev = ssmb__fwd_conn_interest(s, f, c);
-            if (tell && ev != c->told_events) {
-                c->told_events = ev;
-                ssmb__fwd_tell(eng, c->fd, ev);
-            }
-            if (ev && total < cap && out) {
-                out[total].fd = c->fd;
-                out[total].events = ev;
-                out[total].revents = 0;
-            }
-            total += ev != 0;
+            if (c->fd >= 0)
+                ssmb__fd_report(eng, c->fd, ssmb__fwd_conn_interest(s, f, c), &c->told_events, tell, out, cap,
+                                &total);
         }
     }
     return total;

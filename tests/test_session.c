@@ -198,17 +198,10 @@ static const char *no_env(const char *name, void *u) {
     return NULL; /* the tests give everything explicitly */
 }
 
-static int run_engine(run *r) {
-    ssmb_desc d;
-    memset(r, 0, sizeof *r);
-    memset(&d, 0, sizeof d);
-    d.allocator.alloc_fn = count_alloc;
-    d.allocator.free_fn = count_free;
-    d.allocator.user_data = &r->mem;
-    d.getenv_fn = no_env;
-    d.https_proxy = "";
-    return ssmb_engine_create(&d, &r->eng) == SSMB_OK ? 0 : -1;
-}
+typedef struct test_env test_env;
+static int run_engine_env(run *r, test_env *e);
+
+static int run_engine(run *r) { return run_engine_env(r, NULL); }
 
 static void session_desc(ssmb_session_desc *sd, const local *l, const char *secret) {
     memset(sd, 0, sizeof *sd);
@@ -585,12 +578,12 @@ SSMB_TEST(session_terminate) {
 
 /* ---- the credential chain's remote steps, through stubs on 127.0.0.1 ---- */
 
-typedef struct test_env {
+struct test_env {
     const char *names[8];
     const char *values[8];
     int64_t utc_offset;         /* added to the real clock (expiry and refresh) */
     char log[4096];             /* the library's log lines */
-} test_env;
+};
 
 static test_env g_env;
 
@@ -614,6 +607,8 @@ static void env_log(const char *tag, uint32_t level, uint32_t item, const char *
     snprintf(e->log + have, sizeof e->log - have, "%s\n", msg);
 }
 
+/* An engine counting its memory; with e, its environment, clock offset
+   and log (else no environment at all: the tests give everything). */
 static int run_engine_env(run *r, test_env *e) {
     ssmb_desc d;
     memset(r, 0, sizeof *r);
@@ -621,12 +616,14 @@ static int run_engine_env(run *r, test_env *e) {
     d.allocator.alloc_fn = count_alloc;
     d.allocator.free_fn = count_free;
     d.allocator.user_data = &r->mem;
-    d.getenv_fn = env_lookup;
+    d.getenv_fn = e ? env_lookup : no_env;
     d.getenv_user_data = e;
-    d.utc_fn = env_utc;
-    d.utc_user_data = e;
-    d.logger.log_fn = env_log;
-    d.logger.user_data = e;
+    if (e) {
+        d.utc_fn = env_utc;
+        d.utc_user_data = e;
+        d.logger.log_fn = env_log;
+        d.logger.user_data = e;
+    }
     d.https_proxy = "";
     return ssmb_engine_create(&d, &r->eng) == SSMB_OK ? 0 : -1;
 }
