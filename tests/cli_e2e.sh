@@ -24,6 +24,17 @@ failed=0
 ok() { passed=$((passed + 1)); }
 bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
+# children_of PID: the PIDs whose parent is PID (from /proc; no procps needed).
+children_of() {
+    for st in /proc/[0-9]*/stat; do
+        line=$(cat "$st" 2>/dev/null) || continue
+        rest=${line##*) }   # after the command name, which may hold spaces: "STATE PPID ..."
+        ppid=$(echo "$rest" | cut -d' ' -f2)
+        [ "$ppid" = "$1" ] && echo "${line%% *}"
+    done
+    return 0
+}
+
 # wait_for FILE PATTERN SECONDS: until a line of FILE matches.
 wait_for() {
     n=0
@@ -244,17 +255,40 @@ if timeout 60 python3 "$T/term_session.py" "$SSMB" start-session "$@"; then ok; 
 # StartSession itself, asks `session-manager-plugin --version`, and passes
 # the response in AWS_SSM_START_SESSION_RESPONSE. The pauses keep the
 # output in messages of their own: this case is about the plugin's arguments.
-if command -v aws >/dev/null 2>&1; then
+# Debian's awscli (/usr/bin/aws, installed by tools/deps.sh) first: another
+# aws earlier on PATH (pip's, pyenv's) is not the one this test is about.
+AWS=/usr/bin/aws
+[ -x "$AWS" ] || AWS=$(command -v aws || true)
+if [ -n "$AWS" ]; then
     mkdir -p "$T/bin"
     ln -s "$(cd "$(dirname "$SSMB")" && pwd)/ssmb" "$T/bin/session-manager-plugin"
-    PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$CA" timeout 60 aws ssm start-session --target "$TARGET" \
-        --endpoint-url "$EP" --document-name AWS-StartNonInteractiveCommand \
+    PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$CA" timeout 60 "$AWS" ssm start-session \
+        --target "$TARGET" --endpoint-url "$EP" --document-name AWS-StartNonInteractiveCommand \
         --parameters '{"command":["sleep 0.3; echo plugin-ok; sleep 0.3"]}' >"$T/out" 2>"$T/err" </dev/null
     rc=$?
     if [ "$rc" = 0 ] && [ "$(cat "$T/out")" = plugin-ok ] && grep -q '^Starting session with SessionId: ' "$T/err"; then ok
-    else bad "aws ssm start-session with ssmb as the plugin: exit $rc, stdout '$(cat "$T/out")', stderr '$(cat "$T/err")'"; fi
+    else bad "$AWS ssm start-session with ssmb as the plugin: exit $rc, stdout '$(cat "$T/out")', stderr '$(cat "$T/err")'"; fi
+
+    # A port forward the AWS CLI starts: the plugin listens on localPortNumber.
+    AWS_LPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    : >"$T/awspf.err"
+    PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$CA" "$AWS" ssm start-session \
+        --target "$TARGET" --endpoint-url "$EP" --document-name AWS-StartPortForwardingSession \
+        --parameters "{\"portNumber\":[\"$ECHO_PORT\"],\"localPortNumber\":[\"$AWS_LPORT\"]}" \
+        >"$T/awspf.out" 2>"$T/awspf.err" </dev/null &
+    AWSPF=$!
+    pids="$pids $AWSPF"
+    if wait_for "$T/awspf.err" "listening on 127\.0\.0\.1:$AWS_LPORT" 30 &&
+        timeout 40 python3 "$T/client.py" "$AWS_LPORT" 1000000; then ok
+    else bad "$AWS ssm start-session port forward with ssmb as the plugin: $(tail -n 3 "$T/awspf.err")"; fi
+    # The AWS CLI ignores SIGINT while its plugin runs: end the plugin (its child) by PID.
+    for c in $(children_of "$AWSPF"); do kill "$c" 2>/dev/null; done
+    n=0
+    while kill -0 "$AWSPF" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    kill "$AWSPF" 2>/dev/null
+    wait "$AWSPF" 2>/dev/null
 else
-    echo "cli_e2e: no aws command, plugin mode under the AWS CLI not checked"
+    bad "no aws command (Debian's awscli): plugin mode under the AWS CLI not checked"
 fi
 
 # ---- real ssh through `ssmb ssh-proxy` as its ProxyCommand, to an sshd of
