@@ -6880,7 +6880,8 @@ static void ssmb__chan_close(ssmb_channel *ch, ssmb_result why, const char *reas
         ev->terminate_session = (uint32_t)terminate;
         ev->message = ssmb_str_c(ch->reason);
     }
-    SSMB__CHAN_LOG(ch, why < 0 ? SSMB_LOG_WARN : SSMB_LOG_INFO, SSMB_LOGITEM_CHANNEL_CLOSED, ch->reason);
+    SSMB__CHAN_LOG(ch, why < 0 ? SSMB_LOG_WARN : SSMB_LOG_INFO, SSMB_LOGITEM_CHANNEL_CLOSED,
+                   ch->reason[0] ? ch->reason : "channel closed (no reason given)");
 }
 
 /* Sending becomes possible: the session type is known (§5.1, §11). */
@@ -17079,7 +17080,7 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
         if (r == SSMB_ERR_AWS_API) {
             char head[96];
             size_t n = SSMB__MIN(ar.error_type.len, sizeof head - 3);
-            memcpy(head, ar.error_type.ptr, n);
+            if (n) memcpy(head, ar.error_type.ptr, n);
             memcpy(head + n, ": ", 3);
             ssmb__sess_reason(s, head, ar.error_message.ptr, ar.error_message.len);
         } else if (r == SSMB_ERR_SSM_PROTOCOL) {
@@ -17458,14 +17459,20 @@ static void ssmb__sess_event_base(ssmb__sess *s, ssmb_event *ev, uint32_t type) 
     ev->user_data = s->user_data;
 }
 
+/* v into out with a NUL, cut to fit. */
+static void ssmb__sess_copy(char *out, size_t cap, ssmb_str v) {
+    size_t n = SSMB__MIN(v.len, cap - 1);
+    if (n) memcpy(out, v.ptr, n);
+    out[n] = '\0';
+}
+
 /* A channel event as the host's; 0 when it is the session's own. */
 static int ssmb__sess_channel_event(ssmb_engine *eng, ssmb__sess *s, const ssmb_channel_event *ce,
                                     ssmb_event *ev, uint64_t now) {
     switch (ce->type) {
     case SSMB_CHANNEL_EVENT_READY:
-        memcpy(s->session_type, ce->session_type.ptr, SSMB__MIN(ce->session_type.len, sizeof s->session_type - 1));
-        memcpy(s->agent_version, ce->agent_version.ptr,
-               SSMB__MIN(ce->agent_version.len, sizeof s->agent_version - 1));
+        ssmb__sess_copy(s->session_type, sizeof s->session_type, ce->session_type);
+        ssmb__sess_copy(s->agent_version, sizeof s->agent_version, ce->agent_version);
         if (!s->ready_at) s->ready_at = now ? now : 1;
         ssmb__sess_set_state(s, SSMB_SESSION_READY);
         return 0;
@@ -17492,11 +17499,8 @@ static int ssmb__sess_channel_event(ssmb_engine *eng, ssmb__sess *s, const ssmb_
         ssmb__sess_begin_closing(eng, s, (ssmb_result)ce->result, now);
         return 0;
     case SSMB_CHANNEL_EVENT_KMS_REQUEST:
-        memcpy(s->kms_key_id, ce->kms_key_id.ptr, SSMB__MIN(ce->kms_key_id.len, sizeof s->kms_key_id - 1));
-        s->kms_key_id[SSMB__MIN(ce->kms_key_id.len, sizeof s->kms_key_id - 1)] = '\0';
-        memcpy(s->kms_challenge, ce->kms_challenge.ptr,
-               SSMB__MIN(ce->kms_challenge.len, sizeof s->kms_challenge - 1));
-        s->kms_challenge[SSMB__MIN(ce->kms_challenge.len, sizeof s->kms_challenge - 1)] = '\0';
+        ssmb__sess_copy(s->kms_key_id, sizeof s->kms_key_id, ce->kms_key_id);
+        ssmb__sess_copy(s->kms_challenge, sizeof s->kms_challenge, ce->kms_challenge);
         s->kms_wanted = 1;
         return 0;
     default: return 0; /* flags, pauses: the channel acts on them */
