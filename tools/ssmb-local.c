@@ -1272,6 +1272,39 @@ static void close_fd(int *fd) {
 
 static char *child_env[8];
 
+
+/* Where no pseudo-terminal can be had (a chroot without /dev/pts, a
+   container without devpts): the shell or command runs on one end of a
+   socket pair instead, `sh -i` so that it still prompts. Terminal sizes are
+   then ignored and Ctrl-C is only a byte. */
+static pid_t spawn_without_pty(session *s) {
+    static int told;
+    int sv[2];
+    pid_t pid;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+    pid = fork();
+    if (pid == 0) {
+        setsid();
+        dup2(sv[1], 0);
+        dup2(sv[1], 1);
+        dup2(sv[1], 2);
+        close(sv[0]);
+        close(sv[1]);
+        signal(SIGPIPE, SIG_DFL);
+        if (s->kind == K_SHELL) execle(opt.shell, opt.shell, "-i", (char *)NULL, child_env);
+        else execle("/bin/sh", "sh", "-c", s->command, (char *)NULL, child_env);
+        _exit(127);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    if (!told++) fprintf(stderr, "ssmb-local: no pseudo-terminal here: shells run on a socket pair\n");
+    s->pty = sv[0];
+    return pid;
+}
+
 static void start_child(session *s) {
     struct winsize ws;
     pid_t pid;
@@ -1330,6 +1363,7 @@ static void start_child(session *s) {
         else execle("/bin/sh", "sh", "-c", s->command, (char *)NULL, child_env);
         _exit(127);
     }
+    if (pid < 0) pid = spawn_without_pty(s);
     if (pid < 0) {
         s->pty = -1;
         return;
