@@ -1,0 +1,186 @@
+#!/bin/sh
+# More of build/ssmb end to end against build/ssmb-local on loopback:
+# concurrent port forwards (smux and basic mode, a remote host, a Unix
+# socket), the emulator's faults under a bulk transfer and a command, bad
+# input refused with one line, a shell in a pseudo-terminal (Ctrl-C, exit),
+# and the AWS CLI's interactive shell with ssmb as its plugin. Every process
+# started here is stopped by its PID; every step is bounded by timeout.
+# usage: sh tests/cli_e2e_more.sh BUILD_DIR
+B=${1:-build}
+SSMB=$(cd "$(dirname "$B/ssmb")" 2>/dev/null && pwd)/ssmb
+LOCAL=$B/ssmb-local
+for f in "$SSMB" "$LOCAL"; do [ -x "$f" ] || { echo "cli_e2e_more: no $f"; exit 1; }; done
+command -v python3 >/dev/null || { echo "cli_e2e_more: python3 is needed"; exit 1; }
+T=$(mktemp -d)
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+START=$(date +%s)
+
+# children_of PID: the PIDs whose parent is PID (from /proc).
+children_of() {
+    for st in /proc/[0-9]*/stat; do
+        line=$(cat "$st" 2>/dev/null) || continue
+        rest=${line##*) }
+        ppid=$(echo "$rest" | cut -d' ' -f2)
+        [ "$ppid" = "$1" ] && echo "${line%% *}"
+    done
+    return 0
+}
+
+# wait_for FILE PATTERN SECONDS: until a line of FILE matches.
+wait_for() {
+    n=0
+    while [ $n -lt $(($3 * 10)) ]; do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1; n=$((n + 1))
+    done
+    return 1
+}
+
+# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; the exit status.
+stop_pid() {
+    kill "$1" 2>/dev/null
+    n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -9 "$1" 2>/dev/null
+    wait "$1"
+}
+
+# local_start NAME ARGS...: an emulator in the background; NAME_EP, NAME_CA, NAME_PID.
+local_start() {
+    name=$1; shift
+    mkdir -p "$T/$name.certs"
+    "$LOCAL" --port 0 --cert-dir "$T/$name.certs" "$@" >"$T/$name.out" 2>"$T/$name.err" &
+    eval "${name}_PID=$!"
+    pids="$pids $!"
+    wait_for "$T/$name.out" '^secret-access-key: ' 20 || { echo "cli_e2e_more: ssmb-local $* did not start"; cat "$T/$name.err"; exit 1; }
+    eval "${name}_EP=\$(sed -n 's/^endpoint: //p' \"\$T/$name.out\")"
+    eval "${name}_CA=\$(sed -n 's/^ca-bundle: //p' \"\$T/$name.out\")"
+}
+
+local_start L
+export AWS_REGION="$(sed -n 's/^region: //p' "$T/L.out")"
+export AWS_ACCESS_KEY_ID="$(sed -n 's/^access-key-id: //p' "$T/L.out")"
+export AWS_SECRET_ACCESS_KEY="$(sed -n 's/^secret-access-key: //p' "$T/L.out")"
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_CA_BUNDLE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SSM
+export AWS_CONFIG_FILE="$T/none" AWS_SHARED_CREDENTIALS_FILE="$T/none" AWS_EC2_METADATA_DISABLED=true
+TARGET=i-0123456789abcdef0
+
+# ---- the echo server and a client of N concurrent connections
+cat >"$T/echo.py" <<'EOF'
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        while True:
+            d = c.recv(262144)
+            if not d: break
+            c.sendall(d)
+    except OSError: pass
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+# mclient.py ADDR SIZE N [IDLE_SECONDS]: N connections at once to ADDR (a
+# port on 127.0.0.1 or unix:/path), each sending SIZE pseudo-random bytes
+# while reading them back; the SHA-256 of what came back must be that of
+# what was sent. A connection quiet for IDLE_SECONDS fails.
+cat >"$T/mclient.py" <<'EOF'
+import hashlib, random, socket, sys, threading
+addr, size, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+idle = float(sys.argv[4]) if len(sys.argv) > 4 else 30
+errors = []
+def one(i):
+    try:
+        if addr.startswith("unix:"):
+            c = socket.socket(socket.AF_UNIX); c.settimeout(idle); c.connect(addr[5:])
+        else:
+            c = socket.create_connection(("127.0.0.1", int(addr)), timeout=idle)
+        c.settimeout(idle)
+        sent = hashlib.sha256()
+        def feed():
+            r = random.Random(i * 7919 + size); left = size
+            try:
+                while left:
+                    d = r.getrandbits(8 * min(65536, left)).to_bytes(min(65536, left), "little")
+                    sent.update(d); c.sendall(d); left -= len(d)
+            except OSError as e: errors.append("conn %d send: %s" % (i, e))
+        t = threading.Thread(target=feed, daemon=True); t.start()
+        got = hashlib.sha256(); n_got = 0
+        while n_got < size:
+            d = c.recv(262144)
+            if not d: break
+            got.update(d); n_got += len(d)
+        t.join(idle)
+        c.close()
+        if n_got != size: errors.append("conn %d: %d of %d bytes back" % (i, n_got, size))
+        elif got.digest() != sent.digest(): errors.append("conn %d: the bytes differ" % i)
+    except Exception as e:
+        errors.append("conn %d: %s" % (i, e))
+ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+for t in ts: t.start()
+for t in ts: t.join()
+sys.exit("; ".join(errors[:3]) if errors else 0)
+EOF
+python3 "$T/echo.py" >"$T/echo.port" 2>/dev/null &
+pids="$pids $!"
+wait_for "$T/echo.port" '^[0-9]+$' 10 || { echo "cli_e2e_more: echo server did not start"; exit 1; }
+ECHO_PORT=$(head -n 1 "$T/echo.port")
+
+# pf_start TAG ARGS...: a port-forward in the background; PF its PID, LADDR
+# what it listens on (a port, or unix:/path).
+pf_start() {
+    tag=$1; shift
+    : >"$T/pf.$tag.err"
+    "$SSMB" port-forward "$@" >"$T/pf.$tag.out" 2>"$T/pf.$tag.err" </dev/null &
+    PF=$!
+    pids="$pids $PF"
+    LADDR=
+    wait_for "$T/pf.$tag.err" '^listening on ' 20 || return 1
+    LADDR=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p; s/^listening on \(unix:.*\)$/\1/p' "$T/pf.$tag.err" | head -n 1)
+    [ -n "$LADDR" ]
+}
+
+# pf_case NAME SIZE N SECONDS IDLE ARGS...: N connections of SIZE bytes through a new forward.
+pf_case() {
+    name=$1; size=$2; conns=$3; secs=$4; idle=$5; shift 5
+    if pf_start "$name" "$@"; then
+        t0=$(date +%s)
+        if timeout "$secs" python3 "$T/mclient.py" "$LADDR" "$size" "$conns" "$idle" 2>"$T/client.err"; then ok
+        else bad "$name: $(tail -n 1 "$T/client.err") (rc $?; ssmb: $(tail -n 2 "$T/pf.$name.err" | tr '\n' ' '))"; fi
+        echo "  $name: $(($(date +%s) - t0)) s"
+        stop_pid "$PF"; rc=$?
+        [ "$rc" = 0 ] || bad "$name: exit $rc after SIGTERM"
+    else
+        bad "$name: no listening line ($(cat "$T/pf.$name.err"))"
+        stop_pid "$PF"
+    fi
+}
+
+# ---- 1. port forwarding: 10 connections x 10 MB both ways
+MB=1000000
+pf_case smux-10x10MB $((10 * MB)) 10 120 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" --remote-port "$ECHO_PORT"
+local_start BASIC --agent-version 3.0.196.0
+# Basic mode carries one connection at a time: the others wait in the backlog.
+pf_case basic-10x10MB $((10 * MB)) 10 150 140 --target "$TARGET" --endpoint-url "$BASIC_EP" --ca-bundle "$BASIC_CA" --remote-port "$ECHO_PORT"
+pf_case remote-host $((2 * MB)) 2 60 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
+    --remote-host 127.0.0.1 --remote-port "$ECHO_PORT"
+pf_case unix-socket $((2 * MB)) 2 60 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
+    --remote-port "$ECHO_PORT" --local "unix:$T/pf.sock"
+stop_pid "$BASIC_PID"
+
+echo "cli_e2e_more: $passed passed, $failed failed"
+[ "$failed" = 0 ]
