@@ -47,6 +47,9 @@ wait_for() {
     return 1
 }
 
+# failed_rc RC: a failure of the program's own (not timeout's 124, nor a signal's 125..137).
+failed_rc() { [ "$1" != 0 ] && { [ "$1" -lt 124 ] || [ "$1" -gt 137 ]; }; }
+
 # stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; the exit status.
 stop_pid() {
     kill "$1" 2>/dev/null
@@ -58,14 +61,15 @@ stop_pid() {
 
 # local_start NAME ARGS...: an emulator in the background; NAME_EP, NAME_CA, NAME_PID.
 local_start() {
-    name=$1; shift
-    mkdir -p "$T/$name.certs"
-    "$LOCAL" --port 0 --cert-dir "$T/$name.certs" "$@" >"$T/$name.out" 2>"$T/$name.err" &
-    eval "${name}_PID=$!"
+    lname=$1; shift
+    mkdir -p "$T/$lname.certs"
+    rm -f "$T/$lname.out"
+    "$LOCAL" --port 0 --cert-dir "$T/$lname.certs" "$@" >"$T/$lname.out" 2>"$T/$lname.err" &
+    eval "${lname}_PID=$!"
     pids="$pids $!"
-    wait_for "$T/$name.out" '^secret-access-key: ' 20 || { echo "cli_e2e_more: ssmb-local $* did not start"; cat "$T/$name.err"; exit 1; }
-    eval "${name}_EP=\$(sed -n 's/^endpoint: //p' \"\$T/$name.out\")"
-    eval "${name}_CA=\$(sed -n 's/^ca-bundle: //p' \"\$T/$name.out\")"
+    wait_for "$T/$lname.out" '^secret-access-key: ' 20 || { echo "cli_e2e_more: ssmb-local $* did not start"; cat "$T/$lname.err"; exit 1; }
+    eval "${lname}_EP=\$(sed -n 's/^endpoint: //p' \"\$T/$lname.out\")"
+    eval "${lname}_CA=\$(sed -n 's/^ca-bundle: //p' \"\$T/$lname.out\")"
 }
 
 local_start L
@@ -181,6 +185,55 @@ pf_case remote-host $((2 * MB)) 2 60 30 --target "$TARGET" --endpoint-url "$L_EP
 pf_case unix-socket $((2 * MB)) 2 60 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
     --remote-port "$ECHO_PORT" --local "unix:$T/pf.sock"
 stop_pid "$BASIC_PID"
+
+# ---- 2. faults: a 20 MB transfer and a command through each, byte-exact and bounded
+# fault_case NAME FAULT_ARGS...
+fault_case() {
+    fname=$1; shift
+    local_start F --seed 7 "$@"
+    pf_case "fault-$fname" $((20 * MB)) 1 45 20 --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" --remote-port "$ECHO_PORT"
+    t0=$(date +%s)
+    timeout 60 "$SSMB" run --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" -- \
+        'seq 1 20000 | tail -n 1; exit 4' >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    if [ "$rc" = 4 ] && [ "$(cat "$T/out")" = 20000 ]; then ok
+    else bad "fault-$fname run: exit $rc, stdout '$(cat "$T/out")', stderr '$(cat "$T/err")'"; fi
+    echo "  fault-$fname run: $(($(date +%s) - t0)) s"
+    stop_pid "$F_PID"
+}
+fault_case drop-5 --drop 5
+fault_case duplicate-10 --duplicate 10
+fault_case reorder-10 --reorder 10
+fault_case delay-20 --delay 20
+fault_case withhold-acks-10 --withhold-acks 10
+fault_case corrupt-digest-5 --corrupt-digest 5
+fault_case cut-after-500 --cut-after 500
+fault_case cut-every-1 --cut-every 1
+
+# A session that cannot resume: one line naming ResumeSession or the timeout, no hang.
+local_start F --seed 7 --cut-after 50 --refuse-resume
+t0=$(date +%s)
+timeout 60 "$SSMB" run --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" -- 'seq 1 200000' \
+    >"$T/out" 2>"$T/err" </dev/null
+rc=$?
+if failed_rc "$rc" && [ "$(wc -l <"$T/err" | tr -d ' ')" = 1 ] && grep -qiE 'ResumeSession|timed out' "$T/err"; then ok
+else bad "refuse-resume run: exit $rc, stderr $(wc -l <"$T/err") lines '$(cat "$T/err")'"; fi
+echo "  refuse-resume run: $(($(date +%s) - t0)) s"
+if pf_start refuse --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" --remote-port "$ECHO_PORT"; then
+    timeout 60 python3 "$T/mclient.py" "$LADDR" $((2 * MB)) 1 30 2>/dev/null && bad "refuse-resume port-forward: the transfer went through"
+    n=0
+    while kill -0 "$PF" 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    if kill -0 "$PF" 2>/dev/null; then bad "refuse-resume port-forward: still running 30 s after the cut"; stop_pid "$PF"
+    else
+        wait "$PF"; rc=$?
+        grep -v '^listening on \|^Starting session\|^reconnecting$' "$T/pf.refuse.err" >"$T/err"
+        if failed_rc "$rc" && [ "$(wc -l <"$T/err" | tr -d ' ')" = 1 ] && grep -qiE 'ResumeSession|timed out' "$T/err"; then ok
+        else bad "refuse-resume port-forward: exit $rc, stderr '$(cat "$T/pf.refuse.err")'"; fi
+    fi
+else
+    bad "refuse-resume port-forward: no listening line ($(cat "$T/pf.refuse.err"))"
+fi
+stop_pid "$F_PID"
 
 echo "cli_e2e_more: $passed passed, $failed failed"
 [ "$failed" = 0 ]
