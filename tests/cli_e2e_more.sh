@@ -235,5 +235,106 @@ else
 fi
 stop_pid "$F_PID"
 
+
+# ---- 3. bad input: one line on stderr naming the cause, a non-zero status, nothing on stdout
+err_case() { # err_case NAME PATTERN CMD...
+    ename=$1; pat=$2; shift 2
+    timeout 30 "$@" >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    lines=$(wc -l <"$T/err" | tr -d ' ')
+    if failed_rc "$rc" && [ "$lines" = 1 ] && [ ! -s "$T/out" ] && grep -qE "$pat" "$T/err"; then ok
+    else bad "$ename: exit $rc, stdout '$(cat "$T/out")', stderr '$(cat "$T/err")'"; fi
+}
+set -- --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA"
+err_case bad-signature '^ssmb: .*InvalidSignatureException' \
+    env AWS_SECRET_ACCESS_KEY=wrongSecretKey0123456789wrongSecretKey0 "$SSMB" start-session "$@"
+err_case bad-signature-run '^ssmb: .*InvalidSignatureException' \
+    env AWS_SECRET_ACCESS_KEY=wrongSecretKey0123456789wrongSecretKey0 "$SSMB" run "$@" -- true
+err_case unknown-target '^ssmb: .*TargetNotConnected' \
+    "$SSMB" run --target i-0fedcba9876543210 --endpoint-url "$L_EP" --ca-bundle "$L_CA" -- true
+err_case expired-token '^ssmb: .*ExpiredTokenException' env AWS_SESSION_TOKEN=expired "$SSMB" start-session "$@"
+err_case untrusted-certificate '^ssmb: .*(certificate|TLS)' "$SSMB" run --target "$TARGET" --endpoint-url "$L_EP" -- true
+# Plugin mode (the AWS CLI's seven arguments) with a StreamUrl on a host that
+# only looks like AWS: refused before any connection (no DNS query either).
+EVIL='{"SessionId": "user-0a1b2c3d4e5f67890", "TokenValue": "AAEAAtoken", "StreamUrl": "wss://ssmmessages.us-east-1.amazonaws.com.evil.example/v1/data-channel/user-0a1b2c3d4e5f67890?role=publish_subscribe"}'
+REQ="{\"Target\": \"$TARGET\"}"
+mkdir -p "$T/bin"
+ln -s "$SSMB" "$T/bin/session-manager-plugin"
+err_case foreign-stream-url 'StreamUrl|evil\.example' "$T/bin/session-manager-plugin" "$EVIL" us-east-1 StartSession '' "$REQ" \
+    https://ssm.us-east-1.amazonaws.com
+if command -v strace >/dev/null; then
+    timeout 30 strace -f -qq -e trace=connect -o "$T/strace.out" "$SSMB" "$EVIL" us-east-1 StartSession '' "$REQ" \
+        https://ssm.us-east-1.amazonaws.com >/dev/null 2>&1 </dev/null
+    if grep -q 'AF_INET' "$T/strace.out"; then bad "foreign-stream-url: connected first: $(grep AF_INET "$T/strace.out" | head -n 2)"
+    else ok; fi
+fi
+
+# ---- 4. a shell in a pseudo-terminal: prompt, a command, Ctrl-C, exit
+cat >"$T/pty_shell.py" <<'EOF'
+import os, pty, select, sys, termios, time
+# usage: pty_shell.py COMMAND WANT CTRL_C(0|1) PROGRAM ARGS...
+cmd, want, ctrl_c = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3] == "1"
+def pump(fd, out, secs, until=None, since=0):
+    end = time.time() + secs
+    while time.time() < end:
+        if until and until in out[since:]: return out
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try: d = os.read(fd, 4096)
+            except OSError: return out
+            if not d: return out
+            out += d
+    return out
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[4], sys.argv[4:])
+before = termios.tcgetattr(fd)
+out = pump(fd, b"", 30, b"$ ")
+if b"$ " not in out: sys.exit("no prompt: %r" % out[-300:])
+os.write(fd, cmd + b"\r")
+out = pump(fd, out, 15, want)
+if want not in out: sys.exit("no output %r: %r" % (want, out[-300:]))
+if ctrl_c:
+    out = pump(fd, out, 5, b"$ ", out.rfind(want))
+    os.write(fd, b"sleep 30\r")
+    out = pump(fd, out, 1)
+    mark = len(out)
+    t0 = time.time()
+    os.write(fd, b"\x03")
+    out = pump(fd, out, 10, b"$ ", mark)
+    if b"$ " not in out[mark:]: sys.exit("no prompt after Ctrl-C: %r" % out[-300:])
+    if time.time() - t0 > 5: sys.exit("Ctrl-C took %.1f s" % (time.time() - t0))
+    os.write(fd, b"echo back-$((1+1))\r")
+    out = pump(fd, out, 10, b"back-2", mark)
+    if b"back-2" not in out[mark:]: sys.exit("no output after Ctrl-C: %r" % out[-300:])
+os.write(fd, b"exit\r")
+out = pump(fd, out, 20)
+end = time.time() + 10
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done: break
+    if time.time() > end: sys.exit("still running after exit: %r" % out[-300:])
+    time.sleep(0.1)
+after = termios.tcgetattr(fd)
+if after[3] != before[3] or after[0] != before[0] or after[1] != before[1]: sys.exit("the terminal was not restored")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
+EOF
+t0=$(date +%s)
+if timeout 90 python3 "$T/pty_shell.py" 'echo pty-$((20+22))' pty-42 1 "$SSMB" start-session "$@" 2>"$T/err"; then ok
+else bad "start-session in a pty: $(cat "$T/err")"; fi
+echo "  pty shell: $(($(date +%s) - t0)) s"
+
+# ---- 5. the AWS CLI's interactive shell with ssmb as its session-manager-plugin
+AWS=/usr/bin/aws
+if [ -x "$AWS" ] && "$AWS" --version 2>&1 | grep -q '^aws-cli/2\.'; then
+    t0=$(date +%s)
+    if PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$L_CA" timeout 90 python3 "$T/pty_shell.py" \
+        'echo aws-shell-$((6*7))' aws-shell-42 0 "$AWS" ssm start-session --target "$TARGET" --endpoint-url "$L_EP" 2>"$T/err"; then ok
+    else bad "aws ssm start-session (shell) with ssmb as the plugin: $(cat "$T/err")"; fi
+    echo "  aws shell: $(($(date +%s) - t0)) s"
+else
+    bad "no $AWS (version 2): the AWS CLI's shell with ssmb as its plugin not checked"
+fi
 echo "cli_e2e_more: $passed passed, $failed failed"
 [ "$failed" = 0 ]
