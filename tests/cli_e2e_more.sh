@@ -176,13 +176,15 @@ pf_case() {
 
 # ---- 1. port forwarding: 10 connections x 10 MB both ways
 MB=1000000
-pf_case smux-10x10MB $((10 * MB)) 10 120 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" --remote-port "$ECHO_PORT"
+pf_case smux-10x10MB $((10 * MB)) 10 60 20 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" --remote-port "$ECHO_PORT"
 local_start BASIC --agent-version 3.0.196.0
 # Basic mode carries one connection at a time: the others wait in the backlog.
-pf_case basic-10x10MB $((10 * MB)) 10 150 140 --target "$TARGET" --endpoint-url "$BASIC_EP" --ca-bundle "$BASIC_CA" --remote-port "$ECHO_PORT"
-pf_case remote-host $((2 * MB)) 2 60 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
+pf_case basic-10x10MB $((10 * MB)) 10 90 80 --target "$TARGET" --endpoint-url "$BASIC_EP" --ca-bundle "$BASIC_CA" --remote-port "$ECHO_PORT"
+pf_case remote-host $((2 * MB)) 2 30 15 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
     --remote-host 127.0.0.1 --remote-port "$ECHO_PORT"
-pf_case unix-socket $((2 * MB)) 2 60 30 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
+grep -q 'AWS-StartPortForwardingSessionToRemoteHost' "$T/L.err" && ok ||
+    bad "remote-host: no AWS-StartPortForwardingSessionToRemoteHost session ($(tail -n 2 "$T/L.err"))"
+pf_case unix-socket $((2 * MB)) 2 30 15 --target "$TARGET" --endpoint-url "$L_EP" --ca-bundle "$L_CA" \
     --remote-port "$ECHO_PORT" --local "unix:$T/pf.sock"
 stop_pid "$BASIC_PID"
 
@@ -191,9 +193,9 @@ stop_pid "$BASIC_PID"
 fault_case() {
     fname=$1; shift
     local_start F --seed 7 "$@"
-    pf_case "fault-$fname" $((20 * MB)) 1 45 20 --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" --remote-port "$ECHO_PORT"
+    pf_case "fault-$fname" $((20 * MB)) 1 40 15 --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" --remote-port "$ECHO_PORT"
     t0=$(date +%s)
-    timeout 60 "$SSMB" run --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" -- \
+    timeout 20 "$SSMB" run --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" -- \
         'seq 1 20000 | tail -n 1; exit 4' >"$T/out" 2>"$T/err" </dev/null
     rc=$?
     if [ "$rc" = 4 ] && [ "$(cat "$T/out")" = 20000 ]; then ok
@@ -213,14 +215,14 @@ fault_case cut-every-1 --cut-every 1
 # A session that cannot resume: one line naming ResumeSession or the timeout, no hang.
 local_start F --seed 7 --cut-after 50 --refuse-resume
 t0=$(date +%s)
-timeout 60 "$SSMB" run --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" -- 'seq 1 200000' \
+timeout 20 "$SSMB" run --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" -- 'seq 1 200000' \
     >"$T/out" 2>"$T/err" </dev/null
 rc=$?
 if failed_rc "$rc" && [ "$(wc -l <"$T/err" | tr -d ' ')" = 1 ] && grep -qiE 'ResumeSession|timed out' "$T/err"; then ok
 else bad "refuse-resume run: exit $rc, stderr $(wc -l <"$T/err") lines '$(cat "$T/err")'"; fi
 echo "  refuse-resume run: $(($(date +%s) - t0)) s"
 if pf_start refuse --target "$TARGET" --endpoint-url "$F_EP" --ca-bundle "$F_CA" --remote-port "$ECHO_PORT"; then
-    timeout 60 python3 "$T/mclient.py" "$LADDR" $((2 * MB)) 1 30 2>/dev/null && bad "refuse-resume port-forward: the transfer went through"
+    timeout 20 python3 "$T/mclient.py" "$LADDR" $((2 * MB)) 1 10 2>/dev/null && bad "refuse-resume port-forward: the transfer went through"
     n=0
     while kill -0 "$PF" 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
     if kill -0 "$PF" 2>/dev/null; then bad "refuse-resume port-forward: still running 30 s after the cut"; stop_pid "$PF"
@@ -239,7 +241,7 @@ stop_pid "$F_PID"
 # ---- 3. bad input: one line on stderr naming the cause, a non-zero status, nothing on stdout
 err_case() { # err_case NAME PATTERN CMD...
     ename=$1; pat=$2; shift 2
-    timeout 30 "$@" >"$T/out" 2>"$T/err" </dev/null
+    timeout 15 "$@" >"$T/out" 2>"$T/err" </dev/null
     rc=$?
     lines=$(wc -l <"$T/err" | tr -d ' ')
     if failed_rc "$rc" && [ "$lines" = 1 ] && [ ! -s "$T/out" ] && grep -qE "$pat" "$T/err"; then ok
@@ -321,7 +323,7 @@ code = os.waitstatus_to_exitcode(status)
 sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
 EOF
 t0=$(date +%s)
-if timeout 90 python3 "$T/pty_shell.py" 'echo pty-$((20+22))' pty-42 1 "$SSMB" start-session "$@" 2>"$T/err"; then ok
+if timeout 45 python3 "$T/pty_shell.py" 'echo pty-$((20+22))' pty-42 1 "$SSMB" start-session "$@" 2>"$T/err"; then ok
 else bad "start-session in a pty: $(cat "$T/err")"; fi
 echo "  pty shell: $(($(date +%s) - t0)) s"
 
@@ -329,7 +331,7 @@ echo "  pty shell: $(($(date +%s) - t0)) s"
 AWS=/usr/bin/aws
 if [ -x "$AWS" ] && "$AWS" --version 2>&1 | grep -q '^aws-cli/2\.'; then
     t0=$(date +%s)
-    if PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$L_CA" timeout 90 python3 "$T/pty_shell.py" \
+    if PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$L_CA" timeout 60 python3 "$T/pty_shell.py" \
         'echo aws-shell-$((6*7))' aws-shell-42 0 "$AWS" ssm start-session --target "$TARGET" --endpoint-url "$L_EP" 2>"$T/err"; then ok
     else bad "aws ssm start-session (shell) with ssmb as the plugin: $(cat "$T/err")"; fi
     echo "  aws shell: $(($(date +%s) - t0)) s"
