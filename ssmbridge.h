@@ -16063,7 +16063,8 @@ static int ssmb__slot_event(ssmb_engine *eng, ssmb__slot *s, ssmb_event *ev) {
     } else if (s->pending_writable) {
         s->pending_writable = 0;
         ev->type = SSMB_EVENT_WS_WRITABLE;
-    } else if (s->opened && !s->want_writable && ssmb_conn_recv_message(s->conn, &ev->piece) == SSMB_OK) {
+    } else if (s->opened && (!s->want_writable || s->owner) && ssmb_conn_recv_message(s->conn, &ev->piece) == SSMB_OK) {
+        /* (a session always reads: the acknowledgements it gets free the window its sends wait for) */
         ev->type = SSMB_EVENT_WS_MESSAGE;
     } else {
         ssmb__eng_give_eof(eng, s);

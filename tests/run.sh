@@ -74,6 +74,7 @@ run_script() { # run_script NAME COMMAND...: a script that ends with "N passed, 
 run_script local-smoke sh tests/local_smoke.sh "$B"
 run_script cli-args sh tests/cli_args.sh "$B"
 run_script cli-e2e sh tests/cli_e2e.sh "$B"
+run_script cli-e2e-more sh tests/cli_e2e_more.sh "$B"
 run_script examples sh tests/examples_check.sh "$B"
 check symbols-prefixed exports_only_ssmb
 check static-exports-nothing static_exports_nothing

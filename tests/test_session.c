@@ -483,15 +483,20 @@ SSMB_TEST(session_reconnect_mid_transfer) {
     forward_case(args, "127.0.0.1:0", 2, 1 << 20, 1, 'r');
 }
 
-/* Faults of the link: loss, duplicates, reordering (the channel's
-   retransmission and reorder buffer carry the bytes through). */
+/* Faults of the link: loss, duplicates, reordering, delay, corrupted
+   digests (the channel's retransmission and reorder buffer carry the
+   bytes through). */
 SSMB_TEST(session_forward_faults) {
     static const char *const drop[] = {"--drop", "5", "--seed", "7", NULL};
     static const char *const dup[] = {"--duplicate", "10", "--seed", "8", NULL};
     static const char *const reorder[] = {"--reorder", "10", "--seed", "9", NULL};
+    static const char *const delay[] = {"--delay", "20", "--seed", "10", NULL};
+    static const char *const corrupt[] = {"--corrupt-digest", "5", "--seed", "11", NULL};
     forward_case(drop, "127.0.0.1:0", 2, 200000, 1, 't');
     forward_case(dup, "127.0.0.1:0", 2, 200000, 1, 0);
     forward_case(reorder, "127.0.0.1:0", 2, 200000, 1, 0);
+    forward_case(delay, "127.0.0.1:0", 2, 200000, 1, 0);
+    forward_case(corrupt, "127.0.0.1:0", 2, 200000, 1, 0); /* bad digests dropped unacknowledged, sent again */
 }
 
 /* A refused ResumeSession ends the session with a clear reason. */
