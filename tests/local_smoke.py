@@ -288,7 +288,7 @@ async def test_channel_auth(local):
         closed = False
     check("data channel: a wrong TokenValue closes the socket", closed)
     c = await open_channel(local, sess, sign=False)
-    await c.send(1, b"echo unsigned-ok; exit\r")
+    await c.send(1, b"echo unsigned-ok; exit" + (b"\r" if have_pty() else b"\n"))
     try:
         await c.until(lambda: False, 10)
     except TimeoutError:
@@ -417,13 +417,28 @@ async def test_command(local):
           c.closed)
 
 
+def have_pty():
+    """Pseudo-terminals can be had here (a chroot may lack /dev/pts: ssmb-local
+    then runs shells on a socket pair, with no terminal size and no CR mapping)."""
+    try:
+        m, s = os.openpty()
+        os.close(m)
+        os.close(s)
+        return True
+    except OSError:
+        return False
+
+
 async def test_shell(local):
+    pty = have_pty()
+    eol = b"\r" if pty else b"\n"
     st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET})
     c = await open_channel(local, sess)
     await c.send(3, b'{"cols":100,"rows":30}')
-    await c.send(1, b"echo $((6*7)); stty size\r")
-    ok = await c.until(lambda: b"42" in c.out and b"30 100" in c.out, 10)
-    check("shell: output and resize", ok, c.out)
+    await c.send(1, b"echo $((6*7)); stty size" + eol)
+    ok = await c.until(lambda: b"42" in c.out and (b"30 100" in c.out or not pty), 10)
+    check("shell: output and resize" if pty else "shell: output (no pseudo-terminals here: size not checked)",
+          ok, c.out)
     # a lost WebSocket: resume and carry on with the same channel
     await c.ws.close()
     st, res = local.call("AmazonSSM.ResumeSession", {"SessionId": sess["SessionId"]})
@@ -432,7 +447,7 @@ async def test_shell(local):
     sess2 = dict(sess, TokenValue=res.get("TokenValue", ""))
     c2 = await open_channel(local, sess2)
     c2.expected, c2.seq = c.expected, c.seq
-    await c2.send(1, b"echo re$((1+1))sumed; exit\r")
+    await c2.send(1, b"echo re$((1+1))sumed; exit" + eol)
     try:
         await c2.until(lambda: False, 10)
     except TimeoutError:
@@ -526,7 +541,8 @@ async def test_ssh_and_interactive(local, echo_port):
         await c.until(lambda: False, 10)
     except TimeoutError:
         pass
-    check("interactive command: output on a PTY and close", b"hello-5\r\n" in c.out and c.closed is not None,
+    nl = b"\r\n" if have_pty() else b"\n"  # a terminal maps LF to CRLF; a socket pair does not
+    check("interactive command: output and close", b"hello-5" + nl in c.out and c.closed is not None,
           (c.out, c.closed))
     await c.ws.close()
     st, sess = local.call("AmazonSSM.StartSession", {"Target": TARGET, "DocumentName": "AWS-StartInteractiveCommand",
