@@ -249,7 +249,9 @@ if after[3] != before[3] or after[0] != before[0] or after[1] != before[1]: sys.
 code = os.waitstatus_to_exitcode(status)
 sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
 EOF
-if timeout 60 python3 "$T/term_session.py" "$SSMB" start-session "$@"; then ok; else bad "start-session in a terminal"; fi
+if ! python3 -c 'import os; os.openpty()' 2>/dev/null; then
+    echo "cli_e2e: no pseudo-terminals here (no /dev/pts): start-session in a terminal not checked"
+elif timeout 60 python3 "$T/term_session.py" "$SSMB" start-session "$@"; then ok; else bad "start-session in a terminal"; fi
 
 # ---- plugin mode under the real AWS CLI (when one is installed): it calls
 # StartSession itself, asks `session-manager-plugin --version`, and passes

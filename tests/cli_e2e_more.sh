@@ -330,14 +330,21 @@ if after[3] != before[3] or after[0] != before[0] or after[1] != before[1]: sys.
 code = os.waitstatus_to_exitcode(status)
 sys.exit(0 if code == 0 else "exit %d: %r" % (code, out[-300:]))
 EOF
+# (both need pseudo-terminals: a chroot without /dev/pts has none)
+HAVE_PTY=1
+python3 -c 'import os; os.openpty()' 2>/dev/null || HAVE_PTY=0
 t0=$(date +%s)
-if timeout 45 python3 "$T/pty_shell.py" 'echo pty-$((20+22))' pty-42 1 "$SSMB" start-session "$@" 2>"$T/err"; then ok
+if [ $HAVE_PTY = 0 ]; then
+    echo "cli_e2e_more: no pseudo-terminals here (no /dev/pts): the terminal cases are not run"
+elif timeout 45 python3 "$T/pty_shell.py" 'echo pty-$((20+22))' pty-42 1 "$SSMB" start-session "$@" 2>"$T/err"; then ok
 else bad "start-session in a pty: $(cat "$T/err")"; fi
 echo "  pty shell: $(($(date +%s) - t0)) s"
 
 # ---- 5. the AWS CLI's interactive shell with ssmb as its session-manager-plugin
 AWS=/usr/bin/aws
-if [ -x "$AWS" ] && "$AWS" --version 2>&1 | grep -q '^aws-cli/2\.'; then
+if [ $HAVE_PTY = 0 ]; then
+    :
+elif [ -x "$AWS" ] && "$AWS" --version 2>&1 | grep -q '^aws-cli/2\.'; then
     t0=$(date +%s)
     if PATH="$T/bin:$PATH" AWS_DEFAULT_REGION="$AWS_REGION" AWS_CA_BUNDLE="$L_CA" timeout 60 python3 "$T/pty_shell.py" \
         'echo aws-shell-$((6*7))' aws-shell-42 0 "$AWS" ssm start-session --target "$TARGET" --endpoint-url "$L_EP" 2>"$T/err"; then ok
