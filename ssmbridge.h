@@ -17345,7 +17345,12 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
 static void ssmb__sess_ws_out(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     const uint8_t *f;
     size_t n;
-    if (!s->ws.id || !s->ws_open) return;
+    ssmb__slot *slot = s->ws.id ? ssmb__slot_of(eng, s->ws) : NULL;
+    if (!slot || !s->ws_open) return;
+    /* The session tries to send on every turn: the slot's "writable again"
+       is taken here (left waiting, it would keep the engine's timeout at 0
+       while the session does not read, and the host's loop would spin). */
+    slot->pending_writable = 0;
     while (ssmb_channel_next_frame(s->ch, &f, &n) == SSMB_OK) {
         size_t taken = 0;
         ssmb_result r = ssmb_engine_ws_send(eng, s->ws, SSMB_WS_BINARY, f + s->out_sent, n - s->out_sent, 1, &taken);
@@ -18323,9 +18328,12 @@ static void ssmb__fwd_mux_events(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f) 
 /* The mux's output into the channel as Output payloads. */
 static void ssmb__fwd_mux_out(ssmb__sess *s, ssmb__fwd *f) {
     const uint8_t *p;
-    size_t n = 0, taken = 0;
+    size_t n = 0, taken = 0, room;
     while (f->mux && (p = ssmb_smux_out_buf(f->mux, &n)) != NULL && n) {
-        if (ssmb_channel_send(s->ch, SSMB_PAYLOAD_OUTPUT, p, n, &taken) != SSMB_OK || taken == 0) return;
+        room = ssmb_channel_send_space(s->ch); /* a send of at most this much is taken whole */
+        if (room == 0) return;
+        if (ssmb_channel_send(s->ch, SSMB_PAYLOAD_OUTPUT, p, SSMB__MIN(n, room), &taken) != SSMB_OK || taken == 0)
+            return;
         (void)ssmb_smux_out_ack(f->mux, taken);
     }
 }
