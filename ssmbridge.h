@@ -16559,6 +16559,13 @@ static ssmb_str ssmb__sess_view(const char *p, size_t n) {
 
 static ssmb_result ssmb__sess_open_ws(ssmb_engine *eng, ssmb__sess *s, uint64_t now);
 
+/* The call in flight goes again after the API's backoff with jitter. */
+static void ssmb__sess_retry_later(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
+    uint32_t rnd = 0;
+    (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
+    s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+}
+
 static void ssmb__sess_creds_fail(ssmb_engine *eng, ssmb__sess *s, ssmb_result r, const char *why) {
     ssmb__sess_reason(s, "credentials: ", why, strlen(why));
     ssmb__sess_end(eng, s, r < 0 ? r : SSMB_ERR_CREDENTIALS, NULL);
@@ -16920,9 +16927,7 @@ static void ssmb__sess_data_key_done(ssmb_engine *eng, ssmb__sess *s, char *resp
     dk.ciphertext_cap = sizeof blob;
     r = ssmb_api_generate_data_key_parse(resp, len, &ar, &dk);
     if (r < 0 && ar.retryable && s->call_retries < SSMB_API_MAX_RETRIES) {
-        uint32_t rnd = 0;
-        (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
-        s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+        ssmb__sess_retry_later(eng, s, now);
         return;
     }
     s->call_kind = SSMB__CALL_NONE;
@@ -17065,9 +17070,7 @@ static void ssmb__sess_call_done(ssmb_engine *eng, ssmb__sess *s, char *resp, si
     else if (kind == SSMB__CALL_RESUME) r = ssmb_api_resume_session_parse(resp, len, &policy, &ar, &v);
     else r = ssmb_api_terminate_session_parse(resp, len, &ar, NULL);
     if (r < 0 && ar.retryable && s->call_retries < SSMB_API_MAX_RETRIES && kind != SSMB__CALL_TERMINATE) {
-        uint32_t rnd = 0;
-        (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
-        s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+        ssmb__sess_retry_later(eng, s, now);
         SSMB__SLOG(eng, SSMB_LOG_INFO, "API call retried (throttled or 5xx)");
         return;
     }
@@ -17129,9 +17132,7 @@ static void ssmb__sess_call_finished(ssmb_engine *eng, ssmb__sess *s, ssmb__slot
         return;
     }
     if (s->call_retries < SSMB_API_MAX_RETRIES && (r == SSMB_ERR_IO || r == SSMB_ERR_TIMEOUT || r == SSMB_ERR_CONNECT)) {
-        uint32_t rnd = 0;
-        (void)eng->desc.random_fn(&rnd, sizeof rnd, eng->desc.random_user_data);
-        s->call_due = now + (uint64_t)ssmb_api_retry_delay_ms(s->call_retries++, rnd);
+        ssmb__sess_retry_later(eng, s, now);
         return;
     }
     ssmb__sess_reason(s, s->call_kind >= SSMB__CALL_STS_ROLE ? "credentials: cannot reach the credentials endpoint: "
@@ -17991,49 +17992,48 @@ static void ssmb__doc_finish(ssmb_session_desc *d, ssmb_document *doc, const cha
     d->parameter_count = n;
 }
 
-SSMB_APIDEF void ssmb_document_port_forward(ssmb_session_desc *d, ssmb_document *doc, uint16_t remote_port,
-                                            uint16_t local_port) {
+/* A port document: host (NULL: none), portNumber, localPortNumber (0: none). */
+static void ssmb__doc_ports(ssmb_session_desc *d, ssmb_document *doc, const char *name, const char *host,
+                            uint16_t remote_port, uint16_t local_port) {
     uint32_t n = 0;
     if (!d || !doc) return;
     memset(doc, 0, sizeof *doc);
+    if (host) ssmb__doc_param(doc, &n, "host", host);
     ssmb__doc_param(doc, &n, "portNumber", ssmb__doc_port(doc, 0, remote_port));
     if (local_port) ssmb__doc_param(doc, &n, "localPortNumber", ssmb__doc_port(doc, 1, local_port));
-    ssmb__doc_finish(d, doc, "AWS-StartPortForwardingSession", n);
+    ssmb__doc_finish(d, doc, name, n);
+}
+
+/* A command document: its one parameter, command. */
+static void ssmb__doc_command(ssmb_session_desc *d, ssmb_document *doc, const char *name, const char *command) {
+    uint32_t n = 0;
+    if (!d || !doc) return;
+    memset(doc, 0, sizeof *doc);
+    ssmb__doc_param(doc, &n, "command", command ? command : "");
+    ssmb__doc_finish(d, doc, name, n);
+}
+
+SSMB_APIDEF void ssmb_document_port_forward(ssmb_session_desc *d, ssmb_document *doc, uint16_t remote_port,
+                                            uint16_t local_port) {
+    ssmb__doc_ports(d, doc, "AWS-StartPortForwardingSession", NULL, remote_port, local_port);
 }
 
 SSMB_APIDEF void ssmb_document_port_forward_remote(ssmb_session_desc *d, ssmb_document *doc, const char *host,
                                                    uint16_t remote_port, uint16_t local_port) {
-    uint32_t n = 0;
-    if (!d || !doc) return;
-    memset(doc, 0, sizeof *doc);
-    ssmb__doc_param(doc, &n, "host", host ? host : "");
-    ssmb__doc_param(doc, &n, "portNumber", ssmb__doc_port(doc, 0, remote_port));
-    if (local_port) ssmb__doc_param(doc, &n, "localPortNumber", ssmb__doc_port(doc, 1, local_port));
-    ssmb__doc_finish(d, doc, "AWS-StartPortForwardingSessionToRemoteHost", n);
+    ssmb__doc_ports(d, doc, "AWS-StartPortForwardingSessionToRemoteHost", host ? host : "", remote_port,
+                    local_port);
 }
 
 SSMB_APIDEF void ssmb_document_ssh(ssmb_session_desc *d, ssmb_document *doc, uint16_t port) {
-    uint32_t n = 0;
-    if (!d || !doc) return;
-    memset(doc, 0, sizeof *doc);
-    ssmb__doc_param(doc, &n, "portNumber", ssmb__doc_port(doc, 0, port ? port : 22));
-    ssmb__doc_finish(d, doc, "AWS-StartSSHSession", n);
+    ssmb__doc_ports(d, doc, "AWS-StartSSHSession", NULL, port ? port : 22, 0);
 }
 
 SSMB_APIDEF void ssmb_document_interactive_command(ssmb_session_desc *d, ssmb_document *doc, const char *command) {
-    uint32_t n = 0;
-    if (!d || !doc) return;
-    memset(doc, 0, sizeof *doc);
-    ssmb__doc_param(doc, &n, "command", command ? command : "");
-    ssmb__doc_finish(d, doc, "AWS-StartInteractiveCommand", n);
+    ssmb__doc_command(d, doc, "AWS-StartInteractiveCommand", command);
 }
 
 SSMB_APIDEF void ssmb_document_command(ssmb_session_desc *d, ssmb_document *doc, const char *command) {
-    uint32_t n = 0;
-    if (!d || !doc) return;
-    memset(doc, 0, sizeof *doc);
-    ssmb__doc_param(doc, &n, "command", command ? command : "");
-    ssmb__doc_finish(d, doc, "AWS-StartNonInteractiveCommand", n);
+    ssmb__doc_command(d, doc, "AWS-StartNonInteractiveCommand", command);
 }
 
 // >>portfwd

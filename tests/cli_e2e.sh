@@ -10,40 +10,7 @@ SSMB=$B/ssmb
 LOCAL=$B/ssmb-local
 for f in "$SSMB" "$LOCAL"; do [ -x "$f" ] || { echo "cli_e2e: no $f"; exit 1; }; done
 command -v python3 >/dev/null || { echo "cli_e2e: python3 is needed for the echo server"; exit 1; }
-T=$(mktemp -d)
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-
-# children_of PID: the PIDs whose parent is PID (from /proc; no procps needed).
-children_of() {
-    for st in /proc/[0-9]*/stat; do
-        line=$(cat "$st" 2>/dev/null) || continue
-        rest=${line##*) }   # after the command name, which may hold spaces: "STATE PPID ..."
-        ppid=$(echo "$rest" | cut -d' ' -f2)
-        [ "$ppid" = "$1" ] && echo "${line%% *}"
-    done
-    return 0
-}
-
-# wait_for FILE PATTERN SECONDS: until a line of FILE matches.
-wait_for() {
-    n=0
-    while [ $n -lt $(($3 * 10)) ]; do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1; n=$((n + 1))
-    done
-    return 1
-}
+. "$(dirname "$0")/e2e_common.sh"
 
 # ---- the emulator
 # TLS with the emulator's generated CA (its certificate names 127.0.0.1).

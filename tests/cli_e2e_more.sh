@@ -11,41 +11,8 @@ SSMB=$(cd "$(dirname "$B/ssmb")" 2>/dev/null && pwd)/ssmb
 LOCAL=$B/ssmb-local
 for f in "$SSMB" "$LOCAL"; do [ -x "$f" ] || { echo "cli_e2e_more: no $f"; exit 1; }; done
 command -v python3 >/dev/null || { echo "cli_e2e_more: python3 is needed"; exit 1; }
-T=$(mktemp -d)
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/e2e_common.sh"
 START=$(date +%s)
-
-# children_of PID: the PIDs whose parent is PID (from /proc).
-children_of() {
-    for st in /proc/[0-9]*/stat; do
-        line=$(cat "$st" 2>/dev/null) || continue
-        rest=${line##*) }
-        ppid=$(echo "$rest" | cut -d' ' -f2)
-        [ "$ppid" = "$1" ] && echo "${line%% *}"
-    done
-    return 0
-}
-
-# wait_for FILE PATTERN SECONDS: until a line of FILE matches.
-wait_for() {
-    n=0
-    while [ $n -lt $(($3 * 10)) ]; do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1; n=$((n + 1))
-    done
-    return 1
-}
 
 # failed_rc RC: a failure of the program's own (not timeout's 124, nor a signal's 125..137).
 failed_rc() { [ "$1" != 0 ] && { [ "$1" -lt 124 ] || [ "$1" -gt 137 ]; }; }

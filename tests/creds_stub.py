@@ -41,11 +41,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, status, body, name):
         data = body.encode()
+        print("hit", name, flush=True)  # before the answer: the client's next step cannot overtake it
         self.send_response(status)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        print("hit", name, flush=True)
 
     def do_PUT(self):
         if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
