@@ -1095,7 +1095,9 @@ SSMB_API const char *ssmb_getenv_system(const char *name, void *user_data);
    Messages that come early are acknowledged and kept while the reorder
    buffer has room, else dropped unacknowledged (the peer sends them again).
 
-   One allocation at create; nothing after it allocates (with the mbedTLS
+   One allocation at create; nothing after it allocates unless
+   reorder_buffer_max_bytes lets the reorder store grow (after a loss,
+   until the gap is filled) (with the mbedTLS
    backend, mbedTLS itself allocates inside each KMS seal and open, see the
    kms section). The session keys live in that block and are wiped with it.
    Nothing here reads a clock (now_ms is your monotonic milliseconds;
@@ -1155,6 +1157,11 @@ typedef struct ssmb_channel_desc {
     uint32_t send_buffer_messages;      /* default 32 */
     uint32_t reorder_buffer_bytes;      /* payloads that arrived ahead of order, default 8192 */
     uint32_t reorder_buffer_messages;   /* default 16 */
+    uint32_t reorder_buffer_max_bytes;  /* default 0: the store keeps its size; larger: it grows on
+                                           demand up to this many bytes while messages wait out of
+                                           order, and is given back when it empties */
+    uint32_t reorder_buffer_max_messages; /* the most payloads it grows to hold (default 4096 when
+                                           it may grow) */
     uint32_t max_frame;                 /* longer incoming frames are dropped, default 16384 + 120 + 28
                                            (an encrypted payload is SSMB_KMS_OVERHEAD longer, §6.3) */
     uint32_t max_resend_attempts;       /* then the channel gives up, default 3000 (§3.5) */
@@ -1256,7 +1263,11 @@ SSMB_API ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms);
    dropped and counted, never an error. Events it causes may point into
    frame: keep it until you polled them. SSMB_AGAIN: events of an earlier
    message still wait (or kept messages are due): poll, then pass this
-   message again. SSMB_CLOSED (or the sticky error) once the channel is
+   message again. Even then, messages that cause no event at once are taken:
+   acknowledgements, repeats, and stream messages (kept when the reorder
+   store has room, else dropped unacknowledged to come again), so a
+   transport that can read ahead of a waiting message may pass them.
+   SSMB_CLOSED (or the sticky error) once the channel is
    over. */
 SSMB_API ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
                                        uint64_t now_ms);
@@ -2629,6 +2640,9 @@ typedef struct ssmb_session_desc {
     uint32_t payload_size;              /* outgoing payloads, default 1024 (§3.6), up to 32768 */
     uint32_t send_buffer_bytes;         /* default: the channel's (16 KiB); more carries more per round
                                            trip (bulk transfers: 256 KiB and up) */
+    uint32_t reorder_buffer_bytes;      /* most bytes kept of messages that came ahead of a lost
+                                           one, default 1 MiB; the store starts at the channel's
+                                           8 KiB and grows only while a gap waits to be filled */
     uint32_t cols, rows;                /* first terminal size sent once ready (0: none) */
     uint32_t no_reconnect;              /* 1: a lost WebSocket ends the session */
     uint32_t reconnect_timeout_ms;      /* give up reconnecting after this long, default 120000 */
@@ -6637,7 +6651,8 @@ typedef struct ssmb__chan_ack {
 typedef struct ssmb__chan_slot {
     int64_t seq;
     uint32_t off, len;      /* in reorder_bytes */
-    uint32_t payload_type;
+    uint16_t payload_type;
+    uint16_t live;          /* 0: handled, its bytes wait to be packed away */
 } ssmb__chan_slot;
 
 /* The answers to one HandshakeRequest, in the request's order. */
@@ -6652,6 +6667,8 @@ typedef struct ssmb__chan_answer {
 typedef struct ssmb__chan_cfg {
     uint32_t role, payload_size, max_frame, max_attempts, check_digest;
     uint32_t send_msgs, reorder_msgs, ack_cap;
+    uint32_t reorder_max_msgs;          /* the store may grow to these (>= the initial sizes) */
+    size_t reorder_max_bytes;
     uint32_t kms;                       /* 1: this channel may encrypt (a KMS key may come) */
     uint32_t in_place;                  /* 1: incoming payloads are decrypted where they lie */
     size_t send_bytes, reorder_bytes, plain_bytes;
@@ -6693,13 +6710,20 @@ struct ssmb_channel {
     uint32_t cur_kind;                  /* SSMB__CHAN_CUR_*: the frame handed out */
     int64_t cur_seq;                    /* ... when it is an entry */
 
-    /* Incoming: the next sequence number to handle, and the reorder store
-       (payloads packed from offset 0; invariant: reorder_used <= cap). */
+    /* Incoming: the next sequence number to handle, and the reorder store:
+       slots in the order of their bytes, which are appended at reorder_used
+       (<= reorder_cap). A handled slot is marked dead; dead bytes are packed
+       away when room is needed. The store is the one inside the allocation,
+       or a larger one of its own (grown, grown_size) while it needs it. */
     int64_t expected;
     uint8_t *reorder_bytes;
     ssmb__chan_slot *slots;
-    uint32_t slot_count;
-    size_t reorder_used;
+    uint32_t slot_count, slot_cap, dead_slots;
+    size_t reorder_used, reorder_cap, reorder_dead;
+    uint8_t *inline_reorder;
+    ssmb__chan_slot *inline_slots;
+    void *grown;
+    size_t grown_size;
     int32_t held_slot;                  /* a slot an event still points into, or -1 */
 
     ssmb__chan_ack *acks;               /* ring: acks[(ack_front + i) % ack_cap] */
@@ -7720,8 +7744,80 @@ static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p,
 static int32_t ssmb__chan_slot_find(const ssmb_channel *ch, int64_t seq) {
     uint32_t i;
     for (i = 0; i < ch->slot_count; i++)
-        if (ch->slots[i].seq == seq) return (int32_t)i;
+        if (ch->slots[i].live && ch->slots[i].seq == seq) return (int32_t)i;
     return -1;
+}
+
+/* Copies the live slots and their bytes, packed, to slots and bytes (which
+   may be where they are: everything only moves down). */
+static void ssmb__chan_pack_to(ssmb_channel *ch, ssmb__chan_slot *slots, uint8_t *bytes) {
+    uint32_t i, n = 0;
+    size_t at = 0;
+    for (i = 0; i < ch->slot_count; i++) {
+        ssmb__chan_slot s = ch->slots[i];
+        if (!s.live) continue;
+        if (s.len) memmove(bytes + at, ch->reorder_bytes + s.off, s.len);
+        s.off = (uint32_t)at;
+        slots[n++] = s;
+        at += s.len;
+    }
+    ch->slot_count = n;
+    ch->reorder_used = at;
+    ch->dead_slots = 0;
+    ch->reorder_dead = 0;
+}
+
+/* Gives a grown store back (wiped: it held session payloads). */
+static void ssmb__chan_drop_grown(ssmb_channel *ch) {
+    if (!ch->grown) return;
+    ssmb__wipe(ch->grown, ch->grown_size);
+    ssmb__free(&ch->alloc, ch->grown, ch->grown_size);
+    ch->grown = NULL;
+    ch->grown_size = 0;
+}
+
+/* A store of its own for at least live + need bytes and one more slot:
+   twice the size it had, within the configured maxima. 0 when that is
+   not allowed or there is no memory (the message is then dropped and the
+   peer sends it again). */
+static int ssmb__chan_grow(ssmb_channel *ch, size_t need) {
+    size_t live = ch->reorder_used - ch->reorder_dead, bytes = ch->reorder_cap * 2, slot_bytes, total;
+    uint32_t slots = ch->slot_cap * 2;
+    void *mem;
+    if (live + need > ch->cfg.reorder_max_bytes || ch->slot_count - ch->dead_slots >= ch->cfg.reorder_max_msgs)
+        return 0;
+    if (bytes < live + need) bytes = live + need;
+    if (bytes > ch->cfg.reorder_max_bytes) bytes = ch->cfg.reorder_max_bytes;
+    if (slots > ch->cfg.reorder_max_msgs) slots = ch->cfg.reorder_max_msgs;
+    if (bytes <= ch->reorder_cap && slots <= ch->slot_cap) return 0; /* as large as it may be */
+    slot_bytes = ((size_t)slots * sizeof(ssmb__chan_slot) + 15) & ~(size_t)15;
+    total = slot_bytes + bytes;
+    mem = ssmb__alloc(&ch->alloc, total);
+    if (!mem) return 0;
+    ssmb__chan_pack_to(ch, (ssmb__chan_slot *)mem, (uint8_t *)mem + slot_bytes);
+    ssmb__chan_drop_grown(ch);
+    ch->grown = mem;
+    ch->grown_size = total;
+    ch->slots = (ssmb__chan_slot *)mem;
+    ch->reorder_bytes = (uint8_t *)mem + slot_bytes;
+    ch->slot_cap = slots;
+    ch->reorder_cap = bytes;
+    return 1;
+}
+
+/* Room at the end of the store for need bytes and a slot: packs the dead
+   bytes away (at once when half of it is dead, which keeps packing to once
+   per half a store of appends), else grows, else packs what it can. Nothing
+   moves while an event points into a slot. */
+static int ssmb__chan_make_room(ssmb_channel *ch, size_t need) {
+    size_t live = ch->reorder_used - ch->reorder_dead;
+    int can_pack = ch->slot_count - ch->dead_slots < ch->slot_cap && live + need <= ch->reorder_cap;
+    if (ch->slot_count < ch->slot_cap && need <= ch->reorder_cap - ch->reorder_used) return 1;
+    if (ch->held_slot >= 0) return 0;
+    if (!(can_pack && 2 * ch->reorder_dead >= ch->reorder_cap) && ssmb__chan_grow(ch, need)) return 1;
+    if (!can_pack) return 0;
+    ssmb__chan_pack_to(ch, ch->slots, ch->reorder_bytes);
+    return 1;
 }
 
 /* Keeps a payload that came early; 0 when it is too far ahead or does not
@@ -7729,27 +7825,36 @@ static int32_t ssmb__chan_slot_find(const ssmb_channel *ch, int64_t seq) {
 static int ssmb__chan_keep(ssmb_channel *ch, const ssmb_msg *m) {
     ssmb__chan_slot *s;
     if (m->sequence_number - ch->expected > SSMB__CHAN_REORDER_WINDOW) return 0;
-    if (ch->slot_count == ch->cfg.reorder_msgs || m->payload_size > ch->cfg.reorder_bytes - ch->reorder_used)
-        return 0;
+    if (!ssmb__chan_make_room(ch, m->payload_size)) return 0;
     s = &ch->slots[ch->slot_count++];
     s->seq = m->sequence_number;
     s->off = (uint32_t)ch->reorder_used;
     s->len = (uint32_t)m->payload_size;
-    s->payload_type = m->payload_type;
+    s->payload_type = (uint16_t)m->payload_type;
+    s->live = 1;
     if (m->payload_size) memcpy(ch->reorder_bytes + s->off, m->payload, m->payload_size);
     ch->reorder_used += m->payload_size;
     return 1;
 }
 
-/* Frees a slot and packs the store again (it is small: a memmove). */
+/* A handled slot: dead, and dropped at once from the end of the store.
+   An empty store starts over, in the allocation's own store again. */
 static void ssmb__chan_release(ssmb_channel *ch, int32_t i) {
-    ssmb__chan_slot s = ch->slots[i];
-    uint32_t k;
-    memmove(ch->reorder_bytes + s.off, ch->reorder_bytes + s.off + s.len, ch->reorder_used - s.off - s.len);
-    ch->reorder_used -= s.len;
-    ch->slots[i] = ch->slots[--ch->slot_count];
-    for (k = 0; k < ch->slot_count; k++)
-        if (ch->slots[k].off > s.off) ch->slots[k].off -= s.len;
+    ch->slots[i].live = 0;
+    ch->dead_slots++;
+    ch->reorder_dead += ch->slots[i].len;
+    while (ch->slot_count && !ch->slots[ch->slot_count - 1].live) {
+        ch->slot_count--;
+        ch->dead_slots--;
+        ch->reorder_used -= ch->slots[ch->slot_count].len;
+        ch->reorder_dead -= ch->slots[ch->slot_count].len;
+    }
+    if (ch->slot_count || !ch->grown) return;
+    ssmb__chan_drop_grown(ch);
+    ch->slots = ch->inline_slots;
+    ch->reorder_bytes = ch->inline_reorder;
+    ch->slot_cap = ch->cfg.reorder_msgs;
+    ch->reorder_cap = ch->cfg.reorder_bytes;
 }
 
 static void ssmb__chan_release_held(ssmb_channel *ch) {
@@ -7929,7 +8034,9 @@ static int ssmb__chan_properties_ok(const char *s) {
 static int ssmb__chan_desc_ok(const ssmb_channel_desc *d) {
     if (d->role > SSMB_CHANNEL_AGENT || d->digest_check > SSMB_DIGEST_CHECK_OFF) return 0;
     if (!ssmb__allocator_valid(&d->allocator) || d->payload_size > SSMB_CHANNEL_MAX_PAYLOAD) return 0;
-    if (d->send_buffer_messages > SSMB__CHAN_MAX_QUEUE || d->reorder_buffer_messages > SSMB__CHAN_MAX_QUEUE) return 0;
+    if (d->send_buffer_messages > SSMB__CHAN_MAX_QUEUE || d->reorder_buffer_messages > SSMB__CHAN_MAX_QUEUE ||
+        d->reorder_buffer_max_messages > SSMB__CHAN_MAX_QUEUE)
+        return 0;
     if (!ssmb__chan_ascii_ok(d->client_version, SSMB_CHANNEL_VERSION_MAX) ||
         !ssmb__chan_ascii_ok(d->agent_version, SSMB_CHANNEL_VERSION_MAX) ||
         !ssmb__chan_ascii_ok(d->session_type, SSMB_CHANNEL_VERSION_MAX) || !ssmb__chan_ascii_ok(d->kms_key_id, 255))
@@ -7952,6 +8059,11 @@ static void ssmb__chan_defaults(const ssmb_channel_desc *d, ssmb__chan_cfg *c) {
     c->reorder_msgs = ssmb__chan_or(d->reorder_buffer_messages, 16);
     c->ack_cap = c->reorder_msgs + 32;
     c->reorder_bytes = ssmb__chan_or(d->reorder_buffer_bytes, 8192);
+    c->reorder_max_bytes = d->reorder_buffer_max_bytes > c->reorder_bytes ? d->reorder_buffer_max_bytes : c->reorder_bytes;
+    c->reorder_max_msgs = d->reorder_buffer_max_messages ? d->reorder_buffer_max_messages
+                          : c->reorder_max_bytes > c->reorder_bytes ? SSMB__CHAN_REORDER_WINDOW
+                                                                    : c->reorder_msgs;
+    if (c->reorder_max_msgs < c->reorder_msgs) c->reorder_max_msgs = c->reorder_msgs;
     /* The client may be asked for KMS by any agent; the agent asks when
        configured to. Incoming payloads are opened into a buffer of their
        largest size, outgoing ones grow by 28 bytes (§6.3). */
@@ -8021,8 +8133,10 @@ static void ssmb__chan_init(ssmb_channel *ch, const ssmb_channel_desc *d, const 
     ch->cfg = *c;
     ch->send_bytes = base + l->send_bytes;
     ch->send = (ssmb__chan_entry *)(void *)(base + l->send);
-    ch->reorder_bytes = base + l->reorder;
-    ch->slots = (ssmb__chan_slot *)(void *)(base + l->slots);
+    ch->reorder_bytes = ch->inline_reorder = base + l->reorder;
+    ch->slots = ch->inline_slots = (ssmb__chan_slot *)(void *)(base + l->slots);
+    ch->slot_cap = c->reorder_msgs;
+    ch->reorder_cap = c->reorder_bytes;
     ch->acks = (ssmb__chan_ack *)(void *)(base + l->acks);
     ch->held_slot = -1;
     ch->pool_used = SSMB__CHAN_RANDOM_POOL;
@@ -8068,7 +8182,9 @@ SSMB_APIDEF ssmb_result ssmb_channel_create(const ssmb_channel_desc *d, ssmb_cha
 }
 
 SSMB_APIDEF void ssmb_channel_destroy(ssmb_channel *ch) {
-    if (ch) ssmb__free_object(ch, &ch->alloc, ch->mem_size); /* session payloads are wiped with it */
+    if (!ch) return;
+    ssmb__chan_drop_grown(ch);
+    ssmb__free_object(ch, &ch->alloc, ch->mem_size); /* session payloads are wiped with it */
 }
 
 /* The agent opens with its HandshakeRequest, or is ready at once. */
@@ -8114,12 +8230,48 @@ static int ssmb__chan_busy(ssmb_channel *ch) {
            ssmb__chan_slot_find(ch, ch->expected) >= 0;
 }
 
+/* While events wait, a message that causes none now is still taken:
+   acknowledgements, repeats (acknowledged again), and stream messages:
+   kept and acknowledged when the reorder store has room (handled in order
+   once the events are polled), else dropped unacknowledged like an early
+   one (the peer sends it again). A peer that waits for us to take its data
+   before it reads ours would otherwise wait for us while we wait for its
+   acks. 0: it must wait (SSMB_AGAIN): other message types. */
+static int ssmb__chan_take_busy(ssmb_channel *ch, const uint8_t *frame, size_t len) {
+    ssmb_msg m;
+    ssmb_result r;
+    if (len > ch->cfg.max_frame || ssmb_msg_decode(frame, len, &m) != SSMB_OK) return 0;
+    if (!ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch)) && !ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE)) return 0;
+    ch->m.frames_in++;
+    ch->m.bytes_in += len;
+    if (m.sequence_number == ch->expected && ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch)) &&
+        ssmb__chan_slot_find(ch, m.sequence_number) < 0 &&
+        (ch->ack_count == ch->cfg.ack_cap || !ssmb__chan_make_room(ch, m.payload_size))) {
+        ssmb__chan_drop(ch, &ch->m.dropped_no_room, "no room to keep it while events wait");
+        return 1; /* checked before the digest: it comes again */
+    }
+    r = ssmb__chan_validate(ch, &m);
+    if (r == SSMB_ERR_DIGEST) ssmb__chan_drop(ch, &ch->m.dropped_digest, "payload digest mismatch");
+    else if (r != SSMB_OK) ssmb__chan_drop(ch, &ch->m.dropped_invalid, "frame breaks PROTOCOL.md 2.4");
+    else if (m.sequence_number == ch->expected && ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch))) {
+        if (ssmb__chan_slot_find(ch, m.sequence_number) >= 0) ch->m.duplicates++; /* kept already */
+        else (void)ssmb__chan_keep(ch, &m);                                      /* room was made above */
+        (void)ssmb__chan_queue_ack(ch, &m); /* or folded into the one queued, or it is sent again */
+    } else {
+        ssmb__chan_dispatch(ch, &m);
+    }
+    return 1;
+}
+
 SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame, size_t len, int is_text,
                                           uint64_t now_ms) {
     if (!ch || (!frame && len)) return SSMB_ERR_INVALID_ARG;
     if (ch->state == SSMB__CHAN_IDLE) return SSMB_ERR_INVALID_STATE;
     if (ch->state == SSMB__CHAN_OVER) return ch->error;
-    if (ssmb__chan_busy(ch)) return SSMB_AGAIN;
+    if (ssmb__chan_busy(ch)) {
+        ch->now = now_ms;
+        return ssmb__chan_take_busy(ch, frame, len) ? SSMB_OK : SSMB_AGAIN;
+    }
     ch->now = now_ms;
     ch->m.frames_in++;
     ch->m.bytes_in += len;
@@ -17700,6 +17852,7 @@ static ssmb_result ssmb__sess_channel(ssmb_engine *eng, ssmb__sess *s, const ssm
     cd.send_buffer_bytes = d->send_buffer_bytes;
     if (d->send_buffer_bytes) /* as many messages as the bytes hold at the payload size */
         cd.send_buffer_messages = d->send_buffer_bytes / (d->payload_size ? d->payload_size : 1024u) + 4u;
+    cd.reorder_buffer_max_bytes = d->reorder_buffer_bytes ? d->reorder_buffer_bytes : 1024u * 1024u;
     cd.max_frame = (uint32_t)s->frame_cap;
     cd.decrypt_in_place = 1; /* messages are read in the conn's input or the session's own buffer */
     return ssmb_channel_create(&cd, &s->ch);

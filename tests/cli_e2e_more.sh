@@ -175,17 +175,9 @@ fault_case reorder-10 --reorder 10
 fault_case withhold-acks-10 --withhold-acks 10
 fault_case cut-after-500 --cut-after 500
 fault_case cut-every-1 --cut-every 1
-# Loss, delay and corrupted digests under a 20 MB transfer over TLS still
-# stall (an open bug; over plain WebSocket 20 MB with --drop 5 completes);
-# the session tests move 200 KB through each. SSMB_E2E_LOSSY_20MB=1 runs
-# the 20 MB cases.
-if [ "${SSMB_E2E_LOSSY_20MB:-0}" = 1 ]; then
-    fault_case drop-5 --drop 5
-    fault_case delay-20 --delay 20
-    fault_case corrupt-digest-5 --corrupt-digest 5
-else
-    echo "cli_e2e_more: 20 MB under --drop, --delay, --corrupt-digest not run (known stall; SSMB_E2E_LOSSY_20MB=1 runs them)"
-fi
+fault_case drop-5 --drop 5
+fault_case delay-20 --delay 20
+fault_case corrupt-digest-5 --corrupt-digest 5
 
 # A session that cannot resume: one line naming ResumeSession or the timeout, no hang.
 local_start F --seed 7 --cut-after 50 --refuse-resume

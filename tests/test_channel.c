@@ -1155,13 +1155,15 @@ SSMB_TEST(channel_first_output_names_the_session) {
     poll_all(ch, &ev);
     CHECK(!ssmb_channel_is_ready(ch) && ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "a", 1, &acc) == SSMB_AGAIN);
     CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_OUTPUT, "sh-5.2$ "), 2) == SSMB_OK);
-    CHECK(feed(ch, out_data(&g, 2, SSMB_PAYLOAD_OUTPUT, "more"), 2) == SSMB_AGAIN); /* DATA points into f */
+    /* DATA points into f: the next one is kept (and acknowledged) till the poll */
+    CHECK(feed(ch, out_data(&g, 2, SSMB_PAYLOAD_OUTPUT, "more"), 2) == SSMB_OK);
     poll_all(ch, &ev);
     ready = find_event(&ev, SSMB_CHANNEL_EVENT_READY);
     data = find_event(&ev, SSMB_CHANNEL_EVENT_DATA);
     CHECK(ready && ssmb_str_eq(ready->ev.session_type, "Standard_Stream") && ready->ev.agent_version.len == 0);
-    CHECK(ready && data && ready < &ev.e[ev.n - 1]); /* READY before the output that caused it */
-    CHECK(data_is(&ev.e[ev.n - 1], "sh-5.2$ ") && ev.e[0].ev.payload_type == SSMB_PAYLOAD_STDERR);
+    CHECK(ready && data && ready < &ev.e[ev.n - 2]); /* READY before the output that caused it */
+    CHECK(data_is(&ev.e[ev.n - 2], "sh-5.2$ ") && ev.e[0].ev.payload_type == SSMB_PAYLOAD_STDERR);
+    CHECK(data_is(&ev.e[ev.n - 1], "more"));
     CHECK(ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "a", 1, &acc) == SSMB_OK && acc == 1);
     ssmb_channel_destroy(ch);
 }
@@ -1254,6 +1256,58 @@ SSMB_TEST(channel_duplicates_acknowledged_again) {
     free(w);
 }
 
+/* A store allowed to grow keeps what comes ahead of a lost message beyond
+   its first size (through the allocator, up to the maximum), hands it over
+   in order, and gives the memory back once it is empty. */
+SSMB_TEST(channel_reorder_store_grows) {
+    ssmb_channel_desc d;
+    ssmb_channel *ch;
+    wire *w = wire_new();
+    counting k;
+    events ev;
+    frame f;
+    char text[32];
+    int i, in_order = 1;
+    size_t base;
+    memset(&k, 0, sizeof k);
+    memset(&ev, 0, sizeof ev);
+    client_desc(&d);
+    use_counting(&d, &k);
+    d.reorder_buffer_messages = 4;
+    d.reorder_buffer_bytes = 64;
+    d.reorder_buffer_max_bytes = 2048;
+    d.reorder_buffer_max_messages = 40;
+    ch = ready_client(&d, 0);
+    base = k.live;
+    wire_take(w, ch, 0);
+    for (i = 2; i <= 31; i++) { /* seq 1 is lost: 30 messages of 20 bytes come ahead of it */
+        snprintf(text, sizeof text, "payload-%02d-xxxxxxxxx", i);
+        CHECK(feed(ch, out_data(&f, i, SSMB_PAYLOAD_OUTPUT, text), 1) == SSMB_OK);
+        wire_take(w, ch, 1);
+    }
+    CHECK_EQ_INT(metrics(ch).reordered, 30);
+    CHECK_EQ_INT(metrics(ch).dropped_no_room, 0);
+    CHECK(k.live > base); /* it grew */
+    for (i = 32; i <= 45; i++) { /* past max_messages: dropped, not acknowledged */
+        snprintf(text, sizeof text, "payload-%02d-xxxxxxxxx", i);
+        CHECK(feed(ch, out_data(&f, i, SSMB_PAYLOAD_OUTPUT, text), 1) == SSMB_OK);
+        wire_take(w, ch, 1);
+    }
+    CHECK_EQ_INT(metrics(ch).reordered, 40);
+    CHECK_EQ_INT(metrics(ch).dropped_no_room, 4);
+    CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_OUTPUT, "payload-01-xxxxxxxxx"), 2) == SSMB_OK);
+    CHECK_EQ_INT(poll_all(ch, &ev), 41); /* 1 and the 40 kept (ev holds the first 32) */
+    for (i = 0; i < ev.n; i++) {
+        snprintf(text, sizeof text, "payload-%02d-xxxxxxxxx", i + 1);
+        in_order &= ev.e[i].ev.sequence_number == i + 1 && data_is(&ev.e[i], text);
+    }
+    CHECK(in_order && ev.n == 32);
+    CHECK_EQ_INT(k.live, base); /* empty again: the grown store went back */
+    ssmb_channel_destroy(ch);
+    CHECK_EQ_INT(k.live, 0);
+    free(w);
+}
+
 /* Early messages are acknowledged and kept while there is room (messages
    and bytes), then delivered in order; no room means no ack. */
 SSMB_TEST(channel_reorder_store) {
@@ -1283,8 +1337,10 @@ SSMB_TEST(channel_reorder_store) {
     CHECK_EQ_INT(metrics(ch).reordered, 3);
     CHECK_EQ_INT(metrics(ch).dropped_no_room, 4);
     CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_OUTPUT, "a"), 2) == SSMB_OK);
-    /* while kept messages are due, recv waits for the poll */
-    CHECK(feed(ch, out_data(&g, 5, SSMB_PAYLOAD_OUTPUT, "e"), 2) == SSMB_AGAIN);
+    /* while kept messages are due, stream messages are still taken: kept when
+       there is room, else (here: three slots in use) dropped unacknowledged */
+    CHECK(feed(ch, out_data(&g, 5, SSMB_PAYLOAD_OUTPUT, "e"), 2) == SSMB_OK);
+    CHECK_EQ_INT(metrics(ch).dropped_no_room, 5);
     poll_all(ch, &ev); /* DATA of seq 1 points into f: kept until here */
     CHECK_EQ_INT(ev.n, 4);
     for (i = 0; i < ev.n && i < 4; i++) CHECK_EQ_INT(ev.e[i].ev.sequence_number, i + 1);

@@ -474,6 +474,17 @@ typedef struct conn {
     size_t msg_len;
     uint32_t msg_op;
     int msg_ready;              /* a whole message waits for the session */
+    /* While msg waits or its events do, the next message is read here: an
+       acknowledgement or stream data goes to the channel at once (it takes
+       them even then while its reorder store has room), anything else
+       waits for msg to be free. Without this, a client that waits for acks
+       before it reads what we send would wait for us while we wait for it. */
+    uint8_t ahead[MSG_CAP];
+    size_t ahead_len;
+    uint32_t ahead_op;
+    int ahead_ready;
+    int gathering_ahead;        /* the message being gathered goes to ahead */
+    int ahead_lent;             /* events of the channel point into ahead */
     uint64_t since_ms;
     uint64_t linger_until;      /* after channel_closed: the client hangs up first, or then */
     uint64_t last_in_ms;        /* last bytes from the peer (HTTP idle, OpenDataChannelInput wait) */
@@ -1555,8 +1566,9 @@ static int create_channel(session *s, uint64_t now) {
     d.payload_size = opt.payload_size;
     d.send_buffer_bytes = 1024u * 1024u;
     d.send_buffer_messages = 512;
-    d.reorder_buffer_bytes = 256u * 1024u;
-    d.reorder_buffer_messages = 128;
+    d.reorder_buffer_bytes = 64u * 1024u;
+    d.reorder_buffer_messages = 64;
+    d.reorder_buffer_max_bytes = 4u * 1024u * 1024u; /* the agent keeps up to 100000 (§3.6) */
     d.max_frame = MSG_CAP;
     d.max_resend_attempts = 100000;
     if (ssmb_channel_create(&d, &s->ch) != SSMB_OK) return -1;
@@ -2264,12 +2276,44 @@ static void conn_io(conn *c) {
     else conn_io_plain(c);
 }
 
+/* msg is taken or lent out (its events wait): 1 when a message may be read ahead. */
+static int msg_busy(const conn *c) {
+    return c->opened && c->s && c->s->ch && (c->msg_ready || c->s->events_pending);
+}
+
+/* A message read ahead is complete: see ahead. Taken in order (msg held
+   an acknowledgement, say), its events may point into ahead: then ahead
+   is lent out until they are polled. */
+static void ahead_done(conn *c) {
+    ssmb_msg m;
+    int binary = c->ahead_op == SSMB_WS_BINARY && ssmb_msg_decode(c->ahead, c->ahead_len, &m) == SSMB_OK;
+    int lent_before = ssmb_channel_borrows(c->s->ch);
+    if (binary && (ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE) || ssmb_msg_type_is(&m, SSMB_MSG_INPUT_STREAM_DATA)) &&
+        ssmb_channel_recv(c->s->ch, c->ahead, c->ahead_len, 0, now_ms()) == SSMB_OK) {
+        log_frame(c->s, "in", c->ahead, c->ahead_len, NULL);
+        c->ahead_len = 0;
+        c->ahead_lent = !lent_before && ssmb_channel_borrows(c->s->ch);
+    } else {
+        c->ahead_ready = 1;
+    }
+}
+
 static void ws_process(conn *c) {
-    if (c->s && c->s->events_pending) return; /* the message buffer is still lent out */
-    while (!c->msg_ready && c->in_len && !c->dead) {
+    for (;;) {
         ssmb_ws_piece pc;
         size_t used = 0;
-        ssmb_result r = ssmb_ws_read(&c->wr, c->in, c->in_len, &used, &pc);
+        ssmb_result r;
+        if (c->ahead_ready && !msg_busy(c)) { /* msg is free: the message read ahead moves in */
+            memcpy(c->msg, c->ahead, c->ahead_len);
+            c->msg_len = c->ahead_len;
+            c->msg_op = c->ahead_op;
+            c->msg_ready = 1;
+            c->ahead_ready = 0;
+            c->ahead_len = 0;
+        }
+        if (c->ahead_lent && !(c->s && c->s->ch && ssmb_channel_borrows(c->s->ch))) c->ahead_lent = 0;
+        if (c->ahead_ready || c->ahead_lent || (c->msg_ready && !msg_busy(c)) || !c->in_len || c->dead) break;
+        r = ssmb_ws_read(&c->wr, c->in, c->in_len, &used, &pc);
         if (r == SSMB_AGAIN) {
             c->in_len = 0;
             break;
@@ -2284,15 +2328,28 @@ static void ws_process(conn *c) {
             break;
         }
         if (pc.opcode == SSMB_WS_TEXT || pc.opcode == SSMB_WS_BINARY) {
-            if (pc.flags & SSMB_WS_MESSAGE_START) {
-                c->msg_len = 0;
-                c->msg_op = pc.opcode;
+            if (pc.flags & SSMB_WS_MESSAGE_START) c->gathering_ahead = msg_busy(c);
+            if (c->gathering_ahead) {
+                if (pc.flags & SSMB_WS_MESSAGE_START) {
+                    c->ahead_len = 0;
+                    c->ahead_op = pc.opcode;
+                }
+                if (c->ahead_len + pc.len <= MSG_CAP) {
+                    memcpy(c->ahead + c->ahead_len, pc.data, pc.len);
+                    c->ahead_len += pc.len;
+                }
+                if (pc.flags & SSMB_WS_MESSAGE_END) ahead_done(c);
+            } else {
+                if (pc.flags & SSMB_WS_MESSAGE_START) {
+                    c->msg_len = 0;
+                    c->msg_op = pc.opcode;
+                }
+                if (c->msg_len + pc.len <= MSG_CAP) {
+                    memcpy(c->msg + c->msg_len, pc.data, pc.len);
+                    c->msg_len += pc.len;
+                }
+                if (pc.flags & SSMB_WS_MESSAGE_END) c->msg_ready = 1;
             }
-            if (c->msg_len + pc.len <= MSG_CAP) {
-                memcpy(c->msg + c->msg_len, pc.data, pc.len);
-                c->msg_len += pc.len;
-            }
-            if (pc.flags & SSMB_WS_MESSAGE_END) c->msg_ready = 1;
         } else if (pc.opcode == SSMB_WS_PING) {
             ws_put(c, SSMB_WS_PONG, pc.data, pc.len);
         } else if (pc.opcode == SSMB_WS_CLOSE) {
