@@ -18143,7 +18143,7 @@ SSMB_APIDEF void ssmb_document_command(ssmb_session_desc *d, ssmb_document *doc,
    socket took it (back-pressure both ways). */
 
 #define SSMB__FWD_EVENTS 16u
-#define SSMB__FWD_READ_MAX 16384u   /* bytes read from a socket at a time */
+#define SSMB__FWD_READ_MAX 65536u   /* bytes read from a socket at a time */
 #define SSMB__FWD_READ_ROUNDS 8     /* reads from one socket per turn, while each fills the read */
 
 typedef struct ssmb__fwd_conn {
