@@ -118,7 +118,7 @@
 #define MAX_CONNS 64
 #define MAX_SESSIONS 64
 #define MAX_STREAMS 16
-#define IN_CAP (72u * 1024u)
+#define IN_CAP (256u * 1024u)
 #define OUT_CAP (256u * 1024u)
 #define MSG_CAP (SSMB_CHANNEL_MAX_PAYLOAD + 2048u)
 #define PIN_CAP (128u * 1024u)
@@ -1413,7 +1413,7 @@ static void start_workload(session *s) {
         memset(&d, 0, sizeof d);
         d.role = SSMB_SMUX_SERVER;
         d.max_streams = MAX_STREAMS;
-        d.stream_buffer_bytes = 65536;
+        d.stream_buffer_bytes = 262144; /* a turn's messages (IN_CAP) into the stream in one write */
         d.keepalive = !version_ge(s->client_version, "1.2.332.0");
         if (ssmb_smux_create(&d, &s->smux) != SSMB_OK) session_end(s, "smux setup failed");
         return;
