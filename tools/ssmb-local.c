@@ -469,6 +469,7 @@ typedef struct conn {
     int in_dry;                 /* a read found the socket empty since the last poll() */
     uint8_t out[OUT_CAP];
     size_t out_len;
+    size_t out_off;             /* bytes of out already sent (out_off < out_len, or both 0) */
     ssmb_ws_reader wr;
     struct session *s;          /* the data channel's session */
     int opened;                 /* OpenDataChannelInput accepted */
@@ -577,13 +578,24 @@ static void log_frame(const session *s, const char *dir, const uint8_t *f, size_
 /* ---- connection output ---- */
 
 static int conn_put(conn *c, const void *p, size_t n) {
-    if (c->out_len + n > OUT_CAP) return 0;
+    if (c->out_len - c->out_off + n > OUT_CAP) return 0;
+    if (c->out_len + n > OUT_CAP) { /* move the unsent bytes down, once, when room runs short */
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
     memcpy(c->out + c->out_len, p, n);
     c->out_len += n;
     return 1;
 }
 
-static size_t conn_room(const conn *c) { return OUT_CAP - c->out_len; }
+static size_t conn_room(const conn *c) { return OUT_CAP - (c->out_len - c->out_off); }
+
+/* n bytes of out were sent. */
+static void out_take(conn *c, size_t n) {
+    c->out_off += n;
+    if (c->out_off >= c->out_len) c->out_off = c->out_len = 0;
+}
 
 static int ws_put(conn *c, uint32_t opcode, const void *p, size_t n) {
     uint8_t hdr[SSMB_WS_MAX_HEADER_SIZE];
@@ -2204,10 +2216,9 @@ static void conn_io_plain(conn *c) {
         else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->dead = 1;
     }
     if (c->out_len) {
-        ssize_t n = write(c->fd, c->out, c->out_len);
+        ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         if (n > 0) {
-            memmove(c->out, c->out + n, c->out_len - (size_t)n);
-            c->out_len -= (size_t)n;
+            out_take(c, (size_t)n);
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) c->dead = 1;
     }
 }
@@ -2249,10 +2260,9 @@ static void conn_io_tls(conn *c) {
         }
         if ((st & BR_SSL_SENDAPP) && c->out_len) {
             buf = br_ssl_engine_sendapp_buf(e, &len);
-            if (len > c->out_len) len = c->out_len;
-            memcpy(buf, c->out, len);
-            memmove(c->out, c->out + len, c->out_len - len);
-            c->out_len -= len;
+            if (len > c->out_len - c->out_off) len = c->out_len - c->out_off;
+            memcpy(buf, c->out + c->out_off, len);
+            out_take(c, len);
             br_ssl_engine_sendapp_ack(e, len);
             br_ssl_engine_flush(e, 0);
             progress = 1;
