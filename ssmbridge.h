@@ -11059,11 +11059,46 @@ static const char *ssmb__br_sni(ssmb__tls *t, const char *server_name) {
     return NULL;
 }
 
+/* The full profile's suites (ssl_client_full.c), in its order but for
+   one change: with AES and GHASH in hardware (AES-NI and PCLMULQDQ, or
+   POWER8) the AES-GCM suites come before ChaCha20-Poly1305, which the
+   profile puts first for machines without them. BearSSL's engine picks
+   the hardware implementations at run time (br_ssl_engine_set_default_aes_gcm);
+   the server follows the client's order unless it enforces its own. On
+   x86-64 with AES-NI, AES-128-GCM is several times faster than ChaCha20. */
+static void ssmb__br_suites(br_ssl_engine_context *eng) {
+    static const uint16_t suites[] = {
+        BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,   BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,   BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        BR_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,   BR_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+        BR_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,   BR_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
+        BR_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,      BR_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+        BR_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,      BR_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+        BR_TLS_ECDH_ECDSA_WITH_AES_128_GCM_SHA256,    BR_TLS_ECDH_RSA_WITH_AES_128_GCM_SHA256,
+        BR_TLS_ECDH_ECDSA_WITH_AES_256_GCM_SHA384,    BR_TLS_ECDH_RSA_WITH_AES_256_GCM_SHA384,
+        BR_TLS_ECDH_ECDSA_WITH_AES_128_CBC_SHA256,    BR_TLS_ECDH_RSA_WITH_AES_128_CBC_SHA256,
+        BR_TLS_ECDH_ECDSA_WITH_AES_256_CBC_SHA384,    BR_TLS_ECDH_RSA_WITH_AES_256_CBC_SHA384,
+        BR_TLS_ECDH_ECDSA_WITH_AES_128_CBC_SHA,       BR_TLS_ECDH_RSA_WITH_AES_128_CBC_SHA,
+        BR_TLS_ECDH_ECDSA_WITH_AES_256_CBC_SHA,       BR_TLS_ECDH_RSA_WITH_AES_256_CBC_SHA,
+        BR_TLS_RSA_WITH_AES_128_GCM_SHA256,           BR_TLS_RSA_WITH_AES_256_GCM_SHA384,
+        BR_TLS_RSA_WITH_AES_128_CBC_SHA256,           BR_TLS_RSA_WITH_AES_256_CBC_SHA256,
+        BR_TLS_RSA_WITH_AES_128_CBC_SHA,              BR_TLS_RSA_WITH_AES_256_CBC_SHA,
+        BR_TLS_ECDHE_ECDSA_WITH_3DES_EDE_CBC_SHA,     BR_TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA,
+        BR_TLS_ECDH_ECDSA_WITH_3DES_EDE_CBC_SHA,      BR_TLS_ECDH_RSA_WITH_3DES_EDE_CBC_SHA,
+        BR_TLS_RSA_WITH_3DES_EDE_CBC_SHA,
+    };
+    int hw = (br_aes_x86ni_ctr_get_vtable() != NULL && br_ghash_pclmul_get() != 0) ||
+             (br_aes_pwr8_ctr_get_vtable() != NULL && br_ghash_pwr8_get() != 0);
+    if (hw) br_ssl_engine_set_suites(eng, suites, sizeof suites / sizeof suites[0]);
+}
+
 static ssmb_result ssmb__tls_init(ssmb__tls *t, const ssmb__tls_config *cfg) {
     ssmb_result r = ssmb__tls_check_config(cfg);
     t->handshake_seen = 0;
     if (r != SSMB_OK) return r;
     br_ssl_client_init_full(&t->sc, &t->xc, cfg->trust->anchors, cfg->trust->count);
+    ssmb__br_suites(&t->sc.eng);
     /* TLS 1.2 only: 1.0 and 1.1 are deprecated (RFC 8996) and BearSSL 0.6
        has no 1.3. */
     br_ssl_engine_set_versions(&t->sc.eng, BR_TLS12, BR_TLS12);
@@ -15344,6 +15379,7 @@ static ssmb_result ssmb__proxy_reply(const char *in, size_t len, size_t *head_le
 #define SSMB__MAX_SLOTS 65535u      /* a handle holds the slot index in 16 bits */
 #define SSMB__FWD_MAX_CONNS 64u     /* connections of one forward at once */
 #define SSMB__IO_ROUNDS 16          /* socket reads or writes per slot per call, for fairness */
+#define SSMB__STAGE_CAP 65536u      /* a burst's records, sent with one call (ssmb__eng_stage) */
 #define SSMB__EVENT_ROUNDS 4        /* deliver-and-flush rounds per slot per call */
 
 /* Where a slot is in its life. */
@@ -15404,6 +15440,9 @@ typedef struct ssmb__slot {
     uint32_t owner;                 /* 0: the host's; else the session (index + 1) that reads its events */
     ssmb_conn *conn;                /* from open until WS_CLOSED */
     ssmb__setup *setup;             /* from open until the conn starts */
+    uint8_t *stage;                 /* sealed records gathered for one send (SSMB__STAGE_CAP, made
+                                       at the first burst); they go out before the conn's next bytes */
+    size_t stage_off, stage_len;    /* unsent: stage[stage_off..stage_len) */
 } ssmb__slot;
 
 typedef struct ssmb__sess ssmb__sess;
@@ -15638,6 +15677,7 @@ static void ssmb__slot_release(ssmb_engine *eng, ssmb__slot *s, int tell) {
     uint32_t gen = s->gen == 0xffffu ? 1u : s->gen + 1u;
     ssmb__slot_close_fd(eng, s, tell);
     ssmb__slot_drop_setup(eng, s);
+    if (s->stage) ssmb__free(&eng->desc.allocator, s->stage, SSMB__STAGE_CAP);
     if (s->conn) ssmb_conn_destroy(s->conn);
     memset(s, 0, sizeof *s);
     s->gen = gen;
@@ -15669,9 +15709,48 @@ static void ssmb__eng_pump_in(ssmb__slot *s, uint64_t now) {
     }
 }
 
-/* The conn's bytes onto the socket, until it has none or the socket is full. */
+/* The staged records onto the socket; 1 once none wait. */
+static int ssmb__eng_unstage(ssmb__slot *s) {
+    while (s->stage_len > s->stage_off && !s->eof) {
+        ssize_t n = send(s->fd, s->stage + s->stage_off, s->stage_len - s->stage_off, SSMB__MSG_NOSIGNAL);
+        if (n > 0) {
+            s->stage_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && ssmb__net_again(errno)) return 0;
+        s->eof = 1;
+    }
+    s->stage_off = s->stage_len = 0;
+    return !s->eof;
+}
+
+/* The conn's sealed bytes into the stage, as far as they fit: a burst of
+   records then costs one send, not one each (on loopback each send also
+   runs the receiver's side of TCP and wakes it). 1 when the conn has none
+   left; 0 when the stage is full or cannot be had (then pump_out sends). */
+static int ssmb__eng_stage(ssmb_engine *eng, ssmb__slot *s) {
+    if (s->eof) return 0;
+    if (!s->stage) {
+        s->stage = (uint8_t *)ssmb__alloc(&eng->desc.allocator, SSMB__STAGE_CAP);
+        if (!s->stage) return 0;
+    }
+    for (;;) {
+        size_t len = 0, room = SSMB__STAGE_CAP - s->stage_len;
+        const uint8_t *p = ssmb_conn_send_buf(s->conn, &len);
+        if (!p || len == 0) return 1;
+        if (room < len) return 0;
+        memcpy(s->stage + s->stage_len, p, len);
+        s->stage_len += len;
+        ssmb_conn_send_ack(s->conn, len);
+    }
+}
+
+/* The conn's bytes onto the socket (after what was staged), until it has
+   none or the socket is full. */
 static void ssmb__eng_pump_out(ssmb__slot *s) {
     int round;
+    if (!ssmb__eng_unstage(s)) return;
     for (round = 0; round < SSMB__IO_ROUNDS && !s->eof; round++) {
         size_t len = 0;
         const uint8_t *p = ssmb_conn_send_buf(s->conn, &len);
@@ -15705,8 +15784,9 @@ static void ssmb__eng_run_check(ssmb_engine *eng, ssmb__slot *s) {
         s->want_writable = 0;
         s->pending_writable = 1;
     }
-    /* Finished; or closed with output the dead socket will never take. */
-    if ((ssmb_conn_wants(s->conn) & SSMB_WANT_CLOSED) || (state == SSMB_CONN_CLOSED && s->eof)) {
+    /* Finished (and nothing staged waits); or closed with output the dead socket will never take. */
+    if (((ssmb_conn_wants(s->conn) & SSMB_WANT_CLOSED) && (s->stage_len == s->stage_off || s->eof)) ||
+        (state == SSMB_CONN_CLOSED && s->eof)) {
         ssmb__slot_close_fd(eng, s, 1);
         s->phase = SSMB__SLOT_DONE;
         s->result = (int32_t)last;
@@ -16273,6 +16353,7 @@ static uint16_t ssmb__eng_interest(const ssmb__slot *s) {
     case SSMB__SLOT_RUNNING:
         if (s->eof) return 0;
         w = ssmb_conn_wants(s->conn);
+        if (s->stage_len > s->stage_off) w |= SSMB_WANT_WRITE;
         return (uint16_t)(((w & SSMB_WANT_READ) ? SSMB_POLLIN : 0) | ((w & SSMB_WANT_WRITE) ? SSMB_POLLOUT : 0));
     default: return 0;
     }
@@ -17497,7 +17578,8 @@ static void ssmb__sess_ws_in(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
    room goes out as a fragmented message (out_sent remembers how far). */
 static void ssmb__sess_ws_out(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
     const uint8_t *f;
-    size_t n;
+    size_t n, sent = 0;
+    int flushes = 0;
     ssmb__slot *slot = s->ws.id ? ssmb__slot_of(eng, s->ws) : NULL;
     if (!slot || !s->ws_open) return;
     /* The session tries to send on every turn: the slot's "writable again"
@@ -17509,9 +17591,23 @@ static void ssmb__sess_ws_out(ssmb_engine *eng, ssmb__sess *s, uint64_t now) {
         ssmb_result r = ssmb_engine_ws_send(eng, s->ws, SSMB_WS_BINARY, f + s->out_sent, n - s->out_sent, 1, &taken);
         if (r < 0) return; /* the WebSocket is failing: WS_CLOSED follows */
         s->out_sent += taken;
-        if (s->out_sent < n) return;
+        sent += taken;
+        if (s->out_sent < n) {
+            /* The record is full: into the stage (onto the socket when that
+               is full), and on with the frames (bounded, as the engine's rounds). */
+            if (flushes++ == SSMB__IO_ROUNDS || slot->phase != SSMB__SLOT_RUNNING || slot->eof) break;
+            if (!ssmb__eng_stage(eng, slot)) ssmb__eng_pump_out(slot);
+            if (ssmb_engine_ws_send_space(eng, s->ws) == 0) break;
+            continue;
+        }
         s->out_sent = 0;
         (void)ssmb_channel_frame_sent(s->ch, now);
+    }
+    /* The last record goes now, not after another poll: with a burst's
+       records in the stage, behind them in the same send. */
+    if (sent && slot->phase == SSMB__SLOT_RUNNING) {
+        if (slot->stage_len > slot->stage_off) (void)ssmb__eng_stage(eng, slot);
+        ssmb__eng_pump_out(slot);
     }
 }
 
@@ -18200,7 +18296,8 @@ SSMB_APIDEF void ssmb_document_command(ssmb_session_desc *d, ssmb_document *doc,
    socket took it (back-pressure both ways). */
 
 #define SSMB__FWD_EVENTS 16u
-#define SSMB__FWD_READ_MAX 16384u   /* bytes read from a socket per turn */
+#define SSMB__FWD_READ_MAX 65536u   /* bytes read from a socket at a time */
+#define SSMB__FWD_READ_ROUNDS 8     /* reads from one socket per turn, while each fills the read */
 
 typedef struct ssmb__fwd_conn {
     int fd;                         /* -1: free */
@@ -18491,21 +18588,23 @@ static void ssmb__fwd_mux_out(ssmb__sess *s, ssmb__fwd *f) {
     }
 }
 
-/* A socket's bytes to the agent, as far as there is room. */
-static void ssmb__fwd_socket_in(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, ssmb__fwd_conn *c) {
+/* A socket's bytes to the agent, as far as there is room. 1 when the read
+   filled what was asked (more may be waiting), else 0. */
+static int ssmb__fwd_socket_in(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, ssmb__fwd_conn *c) {
     size_t room = f->mode == 1 ? ssmb_smux_write_space(f->mux) : ssmb_channel_send_space(s->ch);
     ssize_t n;
-    size_t taken = 0;
-    if (room == 0) return;
-    n = recv(c->fd, f->scratch, SSMB__MIN(room, sizeof f->scratch), 0);
-    if (n < 0 && (ssmb__net_again(errno) || errno == EINTR)) return;
+    size_t taken = 0, ask = SSMB__MIN(room, sizeof f->scratch);
+    if (room == 0) return 0;
+    n = recv(c->fd, f->scratch, ask, 0);
+    if (n < 0 && (ssmb__net_again(errno) || errno == EINTR)) return 0;
     if (n <= 0) { /* EOF or error: FIN (mux) or DisconnectToPort (basic, §7.3) */
         if (f->mode == 0) (void)ssmb_channel_send_flag(s->ch, SSMB_FLAG_DISCONNECT_TO_PORT);
         ssmb__fwd_conn_close(eng, f, c);
-        return;
+        return 0;
     }
     if (f->mode == 1) (void)ssmb_smux_write(f->mux, c->stream, f->scratch, (size_t)n, &taken);
     else (void)ssmb_channel_send(s->ch, SSMB_PAYLOAD_OUTPUT, f->scratch, (size_t)n, &taken);
+    return (size_t)n == ask;
 }
 
 static void ssmb__fwd_accept(ssmb__fwd *f) {
@@ -18556,10 +18655,19 @@ static void ssmb__fwd_work(ssmb_engine *eng, ssmb__sess *s, const ssmb_pollfd *r
     if (!f) return;
     ssmb__fwd_choose(eng, s, f);
     if (f->mode < 0 || s->state == SSMB_SESSION_CLOSED) return;
+    /* A socket with more than one read's worth is read again (the mux's
+       output moved into the channel in between): a turn carries a burst of
+       messages, not one per poll (fewer wake-ups on both ends, and the
+       agent acknowledges them together). */
     for (i = 0; i < f->max_conns; i++) {
         ssmb__fwd_conn *c = &f->conns[i];
         unsigned re = c->fd >= 0 ? ssmb__eng_revents(ready, nready, c->fd) : 0;
-        if (c->fd >= 0 && (re & (SSMB_POLLIN | SSMB_POLLHUP | SSMB_POLLERR))) ssmb__fwd_socket_in(eng, s, f, c);
+        int round;
+        if (c->fd < 0 || !(re & (SSMB_POLLIN | SSMB_POLLHUP | SSMB_POLLERR))) continue;
+        for (round = 0; round < SSMB__FWD_READ_ROUNDS && (round == 0 || s->state == SSMB_SESSION_READY); round++) {
+            if (!ssmb__fwd_socket_in(eng, s, f, c) || c->fd < 0) break;
+            if (f->mode == 1) ssmb__fwd_mux_out(s, f);
+        }
     }
     ssmb__fwd_drain(eng, s, f, now);
     if (s->state == SSMB_SESSION_CLOSED || s->state == SSMB_SESSION_CLOSING) return;

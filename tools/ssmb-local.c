@@ -118,7 +118,7 @@
 #define MAX_CONNS 64
 #define MAX_SESSIONS 64
 #define MAX_STREAMS 16
-#define IN_CAP (72u * 1024u)
+#define IN_CAP (256u * 1024u)
 #define OUT_CAP (256u * 1024u)
 #define MSG_CAP (SSMB_CHANNEL_MAX_PAYLOAD + 2048u)
 #define PIN_CAP (128u * 1024u)
@@ -465,8 +465,11 @@ typedef struct conn {
     unsigned char *iobuf;
     uint8_t in[IN_CAP];
     size_t in_len;
+    size_t in_off;              /* WebSocket: bytes of in already read (in_off < in_len, or both 0) */
+    int in_dry;                 /* a read found the socket empty since the last poll() */
     uint8_t out[OUT_CAP];
     size_t out_len;
+    size_t out_off;             /* bytes of out already sent (out_off < out_len, or both 0) */
     ssmb_ws_reader wr;
     struct session *s;          /* the data channel's session */
     int opened;                 /* OpenDataChannelInput accepted */
@@ -586,13 +589,24 @@ static void log_frame(const session *s, const char *dir, const uint8_t *f, size_
 /* ---- connection output ---- */
 
 static int conn_put(conn *c, const void *p, size_t n) {
-    if (c->out_len + n > OUT_CAP) return 0;
+    if (c->out_len - c->out_off + n > OUT_CAP) return 0;
+    if (c->out_len + n > OUT_CAP) { /* move the unsent bytes down, once, when room runs short */
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
     memcpy(c->out + c->out_len, p, n);
     c->out_len += n;
     return 1;
 }
 
-static size_t conn_room(const conn *c) { return OUT_CAP - c->out_len; }
+static size_t conn_room(const conn *c) { return OUT_CAP - (c->out_len - c->out_off); }
+
+/* n bytes of out were sent. */
+static void out_take(conn *c, size_t n) {
+    c->out_off += n;
+    if (c->out_off >= c->out_len) c->out_off = c->out_len = 0;
+}
 
 static int ws_put(conn *c, uint32_t opcode, const void *p, size_t n) {
     uint8_t hdr[SSMB_WS_MAX_HEADER_SIZE];
@@ -1422,7 +1436,7 @@ static void start_workload(session *s) {
         memset(&d, 0, sizeof d);
         d.role = SSMB_SMUX_SERVER;
         d.max_streams = MAX_STREAMS;
-        d.stream_buffer_bytes = 65536;
+        d.stream_buffer_bytes = 262144; /* a turn's messages (IN_CAP) into the stream in one write */
         d.keepalive = !version_ge(s->client_version, "1.2.332.0");
         if (ssmb_smux_create(&d, &s->smux) != SSMB_OK) session_end(s, "smux setup failed");
         return;
@@ -1979,7 +1993,8 @@ static void mux_pump(session *s, uint64_t now) {
             stream_drop(s, p);
             continue;
         }
-        for (;;) {
+        /* read while poll() said so and each read got all it asked for */
+        while (revents_of(p->fd) & (POLLIN | POLLHUP | POLLERR)) {
             uint8_t buf[16384];
             size_t space = ssmb_smux_write_space(s->smux), taken = 0;
             ssize_t got;
@@ -1995,6 +2010,7 @@ static void mux_pump(session *s, uint64_t now) {
                 note("session %s: smux write took %zu of %zd", s->id, taken, got);
             smux_to_channel(s);
             s->last_send_ms = now;
+            if ((size_t)got < space) break;
         }
     }
     smux_to_channel(s);
@@ -2024,7 +2040,7 @@ static void basic_pump(session *s, uint64_t now) {
         s->disconnect_pending = 0;
         return;
     }
-    while (s->sock >= 0 && !s->disconnect_pending) {
+    while (s->sock >= 0 && !s->disconnect_pending && (revents_of(s->sock) & (POLLIN | POLLHUP | POLLERR))) {
         int r = pump_fd(s, s->sock, SSMB_PAYLOAD_OUTPUT, now);
         if (r < 0) {
             close_fd(&s->sock);
@@ -2195,18 +2211,26 @@ static void conn_free(int i) {
     conns[i] = NULL;
 }
 
+/* Moves the unread bytes of in down when fewer than want bytes are free. */
+static void in_make_room(conn *c, size_t want) {
+    if (!c->in_off || IN_CAP - c->in_len >= want) return;
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+}
+
 static void conn_io_plain(conn *c) {
     short re = revents_of(c->fd);
+    in_make_room(c, IN_CAP);
     if ((re & (POLLIN | POLLHUP | POLLERR)) && c->in_len < IN_CAP) {
         ssize_t n = read(c->fd, c->in + c->in_len, IN_CAP - c->in_len);
         if (n > 0) c->in_len += (size_t)n;
         else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->dead = 1;
     }
     if (c->out_len) {
-        ssize_t n = write(c->fd, c->out, c->out_len);
+        ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         if (n > 0) {
-            memmove(c->out, c->out + n, c->out_len - (size_t)n);
-            c->out_len -= (size_t)n;
+            out_take(c, (size_t)n);
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) c->dead = 1;
     }
 }
@@ -2237,6 +2261,7 @@ static void conn_io_tls(conn *c) {
         }
         if (st & BR_SSL_RECVAPP) {
             buf = br_ssl_engine_recvapp_buf(e, &len);
+            in_make_room(c, len);
             if (len > IN_CAP - c->in_len) len = IN_CAP - c->in_len;
             if (len) {
                 memcpy(c->in + c->in_len, buf, len);
@@ -2247,24 +2272,28 @@ static void conn_io_tls(conn *c) {
         }
         if ((st & BR_SSL_SENDAPP) && c->out_len) {
             buf = br_ssl_engine_sendapp_buf(e, &len);
-            if (len > c->out_len) len = c->out_len;
-            memcpy(buf, c->out, len);
-            memmove(c->out, c->out + len, c->out_len - len);
-            c->out_len -= len;
+            if (len > c->out_len - c->out_off) len = c->out_len - c->out_off;
+            memcpy(buf, c->out + c->out_off, len);
+            out_take(c, len);
             br_ssl_engine_sendapp_ack(e, len);
             br_ssl_engine_flush(e, 0);
             progress = 1;
         }
-        if (st & BR_SSL_RECVREC) {
+        /* Records are read while poll() said so and the socket had all that
+           was asked (a short read or none: it is empty until the next poll). */
+        if ((st & BR_SSL_RECVREC) && !c->in_dry && (revents_of(c->fd) & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t n;
             buf = br_ssl_engine_recvrec_buf(e, &len);
             n = read(c->fd, buf, len);
             if (n > 0) {
                 br_ssl_engine_recvrec_ack(e, (size_t)n);
+                if ((size_t)n < len) c->in_dry = 1;
                 progress = 1;
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
                 c->dead = 1;
                 return;
+            } else {
+                c->in_dry = 1;
             }
         }
         if (!progress) break;
@@ -2313,9 +2342,9 @@ static void ws_process(conn *c) {
         }
         if (c->ahead_lent && !(c->s && c->s->ch && ssmb_channel_borrows(c->s->ch))) c->ahead_lent = 0;
         if (c->ahead_ready || c->ahead_lent || (c->msg_ready && !msg_busy(c)) || !c->in_len || c->dead) break;
-        r = ssmb_ws_read(&c->wr, c->in, c->in_len, &used, &pc);
+        r = ssmb_ws_read(&c->wr, c->in + c->in_off, c->in_len - c->in_off, &used, &pc);
         if (r == SSMB_AGAIN) {
-            c->in_len = 0;
+            c->in_len = c->in_off = 0;
             break;
         }
         if (r != SSMB_OK) {
@@ -2324,7 +2353,7 @@ static void ws_process(conn *c) {
             if (r != SSMB_CLOSED && ssmb_ws_close_payload_build(c->wr.close_code ? c->wr.close_code : 1002, "", 0, cp, &cl) == SSMB_OK)
                 ws_put(c, SSMB_WS_CLOSE, cp, cl);
             c->closing = 1;
-            c->in_len = 0;
+            c->in_len = c->in_off = 0;
             break;
         }
         if (pc.opcode == SSMB_WS_TEXT || pc.opcode == SSMB_WS_BINARY) {
@@ -2359,8 +2388,9 @@ static void ws_process(conn *c) {
             if (ssmb_ws_close_payload_build(code, "", 0, cp, &cl) == SSMB_OK) ws_put(c, SSMB_WS_CLOSE, cp, cl);
             c->closing = 1;
         }
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= used;
+        /* read past, not moved: the rest moves down once, when room runs short (in_make_room) */
+        c->in_off += used;
+        if (c->in_off >= c->in_len) c->in_len = c->in_off = 0;
     }
     if (c->msg_ready && !c->opened && c->s) {
         c->msg_ready = 0;
@@ -2471,9 +2501,12 @@ int main(int argc, char **argv) {
 
     while (!stop_flag) {
         static struct pollfd pfd[1024];
+        static int last_n;
         int n = 0, k;
         uint64_t now = now_ms();
         int free_slot = 0;
+        for (i = 0; i < last_n; i++) /* the last poll's readiness, before pfd is refilled */
+            if (pfd[i].fd >= 0 && pfd[i].fd < REV_MAX) rev[pfd[i].fd] = 0;
         for (i = 0; i < MAX_CONNS; i++)
             if (!conns[i]) free_slot = 1;
         add_fd(pfd, &n, listen_fd, free_slot ? POLLIN : 0);
@@ -2510,9 +2543,12 @@ int main(int argc, char **argv) {
         }
         k = poll(pfd, (nfds_t)n, loop_timeout(now));
         if (k < 0 && errno != EINTR) die("poll: %s", strerror(errno));
-        memset(rev, 0, sizeof rev);
-        for (i = 0; i < n && k > 0; i++)
-            if (pfd[i].fd < REV_MAX) rev[pfd[i].fd] = pfd[i].revents;
+        /* rev: the readiness of the descriptors just polled (the others' was cleared above) */
+        last_n = n;
+        for (i = 0; i < n; i++)
+            if (pfd[i].fd < REV_MAX) rev[pfd[i].fd] = k > 0 ? pfd[i].revents : 0;
+        for (i = 0; i < MAX_CONNS; i++)
+            if (conns[i]) conns[i]->in_dry = 0;
         now = now_ms();
         if (revents_of(listen_fd) & POLLIN) {
             for (;;) {
