@@ -1256,6 +1256,32 @@ SSMB_TEST(channel_duplicates_acknowledged_again) {
     free(w);
 }
 
+/* While events of a message wait, acknowledgements are still taken (our
+   own data would otherwise wait behind a message we cannot take yet, and
+   a peer that waits for our acks before it reads would wait for us). */
+SSMB_TEST(channel_acks_taken_while_events_wait) {
+    ssmb_channel_desc d;
+    ssmb_channel *ch;
+    wire *w = wire_new();
+    events ev;
+    frame f, g;
+    size_t acc = 0;
+    memset(&ev, 0, sizeof ev);
+    client_desc(&d);
+    ch = ready_client(&d, 0);
+    CHECK(ssmb_channel_send(ch, SSMB_PAYLOAD_OUTPUT, "ls\n", 3, &acc) == SSMB_OK && acc == 3);
+    wire_take(w, ch, 1);
+    CHECK(feed(ch, out_data(&f, 1, SSMB_PAYLOAD_OUTPUT, "one"), 2) == SSMB_OK); /* DATA points into f */
+    CHECK(ssmb_channel_borrows(ch));
+    CHECK(feed(ch, ack_for(&g, SSMB_MSG_INPUT_STREAM_DATA, 0), 3) == SSMB_OK);
+    CHECK_EQ_INT(metrics(ch).acks_in, 1);
+    CHECK(ssmb_channel_borrows(ch)); /* the DATA still waits, untouched */
+    CHECK_EQ_INT(poll_all(ch, &ev), 1);
+    CHECK(data_is(&ev.e[0], "one"));
+    ssmb_channel_destroy(ch);
+    free(w);
+}
+
 /* A store allowed to grow keeps what comes ahead of a lost message beyond
    its first size (through the allocator, up to the maximum), hands it over
    in order, and gives the memory back once it is empty. */
