@@ -6284,9 +6284,9 @@ static ssmb_result ssmb__msg_check(const ssmb_msg *m) {
     return SSMB_OK;
 }
 
-/* The 120-byte header for the payload bytes at payload (PROTOCOL.md §2.5):
-   HeaderLength 116, the type padded with spaces, digest = SHA-256(payload). */
-static void ssmb__msg_write_header(const ssmb_msg *m, const uint8_t *payload, uint8_t *out) {
+/* The 120-byte header but for its digest (PROTOCOL.md §2.5): HeaderLength
+   116, the type padded with spaces. */
+static void ssmb__msg_write_fields(const ssmb_msg *m, uint8_t *out) {
     ssmb__store_be32(out + SSMB__MSG_OFF_HEADER_LENGTH, SSMB_MSG_HEADER_LENGTH);
     memset(out + SSMB__MSG_OFF_TYPE, ' ', SSMB_MSG_TYPE_MAX);
     memcpy(out + SSMB__MSG_OFF_TYPE, m->type.ptr, m->type.len);
@@ -6295,9 +6295,14 @@ static void ssmb__msg_write_header(const ssmb_msg *m, const uint8_t *payload, ui
     ssmb__store_be64(out + SSMB__MSG_OFF_SEQUENCE, (uint64_t)m->sequence_number);
     ssmb__store_be64(out + SSMB__MSG_OFF_FLAGS, m->flags);
     ssmb_uuid_to_wire(&m->message_id, out + SSMB__MSG_OFF_MESSAGE_ID);
-    ssmb_sha256(payload, m->payload_size, out + SSMB__MSG_OFF_DIGEST);
     ssmb__store_be32(out + SSMB__MSG_OFF_PAYLOAD_TYPE, m->payload_type);
     ssmb__store_be32(out + SSMB__MSG_OFF_PAYLOAD_LENGTH, (uint32_t)m->payload_size);
+}
+
+/* The whole header for the payload bytes at payload: digest = SHA-256(payload). */
+static void ssmb__msg_write_header(const ssmb_msg *m, const uint8_t *payload, uint8_t *out) {
+    ssmb__msg_write_fields(m, out);
+    ssmb_sha256(payload, m->payload_size, out + SSMB__MSG_OFF_DIGEST);
 }
 
 SSMB_APIDEF ssmb_result ssmb_msg_encode_header(const ssmb_msg *m, uint8_t out[SSMB_MSG_HEADER_SIZE]) {
@@ -6810,6 +6815,12 @@ struct ssmb_channel {
     ssmb__chan_entry *send;
     uint32_t send_front, send_count, send_sent, resend_count;
     int64_t send_base;
+    /* Inside ssmb_channel_send, a sealed frame may wait for its digest
+       until the next one of the same length comes, so that the two are
+       hashed as a pair (ssmb_sha256_pair); send computes the last before
+       it returns. */
+    int pair_digests;
+    uint8_t *digest_waiting;            /* that frame, or NULL */
     uint32_t cur_kind;                  /* SSMB__CHAN_CUR_*: the frame handed out */
     int64_t cur_seq;                    /* ... when it is an entry */
 
@@ -7088,6 +7099,33 @@ static size_t ssmb__chan_largest_room(const ssmb_channel *ch) {
     return at_end > at_start ? at_end : at_start;
 }
 
+static uint32_t ssmb__chan_frame_payload_len(const uint8_t *frame) {
+    return ssmb__load_be32(frame + SSMB__MSG_OFF_PAYLOAD_LENGTH);
+}
+
+/* The digest of the frame that waits for one, alone. */
+static void ssmb__chan_digest_flush(ssmb_channel *ch) {
+    uint8_t *f = ch->digest_waiting;
+    if (!f) return;
+    ssmb_sha256(f + SSMB_MSG_HEADER_SIZE, ssmb__chan_frame_payload_len(f), f + SSMB__MSG_OFF_DIGEST);
+    ch->digest_waiting = NULL;
+}
+
+/* frame (its fields written) gets its digest: with the waiting one when
+   their payloads are as long, else it waits in turn. */
+static void ssmb__chan_digest(ssmb_channel *ch, uint8_t *frame) {
+    uint8_t *w = ch->digest_waiting;
+    uint32_t n = ssmb__chan_frame_payload_len(frame);
+    if (w && ssmb__chan_frame_payload_len(w) == n) {
+        ssmb_sha256_pair(w + SSMB_MSG_HEADER_SIZE, frame + SSMB_MSG_HEADER_SIZE, n, w + SSMB__MSG_OFF_DIGEST,
+                         frame + SSMB__MSG_OFF_DIGEST);
+        ch->digest_waiting = NULL;
+        return;
+    }
+    ssmb__chan_digest_flush(ch);
+    ch->digest_waiting = frame;
+}
+
 /* Encodes a reserved frame whose n payload bytes already sit at dst + 120
    and appends it as the next sequence number (§3.1: one counter for every
    stream message). The agent marks sequence 0 with SYN (§2.8). */
@@ -7105,7 +7143,13 @@ static ssmb_result ssmb__chan_seal(ssmb_channel *ch, uint8_t *dst, uint32_t off,
     m.payload = dst + SSMB_MSG_HEADER_SIZE;
     m.payload_size = n;
     if (!ssmb__chan_uuid(ch, &m.message_id)) return SSMB_ERR_NO_RANDOM;
-    if (ssmb_msg_encode(&m, dst, SSMB_MSG_HEADER_SIZE + n, &len) != SSMB_OK) return SSMB_ERR_INTERNAL;
+    if (ch->pair_digests) {
+        ssmb__msg_write_fields(&m, dst);
+        len = SSMB_MSG_HEADER_SIZE + n;
+        ssmb__chan_digest(ch, dst);
+    } else if (ssmb_msg_encode(&m, dst, SSMB_MSG_HEADER_SIZE + n, &len) != SSMB_OK) {
+        return SSMB_ERR_INTERNAL;
+    }
     e = ssmb__chan_at(ch, ch->send_count++);
     memset(e, 0, sizeof *e);
     e->off = off;
@@ -8471,11 +8515,14 @@ SSMB_APIDEF ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_typ
     if (accepted) *accepted = 0;
     if (!ch || (!data && len) || ssmb__chan_own_payload(payload_type)) return SSMB_ERR_INVALID_ARG;
     r = ssmb__chan_can_send(ch);
+    ch->pair_digests = len > ch->cfg.payload_size; /* two payloads or more: digests in pairs */
     while (r == SSMB_OK && done < len) { /* never an empty payload (§2.5) */
         size_t n = SSMB__MIN(len - done, (size_t)ch->cfg.payload_size);
         r = ssmb__chan_enqueue(ch, payload_type, p + done, n);
         if (r == SSMB_OK) done += n;
     }
+    ssmb__chan_digest_flush(ch);
+    ch->pair_digests = 0;
     if (accepted) *accepted = done;
     if (r < 0 && ch->state == SSMB__CHAN_OPEN) ssmb__chan_fail(ch, r);
     if (r < 0 || r == SSMB_CLOSED) return r;
