@@ -1268,8 +1268,8 @@ SSMB_API ssmb_result ssmb_channel_start(ssmb_channel *ch, uint64_t now_ms);
    frame: keep it until you polled them. SSMB_AGAIN: events of an earlier
    message still wait (or kept messages are due): poll, then pass this
    message again. Even then, messages that cause no event at once are taken:
-   acknowledgements, repeats, and stream messages (kept when the reorder
-   store has room, else dropped unacknowledged to come again), so a
+   acknowledgements, repeats, and messages that came early (kept when the
+   reorder store has room, else dropped unacknowledged to come again), so a
    transport that can read ahead of a waiting message may pass them.
    SSMB_CLOSED (or the sticky error) once the channel is
    over. */
@@ -1280,6 +1280,10 @@ SSMB_API ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev)
 /* 1 while events not yet polled point into the last frame passed to recv:
    keep that memory unchanged until this says 0. */
 SSMB_API int ssmb_channel_borrows(const ssmb_channel *ch);
+/* 1 when ssmb_channel_poll has an event now (one queued, or a kept message
+   next in order): a loop that stopped polling for a while polls again
+   without waiting for its sockets. */
+SSMB_API int ssmb_channel_has_events(const ssmb_channel *ch);
 
 /* The next frame to send as one binary message: acknowledgements first,
    then retransmissions, then new messages. It stays the same (and valid)
@@ -7890,6 +7894,7 @@ static void ssmb__chan_handle(ssmb_channel *ch, uint32_t type, const uint8_t *p,
 
 static int32_t ssmb__chan_slot_find(const ssmb_channel *ch, int64_t seq) {
     uint32_t i;
+    if (ch->slot_count == ch->dead_slots) return -1; /* nothing kept (the usual case) */
     for (i = 0; i < ch->slot_count; i++)
         if (ch->slots[i].live && ch->slots[i].seq == seq) return (int32_t)i;
     return -1;
@@ -7996,6 +8001,9 @@ static void ssmb__chan_release(ssmb_channel *ch, int32_t i) {
         ch->reorder_used -= ch->slots[ch->slot_count].len;
         ch->reorder_dead -= ch->slots[ch->slot_count].len;
     }
+    /* Lookups walk every slot: once most are dead, they are packed away. */
+    if (ch->dead_slots > 16 && 2 * ch->dead_slots > ch->slot_count && ch->held_slot < 0)
+        ssmb__chan_pack_to(ch, ch->slots, ch->reorder_bytes);
     if (ch->slot_count || !ch->grown) return;
     ssmb__chan_drop_grown(ch);
     ch->slots = ch->inline_slots;
@@ -8378,32 +8386,28 @@ static int ssmb__chan_busy(ssmb_channel *ch) {
 }
 
 /* While events wait, a message that causes none now is still taken:
-   acknowledgements, repeats (acknowledged again), and stream messages:
-   kept and acknowledged when the reorder store has room (handled in order
-   once the events are polled), else dropped unacknowledged like an early
-   one (the peer sends it again). A peer that waits for us to take its data
-   before it reads ours would otherwise wait for us while we wait for its
-   acks. 0: it must wait (SSMB_AGAIN): other message types. */
+   acknowledgements, repeats (acknowledged again), and messages that came
+   early (kept when the reorder store has room, else dropped). A peer that
+   waits for us to take its data before it reads ours would otherwise wait
+   for us while we wait for its acks. 0: it must wait (SSMB_AGAIN): the
+   next message in order (back-pressure) and other message types. */
 static int ssmb__chan_take_busy(ssmb_channel *ch, const uint8_t *frame, size_t len) {
     ssmb_msg m;
     ssmb_result r;
     if (len > ch->cfg.max_frame || ssmb_msg_decode(frame, len, &m) != SSMB_OK) return 0;
-    if (!ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch)) && !ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE)) return 0;
+    if (ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch))) {
+        if (m.sequence_number == ch->expected && ssmb__chan_slot_find(ch, m.sequence_number) < 0) return 0;
+    } else if (!ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE)) {
+        return 0;
+    }
     ch->m.frames_in++;
     ch->m.bytes_in += len;
-    if (m.sequence_number == ch->expected && ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch)) &&
-        ssmb__chan_slot_find(ch, m.sequence_number) < 0 &&
-        (ch->ack_count == ch->cfg.ack_cap || !ssmb__chan_make_room(ch, m.payload_size))) {
-        ssmb__chan_drop(ch, &ch->m.dropped_no_room, "no room to keep it while events wait");
-        return 1; /* checked before the digest: it comes again */
-    }
     r = ssmb__chan_validate(ch, &m);
     if (r == SSMB_ERR_DIGEST) ssmb__chan_drop(ch, &ch->m.dropped_digest, "payload digest mismatch");
     else if (r != SSMB_OK) ssmb__chan_drop(ch, &ch->m.dropped_invalid, "frame breaks PROTOCOL.md 2.4");
     else if (m.sequence_number == ch->expected && ssmb_msg_type_is(&m, ssmb__chan_peer_type(ch))) {
-        if (ssmb__chan_slot_find(ch, m.sequence_number) >= 0) ch->m.duplicates++; /* kept already */
-        else (void)ssmb__chan_keep(ch, &m);                                      /* room was made above */
-        (void)ssmb__chan_queue_ack(ch, &m); /* or folded into the one queued, or it is sent again */
+        ch->m.duplicates++; /* kept already */
+        (void)ssmb__chan_queue_ack(ch, &m);
     } else {
         ssmb__chan_dispatch(ch, &m);
     }
@@ -8428,6 +8432,11 @@ SSMB_APIDEF ssmb_result ssmb_channel_recv(ssmb_channel *ch, const uint8_t *frame
 }
 
 SSMB_APIDEF int ssmb_channel_borrows(const ssmb_channel *ch) { return ch && ch->borrowed != 0; }
+
+SSMB_APIDEF int ssmb_channel_has_events(const ssmb_channel *ch) {
+    if (!ch) return 0;
+    return ch->ev_count > 0 || (ch->state == SSMB__CHAN_OPEN && ssmb__chan_slot_find(ch, ch->expected) >= 0);
+}
 
 SSMB_APIDEF ssmb_result ssmb_channel_poll(ssmb_channel *ch, ssmb_channel_event *ev) {
     if (!ch || !ev) return SSMB_ERR_INVALID_ARG;
@@ -17834,6 +17843,7 @@ static uint64_t ssmb__sess_deadline(const ssmb__sess *s) {
     /* a message waits for the channel (the host takes events until none are left before it
        sleeps, so the channel can take it now), or the last turn ran out of rounds */
     if ((s->more_in || s->frame_held) && !ssmb__fwd_pending(s->fwd) && !ssmb_channel_borrows(s->ch)) return 0;
+    if (s->fwd && !ssmb__fwd_pending(s->fwd) && ssmb_channel_has_events(s->ch)) return 0; /* kept messages are due */
     if (s->state == SSMB_SESSION_CLOSED) return SSMB_NO_DEADLINE;
     if (s->call_kind != SSMB__CALL_NONE && !s->call_ws.id) d = s->call_due;
     if (s->proc_pid > 0) d = SSMB__MIN(d, s->proc_fd >= 0 ? s->proc_deadline : s->started_at); /* reap it now */

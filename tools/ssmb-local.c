@@ -123,7 +123,7 @@
 #define MSG_CAP (SSMB_CHANNEL_MAX_PAYLOAD + 2048u)
 #define PIN_CAP (128u * 1024u)
 #define MAX_HEADERS 64
-#define DELAY_SLOTS 128
+#define DELAY_SLOTS 2048
 #define KMS_KEYS 64
 #define DEFAULT_TARGET "i-0123456789abcdef0"
 #define DEFAULT_KEY "AKIDSSMBLOCAL0EXAMPLE"
@@ -478,9 +478,9 @@ typedef struct conn {
     uint32_t msg_op;
     int msg_ready;              /* a whole message waits for the session */
     /* While msg waits or its events do, the next message is read here: an
-       acknowledgement or stream data goes to the channel at once (it takes
-       them even then while its reorder store has room), anything else
-       waits for msg to be free. Without this, a client that waits for acks
+       acknowledgement or early stream data goes to the channel at once (it
+       takes them even then), a repeat of the message in msg is dropped,
+       anything else (the next in order) waits for msg to be free. Without this, a client that waits for acks
        before it reads what we send would wait for us while we wait for it. */
     uint8_t ahead[MSG_CAP];
     size_t ahead_len;
@@ -1580,8 +1580,8 @@ static int create_channel(session *s, uint64_t now) {
     d.payload_size = opt.payload_size;
     d.send_buffer_bytes = 1024u * 1024u;
     d.send_buffer_messages = 512;
-    d.reorder_buffer_bytes = 64u * 1024u;
-    d.reorder_buffer_messages = 64;
+    d.reorder_buffer_bytes = 256u * 1024u;
+    d.reorder_buffer_messages = 256; /* and acks queued between writes: this many + 32 */
     d.reorder_buffer_max_bytes = 4u * 1024u * 1024u; /* the agent keeps up to 100000 (§3.6) */
     d.max_frame = MSG_CAP;
     d.max_resend_attempts = 100000;
@@ -2305,9 +2305,16 @@ static void conn_io(conn *c) {
     else conn_io_plain(c);
 }
 
-/* msg is taken or lent out (its events wait): 1 when a message may be read ahead. */
+/* msg is taken or lent out (its events wait). */
 static int msg_busy(const conn *c) {
     return c->opened && c->s && c->s->ch && (c->msg_ready || c->s->events_pending);
+}
+
+/* 1 when the next message is read ahead: msg is busy and our own sending
+   waits for acknowledgements. Otherwise the socket is left unread and TCP
+   slows the client down. */
+static int read_ahead(const conn *c) {
+    return msg_busy(c) && ssmb_channel_is_ready(c->s->ch) && ssmb_channel_send_space(c->s->ch) == 0;
 }
 
 /* A message read ahead is complete: see ahead. Taken in order (msg held
@@ -2317,11 +2324,19 @@ static void ahead_done(conn *c) {
     ssmb_msg m;
     int binary = c->ahead_op == SSMB_WS_BINARY && ssmb_msg_decode(c->ahead, c->ahead_len, &m) == SSMB_OK;
     int lent_before = ssmb_channel_borrows(c->s->ch);
+    ssmb_msg held;
+    if (binary && c->msg_ready && ssmb_msg_type_is(&m, SSMB_MSG_INPUT_STREAM_DATA) &&
+        ssmb_msg_decode(c->msg, c->msg_len, &held) == SSMB_OK && held.sequence_number == m.sequence_number) {
+        log_frame(c->s, "in", c->ahead, c->ahead_len, "repeat-of-waiting"); /* the one in msg goes in */
+        c->ahead_len = 0;
+        return;
+    }
     if (binary && (ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE) || ssmb_msg_type_is(&m, SSMB_MSG_INPUT_STREAM_DATA)) &&
         ssmb_channel_recv(c->s->ch, c->ahead, c->ahead_len, 0, now_ms()) == SSMB_OK) {
         log_frame(c->s, "in", c->ahead, c->ahead_len, NULL);
         c->ahead_len = 0;
         c->ahead_lent = !lent_before && ssmb_channel_borrows(c->s->ch);
+        write_frames(c->s, now_ms()); /* its ack goes out with this turn's output, not after the next poll */
     } else {
         c->ahead_ready = 1;
     }
@@ -2341,7 +2356,9 @@ static void ws_process(conn *c) {
             c->ahead_len = 0;
         }
         if (c->ahead_lent && !(c->s && c->s->ch && ssmb_channel_borrows(c->s->ch))) c->ahead_lent = 0;
-        if (c->ahead_ready || c->ahead_lent || (c->msg_ready && !msg_busy(c)) || !c->in_len || c->dead) break;
+        if (c->ahead_ready || c->ahead_lent || ((c->msg_ready || (c->s && c->s->events_pending)) && !read_ahead(c)) ||
+            !c->in_len || c->dead)
+            break;
         r = ssmb_ws_read(&c->wr, c->in + c->in_off, c->in_len - c->in_off, &used, &pc);
         if (r == SSMB_AGAIN) {
             c->in_len = c->in_off = 0;
