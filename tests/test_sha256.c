@@ -101,9 +101,9 @@ static long run_msg_file(const char *text, ssmb_sha256_impl impl, long *total) {
                 uint8_t *other = (uint8_t *)malloc(len + 1), da[32], db[32];
                 if (CHECK(other)) {
                     for (i = 0; i < len; i++) other[i] = (uint8_t)(msg[i] ^ 0x5a);
-                    ssmb_sha256_pair(msg, other, len, da, db);
+                    ssmb_sha256_pair(msg, len, other, len, da, db);
                     CHECK_EQ_MEM(da, md, 32);
-                    ssmb_sha256_pair(other, msg, len, da, db);
+                    ssmb_sha256_pair(other, len / 2, msg, len, da, db); /* and beside a shorter one */
                     CHECK_EQ_MEM(db, md, 32);
                     free(other);
                 }
@@ -289,7 +289,8 @@ SSMB_TEST(sha256_impls_agree_on_random_input) {
     free(data);
 }
 
-/* Pairs of different messages of one length agree with the portable code. */
+/* Pairs of different messages, of one length and of two, agree with the
+   portable code. */
 SSMB_TEST(sha256_pair_equals_two_digests) {
     int round, rounds = 200;
     uint8_t *data = (uint8_t *)malloc(RANDOM_MAX_LEN);
@@ -299,12 +300,13 @@ SSMB_TEST(sha256_pair_equals_two_digests) {
     fill_random(data, RANDOM_MAX_LEN, &s);
     for (round = 0; round < rounds; round++) {
         size_t len = round < 130 ? (size_t)round : random_length(&s) / 2;
+        size_t len_b = round % 2 ? len : random_length(&s) / 2;
         size_t oa = (size_t)(xorshift(&s) % (RANDOM_MAX_LEN / 2 - len + 1));
-        size_t ob = RANDOM_MAX_LEN / 2 + (size_t)(xorshift(&s) % (RANDOM_MAX_LEN / 2 - len + 1));
+        size_t ob = RANDOM_MAX_LEN / 2 + (size_t)(xorshift(&s) % (RANDOM_MAX_LEN / 2 - len_b + 1));
         uint8_t wa[32], wb[32], ga[32], gb[32];
         sha256_with(SSMB_SHA256_PORTABLE, data + oa, len, wa);
-        sha256_with(SSMB_SHA256_PORTABLE, data + ob, len, wb);
-        ssmb_sha256_pair(data + oa, data + ob, len, ga, gb);
+        sha256_with(SSMB_SHA256_PORTABLE, data + ob, len_b, wb);
+        ssmb_sha256_pair(data + oa, len, data + ob, len_b, ga, gb);
         ok += CHECK_EQ_MEM(ga, wa, 32) && CHECK_EQ_MEM(gb, wb, 32);
     }
     ssmbt_report("sha256 pairs vs two portable digests", ok, rounds, "pairs");
