@@ -6766,8 +6766,8 @@ typedef struct ssmb__chan_ack {
 typedef struct ssmb__chan_slot {
     int64_t seq;
     uint32_t off, len;      /* in reorder_bytes */
-    uint16_t payload_type;
-    uint16_t live;          /* 0: handled, its bytes wait to be packed away */
+    uint32_t payload_type;
+    uint32_t live;          /* 0: handled, its bytes wait to be packed away */
 } ssmb__chan_slot;
 
 /* The answers to one HandshakeRequest, in the request's order. */
@@ -7986,7 +7986,7 @@ static int ssmb__chan_keep(ssmb_channel *ch, const ssmb_msg *m) {
     s->seq = m->sequence_number;
     s->off = (uint32_t)ch->reorder_used;
     s->len = (uint32_t)m->payload_size;
-    s->payload_type = (uint16_t)m->payload_type;
+    s->payload_type = m->payload_type;
     s->live = 1;
     if (m->payload_size) memcpy(ch->reorder_bytes + s->off, m->payload, m->payload_size);
     ch->reorder_used += m->payload_size;
