@@ -3206,15 +3206,17 @@ static void ssmb__sha256_blocks_portable(uint32_t state[8], const uint8_t *data,
    of the program needs no special flags; they only run after CPUID said yes. */
 #define SSMB__NI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
 
-/* Four rounds with message words m (W[i..i+3]) and constants K[i..i+3]: two
-   rounds on the low half of W+K, then two on the high half moved down. */
-#define SSMB__NI_ROUNDS4(m, i)                                                                 \
+/* Four rounds of the state pair (ab, cd) with message words m (W[i..i+3])
+   and constants K[i..i+3]: two rounds on the low half of W+K, then two on
+   the high half moved down. */
+#define SSMB__NI_ROUNDS4_OF(ab, cd, m, i)                                                      \
     do {                                                                                       \
         __m128i ssmb__k = _mm_loadu_si128((const __m128i *)(const void *)(ssmb__sha256_k + (i))); \
         __m128i ssmb__wk = _mm_add_epi32(m, ssmb__k);                                          \
-        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, ssmb__wk);                                    \
-        abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(ssmb__wk, 0x0e));           \
+        cd = _mm_sha256rnds2_epu32(cd, ab, ssmb__wk);                                          \
+        ab = _mm_sha256rnds2_epu32(ab, cd, _mm_shuffle_epi32(ssmb__wk, 0x0e));                 \
     } while (0)
+#define SSMB__NI_ROUNDS4(m, i) SSMB__NI_ROUNDS4_OF(abef, cdgh, m, i)
 
 /* W[i..i+3] from the four previous groups, written over the oldest (m0 holds
    W[i-16..i-13], m1 W[i-12..], m2 W[i-8..], m3 W[i-4..]): msg1 adds
@@ -3228,14 +3230,25 @@ SSMB__NI_TARGET static __m128i ssmb__ni_load_words(const uint8_t *p) {
     return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), swap);
 }
 
-SSMB__NI_TARGET static void ssmb__sha256_blocks_ni(uint32_t state[8], const uint8_t *data, size_t nblocks) {
-    __m128i abcd = _mm_loadu_si128((const __m128i *)(void *)state);
-    __m128i efgh = _mm_loadu_si128((const __m128i *)(void *)(state + 4));
+/* {A..H} words to the two-register form sha256rnds2 works on, and back. */
+SSMB__NI_TARGET static void ssmb__ni_state_in(const uint32_t state[8], __m128i *abef, __m128i *cdgh) {
     /* Lanes listed from lane 0 up. */
-    __m128i badc = _mm_shuffle_epi32(abcd, 0xb1);                   /* {B,A,D,C} */
-    __m128i hgfe = _mm_shuffle_epi32(efgh, 0x1b);                   /* {H,G,F,E} */
-    __m128i abef = _mm_alignr_epi8(badc, hgfe, 8);                  /* {F,E,B,A} */
-    __m128i cdgh = _mm_blend_epi16(hgfe, badc, 0xf0);               /* {H,G,D,C} */
+    __m128i badc = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)state), 0xb1); /* {B,A,D,C} */
+    __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)(state + 4)), 0x1b); /* {H,G,F,E} */
+    *abef = _mm_alignr_epi8(badc, hgfe, 8);    /* {F,E,B,A} */
+    *cdgh = _mm_blend_epi16(hgfe, badc, 0xf0); /* {H,G,D,C} */
+}
+
+SSMB__NI_TARGET static void ssmb__ni_state_out(__m128i abef, __m128i cdgh, uint32_t state[8]) {
+    __m128i abef_rev = _mm_shuffle_epi32(abef, 0x1b); /* {A,B,E,F} */
+    __m128i ghcd = _mm_shuffle_epi32(cdgh, 0xb1);     /* {G,H,C,D} */
+    _mm_storeu_si128((__m128i *)(void *)state, _mm_blend_epi16(abef_rev, ghcd, 0xf0));
+    _mm_storeu_si128((__m128i *)(void *)(state + 4), _mm_alignr_epi8(ghcd, abef_rev, 8));
+}
+
+SSMB__NI_TARGET static void ssmb__sha256_blocks_ni(uint32_t state[8], const uint8_t *data, size_t nblocks) {
+    __m128i abef, cdgh;
+    ssmb__ni_state_in(state, &abef, &cdgh);
     while (nblocks--) {
         __m128i abef_in = abef, cdgh_in = cdgh;
         __m128i m0 = ssmb__ni_load_words(data), m1 = ssmb__ni_load_words(data + 16);
@@ -3260,24 +3273,8 @@ SSMB__NI_TARGET static void ssmb__sha256_blocks_ni(uint32_t state[8], const uint
         cdgh = _mm_add_epi32(cdgh, cdgh_in);
         data += 64;
     }
-    {
-        __m128i abef_rev = _mm_shuffle_epi32(abef, 0x1b);           /* {A,B,E,F} */
-        __m128i ghcd = _mm_shuffle_epi32(cdgh, 0xb1);               /* {G,H,C,D} */
-        abcd = _mm_blend_epi16(abef_rev, ghcd, 0xf0);
-        efgh = _mm_alignr_epi8(ghcd, abef_rev, 8);
-    }
-    _mm_storeu_si128((__m128i *)(void *)state, abcd);
-    _mm_storeu_si128((__m128i *)(void *)(state + 4), efgh);
+    ssmb__ni_state_out(abef, cdgh, state);
 }
-
-/* SSMB__NI_ROUNDS4 for a named state pair. */
-#define SSMB__NI_ROUNDS4_OF(ab, cd, m, i)                                                      \
-    do {                                                                                       \
-        __m128i ssmb__k = _mm_loadu_si128((const __m128i *)(const void *)(ssmb__sha256_k + (i))); \
-        __m128i ssmb__wk = _mm_add_epi32(m, ssmb__k);                                          \
-        cd = _mm_sha256rnds2_epu32(cd, ab, ssmb__wk);                                          \
-        ab = _mm_sha256rnds2_epu32(ab, cd, _mm_shuffle_epi32(ssmb__wk, 0x0e));                 \
-    } while (0)
 
 /* Four rounds of each message: the schedule of both, then their rounds. */
 #define SSMB__NI_X2_STEP(m0, m1, m2, m3, n0, n1, n2, n3, i) \
@@ -3287,21 +3284,6 @@ SSMB__NI_TARGET static void ssmb__sha256_blocks_ni(uint32_t state[8], const uint
         SSMB__NI_ROUNDS4_OF(abef, cdgh, m0, i);             \
         SSMB__NI_ROUNDS4_OF(abef2, cdgh2, n0, i);           \
     } while (0)
-
-/* {A..H} words to the two-register form sha256rnds2 works on, and back. */
-SSMB__NI_TARGET static void ssmb__ni_state_in(const uint32_t state[8], __m128i *abef, __m128i *cdgh) {
-    __m128i badc = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)state), 0xb1);
-    __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)(state + 4)), 0x1b);
-    *abef = _mm_alignr_epi8(badc, hgfe, 8);
-    *cdgh = _mm_blend_epi16(hgfe, badc, 0xf0);
-}
-
-SSMB__NI_TARGET static void ssmb__ni_state_out(__m128i abef, __m128i cdgh, uint32_t state[8]) {
-    __m128i abef_rev = _mm_shuffle_epi32(abef, 0x1b);
-    __m128i ghcd = _mm_shuffle_epi32(cdgh, 0xb1);
-    _mm_storeu_si128((__m128i *)(void *)state, _mm_blend_epi16(abef_rev, ghcd, 0xf0));
-    _mm_storeu_si128((__m128i *)(void *)(state + 4), _mm_alignr_epi8(ghcd, abef_rev, 8));
-}
 
 /* Two messages' blocks side by side: each sha256rnds2 waits for the one
    before it of the same message, so the other message's fill the gap. */

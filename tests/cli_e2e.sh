@@ -65,21 +65,6 @@ AWS_CA_BUNDLE=$CA run_case run-ca-from-env 0 "env" "" --target "$TARGET" --endpo
 unset AWS_CA_BUNDLE # (whether a prefix assignment outlives a function call varies between shells)
 
 # ---- port-forward through a local echo server
-cat >"$T/echo.py" <<'EOF'
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen(8)
-print(s.getsockname()[1], flush=True)
-def serve(c):
-    while True:
-        d = c.recv(65536)
-        if not d: break
-        c.sendall(d)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
 cat >"$T/client.py" <<'EOF'
 import os, socket, sys
 port, size = int(sys.argv[1]), int(sys.argv[2])
@@ -102,7 +87,7 @@ while len(got) < size:
 c.close()
 sys.exit(0 if bytes(got) == data else "the bytes differ")
 EOF
-python3 "$T/echo.py" >"$T/echo.port" 2>/dev/null &
+python3 "$(dirname "$0")/tcp_echo.py" >"$T/echo.port" 2>/dev/null &
 pids="$pids $!"
 wait_for "$T/echo.port" '^[0-9]+$' 10 || { echo "cli_e2e: echo server did not start"; exit 1; }
 ECHO_PORT=$(head -n 1 "$T/echo.port")

@@ -48,23 +48,6 @@ export AWS_CONFIG_FILE="$T/none" AWS_SHARED_CREDENTIALS_FILE="$T/none" AWS_EC2_M
 TARGET=i-0123456789abcdef0
 
 # ---- the echo server and a client of N concurrent connections
-cat >"$T/echo.py" <<'EOF'
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen(64)
-print(s.getsockname()[1], flush=True)
-def serve(c):
-    try:
-        while True:
-            d = c.recv(262144)
-            if not d: break
-            c.sendall(d)
-    except OSError: pass
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
 # mclient.py ADDR SIZE N [IDLE_SECONDS]: N connections at once to ADDR (a
 # port on 127.0.0.1 or unix:/path), each sending SIZE pseudo-random bytes
 # while reading them back; the SHA-256 of what came back must be that of
@@ -106,7 +89,7 @@ for t in ts: t.start()
 for t in ts: t.join()
 sys.exit("; ".join(errors[:3]) if errors else 0)
 EOF
-python3 "$T/echo.py" >"$T/echo.port" 2>/dev/null &
+python3 "$(dirname "$0")/tcp_echo.py" >"$T/echo.port" 2>/dev/null &
 pids="$pids $!"
 wait_for "$T/echo.port" '^[0-9]+$' 10 || { echo "cli_e2e_more: echo server did not start"; exit 1; }
 ECHO_PORT=$(head -n 1 "$T/echo.port")

@@ -2305,6 +2305,19 @@ static void conn_io(conn *c) {
     else conn_io_plain(c);
 }
 
+/* A piece of a data message appended to buf (a message longer than
+   MSG_CAP loses its excess; the channel drops it as malformed). */
+static void gather(const ssmb_ws_piece *pc, uint8_t *buf, size_t *len, uint32_t *op) {
+    if (pc->flags & SSMB_WS_MESSAGE_START) {
+        *len = 0;
+        *op = pc->opcode;
+    }
+    if (*len + pc->len <= MSG_CAP) {
+        memcpy(buf + *len, pc->data, pc->len);
+        *len += pc->len;
+    }
+}
+
 /* msg is taken or lent out (its events wait). */
 static int msg_busy(const conn *c) {
     return c->opened && c->s && c->s->ch && (c->msg_ready || c->s->events_pending);
@@ -2376,24 +2389,10 @@ static void ws_process(conn *c) {
         if (pc.opcode == SSMB_WS_TEXT || pc.opcode == SSMB_WS_BINARY) {
             if (pc.flags & SSMB_WS_MESSAGE_START) c->gathering_ahead = msg_busy(c);
             if (c->gathering_ahead) {
-                if (pc.flags & SSMB_WS_MESSAGE_START) {
-                    c->ahead_len = 0;
-                    c->ahead_op = pc.opcode;
-                }
-                if (c->ahead_len + pc.len <= MSG_CAP) {
-                    memcpy(c->ahead + c->ahead_len, pc.data, pc.len);
-                    c->ahead_len += pc.len;
-                }
+                gather(&pc, c->ahead, &c->ahead_len, &c->ahead_op);
                 if (pc.flags & SSMB_WS_MESSAGE_END) ahead_done(c);
             } else {
-                if (pc.flags & SSMB_WS_MESSAGE_START) {
-                    c->msg_len = 0;
-                    c->msg_op = pc.opcode;
-                }
-                if (c->msg_len + pc.len <= MSG_CAP) {
-                    memcpy(c->msg + c->msg_len, pc.data, pc.len);
-                    c->msg_len += pc.len;
-                }
+                gather(&pc, c->msg, &c->msg_len, &c->msg_op);
                 if (pc.flags & SSMB_WS_MESSAGE_END) c->msg_ready = 1;
             }
         } else if (pc.opcode == SSMB_WS_PING) {
