@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 # End-to-end benchmark rows: build/ssmb against build/ssmb-local on loopback.
-#   usage: bench_e2e.py BUILD_DIR [--mb N] [--keys N] [--cap SECONDS]
+#   usage: bench_e2e.py BUILD_DIR [--mb N] [--rounds N] [--keys N] [--cap SECONDS]
+# Throughput rows are medians of --rounds runs (default 3): N MB with 1 KiB
+# payloads, 4 x N MB with 16 KiB payloads and through the plain TLS pipe,
+# the last two taken in turns.
 # A transfer not done in --cap seconds (default 20) is reported as the rate
 # of what arrived by then, marked INCOMPLETE on its human line.
 # Prints human lines and `bench: NAME VALUE UNIT` lines:
@@ -304,27 +307,54 @@ def download(lport, source, nbytes, cap):
     return got / (t1 - t0) / 1e6, got == nbytes, got
 
 
-def pf_pair(procs, build, cert_dir, payload, nbytes, sink, source, label, cap):
-    local, env, common = start_local(procs, build, cert_dir, payload)
-    try:
-        res = {}
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+class Forwards:
+    """One ssmb-local with two `ssmb port-forward`s on it, one to the sink
+    (uploads) and one to the source (downloads), both warmed up."""
+
+    def __init__(self, procs, build, cert_dir, payload, sink, source, label, cap):
+        self.procs, self.sink, self.source, self.label, self.cap = procs, sink, source, label, cap
+        self.local, env, common = start_local(procs, build, cert_dir, payload)
+        self.pfs = []
+        self.ports = {}
         for name, srv, fn in (("upload", sink, upload), ("download", source, download)):
             pf, lport = start_pf(procs, build, env, common, srv.port)
-            try:
-                fn(lport, srv, 1 << 20, cap)    # warm-up: session, TLS, smux stream
-                mbs, full, got = fn(lport, srv, nbytes, cap)
-                res[name] = mbs
-            finally:
-                procs.stop(pf)
-            if full:
-                note("port-forward %s, %s: %.1f MB in %.2f s, %.1f MB/s" %
-                     (name, label, nbytes / 1e6, nbytes / 1e6 / mbs, mbs))
-            else:
-                note("port-forward %s, %s: INCOMPLETE, %.1f of %.1f MB in the %.0f s allowed, %.3f MB/s" %
-                     (name, label, got / 1e6, nbytes / 1e6, cap, mbs))
-        return res
-    finally:
-        procs.stop(local)
+            self.pfs.append(pf)
+            self.ports[name] = lport
+            fn(lport, srv, 1 << 20, cap)    # warm-up: session, TLS, smux stream
+
+    def run(self, name, nbytes):
+        srv, fn = (self.sink, upload) if name == "upload" else (self.source, download)
+        mbs, full, got = fn(self.ports[name], srv, nbytes, self.cap)
+        if full:
+            note("port-forward %s, %s: %.1f MB in %.2f s, %.1f MB/s" %
+                 (name, self.label, nbytes / 1e6, nbytes / 1e6 / mbs, mbs))
+        else:
+            note("port-forward %s, %s: INCOMPLETE, %.1f of %.1f MB in the %.0f s allowed, %.3f MB/s" %
+                 (name, self.label, got / 1e6, nbytes / 1e6, self.cap, mbs))
+        return mbs
+
+    def stop(self):
+        for p in self.pfs:
+            self.procs.stop(p)
+        self.procs.stop(self.local)
+
+
+def pf_rounds(fw, nbytes, rounds, baseline=None):
+    """Medians of `rounds` uploads and downloads (and of the baseline, run
+    between them, so that all three see the same moments of a shared
+    machine)."""
+    res = {"upload": [], "download": [], "baseline": []}
+    for _ in range(rounds):
+        res["upload"].append(fw.run("upload", nbytes))
+        res["download"].append(fw.run("download", nbytes))
+        if baseline:
+            res["baseline"].append(baseline())
+    return dict((k, median(v)) for k, v in res.items() if v)
 
 
 def pf10_rss(procs, build, cert_dir, echo, per_conn):
@@ -547,13 +577,15 @@ def stripped_kib(build):
 def main():
     args = sys.argv[1:]
     build = "build"
-    mb, keys, cap = 64, 300, 20.0
+    mb, keys, cap, rounds = 64, 300, 20.0, 3
     i = 0
     while i < len(args):
         if args[i] == "--mb":
             mb = int(args[i + 1]); i += 2
         elif args[i] == "--cap":
             cap = float(args[i + 1]); i += 2
+        elif args[i] == "--rounds":
+            rounds = max(1, int(args[i + 1])); i += 2
         elif args[i] == "--keys":
             keys = int(args[i + 1]); i += 2
         else:
@@ -572,15 +604,25 @@ def main():
     try:
         sink, source, echo = Server("sink"), Server("source"), Server("echo")
         servers = [sink, source, echo]
-        note("end to end: ssmb <-> TLS <-> ssmb-local on 127.0.0.1, %d MB each way, %d CPUs" %
-             (mb, os.cpu_count() or 0))
-        r1 = pf_pair(procs, build, cert_dir, 1024, nbytes, sink, source, "1 KiB payloads", cap)
+        note("end to end: ssmb <-> TLS <-> ssmb-local on 127.0.0.1, %d CPUs, medians of %d rounds" %
+             (os.cpu_count() or 0, rounds))
+        fw = Forwards(procs, build, cert_dir, 1024, sink, source, "1 KiB payloads", cap)
+        try:
+            r1 = pf_rounds(fw, nbytes, rounds)
+        finally:
+            fw.stop()
         row("pf_upload_1k_mbs", r1["upload"], "MB/s")
         row("pf_download_1k_mbs", r1["download"], "MB/s")
-        r16 = pf_pair(procs, build, cert_dir, 16384, nbytes, sink, source, "16 KiB payloads", cap)
+        # The 16 KiB rows and the plain TLS pipe move the same bytes, in
+        # turns; each row is the median of its rounds.
+        fw = Forwards(procs, build, cert_dir, 16384, sink, source, "16 KiB payloads", cap)
+        try:
+            r16 = pf_rounds(fw, nbytes * 4, rounds, lambda: tls_pipe(procs, cert_dir, nbytes * 4))
+        finally:
+            fw.stop()
         row("pf_upload_16k_mbs", r16["upload"], "MB/s")
         row("pf_download_16k_mbs", r16["download"], "MB/s")
-        tls = tls_pipe(procs, cert_dir, nbytes * 4)
+        tls = r16["baseline"]
         row("tls_pipe_mbs", tls, "MB/s")
         row("pf_upload_16k_vs_tls_pipe", r16["upload"] / tls, "ratio")
         row("pf_download_16k_vs_tls_pipe", r16["download"] / tls, "ratio")
