@@ -1307,6 +1307,24 @@ SSMB_API ssmb_result ssmb_channel_send(ssmb_channel *ch, uint32_t payload_type, 
    a send of at most this much is taken whole (the 28 bytes encryption adds
    are counted, §6.3). 0 while send says AGAIN. */
 SSMB_API size_t ssmb_channel_send_space(const ssmb_channel *ch);
+
+/* Zero-copy sending, for bytes that come from elsewhere in pieces (a
+   socket's, read straight into the send buffer): send_places gives up to
+   max places, each for one payload of up to cap bytes (cap <= payload_size),
+   to be written where data points, in the order they will go; 0 when send
+   would say AGAIN or there is no room. send_commit(ch, n) queues the next
+   place with its first n bytes (1..cap) as one message of payload_type,
+   encrypted and digested as send does. Places not committed are given back
+   by the next call that gives places or queues anything: commit them with
+   no other call on ch in between. commit: SSMB_ERR_INVALID_STATE with no
+   place left, SSMB_ERR_INVALID_ARG for n out of range. */
+typedef struct ssmb_send_place {
+    uint8_t *data;
+    size_t cap;
+} ssmb_send_place;
+SSMB_API size_t ssmb_channel_send_places(ssmb_channel *ch, uint32_t payload_type, ssmb_send_place *places,
+                                         size_t max);
+SSMB_API ssmb_result ssmb_channel_send_commit(ssmb_channel *ch, size_t n);
 /* A Size message {"cols":N,"rows":M} (§7.2); SSMB_AGAIN as for send. */
 SSMB_API ssmb_result ssmb_channel_send_size(ssmb_channel *ch, uint32_t cols, uint32_t rows);
 /* A Flag message, 4 bytes big-endian (§2.9); SSMB_AGAIN as for send. */
@@ -1547,6 +1565,14 @@ SSMB_API ssmb_result ssmb_smux_write(ssmb_smux *mux, uint32_t stream_id, const v
                                      size_t *accepted);
 /* A write of at most this many bytes now is taken whole (0: drain first). */
 SSMB_API size_t ssmb_smux_write_space(const ssmb_smux *mux);
+/* Zero-copy writing: len data bytes (1..max_frame_data) the caller placed
+   right after out become a PSH frame of the stream, its header written at
+   out; the caller sends the SSMB_SMUX_HEADER_SIZE + len bytes itself, next
+   after the mux's own output. Only while the mux has no output waiting
+   (ssmb_smux_out_buf gives nothing), so frames keep their order:
+   SSMB_AGAIN otherwise. Other results as ssmb_smux_write. */
+SSMB_API ssmb_result ssmb_smux_write_header(ssmb_smux *mux, uint32_t stream_id, size_t len,
+                                            uint8_t out[SSMB_SMUX_HEADER_SIZE]);
 /* Ends a stream (queues FIN after its queued data) and frees its slot;
    unread data is discarded, later frames for it are skipped. SSMB_AGAIN
    when the output has no room for the FIN (8 bytes; a reserve is kept). */
@@ -6810,6 +6836,11 @@ struct ssmb_channel {
        before it hands anything out. */
     int pair_digests;
     uint8_t *digest_waiting;            /* that frame, or NULL */
+    /* Places given by ssmb_channel_send_places, not yet committed: the
+       next at place_off, each place_stride bytes after the one before. */
+    uint32_t place_left, place_off, place_stride, place_type;
+    size_t place_cap;
+    int place_enc;
     uint32_t cur_kind;                  /* SSMB__CHAN_CUR_*: the frame handed out */
     int64_t cur_seq;                    /* ... when it is an entry */
 
@@ -7074,6 +7105,7 @@ static void ssmb__chan_room(const ssmb_channel *ch, size_t *at_end, size_t *at_s
 /* Contiguous room for an n-byte frame; NULL when the ring is full. */
 static uint8_t *ssmb__chan_reserve(ssmb_channel *ch, size_t n, uint32_t *off) {
     size_t at_end, at_start, end;
+    ch->place_left = 0; /* given places may overlap what is reserved now */
     ssmb__chan_room(ch, &at_end, &at_start, &end);
     if (n <= at_end) *off = (uint32_t)end;
     else if (n <= at_start) *off = 0;
@@ -7162,25 +7194,36 @@ static int ssmb__chan_nonce(ssmb_channel *ch, uint8_t nonce[12]) {
     return 1;
 }
 
+/* Where a frame's plain payload goes: after the header, and after the
+   nonce when it is encrypted in place (§6.3: nonce || ciphertext || tag). */
+static size_t ssmb__chan_plain_at(int enc) {
+    return SSMB_MSG_HEADER_SIZE + (enc ? SSMB_KMS_NONCE_SIZE : 0);
+}
+
+/* Seals a reserved frame whose n plain payload bytes sit at
+   dst + ssmb__chan_plain_at(enc): encrypted first when enc. */
+static ssmb_result ssmb__chan_seal_plain(ssmb_channel *ch, uint8_t *dst, uint32_t off, uint32_t payload_type, size_t n,
+                                         int enc) {
+    uint8_t nonce[12];
+    size_t got = 0;
+    ssmb_result r;
+    if (!enc) return ssmb__chan_seal(ch, dst, off, payload_type, n);
+    if (!ssmb__chan_nonce(ch, nonce)) return SSMB_ERR_NO_RANDOM;
+    r = ssmb_kms_encrypt_payload(&ch->kms, dst + ssmb__chan_plain_at(1), n, nonce, dst + SSMB_MSG_HEADER_SIZE,
+                                 n + SSMB_KMS_OVERHEAD, &got);
+    return r == SSMB_OK ? ssmb__chan_seal(ch, dst, off, payload_type, got) : r;
+}
+
 /* Queues one stream message (n > 0). SSMB_AGAIN when it does not fit.
    With encryption on, the payload becomes nonce || ciphertext || tag,
    sealed in place in the ring (§6.3: 28 bytes more). */
 static ssmb_result ssmb__chan_enqueue(ssmb_channel *ch, uint32_t payload_type, const void *payload, size_t n) {
     uint32_t off = 0;
     int enc = ssmb__chan_encrypts(ch, payload_type);
-    size_t wire = n + (enc ? SSMB_KMS_OVERHEAD : 0), got = 0;
-    uint8_t *dst = ssmb__chan_reserve(ch, SSMB_MSG_HEADER_SIZE + wire, &off), nonce[12];
-    ssmb_result r;
+    uint8_t *dst = ssmb__chan_reserve(ch, SSMB_MSG_HEADER_SIZE + n + (enc ? SSMB_KMS_OVERHEAD : 0), &off);
     if (!dst) return SSMB_AGAIN;
-    if (!enc) {
-        memcpy(dst + SSMB_MSG_HEADER_SIZE, payload, n);
-        return ssmb__chan_seal(ch, dst, off, payload_type, n);
-    }
-    if (!ssmb__chan_nonce(ch, nonce)) return SSMB_ERR_NO_RANDOM;
-    memcpy(dst + SSMB_MSG_HEADER_SIZE + SSMB_KMS_NONCE_SIZE, payload, n);
-    r = ssmb_kms_encrypt_payload(&ch->kms, dst + SSMB_MSG_HEADER_SIZE + SSMB_KMS_NONCE_SIZE, n, nonce,
-                                 dst + SSMB_MSG_HEADER_SIZE, wire, &got);
-    return r == SSMB_OK ? ssmb__chan_seal(ch, dst, off, payload_type, got) : r;
+    memcpy(dst + ssmb__chan_plain_at(enc), payload, n);
+    return ssmb__chan_seal_plain(ch, dst, off, payload_type, n, enc);
 }
 
 /* Acknowledged entries leave from the front, except the one handed out
@@ -8532,6 +8575,60 @@ SSMB_APIDEF size_t ssmb_channel_send_space(const ssmb_channel *ch) {
     return room > head ? SSMB__MIN(room - head, (size_t)ch->cfg.payload_size) : 0;
 }
 
+SSMB_APIDEF size_t ssmb_channel_send_places(ssmb_channel *ch, uint32_t payload_type, ssmb_send_place *places,
+                                            size_t max) {
+    size_t at_end, at_start, end, room, head, stride, count, i;
+    uint32_t base;
+    if (!ch) return 0;
+    ch->place_left = 0;
+    if (!places || !max || ssmb__chan_own_payload(payload_type) || ssmb__chan_can_send(ch) != SSMB_OK) return 0;
+    ch->place_enc = ssmb__chan_encrypts(ch, payload_type);
+    head = SSMB_MSG_HEADER_SIZE + (ch->place_enc ? SSMB_KMS_OVERHEAD : 0);
+    stride = head + ch->cfg.payload_size;
+    ssmb__chan_room(ch, &at_end, &at_start, &end);
+    /* as ssmb__chan_reserve: after the newest frame, else from offset 0 */
+    room = at_end >= stride || at_end >= at_start ? at_end : at_start;
+    base = room == at_end ? (uint32_t)end : 0;
+    if (room <= head) return 0;
+    count = SSMB__MIN(room / stride, (size_t)(ch->cfg.send_msgs - ch->send_count));
+    ch->place_cap = ch->cfg.payload_size;
+    if (count == 0) { /* one shorter place, as send_space says */
+        count = ch->send_count < ch->cfg.send_msgs;
+        ch->place_cap = room - head;
+        stride = room;
+    }
+    count = SSMB__MIN(count, max);
+    for (i = 0; i < count; i++) {
+        places[i].data = ch->send_bytes + base + i * stride + ssmb__chan_plain_at(ch->place_enc);
+        places[i].cap = ch->place_cap;
+    }
+    ch->place_left = (uint32_t)count;
+    ch->place_off = base;
+    ch->place_stride = (uint32_t)stride;
+    ch->place_type = payload_type;
+    return count;
+}
+
+SSMB_APIDEF ssmb_result ssmb_channel_send_commit(ssmb_channel *ch, size_t n) {
+    uint32_t off;
+    ssmb_result r;
+    if (!ch) return SSMB_ERR_INVALID_ARG;
+    if (ch->state == SSMB__CHAN_OVER) return ch->error;
+    if (!ch->place_left) return SSMB_ERR_INVALID_STATE;
+    if (n == 0 || n > ch->place_cap) return SSMB_ERR_INVALID_ARG;
+    off = ch->place_off;
+    ch->place_off += ch->place_stride;
+    ch->place_left--;
+    ch->pair_digests = 1; /* as send: digests in pairs */
+    r = ssmb__chan_seal_plain(ch, ch->send_bytes + off, off, ch->place_type, n, ch->place_enc);
+    ch->pair_digests = 0;
+    if (r < 0) {
+        ch->place_left = 0;
+        if (ch->state == SSMB__CHAN_OPEN) ssmb__chan_fail(ch, r);
+    }
+    return r;
+}
+
 /* One small control payload, whole or not at all. */
 static ssmb_result ssmb__chan_send_small(ssmb_channel *ch, uint32_t type, const void *p, size_t n) {
     ssmb_result r;
@@ -9339,6 +9436,22 @@ SSMB_APIDEF ssmb_result ssmb_smux_write(ssmb_smux *mux, uint32_t stream_id, cons
     mux->m.data_out += done;
     *accepted = done;
     return done || !len ? SSMB_OK : SSMB_AGAIN;
+}
+
+SSMB_APIDEF ssmb_result ssmb_smux_write_header(ssmb_smux *mux, uint32_t stream_id, size_t len,
+                                               uint8_t out[SSMB_SMUX_HEADER_SIZE]) {
+    ssmb__smux_slot *s;
+    if (!mux || !out || len == 0 || len > mux->cfg.max_data) return SSMB_ERR_INVALID_ARG;
+    if (mux->error != SSMB_OK) return mux->error;
+    s = ssmb__smux_find(mux, stream_id);
+    if (!s) return SSMB_ERR_INVALID_STATE;
+    if (s->state == SSMB__SMUX_PEER_FIN) return SSMB_CLOSED;
+    if (mux->out_rd != mux->out_wr) return SSMB_AGAIN;
+    ssmb__smux_put_header(out, SSMB_SMUX_PSH, stream_id, len);
+    mux->m.frames_out++;
+    mux->m.data_out += len;
+    mux->m.bytes_out += SSMB_SMUX_HEADER_SIZE + len;
+    return SSMB_OK;
 }
 
 SSMB_APIDEF size_t ssmb_smux_write_space(const ssmb_smux *mux) {
@@ -14756,6 +14869,7 @@ SSMB_APIDEF void ssmb_creds_result_wipe(ssmb_creds_result *r) {
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18444,6 +18558,7 @@ SSMB_APIDEF void ssmb_document_command(ssmb_session_desc *d, ssmb_document *doc,
 #define SSMB__FWD_EVENTS 16u
 #define SSMB__FWD_READ_MAX 65536u   /* bytes read from a socket at a time */
 #define SSMB__FWD_READ_ROUNDS 8     /* reads from one socket per turn, while each fills the read */
+#define SSMB__FWD_PLACES 64         /* messages one read may fill in place */
 
 typedef struct ssmb__fwd_conn {
     int fd;                         /* -1: free */
@@ -18734,18 +18849,62 @@ static void ssmb__fwd_mux_out(ssmb__sess *s, ssmb__fwd *f) {
     }
 }
 
+/* A read that gave nothing: the end of the socket or an error gets FIN
+   (mux) or DisconnectToPort (basic, §7.3); one that would block, nothing. */
+static void ssmb__fwd_read_ended(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, ssmb__fwd_conn *c, ssize_t n) {
+    if (n < 0 && (ssmb__net_again(errno) || errno == EINTR)) return;
+    if (f->mode == 0) (void)ssmb_channel_send_flag(s->ch, SSMB_FLAG_DISCONNECT_TO_PORT);
+    ssmb__fwd_conn_close(eng, f, c);
+}
+
+/* A socket's bytes read straight into the channel's send buffer, one
+   message per place (each one mux frame in mux mode): no copy on the way.
+   -1 when not now (the mux's own output waits, or no place), else as
+   ssmb__fwd_socket_in. */
+static int ssmb__fwd_socket_in_placed(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, ssmb__fwd_conn *c) {
+    ssmb_send_place places[SSMB__FWD_PLACES];
+    struct iovec iov[SSMB__FWD_PLACES];
+    size_t head = f->mode == 1 ? SSMB_SMUX_HEADER_SIZE : 0, count, used = 0, ask = 0, left, i, out_len = 0;
+    ssize_t n;
+    if (f->mode == 1 && ssmb_smux_out_buf(f->mux, &out_len)) return -1;
+    count = ssmb_channel_send_places(s->ch, SSMB_PAYLOAD_OUTPUT, places, SSMB__FWD_PLACES);
+    /* as many whole places as SSMB__FWD_READ_MAX holds: an even number for
+       16 KiB payloads, so that their digests pair (ssmb_sha256_pair) */
+    if (count && places[0].cap <= SSMB__FWD_READ_MAX) count = SSMB__MIN(count, SSMB__FWD_READ_MAX / places[0].cap);
+    for (i = 0; i < count && places[i].cap > head; i++, used++) {
+        iov[i].iov_base = places[i].data + head;
+        iov[i].iov_len = SSMB__MIN(places[i].cap - head, (size_t)SSMB_SMUX_MAX_DATA);
+        ask += iov[i].iov_len;
+    }
+    if (used == 0) return -1;
+    n = readv(c->fd, iov, (int)used);
+    if (n <= 0) {
+        ssmb__fwd_read_ended(eng, s, f, c, n);
+        return 0;
+    }
+    for (i = 0, left = (size_t)n; i < used && left; i++) {
+        size_t m = SSMB__MIN(left, iov[i].iov_len);
+        if (head && ssmb_smux_write_header(f->mux, c->stream, m, places[i].data) != SSMB_OK) break;
+        if (ssmb_channel_send_commit(s->ch, head + m) != SSMB_OK) break;
+        left -= m;
+    }
+    return (size_t)n == ask;
+}
+
 /* A socket's bytes to the agent, as far as there is room. 1 when the read
    filled what was asked (more may be waiting), else 0. */
 static int ssmb__fwd_socket_in(ssmb_engine *eng, ssmb__sess *s, ssmb__fwd *f, ssmb__fwd_conn *c) {
     size_t room = f->mode == 1 ? ssmb_smux_write_space(f->mux) : ssmb_channel_send_space(s->ch);
     ssize_t n;
     size_t taken = 0, ask = SSMB__MIN(room, sizeof f->scratch);
+    int placed;
     if (room == 0) return 0;
+    placed = ssmb__fwd_socket_in_placed(eng, s, f, c);
+    if (placed >= 0) return placed;
+    /* through the mux's output (behind what waits there) */
     n = recv(c->fd, f->scratch, ask, 0);
-    if (n < 0 && (ssmb__net_again(errno) || errno == EINTR)) return 0;
-    if (n <= 0) { /* EOF or error: FIN (mux) or DisconnectToPort (basic, §7.3) */
-        if (f->mode == 0) (void)ssmb_channel_send_flag(s->ch, SSMB_FLAG_DISCONNECT_TO_PORT);
-        ssmb__fwd_conn_close(eng, f, c);
+    if (n <= 0) {
+        ssmb__fwd_read_ended(eng, s, f, c, n);
         return 0;
     }
     if (f->mode == 1) (void)ssmb_smux_write(f->mux, c->stream, f->scratch, (size_t)n, &taken);

@@ -482,6 +482,51 @@ SSMB_TEST(smux_fin_from_peer_ends_both_ways) {
     ssmb_smux_destroy(mux);
 }
 
+/* Zero-copy writing: the header written for data the caller placed is
+   the codec's own frame header; it waits (AGAIN) while the mux's output
+   holds anything, so frames keep their order; a stream the peer ended is
+   CLOSED, an unknown one INVALID_STATE; the peer's mux reads the data. */
+SSMB_TEST(smux_write_header_frames_placed_data) {
+    ssmb_smux_desc d;
+    ssmb_smux *cli, *srv;
+    ssmb_smux_event ev;
+    ssmb_smux_metrics m;
+    uint32_t id = 0, id2 = 0;
+    uint8_t out[64], want[64], placed[SSMB_SMUX_HEADER_SIZE + 5], buf[16];
+    size_t n = 0, wn = 0;
+    smux_desc_init(&d, SSMB_SMUX_CLIENT, NULL);
+    cli = smux_make(&d);
+    smux_desc_init(&d, SSMB_SMUX_SERVER, NULL);
+    srv = smux_make(&d);
+    if (!cli || !srv) return;
+    CHECK(ssmb_smux_open(cli, &id) == SSMB_OK);
+    memcpy(placed + SSMB_SMUX_HEADER_SIZE, "hello", 5);
+    CHECK(ssmb_smux_write_header(cli, id, 5, placed) == SSMB_AGAIN); /* the SYN waits first */
+    n = smux_drain(cli, out, sizeof out);
+    CHECK(ssmb_smux_write_header(cli, id, 0, placed) == SSMB_ERR_INVALID_ARG);
+    CHECK(ssmb_smux_write_header(cli, id, SSMB_SMUX_MAX_DATA + 1, placed) == SSMB_ERR_INVALID_ARG);
+    CHECK(ssmb_smux_write_header(cli, id + 2, 5, placed) == SSMB_ERR_INVALID_STATE);
+    CHECK(ssmb_smux_write_header(cli, id, 5, placed) == SSMB_OK);
+    CHECK(ssmb_smux_frame_encode(SSMB_SMUX_PSH, id, "hello", 5, want, sizeof want, &wn) == SSMB_OK);
+    CHECK(wn == sizeof placed && memcmp(placed, want, wn) == 0);
+    CHECK(ssmb_smux_out_buf(cli, &wn) == NULL); /* nothing queued in the mux for it */
+    memcpy(out + n, placed, sizeof placed);
+    smux_feed_all(srv, out, n + sizeof placed, 0);
+    CHECK(ssmb_smux_poll(srv, &ev) == SSMB_OK && ev.type == SSMB_SMUX_EVENT_OPENED && ev.stream_id == id);
+    CHECK(ssmb_smux_poll(srv, &ev) == SSMB_OK && ev.type == SSMB_SMUX_EVENT_DATA && ev.available == 5);
+    CHECK(ssmb_smux_read(srv, id, buf, sizeof buf, &n) == SSMB_OK && n == 5 && memcmp(buf, "hello", 5) == 0);
+    ssmb_smux_get_metrics(cli, &m);
+    CHECK_EQ_INT(m.data_out, 5);
+    CHECK_EQ_INT(m.bytes_out, 2 * SSMB_SMUX_HEADER_SIZE + 5);
+    /* after the peer's FIN: CLOSED */
+    CHECK(ssmb_smux_open(cli, &id2) == SSMB_OK);
+    (void)smux_drain(cli, out, sizeof out);
+    smux_feed_frame(cli, SSMB_SMUX_FIN, id2, NULL, 0);
+    CHECK(ssmb_smux_write_header(cli, id2, 5, placed) == SSMB_CLOSED);
+    ssmb_smux_destroy(cli);
+    ssmb_smux_destroy(srv);
+}
+
 SSMB_TEST(smux_fin_from_us_ends_both_ways_at_the_server) {
     ssmb_smux_desc dc, ds;
     ssmb_smux *c, *s;
