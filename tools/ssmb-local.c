@@ -111,6 +111,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -488,6 +489,18 @@ typedef struct conn {
     int ahead_ready;
     int gathering_ahead;        /* the message being gathered goes to ahead */
     int ahead_lent;             /* events of the channel point into ahead */
+    /* While ahead is taken too (it holds the next message in order, or the
+       channel's events point into it), reading goes on into beyond:
+       acknowledgements and early stream data still reach the channel, data
+       it cannot take now is dropped unacknowledged (the client sends it
+       again). Acks then never wait behind data, which would close a cycle
+       with a target that waits for us to read what it sends back: it waits
+       for our window, our window for acks, the acks for it. */
+    uint8_t beyond[MSG_CAP];
+    size_t beyond_len;
+    uint32_t beyond_op;
+    int gathering_beyond;       /* the message being gathered goes to beyond */
+    int beyond_lent;            /* events of the channel point into beyond */
     uint64_t since_ms;
     uint64_t linger_until;      /* after channel_closed: the client hangs up first, or then */
     uint64_t last_in_ms;        /* last bytes from the peer (HTTP idle, OpenDataChannelInput wait) */
@@ -1923,6 +1936,38 @@ static void stream_drop(session *s, pstream *p) {
     p->used = 0;
 }
 
+/* A target's bytes read straight into the channel's send buffer, each
+   place one message carrying one PSH frame (ssmb_channel_send_places,
+   ssmb_smux_write_header): no copies, and no frame cut across messages
+   (§7.4 allows either). What readv returned, or -2 when it cannot be done
+   now (the mux's own output waits, or no place); *ask what was asked. */
+static ssize_t read_placed(session *s, pstream *p, size_t *ask) {
+    ssmb_send_place pl[16];
+    struct iovec iov[16];
+    size_t count, used = 0, left, i, out_len = 0;
+    ssize_t got;
+    *ask = 0;
+    if (ssmb_smux_out_buf(s->smux, &out_len)) return -2;
+    count = ssmb_channel_send_places(s->ch, SSMB_PAYLOAD_OUTPUT, pl, opt.pacing_reference ? 1 : 16);
+    for (i = 0; i < count && pl[i].cap > SSMB_SMUX_HEADER_SIZE && *ask < 65536; i++, used++) {
+        iov[i].iov_base = pl[i].data + SSMB_SMUX_HEADER_SIZE;
+        iov[i].iov_len = pl[i].cap - SSMB_SMUX_HEADER_SIZE; /* payloads are at most 32768 bytes, a frame's most */
+        *ask += iov[i].iov_len;
+    }
+    if (!used) return -2;
+    got = readv(p->fd, iov, (int)used);
+    for (i = 0, left = got > 0 ? (size_t)got : 0; i < used && left; i++) {
+        size_t m = left < iov[i].iov_len ? left : iov[i].iov_len;
+        if (ssmb_smux_write_header(s->smux, p->id, m, pl[i].data) != SSMB_OK ||
+            ssmb_channel_send_commit(s->ch, SSMB_SMUX_HEADER_SIZE + m) != SSMB_OK) {
+            note("session %s: %zu bytes from the target not queued", s->id, left);
+            break;
+        }
+        left -= m;
+    }
+    return got;
+}
+
 static void mux_pump(session *s, uint64_t now) {
     ssmb_smux_event ev;
     int i;
@@ -1996,21 +2041,26 @@ static void mux_pump(session *s, uint64_t now) {
         /* read while poll() said so and each read got all it asked for */
         while (revents_of(p->fd) & (POLLIN | POLLHUP | POLLERR)) {
             uint8_t buf[16384];
-            size_t space = ssmb_smux_write_space(s->smux), taken = 0;
+            size_t space = ssmb_smux_write_space(s->smux), taken = 0, ask = 0;
             ssize_t got;
             if (space > sizeof buf) space = sizeof buf;
             if (!space || !ssmb_channel_send_space(s->ch) || !pacing_allows(s, now)) break;
-            got = read(p->fd, buf, space);
+            got = read_placed(s, p, &ask);
+            if (got == -2) { /* through the mux's output, behind what waits there */
+                ask = space;
+                got = read(p->fd, buf, space);
+                if (got > 0 &&
+                    (ssmb_smux_write(s->smux, p->id, buf, (size_t)got, &taken) != SSMB_OK || taken != (size_t)got))
+                    note("session %s: smux write took %zu of %zd", s->id, taken, got);
+            }
             if (got < 0 && (errno == EAGAIN || errno == EINTR)) break;
             if (got <= 0) {
                 stream_drop(s, p);
                 break;
             }
-            if (ssmb_smux_write(s->smux, p->id, buf, (size_t)got, &taken) != SSMB_OK || taken != (size_t)got)
-                note("session %s: smux write took %zu of %zd", s->id, taken, got);
             smux_to_channel(s);
             s->last_send_ms = now;
-            if ((size_t)got < space) break;
+            if ((size_t)got < ask) break;
         }
     }
     smux_to_channel(s);
@@ -2355,6 +2405,29 @@ static void ahead_done(conn *c) {
     }
 }
 
+/* A message read beyond the one waiting in ahead is complete. */
+static void beyond_done(conn *c) {
+    ssmb_msg m, a;
+    int lent_before = ssmb_channel_borrows(c->s->ch);
+    int ahead_data = c->ahead_op == SSMB_WS_BINARY && ssmb_msg_decode(c->ahead, c->ahead_len, &a) == SSMB_OK &&
+                     ssmb_msg_type_is(&a, SSMB_MSG_INPUT_STREAM_DATA);
+    int binary = c->beyond_op == SSMB_WS_BINARY && ssmb_msg_decode(c->beyond, c->beyond_len, &m) == SSMB_OK;
+    /* stream data only while the channel lends its events: then it keeps
+       early data and answers the next in order with AGAIN, never lending
+       beyond */
+    const char *fate = "dropped-busy";
+    if (binary &&
+        (ssmb_msg_type_is(&m, SSMB_MSG_ACKNOWLEDGE) ||
+         (lent_before && ssmb_msg_type_is(&m, SSMB_MSG_INPUT_STREAM_DATA) &&
+          !(ahead_data && c->ahead_ready && m.sequence_number == a.sequence_number))) &&
+        ssmb_channel_recv(c->s->ch, c->beyond, c->beyond_len, 0, now_ms()) == SSMB_OK)
+        fate = NULL;
+    log_frame(c->s, "in", c->beyond, c->beyond_len, fate);
+    c->beyond_lent = !lent_before && ssmb_channel_borrows(c->s->ch);
+    c->beyond_len = 0;
+    if (!fate) write_frames(c->s, now_ms());
+}
+
 static void ws_process(conn *c) {
     for (;;) {
         ssmb_ws_piece pc;
@@ -2369,7 +2442,9 @@ static void ws_process(conn *c) {
             c->ahead_len = 0;
         }
         if (c->ahead_lent && !(c->s && c->s->ch && ssmb_channel_borrows(c->s->ch))) c->ahead_lent = 0;
-        if (c->ahead_ready || c->ahead_lent || ((c->msg_ready || (c->s && c->s->events_pending)) && !read_ahead(c)) ||
+        if (c->beyond_lent && !(c->s && c->s->ch && ssmb_channel_borrows(c->s->ch))) c->beyond_lent = 0;
+        if (c->beyond_lent ||
+            ((c->ahead_ready || c->ahead_lent || c->msg_ready || (c->s && c->s->events_pending)) && !read_ahead(c)) ||
             !c->in_len || c->dead)
             break;
         r = ssmb_ws_read(&c->wr, c->in + c->in_off, c->in_len - c->in_off, &used, &pc);
@@ -2387,8 +2462,14 @@ static void ws_process(conn *c) {
             break;
         }
         if (pc.opcode == SSMB_WS_TEXT || pc.opcode == SSMB_WS_BINARY) {
-            if (pc.flags & SSMB_WS_MESSAGE_START) c->gathering_ahead = msg_busy(c);
-            if (c->gathering_ahead) {
+            if (pc.flags & SSMB_WS_MESSAGE_START) {
+                c->gathering_beyond = c->ahead_ready || c->ahead_lent;
+                c->gathering_ahead = !c->gathering_beyond && msg_busy(c);
+            }
+            if (c->gathering_beyond) {
+                gather(&pc, c->beyond, &c->beyond_len, &c->beyond_op);
+                if (pc.flags & SSMB_WS_MESSAGE_END) beyond_done(c);
+            } else if (c->gathering_ahead) {
                 gather(&pc, c->ahead, &c->ahead_len, &c->ahead_op);
                 if (pc.flags & SSMB_WS_MESSAGE_END) ahead_done(c);
             } else {
