@@ -908,21 +908,30 @@ static void sim_check_bulk(sim *s, const char *name, const counting *k, long all
            (unsigned long long)ma.rto_us, s->steps, (unsigned long long)s->now);
 }
 
+/* A client and an agent (session_type as agent_desc) moving
+   bulk_bytes() each way, their allocations counted by k; *before is the
+   count after create. placed: both ends write in place. */
+static sim *counted_sim(counting *k, const char *session_type, int placed, long *before) {
+    ssmb_channel_desc cd, ad;
+    sim *s;
+    memset(k, 0, sizeof *k);
+    client_desc(&cd);
+    agent_desc(&ad, session_type);
+    use_counting(&cd, k);
+    use_counting(&ad, k);
+    s = sim_new(&cd, &ad, bulk_bytes());
+    s->c.placed = s->a.placed = placed;
+    *before = k->allocs;
+    return s;
+}
+
 /* 10% loss, 5% duplication, reordering by jitter, with a handshake: every
    byte arrives in order, retransmissions wait for the RTO, no client data
    goes out before HandshakeComplete, nothing is allocated. */
 SSMB_TEST(channel_link_bulk_lossy_with_handshake) {
-    ssmb_channel_desc cd, ad;
     counting k;
-    sim *s;
     long before;
-    memset(&k, 0, sizeof k);
-    client_desc(&cd);
-    agent_desc(&ad, "Standard_Stream");
-    use_counting(&cd, &k);
-    use_counting(&ad, &k);
-    s = sim_new(&cd, &ad, bulk_bytes());
-    before = k.allocs;
+    sim *s = counted_sim(&k, "Standard_Stream", 0, &before);
     sim_lanes(s, 20, 15, 100, 50);
     sim_run(s, 50000000);
     sim_check_bulk(s, "channel lossy link", &k, before);
@@ -935,17 +944,9 @@ SSMB_TEST(channel_link_bulk_lossy_with_handshake) {
 
 /* No loss, no jitter, no handshake: not one retransmission. */
 SSMB_TEST(channel_link_bulk_clean_without_handshake) {
-    ssmb_channel_desc cd, ad;
     counting k;
-    sim *s;
     long before;
-    memset(&k, 0, sizeof k);
-    client_desc(&cd);
-    agent_desc(&ad, NULL);
-    use_counting(&cd, &k);
-    use_counting(&ad, &k);
-    s = sim_new(&cd, &ad, bulk_bytes());
-    before = k.allocs;
+    sim *s = counted_sim(&k, NULL, 0, &before);
     sim_lanes(s, 20, 0, 0, 0);
     sim_run(s, 50000000);
     sim_check_bulk(s, "channel clean link", &k, before);
@@ -1372,18 +1373,9 @@ SSMB_TEST(channel_send_places_commit) {
 }
 
 SSMB_TEST(channel_link_bulk_lossy_placed) {
-    ssmb_channel_desc cd, ad;
     counting k;
-    sim *s;
     long before;
-    memset(&k, 0, sizeof k);
-    client_desc(&cd);
-    agent_desc(&ad, NULL);
-    use_counting(&cd, &k);
-    use_counting(&ad, &k);
-    s = sim_new(&cd, &ad, bulk_bytes());
-    s->c.placed = s->a.placed = 1;
-    before = k.allocs;
+    sim *s = counted_sim(&k, NULL, 1, &before);
     sim_lanes(s, 20, 15, 100, 50);
     sim_run(s, 50000000);
     sim_check_bulk(s, "channel lossy link, written in place", &k, before);
@@ -2073,7 +2065,7 @@ static int contains(const uint8_t *hay, size_t n, const char *needle) {
    byte-exact, the KMS calls made once each with the same §6.6 context, the
    challenge answered before HandshakeComplete and no data before it, and
    not one allocation after create. */
-SSMB_TEST(channel_link_kms_bulk_lossy) {
+static void kms_bulk_lossy(int placed, const char *name) {
     ssmb_channel_desc cd, ad;
     counting cnt;
     fake_kms k;
@@ -2089,10 +2081,11 @@ SSMB_TEST(channel_link_kms_bulk_lossy) {
     ad.kms_key_id = "alias/ssm-session";
     s = sim_new(&cd, &ad, (uint64_t)2 << 20);
     s->c.kms = s->a.kms = &k;
+    s->c.placed = s->a.placed = placed;
     before = cnt.allocs;
     sim_lanes(s, 20, 15, 100, 50);
     sim_run(s, 50000000);
-    sim_check_bulk(s, "channel lossy link with KMS", &cnt, before);
+    sim_check_bulk(s, name, &cnt, before);
     CHECK(ssmb_channel_encrypted(s->c.ch) && ssmb_channel_encrypted(s->a.ch));
     CHECK(k.generates == 1 && k.decrypts == 1 && k.answer == SSMB_OK);
     CHECK_EQ_INT(strlen(k.context), 24); /* base64 of 16 bytes from a 3.3.987.0 agent (§6.6) */
@@ -2105,32 +2098,11 @@ SSMB_TEST(channel_link_kms_bulk_lossy) {
     CHECK_EQ_INT(cnt.live, 0);
 }
 
+SSMB_TEST(channel_link_kms_bulk_lossy) { kms_bulk_lossy(0, "channel lossy link with KMS"); }
+
 /* The same with both ends writing in place (ssmb_channel_send_places and
-   ssmb_channel_send_commit): byte-exact, sealed, nothing allocated. */
-SSMB_TEST(channel_link_kms_bulk_lossy_placed) {
-    ssmb_channel_desc cd, ad;
-    counting cnt;
-    fake_kms k;
-    sim *s;
-    long before;
-    memset(&cnt, 0, sizeof cnt);
-    s = kms_sim(&cd, &ad, "Standard_Stream", &k, 0);
-    sim_free(s);
-    use_counting(&cd, &cnt);
-    use_counting(&ad, &cnt);
-    s = sim_new(&cd, &ad, (uint64_t)2 << 20);
-    s->c.kms = s->a.kms = &k;
-    s->c.placed = s->a.placed = 1;
-    before = cnt.allocs;
-    sim_lanes(s, 20, 15, 100, 50);
-    sim_run(s, 50000000);
-    sim_check_bulk(s, "channel lossy link with KMS, written in place", &cnt, before);
-    CHECK(ssmb_channel_encrypted(s->c.ch) && ssmb_channel_encrypted(s->a.ch));
-    CHECK(metrics(s->c.ch).retransmissions > 0 && metrics(s->a.ch).retransmissions > 0);
-    CHECK(s->last_len[0][SSMB_PAYLOAD_OUTPUT] > 28 && s->last_len[1][SSMB_PAYLOAD_OUTPUT] > 28);
-    sim_free(s);
-    CHECK_EQ_INT(cnt.live, 0);
-}
+   ssmb_channel_send_commit). */
+SSMB_TEST(channel_link_kms_bulk_lossy_placed) { kms_bulk_lossy(1, "channel lossy link with KMS, written in place"); }
 
 /* What is on the wire: Output (both ways), StdErr and ExitCode (agent)
    sealed, nonce || ciphertext || tag; Size, Flag and the handshake clear
